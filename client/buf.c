@@ -1,0 +1,118 @@
+/* buf.c: libgpuq device buffers: alloc, free, and the simple copy path. */
+#include "build-config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "client.h"
+
+/* Bytes of one BufWrite/BufRead chunk: the frame cap less room for the envelope. */
+static size_t chunk_size(const struct gpuq *q)
+{
+	return q->max_frame - 256;
+}
+
+GPUQ_API int gpuq_buf_alloc(gpuq_t *q, unsigned device, size_t size, uint32_t *id)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
+	Gpuq__BufAlloc a = GPUQ__BUF_ALLOC__INIT;
+	int r;
+
+	if (!q || !id)
+		return -EINVAL;
+	a.device = device;
+	a.size = size;
+	req.body_case = GPUQ__MSG__BODY_BUF_ALLOC;
+	req.buf_alloc = &a;
+	pthread_mutex_lock(&q->lock);
+	r = client_call(q, &req, GPUQ__MSG__BODY_BUF_ALLOC_REPLY, &rep);
+	pthread_mutex_unlock(&q->lock);
+	if (r)
+		return r;
+	*id = rep->buf_alloc_reply->buf_id;
+	frame_free(rep);
+	return 0;
+}
+
+GPUQ_API int gpuq_buf_free(gpuq_t *q, uint32_t id)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
+	Gpuq__BufFree f = GPUQ__BUF_FREE__INIT;
+	int r;
+
+	if (!q)
+		return -EINVAL;
+	f.buf_id = id;
+	req.body_case = GPUQ__MSG__BODY_BUF_FREE;
+	req.buf_free = &f;
+	pthread_mutex_lock(&q->lock);
+	r = client_call(q, &req, GPUQ__MSG__BODY_OK, &rep);
+	pthread_mutex_unlock(&q->lock);
+	if (!r)
+		frame_free(rep);
+	return r;
+}
+
+GPUQ_API ssize_t gpuq_buf_write(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
+	Gpuq__BufWrite w = GPUQ__BUF_WRITE__INIT;
+	size_t done = 0;
+	int r = 0;
+
+	if (!q || (len && !src))
+		return -EINVAL;
+	req.body_case = GPUQ__MSG__BODY_BUF_WRITE;
+	req.buf_write = &w;
+	pthread_mutex_lock(&q->lock);
+	do {
+		size_t n = len - done < chunk_size(q) ? len - done : chunk_size(q);
+
+		w.buf_id = id;
+		w.offset = offset + done;
+		w.data.data = (uint8_t *)src + done;
+		w.data.len = n;
+		r = client_call(q, &req, GPUQ__MSG__BODY_OK, &rep);
+		if (r)
+			break;
+		frame_free(rep);
+		done += n;
+	} while (done < len);
+	pthread_mutex_unlock(&q->lock);
+	return r ? r : (ssize_t)len;
+}
+
+GPUQ_API ssize_t gpuq_buf_read(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
+	Gpuq__BufRead rd = GPUQ__BUF_READ__INIT;
+	size_t done = 0;
+	int r = 0;
+
+	if (!q || (len && !dst))
+		return -EINVAL;
+	req.body_case = GPUQ__MSG__BODY_BUF_READ;
+	req.buf_read = &rd;
+	pthread_mutex_lock(&q->lock);
+	do {
+		size_t n = len - done < chunk_size(q) ? len - done : chunk_size(q);
+
+		rd.buf_id = id;
+		rd.offset = offset + done;
+		rd.length = n;
+		r = client_call(q, &req, GPUQ__MSG__BODY_BUF_DATA, &rep);
+		if (r)
+			break;
+		if (rep->buf_data->data.len != n) {
+			r = client_fail(q, -EPROTO, "gpuqd returned %zu bytes for a read of %zu",
+					rep->buf_data->data.len, n);
+			frame_free(rep);
+			break;
+		}
+		memcpy((uint8_t *)dst + done, rep->buf_data->data.data, n);
+		frame_free(rep);
+		done += n;
+	} while (done < len);
+	pthread_mutex_unlock(&q->lock);
+	return r ? r : (ssize_t)len;
+}

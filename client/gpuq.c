@@ -1,0 +1,249 @@
+/* gpuq.c: libgpuq sessions: connect, handshake, request/reply, close. */
+#include "build-config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client.h"
+
+int client_fail(struct gpuq *q, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(q->errmsg, sizeof(q->errmsg), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+static int send_all(int fd, const uint8_t *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = frame_send(fd, buf, len, NULL, 0);
+
+		if (n < 0)
+			return (int)n;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads one whole frame; returns the unpacked message or NULL with *err set. */
+static Gpuq__Msg *recv_msg(struct gpuq *q, int *err)
+{
+	uint8_t hdr[FRAME_HDR], *buf;
+	size_t got = 0, len;
+	ssize_t n;
+	Gpuq__Msg *m;
+
+	while (got < FRAME_HDR) {
+		n = frame_recv(q->fd, hdr + got, FRAME_HDR - got, NULL, NULL, 0);
+		if (n <= 0) {
+			*err = n == 0 ? -ECONNRESET : (int)n;
+			client_fail(q, *err, "gpuqd closed the connection");
+			return NULL;
+		}
+		got += (size_t)n;
+	}
+	n = frame_check(hdr, FRAME_HDR, q->max_frame);
+	if (n < 0) {
+		*err = client_fail(q, -EPROTO, "gpuqd sent an oversized frame");
+		return NULL;
+	}
+	len = ((size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3]);
+	buf = malloc(FRAME_HDR + len);
+	if (!buf) {
+		*err = client_fail(q, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	memcpy(buf, hdr, FRAME_HDR);
+	got = 0;
+	while (got < len) {
+		n = frame_recv(q->fd, buf + FRAME_HDR + got, len - got, NULL, NULL, 0);
+		if (n <= 0) {
+			free(buf);
+			*err = n == 0 ? -ECONNRESET : (int)n;
+			client_fail(q, *err, "gpuqd closed the connection mid-frame");
+			return NULL;
+		}
+		got += (size_t)n;
+	}
+	m = frame_unpack(buf, FRAME_HDR + len);
+	free(buf);
+	if (!m)
+		*err = client_fail(q, -EPROTO, "gpuqd sent a malformed frame");
+	return m;
+}
+
+int client_rpc(struct gpuq *q, Gpuq__Msg *req, Gpuq__Msg **rep)
+{
+	uint8_t *buf;
+	size_t len;
+	Gpuq__Msg *m;
+	int r;
+
+	q->errmsg[0] = '\0';
+	if (q->fd < 0)
+		return client_fail(q, -ENOTCONN, "not connected");
+	req->seq = ++q->seq;
+	r = frame_pack(req, q->max_frame, &buf, &len);
+	if (r)
+		return client_fail(q, r, "request exceeds the %u-byte frame cap", q->max_frame);
+	r = send_all(q->fd, buf, len);
+	free(buf);
+	if (r)
+		return client_fail(q, r, "sending to gpuqd: %s", strerror(-r));
+	for (;;) {
+		m = recv_msg(q, &r);
+		if (!m)
+			return r;
+		/* An Error with seq 0 is the daemon speaking unprompted (closing). */
+		if (m->seq == req->seq || (m->seq == 0 && m->body_case == GPUQ__MSG__BODY_ERROR))
+			break;
+		frame_free(m);
+	}
+	if (m->body_case == GPUQ__MSG__BODY_ERROR) {
+		r = m->error->code < 0 ? m->error->code : -EIO;
+		client_fail(q, r, "%s", m->error->message ? m->error->message : "");
+		frame_free(m);
+		return r;
+	}
+	*rep = m;
+	return 0;
+}
+
+int client_call(struct gpuq *q, Gpuq__Msg *req, int want_body, Gpuq__Msg **rep)
+{
+	int r = client_rpc(q, req, rep);
+
+	if (r)
+		return r;
+	if ((*rep)->body_case != (Gpuq__Msg__BodyCase)want_body) {
+		r = client_fail(q, -EPROTO, "gpuqd answered '%s' where '%s' was due",
+				frame_body_name((*rep)->body_case), frame_body_name(want_body));
+		frame_free(*rep);
+		*rep = NULL;
+	}
+	return r;
+}
+
+static int open_socket(const char *path, char *errbuf, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(errbuf, errlen, "socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		snprintf(errbuf, errlen, "cannot connect to gpuqd at %s: %s", path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+GPUQ_API int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t **out,
+			     char *errbuf, size_t errlen)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT, *rep = NULL;
+	Gpuq__Hello hello = GPUQ__HELLO__INIT;
+	char dummy[1];
+	struct gpuq *q;
+	int r;
+
+	if (!errbuf || !errlen) {
+		errbuf = dummy;
+		errlen = sizeof(dummy);
+	}
+	errbuf[0] = '\0';
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!path || !*path)
+		path = getenv(GPUQ_SOCKET_ENV);
+	if (!path || !*path)
+		path = GPUQ_DEFAULT_SOCKET;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	pthread_mutex_init(&q->lock, NULL);
+	q->max_frame = FRAME_MAX_LIMIT; /* until the Welcome names the cap */
+	q->fd = open_socket(path, errbuf, errlen);
+	if (q->fd < 0) {
+		r = q->fd;
+		goto fail;
+	}
+	hello.proto_version = GPUQ_PROTO_VERSION;
+	hello.client_name = (char *)(client_name ? client_name : "");
+	req.body_case = GPUQ__MSG__BODY_HELLO;
+	req.hello = &hello;
+	r = client_call(q, &req, GPUQ__MSG__BODY_WELCOME, &rep);
+	if (r) {
+		snprintf(errbuf, errlen, "%s", q->errmsg);
+		goto fail;
+	}
+	q->session_id = rep->welcome->session_id;
+	q->max_frame = rep->welcome->max_frame;
+	if (q->max_frame < 4096 || q->max_frame > FRAME_MAX_LIMIT) {
+		snprintf(errbuf, errlen, "gpuqd announced an invalid frame cap %u", q->max_frame);
+		r = -EPROTO;
+		goto fail;
+	}
+	snprintf(q->backend, sizeof(q->backend), "%s", rep->welcome->backend);
+	frame_free(rep);
+	*out = q;
+	return 0;
+fail:
+	frame_free(rep);
+	gpuq_close(q);
+	return r;
+}
+
+GPUQ_API int gpuq_connect(const char *path, gpuq_t **out)
+{
+	return gpuq_connect_ex(path, NULL, out, NULL, 0);
+}
+
+GPUQ_API void gpuq_close(gpuq_t *q)
+{
+	if (!q)
+		return;
+	if (q->fd >= 0)
+		close(q->fd);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+GPUQ_API const char *gpuq_errmsg(gpuq_t *q)
+{
+	return q ? q->errmsg : "";
+}
+
+GPUQ_API uint64_t gpuq_session_id(gpuq_t *q)
+{
+	return q->session_id;
+}
+
+GPUQ_API const char *gpuq_backend(gpuq_t *q)
+{
+	return q->backend;
+}
+
+GPUQ_API const char *gpuq_version(void)
+{
+	return PACKAGE_VERSION;
+}

@@ -1,0 +1,294 @@
+/* gpuqctl.c: the operator's command-line tool, built only on the public libgpuq API. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpuq/gpuq.h"
+
+#define JSON_SCHEMA_VERSION 1
+
+enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2, EXIT_NOT_RUNNING = 3, EXIT_DENIED = 4 };
+
+static int json;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: gpuqctl [--socket PATH] [--json] COMMAND\n"
+		   "Commands:\n"
+		   "  status    daemon state: version, backend, sessions, buffers, requests\n"
+		   "  devices   the devices gpuqd serves\n"
+		   "  clients   connected client sessions\n"
+		   "  version   gpuqctl's and gpuqd's versions\n"
+		   "Options:\n"
+		   "  -s, --socket PATH  gpuqd's socket (default $%s, else %s)\n"
+		   "  -j, --json         machine-readable output\n"
+		   "  -h, --help         this help\n"
+		   "Exit status: 0 ok, 1 error, 2 usage, 3 daemon not running, 4 permission denied.\n",
+		GPUQ_SOCKET_ENV, GPUQ_DEFAULT_SOCKET);
+}
+
+/* Prints s as a JSON string literal. */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static const char *human_bytes(uint64_t v, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double d = (double)v;
+	unsigned u = 0;
+
+	while (d >= 1024 && u < 4) {
+		d /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)v);
+	else
+		snprintf(buf, len, "%.1f %s", d, units[u]);
+	return buf;
+}
+
+static const char *human_time(uint64_t ms, char *buf, size_t len)
+{
+	uint64_t s = ms / 1000;
+
+	if (s < 60)
+		snprintf(buf, len, "%llu.%01llus", (unsigned long long)s,
+			 (unsigned long long)(ms % 1000) / 100);
+	else if (s < 3600)
+		snprintf(buf, len, "%llum%02llus", (unsigned long long)s / 60,
+			 (unsigned long long)s % 60);
+	else
+		snprintf(buf, len, "%lluh%02llum", (unsigned long long)s / 3600,
+			 (unsigned long long)s / 60 % 60);
+	return buf;
+}
+
+static int fail(gpuq_t *q, const char *what, int r)
+{
+	const char *msg = gpuq_errmsg(q);
+
+	fprintf(stderr, "gpuqctl: %s: %s%s%s\n", what, strerror(-r), *msg ? ": " : "", msg);
+	return r == -EACCES || r == -EPERM ? EXIT_DENIED : EXIT_ERR;
+}
+
+static int cmd_status(gpuq_t *q)
+{
+	struct gpuq_status st;
+	char b1[32], b2[32];
+	int r = gpuq_status(q, &st);
+
+	if (r)
+		return fail(q, "status", r);
+	if (json) {
+		printf("{\"schema_version\":%d,\"server_version\":", JSON_SCHEMA_VERSION);
+		json_str(st.server_version);
+		printf(",\"proto_version\":%u,\"backend\":", st.proto_version);
+		json_str(st.backend);
+		printf(",\"backend_reason\":");
+		json_str(st.backend_reason);
+		printf(",\"pid\":%u,\"uptime_ms\":%llu,\"sessions\":%u,\"devices\":%u,"
+		       "\"buffers\":%llu,\"buffer_bytes\":%llu,\"requests\":%llu,\"errors\":%llu,"
+		       "\"reloads\":%llu,\"socket\":",
+		       st.pid, (unsigned long long)st.uptime_ms, st.sessions, st.devices,
+		       (unsigned long long)st.buffers, (unsigned long long)st.buffer_bytes,
+		       (unsigned long long)st.requests, (unsigned long long)st.errors,
+		       (unsigned long long)st.reloads);
+		json_str(st.socket_path);
+		printf(",\"config\":");
+		json_str(st.config_path);
+		printf("}\n");
+		return EXIT_OK;
+	}
+	printf("gpuqd %s (protocol %u), pid %u, up %s\n", st.server_version, st.proto_version,
+	       st.pid, human_time(st.uptime_ms, b1, sizeof(b1)));
+	printf("  socket    %s\n", st.socket_path);
+	printf("  config    %s\n", st.config_path);
+	printf("  backend   %s (%s)\n", st.backend, st.backend_reason);
+	printf("  devices   %u\n", st.devices);
+	printf("  sessions  %u\n", st.sessions);
+	printf("  buffers   %llu (%s)\n", (unsigned long long)st.buffers,
+	       human_bytes(st.buffer_bytes, b2, sizeof(b2)));
+	printf("  requests  %llu (%llu errors)\n", (unsigned long long)st.requests,
+	       (unsigned long long)st.errors);
+	printf("  reloads   %llu\n", (unsigned long long)st.reloads);
+	return EXIT_OK;
+}
+
+static int cmd_devices(gpuq_t *q)
+{
+	struct gpuq_device_info devs[64];
+	char b1[32], b2[32], link[32];
+	int i, n = gpuq_devices(q, devs, 64);
+
+	if (n < 0)
+		return fail(q, "devices", n);
+	if (n > 64)
+		n = 64;
+	if (json) {
+		printf("{\"schema_version\":%d,\"devices\":[", JSON_SCHEMA_VERSION);
+		for (i = 0; i < n; i++) {
+			printf("%s{\"index\":%u,\"name\":", i ? "," : "", devs[i].index);
+			json_str(devs[i].name);
+			printf(",\"backend\":");
+			json_str(devs[i].backend);
+			printf(",\"pci_bus_id\":");
+			json_str(devs[i].pci_bus_id);
+			printf(",\"total_mem\":%llu,\"free_mem\":%llu,\"pcie_gen\":%u,"
+			       "\"pcie_width\":%u,\"compute_capability\":\"%u.%u\",\"sm_count\":%u}",
+			       (unsigned long long)devs[i].total_mem,
+			       (unsigned long long)devs[i].free_mem, devs[i].pcie_gen,
+			       devs[i].pcie_width, devs[i].cc_major, devs[i].cc_minor,
+			       devs[i].sm_count);
+		}
+		printf("]}\n");
+		return EXIT_OK;
+	}
+	printf("%-3s %-32s %-14s %-10s %-10s %-10s %-4s %s\n", "DEV", "NAME", "PCI", "LINK",
+	       "MEMORY", "FREE", "CC", "SMS");
+	for (i = 0; i < n; i++) {
+		if (devs[i].pcie_gen)
+			snprintf(link, sizeof(link), "Gen%u x%u", devs[i].pcie_gen,
+				 devs[i].pcie_width);
+		else
+			snprintf(link, sizeof(link), "-");
+		printf("%-3u %-32.32s %-14s %-10s %-10s %-10s %u.%u  %u\n", devs[i].index,
+		       devs[i].name, devs[i].pci_bus_id[0] ? devs[i].pci_bus_id : "-", link,
+		       human_bytes(devs[i].total_mem, b1, sizeof(b1)),
+		       human_bytes(devs[i].free_mem, b2, sizeof(b2)), devs[i].cc_major,
+		       devs[i].cc_minor, devs[i].sm_count);
+	}
+	return EXIT_OK;
+}
+
+static int cmd_clients(gpuq_t *q)
+{
+	struct gpuq_client_info *cl;
+	char b1[32], b2[32];
+	int i, n = gpuq_clients(q, &cl);
+
+	if (n < 0)
+		return fail(q, "clients", n);
+	if (json) {
+		printf("{\"schema_version\":%d,\"clients\":[", JSON_SCHEMA_VERSION);
+		for (i = 0; i < n; i++) {
+			printf("%s{\"session_id\":%llu,\"pid\":%u,\"uid\":%u,\"gid\":%u,\"name\":",
+			       i ? "," : "", (unsigned long long)cl[i].session_id, cl[i].pid,
+			       cl[i].uid, cl[i].gid);
+			json_str(cl[i].name);
+			printf(",\"connected_ms\":%llu,\"buffers\":%llu,\"buffer_bytes\":%llu,"
+			       "\"requests\":%llu}",
+			       (unsigned long long)cl[i].connected_ms,
+			       (unsigned long long)cl[i].buffers,
+			       (unsigned long long)cl[i].buffer_bytes,
+			       (unsigned long long)cl[i].requests);
+		}
+		printf("]}\n");
+	} else {
+		printf("%-8s %-8s %-6s %-6s %-16s %-9s %-8s %-10s %s\n", "SESSION", "PID", "UID",
+		       "GID", "NAME", "AGE", "BUFFERS", "BYTES", "REQUESTS");
+		for (i = 0; i < n; i++)
+			printf("%-8llu %-8u %-6u %-6u %-16.16s %-9s %-8llu %-10s %llu\n",
+			       (unsigned long long)cl[i].session_id, cl[i].pid, cl[i].uid,
+			       cl[i].gid, cl[i].name[0] ? cl[i].name : "-",
+			       human_time(cl[i].connected_ms, b1, sizeof(b1)),
+			       (unsigned long long)cl[i].buffers,
+			       human_bytes(cl[i].buffer_bytes, b2, sizeof(b2)),
+			       (unsigned long long)cl[i].requests);
+	}
+	free(cl);
+	return EXIT_OK;
+}
+
+static int cmd_version(gpuq_t *q)
+{
+	struct gpuq_status st;
+	int r = gpuq_status(q, &st);
+
+	if (r)
+		return fail(q, "version", r);
+	if (json) {
+		printf("{\"schema_version\":%d,\"gpuqctl\":", JSON_SCHEMA_VERSION);
+		json_str(gpuq_version());
+		printf(",\"gpuqd\":");
+		json_str(st.server_version);
+		printf(",\"proto_version\":%u}\n", st.proto_version);
+	} else {
+		printf("gpuqctl %s\ngpuqd %s (protocol %u)\n", gpuq_version(), st.server_version,
+		       st.proto_version);
+	}
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const struct {
+		const char *name;
+		int (*fn)(gpuq_t *q);
+	} cmds[] = {
+		{ "status", cmd_status },
+		{ "devices", cmd_devices },
+		{ "clients", cmd_clients },
+		{ "version", cmd_version },
+	};
+	const char *sock = NULL;
+	char err[512];
+	gpuq_t *q;
+	size_t i;
+	int o, r;
+
+	while ((o = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
+		switch (o) {
+		case 's': sock = optarg; break;
+		case 'j': json = 1; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "gpuqctl: %s\n", optind == argc ? "missing command" : "too many arguments");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[optind], cmds[i].name))
+			break;
+	if (i == sizeof(cmds) / sizeof(cmds[0])) {
+		fprintf(stderr, "gpuqctl: unknown command '%s'\n", argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	r = gpuq_connect_ex(sock, "gpuqctl", &q, err, sizeof(err));
+	if (r) {
+		fprintf(stderr, "gpuqctl: %s\n", err[0] ? err : strerror(-r));
+		if (r == -ENOENT || r == -ECONNREFUSED || r == -ENOTDIR)
+			return EXIT_NOT_RUNNING;
+		if (r == -EACCES || r == -EPERM)
+			return EXIT_DENIED;
+		return EXIT_ERR;
+	}
+	r = cmds[i].fn(q);
+	gpuq_close(q);
+	return r;
+}

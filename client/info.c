@@ -1,0 +1,87 @@
+/* info.c: libgpuq daemon status and client listing, for operators. */
+#include "build-config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+
+GPUQ_API int gpuq_status(gpuq_t *q, struct gpuq_status *st)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
+	Gpuq__StatusReq sr = GPUQ__STATUS_REQ__INIT;
+	const Gpuq__Status *s;
+	int r;
+
+	if (!q || !st)
+		return -EINVAL;
+	req.body_case = GPUQ__MSG__BODY_STATUS_REQ;
+	req.status_req = &sr;
+	pthread_mutex_lock(&q->lock);
+	r = client_call(q, &req, GPUQ__MSG__BODY_STATUS, &rep);
+	pthread_mutex_unlock(&q->lock);
+	if (r)
+		return r;
+	s = rep->status;
+	memset(st, 0, sizeof(*st));
+	snprintf(st->server_version, sizeof(st->server_version), "%s", s->server_version);
+	st->proto_version = s->proto_version;
+	snprintf(st->backend, sizeof(st->backend), "%s", s->backend);
+	snprintf(st->backend_reason, sizeof(st->backend_reason), "%s", s->backend_reason);
+	st->pid = s->pid;
+	st->uptime_ms = s->uptime_ms;
+	st->sessions = s->sessions;
+	st->devices = s->devices;
+	st->buffers = s->buffers;
+	st->buffer_bytes = s->buffer_bytes;
+	st->requests = s->requests;
+	st->errors = s->errors;
+	st->reloads = s->reloads;
+	snprintf(st->socket_path, sizeof(st->socket_path), "%s", s->socket_path);
+	snprintf(st->config_path, sizeof(st->config_path), "%s", s->config_path);
+	frame_free(rep);
+	return 0;
+}
+
+GPUQ_API int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
+	Gpuq__ClientsReq cr = GPUQ__CLIENTS_REQ__INIT;
+	struct gpuq_client_info *arr;
+	size_t i, n;
+	int r;
+
+	if (!q || !out)
+		return -EINVAL;
+	req.body_case = GPUQ__MSG__BODY_CLIENTS_REQ;
+	req.clients_req = &cr;
+	pthread_mutex_lock(&q->lock);
+	r = client_call(q, &req, GPUQ__MSG__BODY_CLIENTS, &rep);
+	pthread_mutex_unlock(&q->lock);
+	if (r)
+		return r;
+	n = rep->clients->n_clients;
+	arr = calloc(n ? n : 1, sizeof(*arr));
+	if (!arr) {
+		frame_free(rep);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		const Gpuq__ClientInfo *c = rep->clients->clients[i];
+
+		arr[i].session_id = c->session_id;
+		arr[i].pid = c->pid;
+		arr[i].uid = c->uid;
+		arr[i].gid = c->gid;
+		snprintf(arr[i].name, sizeof(arr[i].name), "%s", c->name);
+		arr[i].connected_ms = c->connected_ms;
+		arr[i].buffers = c->buffers;
+		arr[i].buffer_bytes = c->buffer_bytes;
+		arr[i].requests = c->requests;
+	}
+	frame_free(rep);
+	*out = arr;
+	return (int)n;
+}

@@ -1,0 +1,81 @@
+/* backend.h: the only interface between gpuqd and a GPU (or its stand-in). */
+#ifndef GPUQ_BACKEND_H
+#define GPUQ_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BACKEND_NAME_MAX 128
+
+/* What one device reports about itself. Filled by the backend. */
+struct backend_device_info {
+	char name[BACKEND_NAME_MAX];
+	char pci_bus_id[32]; /* "" when the device has none */
+	uint64_t total_mem;
+	uint64_t free_mem;
+	unsigned pcie_gen;   /* 0 when unknown */
+	unsigned pcie_width; /* 0 when unknown */
+	unsigned cc_major, cc_minor;
+	unsigned sm_count;
+};
+
+struct backend;
+
+/*
+ * The operations every backend implements. All return 0 (or a count) on
+ * success and -errno on failure; they are called from the daemon's control
+ * thread only.
+ *
+ * mem_alloc returns an opaque device address in *addr: a real device pointer
+ * for cuda, a host pointer for host. The caller keeps (device, addr, size)
+ * and passes them back to mem_free and the copy calls; it never dereferences
+ * addr itself.
+ */
+struct backend_ops {
+	const char *name;
+	/* Discovers devices and creates one context per device. */
+	int (*init)(struct backend *be);
+	void (*fini)(struct backend *be);
+	int (*device_info)(struct backend *be, unsigned dev, struct backend_device_info *info);
+	int (*mem_alloc)(struct backend *be, unsigned dev, size_t size, uint64_t *addr);
+	int (*mem_free)(struct backend *be, unsigned dev, uint64_t addr);
+	/* Synchronous copies between host memory and device memory. */
+	int (*copy_to_dev)(struct backend *be, unsigned dev, uint64_t dst, const void *src, size_t len);
+	int (*copy_from_dev)(struct backend *be, unsigned dev, void *dst, uint64_t src, size_t len);
+};
+
+/* One backend instance. Owned by main.c; created by backend_open, freed by backend_close. */
+struct backend {
+	const struct backend_ops *ops;
+	unsigned ndevices;
+	uint64_t host_mem;                 /* host backend: bytes of "device" memory */
+	char reason[256];                  /* why this backend was chosen (auto) */
+	void *priv;                        /* backend-private state */
+};
+
+enum backend_kind {
+	BACKEND_AUTO = 0,
+	BACKEND_HOST,
+	BACKEND_CUDA,
+};
+
+/* Parses "host", "cuda" or "auto"; returns -EINVAL for anything else. */
+int backend_kind_parse(const char *s, enum backend_kind *kind);
+const char *backend_kind_name(enum backend_kind kind);
+
+/*
+ * Opens the backend of the given kind. AUTO tries cuda first and falls back
+ * to host when no usable GPU is present, recording why in be->reason.
+ * host_mem sizes the host backend's device. Returns 0 or -errno (-ENODEV
+ * when cuda was asked for and no GPU is usable; -ENOTSUP when this gpuqd was
+ * built without CUDA).
+ */
+int backend_open(struct backend *be, enum backend_kind kind, uint64_t host_mem);
+void backend_close(struct backend *be);
+
+extern const struct backend_ops backend_host_ops;
+#ifdef HAVE_CUDA
+extern const struct backend_ops backend_cuda_ops;
+#endif
+
+#endif

@@ -1,0 +1,429 @@
+/* backend_cuda.c: the cuda backend: real GPUs through the CUDA runtime API. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "backend.h"
+#include "log.h"
+
+/* One usable device. */
+struct cuda_dev {
+	int ordinal;                /* CUDA device number (after CUDA_VISIBLE_DEVICES) */
+	struct cudaDeviceProp prop; /* read once at init */
+	char pci_bus_id[32];        /* sysfs spelling: "0000:3b:00.0"; "" when unknown */
+	cudaStream_t ctl;           /* control-plane stream, see cuda_init */
+};
+
+/* be->priv of the cuda backend. Created by cuda_init, freed by cuda_fini. */
+struct cuda_priv {
+	unsigned ndev;
+	struct cuda_dev dev[];
+};
+
+/*
+ * Logs a failed CUDA call and turns it into an errno. The runtime also
+ * records the error as this thread's "last error", where a later kernel
+ * launch check would find it and blame the launch: clear it here.
+ */
+static int cuda_fail(const char *call, cudaError_t err)
+{
+	int ret;
+
+	(void)cudaGetLastError();
+	switch (err) {
+	case cudaErrorMemoryAllocation:
+		ret = -ENOMEM;
+		break;
+	case cudaErrorInvalidValue:
+	case cudaErrorInvalidDevicePointer:
+		ret = -EINVAL;
+		break;
+	case cudaErrorNoDevice:
+	case cudaErrorInvalidDevice:
+		ret = -ENODEV;
+		break;
+	default:
+		ret = -EIO;
+		break;
+	}
+	if (ret == -ENOMEM)
+		log_warn("%s: %s", call, cudaGetErrorString(err));
+	else
+		log_err("%s: %s (%s)", call, cudaGetErrorString(err), cudaGetErrorName(err));
+	return ret;
+}
+
+static struct cuda_dev *cuda_dev_get(struct backend *be, unsigned dev)
+{
+	struct cuda_priv *priv = be->priv;
+
+	if (!priv || dev >= priv->ndev)
+		return NULL;
+	return &priv->dev[dev];
+}
+
+/* Makes d current on this thread: every per-device call starts here. */
+static int cuda_dev_enter(struct cuda_dev *d)
+{
+	cudaError_t err = cudaSetDevice(d->ordinal);
+
+	if (err != cudaSuccess)
+		return cuda_fail("cudaSetDevice", err);
+	return 0;
+}
+
+/* Rewrites CUDA's "0000:3B:00.0" (or an 8-digit domain) as sysfs names it. */
+static void pci_bus_id_sysfs(const char *cuda_id, char *out, size_t outlen)
+{
+	unsigned domain, bus, slot, fn;
+
+	if (sscanf(cuda_id, "%x:%x:%x.%x", &domain, &bus, &slot, &fn) == 4)
+		snprintf(out, outlen, "%04x:%02x:%02x.%x", domain, bus, slot, fn);
+	else
+		snprintf(out, outlen, "%s", "");
+}
+
+/* Reads the first line of a sysfs attribute; -errno when unreadable. */
+static int sysfs_read(const char *bus_id, const char *attr, char *buf, size_t len)
+{
+	char path[128];
+	FILE *f;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", bus_id, attr);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	if (!fgets(buf, (int)len, f))
+		ret = -EIO;
+	fclose(f);
+	return ret;
+}
+
+/* "32.0 GT/s PCIe" (or the older "8 GT/s") => 5 (3); 0 when unknown. */
+static unsigned pcie_gen_from_speed(const char *s)
+{
+	static const struct {
+		double gts;
+		unsigned gen;
+	} gens[] = { { 2.5, 1 }, { 5, 2 }, { 8, 3 }, { 16, 4 }, { 32, 5 }, { 64, 6 }, { 128, 7 } };
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s)
+		return 0; /* "Unknown" */
+	for (size_t i = 0; i < sizeof(gens) / sizeof(gens[0]); i++)
+		if (v > gens[i].gts * 0.9 && v < gens[i].gts * 1.1)
+			return gens[i].gen;
+	return 0;
+}
+
+static void pcie_link_read(const char *bus_id, unsigned *gen, unsigned *width)
+{
+	char buf[64];
+	char *end;
+	unsigned long w;
+
+	*gen = 0;
+	*width = 0;
+	if (!bus_id[0])
+		return;
+	if (sysfs_read(bus_id, "current_link_speed", buf, sizeof(buf)) == 0)
+		*gen = pcie_gen_from_speed(buf);
+	if (sysfs_read(bus_id, "current_link_width", buf, sizeof(buf)) == 0) {
+		w = strtoul(buf, &end, 10);
+		if (end != buf && w <= 64)
+			*width = (unsigned)w;
+	}
+}
+
+/* Fills d for CUDA device ordinal and creates its primary context; 0 or -errno. */
+static int cuda_dev_open(struct cuda_dev *d, int ordinal)
+{
+	char id[32];
+	cudaError_t err;
+	int ret;
+
+	d->ordinal = ordinal;
+	err = cudaGetDeviceProperties(&d->prop, ordinal);
+	if (err != cudaSuccess)
+		return cuda_fail("cudaGetDeviceProperties", err);
+	err = cudaDeviceGetPCIBusId(id, sizeof(id), ordinal);
+	if (err != cudaSuccess)
+		return cuda_fail("cudaDeviceGetPCIBusId", err);
+	pci_bus_id_sysfs(id, d->pci_bus_id, sizeof(d->pci_bus_id));
+
+	ret = cuda_dev_enter(d);
+	if (ret)
+		return ret;
+	/* Creates the primary context now, not on the first client's request. */
+	err = cudaFree(NULL);
+	if (err != cudaSuccess)
+		return cuda_fail("cudaFree(0)", err);
+	/*
+	 * The control thread's zeroing and copies run on a private non-blocking
+	 * stream: on the legacy default stream they would wait for, and hold
+	 * up, whatever the engine has queued on the device.
+	 */
+	err = cudaStreamCreateWithFlags(&d->ctl, cudaStreamNonBlocking);
+	if (err != cudaSuccess)
+		return cuda_fail("cudaStreamCreateWithFlags", err);
+	return 0;
+}
+
+static void cuda_dev_close(struct cuda_dev *d)
+{
+	cudaError_t err;
+
+	if (!d->ctl || cuda_dev_enter(d))
+		return;
+	err = cudaStreamDestroy(d->ctl);
+	if (err != cudaSuccess)
+		cuda_fail("cudaStreamDestroy", err);
+	d->ctl = NULL;
+}
+
+/* "found 2 CUDA device(s): 2x NVIDIA H100 80GB HBM3", names in device order. */
+static void cuda_reason(struct backend *be, const struct cuda_priv *priv, int skipped)
+{
+	size_t len, cap = sizeof(be->reason);
+	unsigned i, j, same;
+
+	len = (size_t)snprintf(be->reason, cap, "found %u CUDA device(s):", priv->ndev);
+	for (i = 0; i < priv->ndev && len < cap; i += same) {
+		for (same = 1, j = i + 1; j < priv->ndev; j++, same++)
+			if (strcmp(priv->dev[j].prop.name, priv->dev[i].prop.name))
+				break;
+		if (same > 1)
+			len += (size_t)snprintf(be->reason + len, cap - len, "%s %ux %s",
+						i ? "," : "", same, priv->dev[i].prop.name);
+		else
+			len += (size_t)snprintf(be->reason + len, cap - len, "%s %s", i ? "," : "",
+						priv->dev[i].prop.name);
+	}
+	if (skipped && len < cap)
+		snprintf(be->reason + len, cap - len, " (%d unusable, skipped)", skipped);
+}
+
+/*
+ * Discovers the CUDA devices and creates each one's primary context. A device
+ * that fails to open (exclusive-process mode held elsewhere, a fault) is
+ * logged and skipped, so backend device numbers count usable devices only.
+ * Returns 0, or -ENODEV with be->reason saying why when no device is usable
+ * (any cudaGetDeviceCount error counts as "no GPU"), or -ENOMEM.
+ */
+static int cuda_init(struct backend *be)
+{
+	struct cuda_priv *priv;
+	cudaError_t err;
+	int count = 0, i, ret, skipped = 0;
+	char why[160] = "";
+
+	err = cudaGetDeviceCount(&count);
+	if (err != cudaSuccess) {
+		(void)cudaGetLastError();
+		snprintf(be->reason, sizeof(be->reason), "cudaGetDeviceCount: %s",
+			 cudaGetErrorString(err));
+		log_debug("cuda: %s", be->reason);
+		return -ENODEV;
+	}
+	if (count <= 0) {
+		snprintf(be->reason, sizeof(be->reason), "no CUDA devices");
+		return -ENODEV;
+	}
+
+	priv = calloc(1, sizeof(*priv) + (size_t)count * sizeof(priv->dev[0]));
+	if (!priv)
+		return -ENOMEM;
+	for (i = 0; i < count; i++) {
+		struct cuda_dev *d = &priv->dev[priv->ndev];
+
+		ret = cuda_dev_open(d, i);
+		if (ret) {
+			log_warn("cuda: skipping device %d (%s): %s", i,
+				 d->prop.name[0] ? d->prop.name : "?", strerror(-ret));
+			snprintf(why, sizeof(why), "device %d: %s", i, strerror(-ret));
+			cuda_dev_close(d);
+			memset(d, 0, sizeof(*d));
+			skipped++;
+			continue;
+		}
+		log_debug("cuda: device %u is CUDA device %d, %s, %s", priv->ndev, i, d->prop.name,
+			  d->pci_bus_id[0] ? d->pci_bus_id : "no PCI id");
+		priv->ndev++;
+	}
+	if (priv->ndev == 0) {
+		snprintf(be->reason, sizeof(be->reason), "no usable CUDA device: %s", why);
+		free(priv);
+		return -ENODEV;
+	}
+
+	be->priv = priv;
+	be->ndevices = priv->ndev;
+	cuda_reason(be, priv, skipped);
+	return 0;
+}
+
+/* Releases the backend's state. Devices are not reset: other processes may use them. */
+static void cuda_fini(struct backend *be)
+{
+	struct cuda_priv *priv = be->priv;
+
+	if (!priv)
+		return;
+	for (unsigned i = 0; i < priv->ndev; i++)
+		cuda_dev_close(&priv->dev[i]);
+	free(priv);
+	be->priv = NULL;
+	be->ndevices = 0;
+}
+
+static int cuda_device_info(struct backend *be, unsigned dev, struct backend_device_info *info)
+{
+	struct cuda_dev *d = cuda_dev_get(be, dev);
+	size_t free_b = 0, total_b = 0;
+	cudaError_t err;
+	int ret;
+
+	if (!d)
+		return -EINVAL;
+	ret = cuda_dev_enter(d);
+	if (ret)
+		return ret;
+	err = cudaMemGetInfo(&free_b, &total_b);
+	if (err != cudaSuccess)
+		return cuda_fail("cudaMemGetInfo", err);
+
+	memset(info, 0, sizeof(*info));
+	snprintf(info->name, sizeof(info->name), "%s", d->prop.name);
+	snprintf(info->pci_bus_id, sizeof(info->pci_bus_id), "%s", d->pci_bus_id);
+	info->total_mem = total_b;
+	info->free_mem = free_b;
+	info->cc_major = (unsigned)d->prop.major;
+	info->cc_minor = (unsigned)d->prop.minor;
+	info->sm_count = (unsigned)d->prop.multiProcessorCount;
+	/* Read each time: the link retrains (idle GPUs often drop to a lower speed). */
+	pcie_link_read(d->pci_bus_id, &info->pcie_gen, &info->pcie_width);
+	return 0;
+}
+
+/*
+ * Allocates size bytes of device memory, zero-filled before this returns so
+ * that a session never sees what an earlier session left there. -EINVAL for
+ * size 0 or a bad device, -ENOMEM when the device has no room.
+ */
+static int cuda_mem_alloc(struct backend *be, unsigned dev, size_t size, uint64_t *addr)
+{
+	struct cuda_dev *d = cuda_dev_get(be, dev);
+	cudaError_t err;
+	void *p = NULL;
+	int ret;
+
+	if (!d || size == 0)
+		return -EINVAL;
+	ret = cuda_dev_enter(d);
+	if (ret)
+		return ret;
+	err = cudaMalloc(&p, size);
+	if (err != cudaSuccess)
+		return cuda_fail("cudaMalloc", err);
+	err = cudaMemsetAsync(p, 0, size, d->ctl);
+	if (err != cudaSuccess) {
+		ret = cuda_fail("cudaMemsetAsync", err);
+		goto err_free;
+	}
+	/* The buffer must be zero before its id reaches anyone. */
+	err = cudaStreamSynchronize(d->ctl);
+	if (err != cudaSuccess) {
+		ret = cuda_fail("cudaStreamSynchronize", err);
+		goto err_free;
+	}
+	*addr = (uint64_t)(uintptr_t)p;
+	return 0;
+
+err_free:
+	err = cudaFree(p);
+	if (err != cudaSuccess)
+		cuda_fail("cudaFree", err);
+	return ret;
+}
+
+static int cuda_mem_free(struct backend *be, unsigned dev, uint64_t addr)
+{
+	struct cuda_dev *d = cuda_dev_get(be, dev);
+	cudaError_t err;
+	int ret;
+
+	if (!d)
+		return -EINVAL;
+	ret = cuda_dev_enter(d);
+	if (ret)
+		return ret;
+	err = cudaFree((void *)(uintptr_t)addr);
+	if (err != cudaSuccess)
+		return cuda_fail("cudaFree", err);
+	return 0;
+}
+
+/* One synchronous copy on the device's control stream; kind says the direction. */
+static int cuda_copy(struct cuda_dev *d, void *dst, const void *src, size_t len,
+		     enum cudaMemcpyKind kind)
+{
+	cudaError_t err;
+	int ret;
+
+	if (len == 0)
+		return 0;
+	ret = cuda_dev_enter(d);
+	if (ret)
+		return ret;
+	err = cudaMemcpyAsync(dst, src, len, kind, d->ctl);
+	if (err != cudaSuccess)
+		return cuda_fail(kind == cudaMemcpyHostToDevice ? "cudaMemcpyAsync(H2D)"
+								: "cudaMemcpyAsync(D2H)",
+				 err);
+	/* Pageable host memory: only the sync says the data has landed. */
+	err = cudaStreamSynchronize(d->ctl);
+	if (err != cudaSuccess)
+		return cuda_fail("cudaStreamSynchronize", err);
+	return 0;
+}
+
+static int cuda_copy_to_dev(struct backend *be, unsigned dev, uint64_t dst, const void *src,
+			    size_t len)
+{
+	struct cuda_dev *d = cuda_dev_get(be, dev);
+
+	if (!d)
+		return -EINVAL;
+	return cuda_copy(d, (void *)(uintptr_t)dst, src, len, cudaMemcpyHostToDevice);
+}
+
+static int cuda_copy_from_dev(struct backend *be, unsigned dev, void *dst, uint64_t src,
+			      size_t len)
+{
+	struct cuda_dev *d = cuda_dev_get(be, dev);
+
+	if (!d)
+		return -EINVAL;
+	return cuda_copy(d, dst, (const void *)(uintptr_t)src, len, cudaMemcpyDeviceToHost);
+}
+
+const struct backend_ops backend_cuda_ops = {
+	.name = "cuda",
+	.init = cuda_init,
+	.fini = cuda_fini,
+	.device_info = cuda_device_info,
+	.mem_alloc = cuda_mem_alloc,
+	.mem_free = cuda_mem_free,
+	.copy_to_dev = cuda_copy_to_dev,
+	.copy_from_dev = cuda_copy_from_dev,
+};

@@ -1,0 +1,303 @@
+/* conn.c: connection state machine: read frames, dispatch, queue replies, close cleanly. */
+#include "build-config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "conn.h"
+#include "dispatch.h"
+#include "log.h"
+#include "server.h"
+#include "session.h"
+
+/* Output a client does not read is bounded: past this, the client is dropped. */
+#define CONN_OUT_MAX (64u << 20)
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg);
+static void conn_on_write(evutil_socket_t fd, short what, void *arg);
+static void conn_on_timeout(evutil_socket_t fd, short what, void *arg);
+
+struct conn *conn_create(struct server *srv, int fd)
+{
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	struct timeval tv = { .tv_sec = srv->cfg->handshake_timeout };
+	struct conn *c;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		goto fail;
+	c->srv = srv;
+	c->fd = fd;
+	c->state = CONN_HANDSHAKE;
+	STAILQ_INIT(&c->out);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+		c->gid = cred.gid;
+	} else {
+		c->pid = -1;
+		c->uid = (uid_t)-1;
+		c->gid = (gid_t)-1;
+	}
+	c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+	c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+	c->timer = evtimer_new(srv->base, conn_on_timeout, c);
+	if (!c->rev || !c->wev || !c->timer)
+		goto fail_events;
+	if (event_add(c->rev, NULL) || evtimer_add(c->timer, &tv))
+		goto fail_events;
+	TAILQ_INSERT_TAIL(&srv->conns, c, link);
+	srv->nconns++;
+	log_debug("connection from pid %d uid %u gid %u", (int)c->pid, (unsigned)c->uid,
+		  (unsigned)c->gid);
+	return c;
+
+fail_events:
+	if (c->timer)
+		event_free(c->timer);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->rev)
+		event_free(c->rev);
+	free(c);
+fail:
+	log_err("dropping new connection: out of memory");
+	close(fd);
+	return NULL;
+}
+
+void conn_destroy(struct conn *c)
+{
+	struct conn_out *o;
+
+	if (c->sess) {
+		log_info("session %llu ended (pid %d uid %u, %llu requests)",
+			 (unsigned long long)c->sess->id, (int)c->pid, (unsigned)c->uid,
+			 (unsigned long long)c->sess->requests);
+		session_destroy(c->sess);
+		c->srv->nsessions--;
+	}
+	TAILQ_REMOVE(&c->srv->conns, c, link);
+	c->srv->nconns--;
+	event_free(c->rev);
+	event_free(c->wev);
+	event_free(c->timer);
+	while ((o = STAILQ_FIRST(&c->out))) {
+		STAILQ_REMOVE_HEAD(&c->out, link);
+		free(o->buf);
+		free(o);
+	}
+	free(c->in);
+	close(c->fd);
+	free(c);
+}
+
+static int conn_flush(struct conn *c)
+{
+	struct conn_out *o;
+	ssize_t n;
+
+	while ((o = STAILQ_FIRST(&c->out))) {
+		n = frame_send(c->fd, o->buf + o->off, o->len - o->off, NULL, 0);
+		if (n == -EAGAIN)
+			break;
+		if (n < 0)
+			return (int)n;
+		o->off += (size_t)n;
+		c->outbytes -= (size_t)n;
+		if (o->off < o->len)
+			break;
+		STAILQ_REMOVE_HEAD(&c->out, link);
+		free(o->buf);
+		free(o);
+	}
+	/* Ask for EV_WRITE only while output is queued. */
+	if (STAILQ_EMPTY(&c->out))
+		event_del(c->wev);
+	else
+		event_add(c->wev, NULL);
+	return 0;
+}
+
+int conn_send(struct conn *c, Gpuq__Msg *m, uint64_t seq)
+{
+	struct conn_out *o;
+	uint8_t *buf;
+	size_t len;
+	int r;
+
+	m->seq = seq;
+	r = frame_pack(m, c->srv->cfg->max_frame, &buf, &len);
+	if (r == -EMSGSIZE)
+		return conn_send_error(c, seq, -EMSGSIZE, "reply exceeds the %u-byte frame cap",
+				       c->srv->cfg->max_frame);
+	if (r)
+		return r;
+	if (c->outbytes + len > CONN_OUT_MAX) {
+		free(buf);
+		log_warn("pid %d does not read its replies; closing", (int)c->pid);
+		c->state = CONN_CLOSING;
+		return -ENOBUFS;
+	}
+	o = calloc(1, sizeof(*o));
+	if (!o) {
+		free(buf);
+		return -ENOMEM;
+	}
+	o->buf = buf;
+	o->len = len;
+	STAILQ_INSERT_TAIL(&c->out, o, link);
+	c->outbytes += len;
+	return 0;
+}
+
+int conn_send_error(struct conn *c, uint64_t seq, int code, const char *fmt, ...)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Error e = GPUQ__ERROR__INIT;
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	e.code = code;
+	e.message = text;
+	m.body_case = GPUQ__MSG__BODY_ERROR;
+	m.error = &e;
+	c->srv->errors++;
+	return conn_send(c, &m, seq);
+}
+
+void conn_close_after_flush(struct conn *c)
+{
+	c->state = CONN_CLOSING;
+}
+
+void conn_settle(struct conn *c)
+{
+	if (conn_flush(c) < 0) {
+		conn_destroy(c);
+		return;
+	}
+	if (c->state == CONN_CLOSING && STAILQ_EMPTY(&c->out))
+		conn_destroy(c);
+	else if (c->state == CONN_CLOSING)
+		event_del(c->rev);
+}
+
+static int conn_grow(struct conn *c, size_t need)
+{
+	size_t cap = c->incap ? c->incap : 4096;
+	uint8_t *p;
+
+	while (cap < need)
+		cap *= 2;
+	if (cap == c->incap)
+		return 0;
+	p = realloc(c->in, cap);
+	if (!p)
+		return -ENOMEM;
+	c->in = p;
+	c->incap = cap;
+	return 0;
+}
+
+/* Consumes every complete frame in the input buffer. Returns 0 or -1 when c must close. */
+static int conn_process(struct conn *c)
+{
+	uint32_t max = c->srv->cfg->max_frame;
+	size_t off = 0;
+
+	while (c->state != CONN_CLOSING) {
+		ssize_t n = frame_check(c->in + off, c->inlen - off, max);
+		Gpuq__Msg *m;
+
+		if (n == 0)
+			break;
+		if (n < 0) {
+			const uint8_t *h = c->in + off;
+
+			log_warn("pid %d sent a frame of %u bytes, over the %u-byte cap; closing",
+				 (int)c->pid, (unsigned)h[0] << 24 | (unsigned)h[1] << 16 |
+				 (unsigned)h[2] << 8 | h[3], max);
+			conn_send_error(c, 0, -EMSGSIZE, "frame exceeds the %u-byte cap", max);
+			conn_close_after_flush(c);
+			break;
+		}
+		m = frame_unpack(c->in + off, (size_t)n);
+		off += (size_t)n;
+		if (!m) {
+			log_warn("pid %d sent a malformed frame; closing", (int)c->pid);
+			conn_send_error(c, 0, -EBADMSG, "malformed frame: not a gpuq message");
+			conn_close_after_flush(c);
+			break;
+		}
+		c->srv->requests++;
+		dispatch_msg(c, m);
+		frame_free(m);
+	}
+	if (off) {
+		memmove(c->in, c->in + off, c->inlen - off);
+		c->inlen -= off;
+	}
+	return 0;
+}
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	ssize_t n;
+
+	/*
+	 * Frames are processed after every read, so the buffer never holds more
+	 * than one capped frame plus one read: its size stays bounded.
+	 */
+	if (conn_grow(c, c->inlen + 65536) < 0) {
+		log_err("out of memory reading from pid %d; closing", (int)c->pid);
+		conn_destroy(c);
+		return;
+	}
+	/* Descriptors are not part of any request yet: frame_recv closes any sent. */
+	n = frame_recv(fd, c->in + c->inlen, c->incap - c->inlen, NULL, NULL, 0);
+	if (n == -EAGAIN)
+		return;
+	if (n <= 0) {
+		if (n < 0)
+			log_debug("read from pid %d: %s", (int)c->pid, strerror((int)-n));
+		else if (c->inlen)
+			log_info("pid %d disconnected mid-frame (%zu bytes pending)", (int)c->pid,
+				 c->inlen);
+		conn_destroy(c);
+		return;
+	}
+	c->inlen += (size_t)n;
+	conn_process(c);
+	conn_settle(c);
+}
+
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	conn_settle(arg);
+}
+
+static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state != CONN_HANDSHAKE)
+		return;
+	log_info("pid %d sent no hello within %u s; closing", (int)c->pid,
+		 c->srv->cfg->handshake_timeout);
+	conn_send_error(c, 0, -ETIMEDOUT, "no hello within %u s", c->srv->cfg->handshake_timeout);
+	conn_close_after_flush(c);
+	conn_settle(c);
+}

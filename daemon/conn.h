@@ -1,0 +1,69 @@
+/* conn.h: one client connection: a state machine over the framed control socket. */
+#ifndef GPUQ_CONN_H
+#define GPUQ_CONN_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "frame.h"
+
+struct server;
+struct session;
+struct event;
+
+enum conn_state {
+	CONN_HANDSHAKE, /* waiting for Hello (bounded by handshake_timeout) */
+	CONN_READY,     /* session established: requests are served */
+	CONN_CLOSING,   /* flushing a final reply, then closed; input ignored */
+};
+
+/* One queued outgoing frame. */
+struct conn_out {
+	STAILQ_ENTRY(conn_out) link;
+	uint8_t *buf;
+	size_t len, off;
+};
+
+/*
+ * A connection. Created by the server on accept, destroyed by conn_destroy
+ * (which also destroys its session). All fields belong to the control thread.
+ */
+struct conn {
+	TAILQ_ENTRY(conn) link;
+	struct server *srv;
+	int fd;
+	enum conn_state state;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	struct event *rev, *wev, *timer;
+	uint8_t *in;
+	size_t inlen, incap;
+	STAILQ_HEAD(, conn_out) out;
+	size_t outbytes;
+	struct session *sess; /* set once the handshake succeeds */
+};
+
+/* Adopts an accepted socket. Returns NULL (and closes fd) on failure. */
+struct conn *conn_create(struct server *srv, int fd);
+void conn_destroy(struct conn *c);
+
+/*
+ * Queues m, answering request seq, for sending. Returns 0 or -errno; a reply
+ * too large for the frame cap is replaced by an Error(-EMSGSIZE).
+ */
+int conn_send(struct conn *c, Gpuq__Msg *m, uint64_t seq);
+/* Queues an Error reply. */
+int conn_send_error(struct conn *c, uint64_t seq, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Stops serving c: pending output is flushed, then the connection is closed. */
+void conn_close_after_flush(struct conn *c);
+
+/*
+ * Flushes queued output and closes c when it is CLOSING and drained. Call it
+ * at the end of any callback that queued output on c; c may be freed.
+ */
+void conn_settle(struct conn *c);
+
+#endif

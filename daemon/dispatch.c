@@ -1,0 +1,355 @@
+/* dispatch.c: request handlers: handshake, devices, buffers, status, clients. */
+#include "build-config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "dispatch.h"
+#include "log.h"
+#include "server.h"
+#include "session.h"
+
+static void reply_ok(struct conn *c, uint64_t seq, uint64_t value)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Ok ok = GPUQ__OK__INIT;
+
+	ok.value = value;
+	m.body_case = GPUQ__MSG__BODY_OK;
+	m.ok = &ok;
+	conn_send(c, &m, seq);
+}
+
+static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
+{
+	struct server *srv = c->srv;
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Welcome w = GPUQ__WELCOME__INIT;
+
+	if (h->proto_version != GPUQ_PROTO_VERSION) {
+		log_warn("pid %d speaks protocol %u, this gpuqd speaks %u; closing", (int)c->pid,
+			 h->proto_version, GPUQ_PROTO_VERSION);
+		conn_send_error(c, seq, -EPROTONOSUPPORT,
+				"protocol version %u is not supported: gpuqd %s speaks version %u",
+				h->proto_version, PACKAGE_VERSION, GPUQ_PROTO_VERSION);
+		conn_close_after_flush(c);
+		return;
+	}
+	c->sess = session_create(++srv->next_session_id, srv->be, srv->cfg->max_session_mem, c->pid,
+				 c->uid, c->gid, h->client_name);
+	if (!c->sess) {
+		conn_send_error(c, seq, -ENOMEM, "out of memory creating the session");
+		conn_close_after_flush(c);
+		return;
+	}
+	srv->nsessions++;
+	c->state = CONN_READY;
+	log_info("session %llu started: pid %d uid %u gid %u name '%s'",
+		 (unsigned long long)c->sess->id, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid,
+		 c->sess->name);
+	w.proto_version = GPUQ_PROTO_VERSION;
+	w.server_version = (char *)PACKAGE_VERSION;
+	w.session_id = c->sess->id;
+	w.backend = (char *)srv->be->ops->name;
+	w.max_frame = srv->cfg->max_frame;
+	m.body_case = GPUQ__MSG__BODY_WELCOME;
+	m.welcome = &w;
+	conn_send(c, &m, seq);
+	server_notify_status(srv);
+}
+
+static void on_device_list(struct conn *c, uint64_t seq)
+{
+	struct backend *be = c->srv->be;
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__DeviceList dl = GPUQ__DEVICE_LIST__INIT;
+	Gpuq__DeviceInfo *infos, **ptrs;
+	struct backend_device_info *bi;
+	unsigned i, n = be->ndevices;
+	int r;
+
+	infos = calloc(n ? n : 1, sizeof(*infos));
+	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	bi = calloc(n ? n : 1, sizeof(*bi));
+	if (!infos || !ptrs || !bi) {
+		conn_send_error(c, seq, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		Gpuq__DeviceInfo *d = &infos[i];
+
+		r = be->ops->device_info(be, i, &bi[i]);
+		if (r) {
+			conn_send_error(c, seq, r, "device %u: %s", i, strerror(-r));
+			goto out;
+		}
+		gpuq__device_info__init(d);
+		d->index = i;
+		d->name = bi[i].name;
+		d->total_mem = bi[i].total_mem;
+		d->free_mem = bi[i].free_mem;
+		d->pci_bus_id = bi[i].pci_bus_id;
+		d->pcie_gen = bi[i].pcie_gen;
+		d->pcie_width = bi[i].pcie_width;
+		d->cc_major = bi[i].cc_major;
+		d->cc_minor = bi[i].cc_minor;
+		d->sm_count = bi[i].sm_count;
+		d->backend = (char *)be->ops->name;
+		ptrs[i] = d;
+	}
+	dl.n_devices = n;
+	dl.devices = ptrs;
+	m.body_case = GPUQ__MSG__BODY_DEVICE_LIST;
+	m.device_list = &dl;
+	conn_send(c, &m, seq);
+out:
+	free(bi);
+	free(ptrs);
+	free(infos);
+}
+
+static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__BufAllocReply rep = GPUQ__BUF_ALLOC_REPLY__INIT;
+	int id;
+
+	id = buf_alloc(&c->sess->bufs, a->device, a->size);
+	if (id < 0) {
+		switch (id) {
+		case -EINVAL:
+			conn_send_error(c, seq, id, a->size ? "no device %u (gpuqd has %u)"
+							    : "size must be at least 1 byte (device %u of %u)",
+					a->device, c->srv->be->ndevices);
+			break;
+		case -EDQUOT:
+			conn_send_error(c, seq, -ENOMEM,
+					"session quota: %llu bytes in use, %llu more asked, limit %llu",
+					(unsigned long long)c->sess->bufs.bytes,
+					(unsigned long long)a->size,
+					(unsigned long long)c->sess->bufs.quota);
+			break;
+		default:
+			conn_send_error(c, seq, id, "allocating %llu bytes on device %u: %s",
+					(unsigned long long)a->size, a->device, strerror(-id));
+		}
+		return;
+	}
+	log_debug("session %llu: buffer %d, %llu bytes on device %u",
+		  (unsigned long long)c->sess->id, id, (unsigned long long)a->size, a->device);
+	rep.buf_id = (uint32_t)id;
+	rep.size = a->size;
+	m.body_case = GPUQ__MSG__BODY_BUF_ALLOC_REPLY;
+	m.buf_alloc_reply = &rep;
+	conn_send(c, &m, seq);
+}
+
+static void on_buf_free(struct conn *c, uint64_t seq, const Gpuq__BufFree *f)
+{
+	int r = buf_free(&c->sess->bufs, f->buf_id);
+
+	if (r)
+		conn_send_error(c, seq, r, "no buffer %u in this session", f->buf_id);
+	else
+		reply_ok(c, seq, 0);
+}
+
+static void buf_error(struct conn *c, uint64_t seq, int err, uint32_t id, uint64_t off,
+		      uint64_t len)
+{
+	if (err == -ENOENT)
+		conn_send_error(c, seq, err, "no buffer %u in this session", id);
+	else
+		conn_send_error(c, seq, err, "range %llu+%llu is outside buffer %u",
+				(unsigned long long)off, (unsigned long long)len, id);
+}
+
+static void on_buf_write(struct conn *c, uint64_t seq, const Gpuq__BufWrite *w)
+{
+	struct backend *be = c->srv->be;
+	struct buf *b;
+	int r;
+
+	b = buf_get(&c->sess->bufs, w->buf_id, w->offset, w->data.len, &r);
+	if (!b) {
+		buf_error(c, seq, r, w->buf_id, w->offset, w->data.len);
+		return;
+	}
+	r = be->ops->copy_to_dev(be, b->device, b->addr + w->offset, w->data.data, w->data.len);
+	if (r)
+		conn_send_error(c, seq, r, "copy to device %u failed", b->device);
+	else
+		reply_ok(c, seq, w->data.len);
+}
+
+static void on_buf_read(struct conn *c, uint64_t seq, const Gpuq__BufRead *rd)
+{
+	struct backend *be = c->srv->be;
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__BufData data = GPUQ__BUF_DATA__INIT;
+	/* Room for the envelope around the bytes. */
+	uint64_t maxlen = c->srv->cfg->max_frame - 64;
+	struct buf *b;
+	uint8_t *tmp;
+	int r;
+
+	b = buf_get(&c->sess->bufs, rd->buf_id, rd->offset, rd->length, &r);
+	if (!b) {
+		buf_error(c, seq, r, rd->buf_id, rd->offset, rd->length);
+		return;
+	}
+	if (rd->length > maxlen) {
+		conn_send_error(c, seq, -EMSGSIZE, "read of %llu bytes exceeds %llu per request",
+				(unsigned long long)rd->length, (unsigned long long)maxlen);
+		return;
+	}
+	tmp = malloc(rd->length ? rd->length : 1);
+	if (!tmp) {
+		conn_send_error(c, seq, -ENOMEM, "out of memory");
+		return;
+	}
+	r = be->ops->copy_from_dev(be, b->device, tmp, b->addr + rd->offset, rd->length);
+	if (r) {
+		conn_send_error(c, seq, r, "copy from device %u failed", b->device);
+	} else {
+		data.data.data = tmp;
+		data.data.len = rd->length;
+		m.body_case = GPUQ__MSG__BODY_BUF_DATA;
+		m.buf_data = &data;
+		conn_send(c, &m, seq);
+	}
+	free(tmp);
+}
+
+static void on_status(struct conn *c, uint64_t seq)
+{
+	struct server *srv = c->srv;
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Status st = GPUQ__STATUS__INIT;
+	uint64_t nbufs, nbytes;
+
+	server_buffer_totals(srv, &nbufs, &nbytes);
+	st.server_version = (char *)PACKAGE_VERSION;
+	st.proto_version = GPUQ_PROTO_VERSION;
+	st.backend = (char *)srv->be->ops->name;
+	st.backend_reason = srv->be->reason;
+	st.pid = (uint32_t)getpid();
+	st.uptime_ms = session_now_ms() - srv->started_ms;
+	st.sessions = srv->nsessions;
+	st.devices = srv->be->ndevices;
+	st.buffers = nbufs;
+	st.buffer_bytes = nbytes;
+	st.requests = srv->requests;
+	st.errors = srv->errors;
+	st.reloads = srv->reloads;
+	st.socket_path = srv->cfg->socket;
+	st.config_path = (char *)(srv->config_path ? srv->config_path : "");
+	m.body_case = GPUQ__MSG__BODY_STATUS;
+	m.status = &st;
+	conn_send(c, &m, seq);
+}
+
+/* Root and the daemon's own user see every session; others only their own uid's. */
+static int may_see(const struct conn *asker, const struct conn *other)
+{
+	return asker->uid == 0 || asker->uid == getuid() || asker->uid == other->uid;
+}
+
+static void on_clients(struct conn *c, uint64_t seq)
+{
+	struct server *srv = c->srv;
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Clients cl = GPUQ__CLIENTS__INIT;
+	Gpuq__ClientInfo *infos, **ptrs;
+	uint64_t now = session_now_ms();
+	struct conn *o;
+	size_t n = 0;
+
+	infos = calloc(srv->nsessions + 1, sizeof(*infos));
+	ptrs = calloc(srv->nsessions + 1, sizeof(*ptrs));
+	if (!infos || !ptrs) {
+		conn_send_error(c, seq, -ENOMEM, "out of memory");
+		goto out;
+	}
+	TAILQ_FOREACH(o, &srv->conns, link) {
+		Gpuq__ClientInfo *ci = &infos[n];
+
+		if (!o->sess || !may_see(c, o) || n > srv->nsessions)
+			continue;
+		gpuq__client_info__init(ci);
+		ci->session_id = o->sess->id;
+		ci->pid = (uint32_t)o->pid;
+		ci->uid = (uint32_t)o->uid;
+		ci->gid = (uint32_t)o->gid;
+		ci->name = o->sess->name;
+		ci->connected_ms = now - o->sess->started_ms;
+		ci->buffers = o->sess->bufs.count;
+		ci->buffer_bytes = o->sess->bufs.bytes;
+		ci->requests = o->sess->requests;
+		ptrs[n++] = ci;
+	}
+	cl.n_clients = n;
+	cl.clients = ptrs;
+	m.body_case = GPUQ__MSG__BODY_CLIENTS;
+	m.clients = &cl;
+	conn_send(c, &m, seq);
+out:
+	free(ptrs);
+	free(infos);
+}
+
+void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
+{
+	uint64_t seq = m->seq;
+
+	if (c->state == CONN_HANDSHAKE) {
+		if (m->body_case != GPUQ__MSG__BODY_HELLO) {
+			log_warn("pid %d sent '%s' before hello; closing", (int)c->pid,
+				 frame_body_name(m->body_case));
+			conn_send_error(c, seq, -EPROTO, "expected hello, got '%s'",
+					frame_body_name(m->body_case));
+			conn_close_after_flush(c);
+			return;
+		}
+		on_hello(c, seq, m->hello);
+		return;
+	}
+	c->sess->requests++;
+	switch (m->body_case) {
+	case GPUQ__MSG__BODY_DEVICE_LIST_REQ:
+		on_device_list(c, seq);
+		break;
+	case GPUQ__MSG__BODY_BUF_ALLOC:
+		on_buf_alloc(c, seq, m->buf_alloc);
+		break;
+	case GPUQ__MSG__BODY_BUF_FREE:
+		on_buf_free(c, seq, m->buf_free);
+		break;
+	case GPUQ__MSG__BODY_BUF_WRITE:
+		on_buf_write(c, seq, m->buf_write);
+		break;
+	case GPUQ__MSG__BODY_BUF_READ:
+		on_buf_read(c, seq, m->buf_read);
+		break;
+	case GPUQ__MSG__BODY_STATUS_REQ:
+		on_status(c, seq);
+		break;
+	case GPUQ__MSG__BODY_CLIENTS_REQ:
+		on_clients(c, seq);
+		break;
+	case GPUQ__MSG__BODY__NOT_SET:
+		log_info("pid %d sent an unknown message", (int)c->pid);
+		conn_send_error(c, seq, -EPROTO, "unknown message");
+		break;
+	default:
+		log_info("pid %d sent '%s', which is not a request", (int)c->pid,
+			 frame_body_name(m->body_case));
+		conn_send_error(c, seq, -EPROTO, "'%s' is not a request",
+				frame_body_name(m->body_case));
+		break;
+	}
+}

@@ -1,0 +1,204 @@
+/* main.c: gpuqd entry point: options, configuration, module init/fini order. */
+#include "build-config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "backend.h"
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+/* Settings given as flags; re-applied on top of the file at every reload. */
+struct flags {
+	const char *key[CFG_NKEYS];
+	const char *config_path;
+	int config_explicit;
+	int check_config;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: gpuqd [OPTION]...\n"
+		"Serves CPU<->GPU data queues to local clients over a Unix socket.\n\n"
+		"  -s, --socket PATH           control socket (default /run/gpuqd/gpuqd.sock)\n"
+		"  -b, --backend KIND          host, cuda or auto (default auto)\n"
+		"  -c, --config FILE           configuration file (default %s)\n"
+		"      --socket-mode MODE      socket permissions, octal (default 0660)\n"
+		"      --socket-group GROUP    socket group\n"
+		"  -l, --log-level LEVEL       err, warn, info or debug (default info)\n"
+		"      --max-frame BYTES       largest control frame (default 4M)\n"
+		"      --max-clients N         most concurrent clients (default 1024)\n"
+		"      --max-session-mem BYTES device memory per session, 0 = no limit\n"
+		"      --handshake-timeout S   seconds a client has to say hello (default 5)\n"
+		"      --host-mem BYTES        memory of the host backend's device (default 1G)\n"
+		"      --check-config          validate the configuration, print it, exit\n"
+		"  -V, --version               print the version and exit\n"
+		"  -h, --help                  print this help and exit\n",
+		CONFIG_DEFAULT_PATH);
+}
+
+enum { OPT_SOCKET_MODE = 256, OPT_SOCKET_GROUP, OPT_MAX_FRAME, OPT_MAX_CLIENTS,
+       OPT_MAX_SESSION_MEM, OPT_HANDSHAKE_TIMEOUT, OPT_HOST_MEM, OPT_CHECK_CONFIG };
+
+static int parse_args(int argc, char **argv, struct flags *fl)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "backend", required_argument, NULL, 'b' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
+		{ "socket-group", required_argument, NULL, OPT_SOCKET_GROUP },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "max-frame", required_argument, NULL, OPT_MAX_FRAME },
+		{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+		{ "max-session-mem", required_argument, NULL, OPT_MAX_SESSION_MEM },
+		{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
+		{ "host-mem", required_argument, NULL, OPT_HOST_MEM },
+		{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int o;
+
+	fl->config_path = CONFIG_DEFAULT_PATH;
+	while ((o = getopt_long(argc, argv, "s:b:c:l:Vh", opts, NULL)) != -1) {
+		switch (o) {
+		case 's': fl->key[CFG_SOCKET] = optarg; break;
+		case 'b': fl->key[CFG_BACKEND] = optarg; break;
+		case 'c': fl->config_path = optarg; fl->config_explicit = 1; break;
+		case 'l': fl->key[CFG_LOG_LEVEL] = optarg; break;
+		case OPT_SOCKET_MODE: fl->key[CFG_SOCKET_MODE] = optarg; break;
+		case OPT_SOCKET_GROUP: fl->key[CFG_SOCKET_GROUP] = optarg; break;
+		case OPT_MAX_FRAME: fl->key[CFG_MAX_FRAME] = optarg; break;
+		case OPT_MAX_CLIENTS: fl->key[CFG_MAX_CLIENTS] = optarg; break;
+		case OPT_MAX_SESSION_MEM: fl->key[CFG_MAX_SESSION_MEM] = optarg; break;
+		case OPT_HANDSHAKE_TIMEOUT: fl->key[CFG_HANDSHAKE_TIMEOUT] = optarg; break;
+		case OPT_HOST_MEM: fl->key[CFG_HOST_MEM] = optarg; break;
+		case OPT_CHECK_CONFIG: fl->check_config = 1; break;
+		case 'V': printf("gpuqd %s (protocol %d)\n", PACKAGE_VERSION, GPUQ_PROTO_VERSION); exit(0);
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "gpuqd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const char *const flag_names[CFG_NKEYS] = {
+	[CFG_SOCKET] = "socket", [CFG_SOCKET_MODE] = "socket_mode",
+	[CFG_SOCKET_GROUP] = "socket_group", [CFG_BACKEND] = "backend",
+	[CFG_LOG_LEVEL] = "log_level", [CFG_MAX_FRAME] = "max_frame",
+	[CFG_MAX_CLIENTS] = "max_clients", [CFG_MAX_SESSION_MEM] = "max_session_mem",
+	[CFG_HANDSHAKE_TIMEOUT] = "handshake_timeout", [CFG_HOST_MEM] = "host_mem",
+};
+
+/* Builds the effective settings: defaults, then the file, then flags (flags win). */
+static int build_config(const struct flags *fl, struct config *cfg)
+{
+	char err[512];
+	int k, r;
+
+	config_defaults(cfg);
+	r = config_load(cfg, fl->config_path, NULL, err, sizeof(err));
+	if (r == -ENOENT && !fl->config_explicit)
+		r = 0; /* no file at the default path: defaults it is */
+	if (r) {
+		fprintf(stderr, "gpuqd: %s\n", err);
+		log_err("configuration: %s", err);
+		return r;
+	}
+	for (k = 0; k < CFG_NKEYS; k++) {
+		if (!fl->key[k])
+			continue;
+		r = config_set(cfg, flag_names[k], fl->key[k], err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "gpuqd: --%s: %s\n", flag_names[k], err);
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int reload(struct server *srv, void *arg)
+{
+	const struct flags *fl = arg;
+	struct config next;
+	int r;
+
+	r = build_config(fl, &next);
+	if (r) {
+		log_err("reload failed; keeping the running configuration");
+		return r;
+	}
+	/* What the running daemon is built around needs a restart to change. */
+	if (strcmp(next.socket, srv->cfg->socket) || next.backend != srv->cfg->backend ||
+	    next.host_mem != srv->cfg->host_mem || next.socket_mode != srv->cfg->socket_mode ||
+	    strcmp(next.socket_group, srv->cfg->socket_group))
+		log_warn("socket, backend and host_mem changes take effect at restart");
+	srv->cfg->log_level = next.log_level;
+	srv->cfg->max_frame = next.max_frame;
+	srv->cfg->max_clients = next.max_clients;
+	srv->cfg->max_session_mem = next.max_session_mem;
+	srv->cfg->handshake_timeout = next.handshake_timeout;
+	log_set_level(next.log_level);
+	log_info("configuration reloaded (log level %s, max_frame %u, max_clients %u)",
+		 log_level_name(next.log_level), next.max_frame, next.max_clients);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct flags fl = { 0 };
+	struct config cfg;
+	struct backend be;
+	struct server srv;
+	int r, code = 1;
+
+	log_init(LOG_INFO);
+	if (parse_args(argc, argv, &fl))
+		return 2;
+	if (build_config(&fl, &cfg))
+		return 1;
+	if (fl.check_config) {
+		config_print(&cfg, stdout);
+		return 0;
+	}
+	log_set_level(cfg.log_level);
+
+	r = backend_open(&be, cfg.backend, cfg.host_mem);
+	if (r) {
+		log_err("cannot open the %s backend: %s (%s)", backend_kind_name(cfg.backend),
+			strerror(-r), be.reason);
+		sd_notifyf(0, "STATUS=backend %s unavailable: %s", backend_kind_name(cfg.backend),
+			   be.reason);
+		return 1;
+	}
+	log_info("backend %s: %s", be.ops->name, be.reason);
+
+	r = server_init(&srv, &cfg, &be, fl.config_path);
+	if (r) {
+		log_err("cannot start the server: %s", strerror(-r));
+		goto out_backend;
+	}
+	srv.reload = reload;
+	srv.reload_arg = &fl;
+	code = server_run(&srv);
+	server_fini(&srv);
+	log_info("stopped");
+out_backend:
+	backend_close(&be);
+	return code;
+}

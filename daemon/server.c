@@ -1,0 +1,273 @@
+/* server.c: the event loop: listening socket, accept, signals, sd_notify. */
+#include "build-config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "conn.h"
+#include "log.h"
+#include "server.h"
+#include "session.h"
+
+void server_notify_status(struct server *srv)
+{
+	uint64_t nbufs, nbytes;
+
+	server_buffer_totals(srv, &nbufs, &nbytes);
+	sd_notifyf(0, "STATUS=%u session(s), %llu buffer(s), %llu bytes on %u %s device(s)",
+		   srv->nsessions, (unsigned long long)nbufs, (unsigned long long)nbytes,
+		   srv->be->ndevices, srv->be->ops->name);
+}
+
+void server_buffer_totals(struct server *srv, uint64_t *count, uint64_t *bytes)
+{
+	struct conn *c;
+
+	*count = 0;
+	*bytes = 0;
+	TAILQ_FOREACH(c, &srv->conns, link) {
+		if (!c->sess)
+			continue;
+		*count += c->sess->bufs.count;
+		*bytes += c->sess->bufs.bytes;
+	}
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct conn *c;
+	int fd;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_warn("accept: %s", strerror(errno));
+		return;
+	}
+	c = conn_create(srv, fd);
+	if (!c)
+		return;
+	if (srv->nconns > srv->cfg->max_clients) {
+		log_warn("refusing pid %d: %u clients is the limit", (int)c->pid,
+			 srv->cfg->max_clients);
+		conn_send_error(c, 0, -EUSERS, "gpuqd serves at most %u clients",
+				srv->cfg->max_clients);
+		conn_close_after_flush(c);
+		conn_settle(c);
+	}
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	if (sig == SIGHUP) {
+		sd_notify(0, "RELOADING=1");
+		log_info("SIGHUP: reloading configuration");
+		if (srv->reload && srv->reload(srv, srv->reload_arg) == 0)
+			srv->reloads++;
+		sd_notify(0, "READY=1");
+		server_notify_status(srv);
+		return;
+	}
+	log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	sd_notify(0, "STOPPING=1");
+	srv->exit_code = 0;
+	event_base_loopbreak(srv->base);
+}
+
+/* Is a live gpuqd answering on path? Then we must not steal its socket. */
+static int socket_in_use(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int r;
+
+	if (fd < 0)
+		return 0;
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	close(fd);
+	return r;
+}
+
+static int listen_on_path(struct server *srv)
+{
+	struct config *cfg = srv->cfg;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	char dir[sizeof(sa.sun_path)], *slash;
+	int fd, r;
+
+	if (strlen(cfg->socket) >= sizeof(sa.sun_path)) {
+		log_err("socket path too long: %s", cfg->socket);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, cfg->socket, strlen(cfg->socket) + 1);
+	snprintf(dir, sizeof(dir), "%s", cfg->socket);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			log_warn("mkdir %s: %s", dir, strerror(errno));
+	}
+	if (lstat(cfg->socket, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_err("%s exists and is not a socket", cfg->socket);
+			return -EEXIST;
+		}
+		if (socket_in_use(&sa)) {
+			log_err("another gpuqd is listening on %s", cfg->socket);
+			return -EADDRINUSE;
+		}
+		unlink(cfg->socket); /* stale, from a daemon that died */
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		log_err("bind %s: %s", cfg->socket, strerror(errno));
+		goto fail;
+	}
+	if (chmod(cfg->socket, cfg->socket_mode) < 0) {
+		r = -errno;
+		log_err("chmod %s: %s", cfg->socket, strerror(errno));
+		goto fail_unlink;
+	}
+	if (cfg->socket_group[0]) {
+		struct group *g = getgrnam(cfg->socket_group);
+
+		if (!g) {
+			r = -ENOENT;
+			log_err("socket group '%s' does not exist", cfg->socket_group);
+			goto fail_unlink;
+		}
+		if (chown(cfg->socket, (uid_t)-1, g->gr_gid) < 0) {
+			r = -errno;
+			log_err("chown %s to group %s: %s", cfg->socket, cfg->socket_group,
+				strerror(errno));
+			goto fail_unlink;
+		}
+	}
+	if (listen(fd, 128) < 0) {
+		r = -errno;
+		goto fail_unlink;
+	}
+	srv->listen_fd = fd;
+	log_info("listening on %s (mode %04o%s%s)", cfg->socket, cfg->socket_mode,
+		 cfg->socket_group[0] ? ", group " : "", cfg->socket_group);
+	return 0;
+
+fail_unlink:
+	unlink(cfg->socket);
+fail:
+	close(fd);
+	return r;
+}
+
+static int adopt_activated(struct server *srv)
+{
+	int n = sd_listen_fds(1);
+
+	if (n <= 0)
+		return n;
+	if (n > 1)
+		log_warn("systemd passed %d sockets; using the first", n);
+	if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0) {
+		log_err("socket passed by systemd is not a listening unix stream socket");
+		return -EINVAL;
+	}
+	srv->listen_fd = SD_LISTEN_FDS_START;
+	srv->activated = 1;
+	if (fcntl(srv->listen_fd, F_SETFL, fcntl(srv->listen_fd, F_GETFL) | O_NONBLOCK) < 0)
+		return -errno;
+	log_info("using the socket passed by systemd (socket activation)");
+	return 1;
+}
+
+int server_init(struct server *srv, struct config *cfg, struct backend *be, const char *config_path)
+{
+	int r;
+
+	memset(srv, 0, sizeof(*srv));
+	srv->cfg = cfg;
+	srv->be = be;
+	srv->config_path = config_path;
+	srv->listen_fd = -1;
+	srv->exit_code = 1;
+	srv->started_ms = session_now_ms();
+	TAILQ_INIT(&srv->conns);
+	signal(SIGPIPE, SIG_IGN);
+
+	srv->base = event_base_new();
+	if (!srv->base)
+		return -ENOMEM;
+	r = adopt_activated(srv);
+	if (r == 0)
+		r = listen_on_path(srv);
+	if (r < 0)
+		goto fail;
+	srv->listen_ev = event_new(srv->base, srv->listen_fd, EV_READ | EV_PERSIST, on_accept, srv);
+	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
+	srv->sig_int = evsignal_new(srv->base, SIGINT, on_signal, srv);
+	srv->sig_hup = evsignal_new(srv->base, SIGHUP, on_signal, srv);
+	if (!srv->listen_ev || !srv->sig_term || !srv->sig_int || !srv->sig_hup ||
+	    event_add(srv->listen_ev, NULL) || event_add(srv->sig_term, NULL) ||
+	    event_add(srv->sig_int, NULL) || event_add(srv->sig_hup, NULL)) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	return 0;
+fail:
+	server_fini(srv);
+	return r;
+}
+
+int server_run(struct server *srv)
+{
+	sd_notify(0, "READY=1");
+	server_notify_status(srv);
+	log_info("ready: gpuqd %s, protocol %u, %s backend, %u device(s)", PACKAGE_VERSION,
+		 GPUQ_PROTO_VERSION, srv->be->ops->name, srv->be->ndevices);
+	if (event_base_dispatch(srv->base) < 0)
+		return 1;
+	return srv->exit_code;
+}
+
+void server_fini(struct server *srv)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&srv->conns)))
+		conn_destroy(c);
+	if (srv->sig_hup)
+		event_free(srv->sig_hup);
+	if (srv->sig_int)
+		event_free(srv->sig_int);
+	if (srv->sig_term)
+		event_free(srv->sig_term);
+	if (srv->listen_ev)
+		event_free(srv->listen_ev);
+	if (srv->listen_fd >= 0) {
+		close(srv->listen_fd);
+		/* A socket systemd owns stays; our own goes with us. */
+		if (!srv->activated)
+			unlink(srv->cfg->socket);
+	}
+	if (srv->base)
+		event_base_free(srv->base);
+	memset(srv, 0, sizeof(*srv));
+	srv->listen_fd = -1;
+}

@@ -1,0 +1,54 @@
+/* server.h: the event loop, the listening socket, signals and the list of connections. */
+#ifndef GPUQ_SERVER_H
+#define GPUQ_SERVER_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "backend.h"
+#include "config.h"
+
+struct conn;
+struct event_base;
+struct event;
+
+/*
+ * The daemon's one server. Owned by main.c (init/fini); it owns the
+ * event_base, the listener and every connection.
+ */
+struct server {
+	struct event_base *base;
+	struct config *cfg; /* owned by main; may change on reload */
+	struct backend *be;
+	const char *config_path;
+	int listen_fd;
+	int activated;      /* listen_fd came from systemd: do not unlink it */
+	struct event *listen_ev;
+	struct event *sig_term, *sig_int, *sig_hup;
+	int (*reload)(struct server *srv, void *arg); /* re-reads the config; set by main */
+	void *reload_arg;
+	TAILQ_HEAD(, conn) conns;
+	unsigned nconns;
+	unsigned nsessions;
+	uint64_t next_session_id;
+	uint64_t started_ms;
+	uint64_t requests;
+	uint64_t errors;
+	uint64_t reloads;
+	int exit_code;
+};
+
+/* Creates the event loop and the listening socket (or adopts one from systemd). */
+int server_init(struct server *srv, struct config *cfg, struct backend *be, const char *config_path);
+/* Runs until SIGTERM/SIGINT. Returns the exit code for main. */
+int server_run(struct server *srv);
+/* Closes every connection (ending their sessions) and the listener. */
+void server_fini(struct server *srv);
+
+/* Sends STATUS= to systemd describing the current load. */
+void server_notify_status(struct server *srv);
+
+/* Totals over every session, for `gpuqctl status`. */
+void server_buffer_totals(struct server *srv, uint64_t *count, uint64_t *bytes);
+
+#endif
