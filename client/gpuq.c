@@ -98,12 +98,19 @@ int client_rpc(struct gpuq *q, Gpuq__Msg *req, Gpuq__Msg **rep)
 		return client_fail(q, r, "request exceeds the %u-byte frame cap", q->max_frame);
 	r = send_all(q->fd, buf, len);
 	free(buf);
-	if (r)
-		return client_fail(q, r, "sending to gpuqd: %s", strerror(-r));
 	for (;;) {
-		m = recv_msg(q, &r);
-		if (!m)
-			return r;
+		int rr;
+
+		m = recv_msg(q, &rr);
+		if (!m) {
+			/*
+			 * When the send failed, the daemon may have said why before it
+			 * closed (e.g. too many clients): that reply, read above, wins.
+			 */
+			if (r)
+				return client_fail(q, r, "sending to gpuqd: %s", strerror(-r));
+			return rr;
+		}
 		/* An Error with seq 0 is the daemon speaking unprompted (closing). */
 		if (m->seq == req->seq || (m->seq == 0 && m->body_case == GPUQ__MSG__BODY_ERROR))
 			break;

@@ -53,7 +53,7 @@ int backend_open(struct backend *be, enum backend_kind kind, uint64_t host_mem)
 	r = open_ops(be, &backend_cuda_ops, host_mem);
 	if (!r || kind == BACKEND_CUDA)
 		return r;
-	snprintf(why, sizeof(why), "%s", be->reason);
+	snprintf(why, sizeof(why), "%.*s", (int)sizeof(why) - 1, be->reason);
 #else
 	if (kind == BACKEND_CUDA) {
 		memset(be, 0, sizeof(*be));

@@ -1,9 +1,6 @@
 /* backend_cuda.c: the cuda backend: real GPUs through the CUDA runtime API. */
-#ifdef HAVE_CONFIG_H
-#include "config.h"
-#endif
+#include "build-config.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,20 +36,12 @@ static int cuda_fail(const char *call, cudaError_t err)
 
 	(void)cudaGetLastError();
 	switch (err) {
-	case cudaErrorMemoryAllocation:
-		ret = -ENOMEM;
-		break;
+	case cudaErrorMemoryAllocation: ret = -ENOMEM; break;
 	case cudaErrorInvalidValue:
-	case cudaErrorInvalidDevicePointer:
-		ret = -EINVAL;
-		break;
+	case cudaErrorInvalidDevicePointer: ret = -EINVAL; break;
 	case cudaErrorNoDevice:
-	case cudaErrorInvalidDevice:
-		ret = -ENODEV;
-		break;
-	default:
-		ret = -EIO;
-		break;
+	case cudaErrorInvalidDevice: ret = -ENODEV; break;
+	default: ret = -EIO; break;
 	}
 	if (ret == -ENOMEM)
 		log_warn("%s: %s", call, cudaGetErrorString(err));
@@ -294,7 +283,7 @@ static int cuda_device_info(struct backend *be, unsigned dev, struct backend_dev
 	int ret;
 
 	if (!d)
-		return -EINVAL;
+		return -ENODEV;
 	ret = cuda_dev_enter(d);
 	if (ret)
 		return ret;
@@ -303,7 +292,8 @@ static int cuda_device_info(struct backend *be, unsigned dev, struct backend_dev
 		return cuda_fail("cudaMemGetInfo", err);
 
 	memset(info, 0, sizeof(*info));
-	snprintf(info->name, sizeof(info->name), "%s", d->prop.name);
+	/* Truncated to fit: CUDA allows 256 bytes, the interface 128. */
+	snprintf(info->name, sizeof(info->name), "%.*s", (int)sizeof(info->name) - 1, d->prop.name);
 	snprintf(info->pci_bus_id, sizeof(info->pci_bus_id), "%s", d->pci_bus_id);
 	info->total_mem = total_b;
 	info->free_mem = free_b;
@@ -317,8 +307,8 @@ static int cuda_device_info(struct backend *be, unsigned dev, struct backend_dev
 
 /*
  * Allocates size bytes of device memory, zero-filled before this returns so
- * that a session never sees what an earlier session left there. -EINVAL for
- * size 0 or a bad device, -ENOMEM when the device has no room.
+ * that a session never sees what an earlier session left there. -ENODEV for
+ * a bad device, -EINVAL for size 0, -ENOMEM when the device has no room.
  */
 static int cuda_mem_alloc(struct backend *be, unsigned dev, size_t size, uint64_t *addr)
 {
@@ -327,7 +317,9 @@ static int cuda_mem_alloc(struct backend *be, unsigned dev, size_t size, uint64_
 	void *p = NULL;
 	int ret;
 
-	if (!d || size == 0)
+	if (!d)
+		return -ENODEV;
+	if (size == 0)
 		return -EINVAL;
 	ret = cuda_dev_enter(d);
 	if (ret)
@@ -363,7 +355,7 @@ static int cuda_mem_free(struct backend *be, unsigned dev, uint64_t addr)
 	int ret;
 
 	if (!d)
-		return -EINVAL;
+		return -ENODEV;
 	ret = cuda_dev_enter(d);
 	if (ret)
 		return ret;
@@ -387,8 +379,8 @@ static int cuda_copy(struct cuda_dev *d, void *dst, const void *src, size_t len,
 		return ret;
 	err = cudaMemcpyAsync(dst, src, len, kind, d->ctl);
 	if (err != cudaSuccess)
-		return cuda_fail(kind == cudaMemcpyHostToDevice ? "cudaMemcpyAsync(H2D)"
-								: "cudaMemcpyAsync(D2H)",
+		return cuda_fail(kind == cudaMemcpyHostToDevice ? "cudaMemcpyAsync(H2D)" :
+								  "cudaMemcpyAsync(D2H)",
 				 err);
 	/* Pageable host memory: only the sync says the data has landed. */
 	err = cudaStreamSynchronize(d->ctl);
@@ -403,17 +395,16 @@ static int cuda_copy_to_dev(struct backend *be, unsigned dev, uint64_t dst, cons
 	struct cuda_dev *d = cuda_dev_get(be, dev);
 
 	if (!d)
-		return -EINVAL;
+		return -ENODEV;
 	return cuda_copy(d, (void *)(uintptr_t)dst, src, len, cudaMemcpyHostToDevice);
 }
 
-static int cuda_copy_from_dev(struct backend *be, unsigned dev, void *dst, uint64_t src,
-			      size_t len)
+static int cuda_copy_from_dev(struct backend *be, unsigned dev, void *dst, uint64_t src, size_t len)
 {
 	struct cuda_dev *d = cuda_dev_get(be, dev);
 
 	if (!d)
-		return -EINVAL;
+		return -ENODEV;
 	return cuda_copy(d, dst, (const void *)(uintptr_t)src, len, cudaMemcpyDeviceToHost);
 }
 

@@ -3,25 +3,26 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 
 /*
- * One stand-in device with host_mem bytes of "device memory". Each
- * allocation carries a small header so mem_free can return its size to the
- * pool and reject addresses it never handed out.
+ * One stand-in device with host_mem bytes of "device memory". Allocations are
+ * kept on a list so mem_free returns their size to the pool and rejects any
+ * address it never handed out without touching memory it does not own.
  */
 struct host_alloc {
-	uint64_t magic;
+	struct host_alloc *next;
 	uint64_t size;
+	max_align_t data[];
 };
-
-#define HOST_MAGIC 0x6770757168737431ull /* "gpuqhst1" */
 
 struct host_priv {
 	uint64_t used;
+	struct host_alloc *allocs;
 };
 
 static int host_init(struct backend *be)
@@ -37,7 +38,14 @@ static int host_init(struct backend *be)
 
 static void host_fini(struct backend *be)
 {
-	free(be->priv);
+	struct host_priv *p = be->priv;
+	struct host_alloc *h;
+
+	while ((h = p->allocs)) {
+		p->allocs = h->next;
+		free(h);
+	}
+	free(p);
 }
 
 static int host_device_info(struct backend *be, unsigned dev, struct backend_device_info *info)
@@ -51,16 +59,6 @@ static int host_device_info(struct backend *be, unsigned dev, struct backend_dev
 	info->total_mem = be->host_mem;
 	info->free_mem = be->host_mem - p->used;
 	return 0;
-}
-
-static struct host_alloc *host_lookup(uint64_t addr)
-{
-	struct host_alloc *h;
-
-	if (!addr)
-		return NULL;
-	h = (struct host_alloc *)(uintptr_t)addr - 1;
-	return h->magic == HOST_MAGIC ? h : NULL;
 }
 
 static int host_mem_alloc(struct backend *be, unsigned dev, size_t size, uint64_t *addr)
@@ -78,24 +76,30 @@ static int host_mem_alloc(struct backend *be, unsigned dev, size_t size, uint64_
 	h = calloc(1, sizeof(*h) + size);
 	if (!h)
 		return -ENOMEM;
-	h->magic = HOST_MAGIC;
 	h->size = size;
+	h->next = p->allocs;
+	p->allocs = h;
 	p->used += size;
-	*addr = (uint64_t)(uintptr_t)(h + 1);
+	*addr = (uint64_t)(uintptr_t)h->data;
 	return 0;
 }
 
 static int host_mem_free(struct backend *be, unsigned dev, uint64_t addr)
 {
 	struct host_priv *p = be->priv;
-	struct host_alloc *h = host_lookup(addr);
+	struct host_alloc **pp, *h;
 
-	if (dev >= be->ndevices || !h)
+	if (dev >= be->ndevices)
 		return -EINVAL;
-	p->used -= h->size;
-	h->magic = 0;
-	free(h);
-	return 0;
+	for (pp = &p->allocs; (h = *pp); pp = &h->next) {
+		if ((uint64_t)(uintptr_t)h->data != addr)
+			continue;
+		*pp = h->next;
+		p->used -= h->size;
+		free(h);
+		return 0;
+	}
+	return -EINVAL;
 }
 
 static int host_copy_to_dev(struct backend *be, unsigned dev, uint64_t dst, const void *src, size_t len)

@@ -59,9 +59,10 @@ int config_parse_size(const char *s, uint64_t *out)
 	case 't': case 'T': shift = 40; end++; break;
 	default: return -EINVAL;
 	}
-	if (*end == 'i' || *end == 'B') /* accept KiB, MB and friends */
-		end++;
-	if (*end == 'B')
+	/* Accept KiB and KB spellings after a unit letter, nothing else. */
+	if (shift && end[0] == 'i' && end[1] == 'B')
+		end += 2;
+	else if (shift && end[0] == 'B')
 		end++;
 	if (*end)
 		return -EINVAL;
@@ -200,11 +201,8 @@ int config_load(struct config *cfg, const char *path, uint32_t *seen, char *err,
 			r = -EINVAL;
 			goto out;
 		}
-		hash = strchr(line, '#');
-		if (hash)
-			*hash = '\0';
 		key = trim(line);
-		if (!*key)
+		if (!*key || *key == '#')
 			continue;
 		eq = strchr(key, '=');
 		if (!eq) {
@@ -213,12 +211,33 @@ int config_load(struct config *cfg, const char *path, uint32_t *seen, char *err,
 			goto out;
 		}
 		*eq = '\0';
-		val = trim(eq + 1);
 		key = trim(key);
-		/* Values may be quoted to keep spaces or '#'-free paths readable. */
-		if (val[0] == '"' && strlen(val) >= 2 && val[strlen(val) - 1] == '"') {
-			val[strlen(val) - 1] = '\0';
+		val = trim(eq + 1);
+		if (*val == '"') {
+			/* A quoted value keeps '#' and spaces; only a comment may follow it. */
+			char *close = strchr(val + 1, '"');
+			char *rest;
+
+			if (!close) {
+				snprintf(err, errlen, "%s:%u: unterminated quote", path, lineno);
+				r = -EINVAL;
+				goto out;
+			}
+			*close = '\0';
+			rest = trim(close + 1);
+			if (*rest && *rest != '#') {
+				snprintf(err, errlen, "%s:%u: text after the quoted value", path, lineno);
+				r = -EINVAL;
+				goto out;
+			}
 			val++;
+		} else {
+			/* An unquoted value ends at a '#' that starts a comment. */
+			hash = strchr(val, '#');
+			if (hash) {
+				*hash = '\0';
+				val = trim(val);
+			}
 		}
 		r = config_set(&tmp, key, val, why, sizeof(why));
 		if (r < 0) {
@@ -245,9 +264,9 @@ out:
 
 void config_print(const struct config *cfg, FILE *f)
 {
-	fprintf(f, "socket = %s\n", cfg->socket);
+	fprintf(f, "socket = \"%s\"\n", cfg->socket);
 	fprintf(f, "socket_mode = %04o\n", cfg->socket_mode);
-	fprintf(f, "socket_group = %s\n", cfg->socket_group);
+	fprintf(f, "socket_group = \"%s\"\n", cfg->socket_group);
 	fprintf(f, "backend = %s\n", backend_kind_name(cfg->backend));
 	fprintf(f, "log_level = %s\n", log_level_name(cfg->log_level));
 	fprintf(f, "max_frame = %u\n", cfg->max_frame);

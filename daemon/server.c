@@ -21,14 +21,27 @@
 #include "server.h"
 #include "session.h"
 
-void server_notify_status(struct server *srv)
+static void send_status(evutil_socket_t fd, short what, void *arg)
 {
+	struct server *srv = arg;
 	uint64_t nbufs, nbytes;
 
 	server_buffer_totals(srv, &nbufs, &nbytes);
 	sd_notifyf(0, "STATUS=%u session(s), %llu buffer(s), %llu bytes on %u %s device(s)",
 		   srv->nsessions, (unsigned long long)nbufs, (unsigned long long)nbytes,
 		   srv->be->ndevices, srv->be->ops->name);
+}
+
+void server_notify_status(struct server *srv)
+{
+	/*
+	 * Coalesced to one update a second: sd_notify writes to a datagram
+	 * socket and would block the loop if the manager fell behind.
+	 */
+	static const struct timeval delay = { .tv_sec = 1 };
+
+	if (!evtimer_pending(srv->status_timer, NULL))
+		evtimer_add(srv->status_timer, &delay);
 }
 
 void server_buffer_totals(struct server *srv, uint64_t *count, uint64_t *bytes)
@@ -80,7 +93,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		if (srv->reload && srv->reload(srv, srv->reload_arg) == 0)
 			srv->reloads++;
 		sd_notify(0, "READY=1");
-		server_notify_status(srv);
+		send_status(-1, 0, srv);
 		return;
 	}
 	log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -223,7 +236,8 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, on_signal, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, on_signal, srv);
-	if (!srv->listen_ev || !srv->sig_term || !srv->sig_int || !srv->sig_hup ||
+	srv->status_timer = evtimer_new(srv->base, send_status, srv);
+	if (!srv->status_timer || !srv->listen_ev || !srv->sig_term || !srv->sig_int || !srv->sig_hup ||
 	    event_add(srv->listen_ev, NULL) || event_add(srv->sig_term, NULL) ||
 	    event_add(srv->sig_int, NULL) || event_add(srv->sig_hup, NULL)) {
 		r = -ENOMEM;
@@ -238,7 +252,7 @@ fail:
 int server_run(struct server *srv)
 {
 	sd_notify(0, "READY=1");
-	server_notify_status(srv);
+	send_status(-1, 0, srv);
 	log_info("ready: gpuqd %s, protocol %u, %s backend, %u device(s)", PACKAGE_VERSION,
 		 GPUQ_PROTO_VERSION, srv->be->ops->name, srv->be->ndevices);
 	if (event_base_dispatch(srv->base) < 0)
@@ -252,6 +266,8 @@ void server_fini(struct server *srv)
 
 	while ((c = TAILQ_FIRST(&srv->conns)))
 		conn_destroy(c);
+	if (srv->status_timer)
+		event_free(srv->status_timer);
 	if (srv->sig_hup)
 		event_free(srv->sig_hup);
 	if (srv->sig_int)

@@ -25,6 +25,7 @@ struct server {
 	int activated;      /* listen_fd came from systemd: do not unlink it */
 	struct event *listen_ev;
 	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *status_timer; /* coalesces STATUS= updates */
 	int (*reload)(struct server *srv, void *arg); /* re-reads the config; set by main */
 	void *reload_arg;
 	TAILQ_HEAD(, conn) conns;
@@ -45,7 +46,7 @@ int server_run(struct server *srv);
 /* Closes every connection (ending their sessions) and the listener. */
 void server_fini(struct server *srv);
 
-/* Sends STATUS= to systemd describing the current load. */
+/* Schedules a STATUS= update to systemd describing the current load (at most 1/s). */
 void server_notify_status(struct server *srv);
 
 /* Totals over every session, for `gpuqctl status`. */

@@ -129,5 +129,6 @@ const char *frame_body_name(int body_case)
 	if (body_case == GPUQ__MSG__BODY__NOT_SET)
 		return "none";
 	f = protobuf_c_message_descriptor_get_field(&gpuq__msg__descriptor, (unsigned)body_case);
-	return f ? f->name : "unknown";
+	/* Only members of the body oneof are message names; "seq" is not. */
+	return f && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) ? f->name : "unknown";
 }
