@@ -31,6 +31,7 @@ GPUQ_API int gpuq_buf_alloc(gpuq_t *q, unsigned device, size_t size, uint32_t *i
 		return r;
 	*id = rep->buf_alloc_reply->buf_id;
 	frame_free(rep);
+	client_buf_note(q, *id, (int)device);
 	return 0;
 }
 
@@ -48,8 +49,10 @@ GPUQ_API int gpuq_buf_free(gpuq_t *q, uint32_t id)
 	pthread_mutex_lock(&q->lock);
 	r = client_call(q, &req, GPUQ__MSG__BODY_OK, &rep);
 	pthread_mutex_unlock(&q->lock);
-	if (!r)
+	if (!r) {
 		frame_free(rep);
+		client_buf_note(q, id, -1);
+	}
 	return r;
 }
 

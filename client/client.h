@@ -5,20 +5,67 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "arena.h"
 #include "frame.h"
 #include "gpuq/gpuq.h"
+#include "ring.h"
 
 #define GPUQ_API __attribute__((visibility("default")))
+
+enum req_state { REQ_FREE, REQ_PENDING, REQ_DONE };
+
+/* One nonblocking request. Lives in the session's request table. */
+struct gpuq_req {
+	uint64_t tag;
+	int64_t result;
+	uint32_t gen;       /* bumped at each reuse: stale completions are recognised */
+	uint32_t index;
+	uint8_t state;      /* enum req_state */
+	uint8_t has_handle; /* completion goes to test/wait, not to gpuq_poll */
+	int64_t bounce;     /* arena offset of the staging copy, or -1 */
+	void *copy_out;     /* recv into non-arena memory: copy here on completion */
+	size_t len;
+	uint32_t next_free;
+};
+
+#define REQ_BLOCK 1024
+#define REQ_NONE UINT32_MAX
 
 /* A session with gpuqd. Created by gpuq_connect, freed by gpuq_close. */
 struct gpuq {
 	int fd;
-	pthread_mutex_t lock; /* serialises calls: one request in flight */
+	pthread_mutex_t lock; /* serialises control calls: one request in flight */
 	uint64_t seq;
 	uint64_t session_id;
 	uint32_t max_frame;
 	char backend[16];
 	char errmsg[512];
+	int rx_fds[FRAME_MAX_FDS]; /* fds that came with the last frame read */
+	unsigned rx_nfds;
+
+	/* The data path; guarded by dlock. */
+	pthread_mutex_t dlock;
+	void *shm;
+	size_t shm_size;
+	struct shm_hdr *hdr;
+	uint8_t *arena;
+	uint64_t arena_size;
+	unsigned ndevices;
+	int cq_efd;
+	int dev_efd[SHM_MAX_DEVICES];
+	uint32_t sq_tail[SHM_MAX_DEVICES];
+	uint32_t cq_head[SHM_MAX_DEVICES];
+	uint32_t outstanding[SHM_MAX_DEVICES];
+	struct arena_alloc alloc;
+	struct gpuq_req **reqblk; /* blocks of REQ_BLOCK */
+	uint32_t nreqblk;
+	uint32_t free_req;
+	struct gpuq_completion *pollq; /* completions for gpuq_poll (ring) */
+	uint32_t pq_head, pq_tail, pq_cap;
+	uint8_t *buf_dev; /* buffer id -> device + 1; 0 = no such buffer */
+	uint32_t nbuf_dev;
+	int fd_mode;
+	unsigned spin_us;
 };
 
 /*
@@ -31,6 +78,12 @@ int client_rpc(struct gpuq *q, Gpuq__Msg *req, Gpuq__Msg **rep);
 
 /* Like client_rpc, additionally checking the reply's body type. */
 int client_call(struct gpuq *q, Gpuq__Msg *req, int want_body, Gpuq__Msg **rep);
+
+/* Maps the data path from the Welcome's fds (in q->rx_fds). Returns 0 or -errno. */
+int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices);
+void client_data_close(struct gpuq *q);
+/* Records which device a buffer lives on (dev < 0: forget it). */
+void client_buf_note(struct gpuq *q, uint32_t id, int dev);
 
 /* Records a library-side error message and returns err. */
 int client_fail(struct gpuq *q, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

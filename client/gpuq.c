@@ -43,8 +43,11 @@ static Gpuq__Msg *recv_msg(struct gpuq *q, int *err)
 	ssize_t n;
 	Gpuq__Msg *m;
 
+	while (q->rx_nfds)
+		close(q->rx_fds[--q->rx_nfds]);
 	while (got < FRAME_HDR) {
-		n = frame_recv(q->fd, hdr + got, FRAME_HDR - got, NULL, NULL, 0);
+		n = frame_recv(q->fd, hdr + got, FRAME_HDR - got, q->rx_fds, &q->rx_nfds,
+			       FRAME_MAX_FDS);
 		if (n <= 0) {
 			*err = n == 0 ? -ECONNRESET : (int)n;
 			client_fail(q, *err, "gpuqd closed the connection");
@@ -163,9 +166,10 @@ static int open_socket(const char *path, char *errbuf, size_t errlen)
 	return fd;
 }
 
-GPUQ_API int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t **out,
-			     char *errbuf, size_t errlen)
+GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out,
+			       char *errbuf, size_t errlen)
 {
+	const char *client_name = opts ? opts->client_name : NULL;
 	Gpuq__Msg req = GPUQ__MSG__INIT, *rep = NULL;
 	Gpuq__Hello hello = GPUQ__HELLO__INIT;
 	char dummy[1];
@@ -188,6 +192,10 @@ GPUQ_API int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t *
 	if (!q)
 		return -ENOMEM;
 	pthread_mutex_init(&q->lock, NULL);
+	pthread_mutex_init(&q->dlock, NULL);
+	q->cq_efd = -1;
+	for (int i = 0; i < SHM_MAX_DEVICES; i++)
+		q->dev_efd[i] = -1;
 	q->max_frame = FRAME_MAX_LIMIT; /* until the Welcome names the cap */
 	q->fd = open_socket(path, errbuf, errlen);
 	if (q->fd < 0) {
@@ -196,6 +204,10 @@ GPUQ_API int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t *
 	}
 	hello.proto_version = GPUQ_PROTO_VERSION;
 	hello.client_name = (char *)(client_name ? client_name : "");
+	hello.arena_size = opts ? opts->arena_size : 0;
+	if (!hello.arena_size && getenv("GPUQ_ARENA_SIZE"))
+		hello.arena_size = strtoull(getenv("GPUQ_ARENA_SIZE"), NULL, 0);
+	hello.queue_depth = opts ? opts->queue_depth : 0;
 	req.body_case = GPUQ__MSG__BODY_HELLO;
 	req.hello = &hello;
 	r = client_call(q, &req, GPUQ__MSG__BODY_WELCOME, &rep);
@@ -211,6 +223,11 @@ GPUQ_API int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t *
 		goto fail;
 	}
 	snprintf(q->backend, sizeof(q->backend), "%s", rep->welcome->backend);
+	r = client_data_open(q, rep->welcome->shm_size, rep->welcome->ndevices);
+	if (r) {
+		snprintf(errbuf, errlen, "%s", q->errmsg);
+		goto fail;
+	}
 	frame_free(rep);
 	*out = q;
 	return 0;
@@ -218,6 +235,14 @@ fail:
 	frame_free(rep);
 	gpuq_close(q);
 	return r;
+}
+
+GPUQ_API int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t **out,
+			     char *errbuf, size_t errlen)
+{
+	struct gpuq_options o = { .client_name = client_name };
+
+	return gpuq_connect_opts(path, &o, out, errbuf, errlen);
 }
 
 GPUQ_API int gpuq_connect(const char *path, gpuq_t **out)
@@ -229,8 +254,12 @@ GPUQ_API void gpuq_close(gpuq_t *q)
 {
 	if (!q)
 		return;
+	client_data_close(q);
+	while (q->rx_nfds)
+		close(q->rx_fds[--q->rx_nfds]);
 	if (q->fd >= 0)
 		close(q->fd);
+	pthread_mutex_destroy(&q->dlock);
 	pthread_mutex_destroy(&q->lock);
 	free(q);
 }

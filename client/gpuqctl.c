@@ -260,7 +260,13 @@ int main(int argc, char **argv)
 
 	while ((o = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
 		switch (o) {
-		case 's': sock = optarg; break;
+		case 's':
+			if (!*optarg) {
+				fprintf(stderr, "gpuqctl: --socket needs a path\n");
+				return EXIT_USAGE;
+			}
+			sock = optarg;
+			break;
 		case 'j': json = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
@@ -279,7 +285,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	r = gpuq_connect_ex(sock, "gpuqctl", &q, err, sizeof(err));
+	/* An operator's query moves no data: ask for the smallest arena. */
+	r = gpuq_connect_opts(sock, &(struct gpuq_options){ .client_name = "gpuqctl", .arena_size = 1u << 20, .queue_depth = 64 },
+			      &q, err, sizeof(err));
 	if (r) {
 		fprintf(stderr, "gpuqctl: %s\n", err[0] ? err : strerror(-r));
 		if (r == -ENOENT || r == -ECONNREFUSED || r == -ENOTDIR)

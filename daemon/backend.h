@@ -22,6 +22,30 @@ struct backend_device_info {
 struct backend;
 
 /*
+ * Lanes: a direction and a size class. Transfers shorter than the device's
+ * crossover (be->crossover[dev], calibrated at xfer_start) go to the SMALL
+ * lanes, the rest to the LARGE ones.
+ */
+enum backend_lane {
+	LANE_H2D_SMALL,
+	LANE_H2D_LARGE,
+	LANE_D2H_SMALL,
+	LANE_D2H_LARGE,
+	LANE_D2D,
+	LANE_COUNT
+};
+
+/* One transfer; addresses are device-visible (device memory or host_devptr). */
+struct backend_xfer {
+	uint64_t dst;
+	uint64_t src;
+	uint64_t len;
+};
+
+#define BACKEND_IPC_HANDLE_SIZE 64
+#define BACKEND_MAX_DEVICES 16
+
+/*
  * The operations every backend implements. All return 0 (or a count) on
  * success and -errno on failure; they are called from the daemon's control
  * thread only.
@@ -42,6 +66,41 @@ struct backend_ops {
 	/* Synchronous copies between host memory and device memory. */
 	int (*copy_to_dev)(struct backend *be, unsigned dev, uint64_t dst, const void *src, size_t len);
 	int (*copy_from_dev)(struct backend *be, unsigned dev, void *dst, uint64_t src, size_t len);
+
+	/*
+	 * Host memory shared with clients (session arenas). host_register pins
+	 * and maps len bytes at p for every device, once per session (it is
+	 * slow: ~55 us/MiB on CUDA); host_devptr gives the address device code
+	 * and copy engines use for p on dev. Control thread.
+	 */
+	int (*host_register)(struct backend *be, void *p, size_t len);
+	void (*host_unregister)(struct backend *be, void *p);
+	int (*host_devptr)(struct backend *be, unsigned dev, void *p, uint64_t *devaddr);
+
+	/*
+	 * The data path. Called only by the engine thread of dev, between
+	 * xfer_start and xfer_stop (which that thread calls itself).
+	 *
+	 * Transfers are submitted in batches to a lane; each lane executes its
+	 * batches in order and lanes run concurrently (on CUDA: a stream each,
+	 * small transfers through one gather/scatter kernel per batch, large
+	 * ones on the copy engines). xfer_submit returns the batch's sequence
+	 * number in its lane (1, 2, ...) or -EAGAIN when the lane has too many
+	 * batches in flight, -EINVAL for a batch over xfer_max_batch, -EIO.
+	 * xfer_done returns the highest sequence number of the lane whose
+	 * batch has completed; it never blocks and makes no system call.
+	 */
+	int (*xfer_start)(struct backend *be, unsigned dev);
+	void (*xfer_stop)(struct backend *be, unsigned dev);
+	int64_t (*xfer_submit)(struct backend *be, unsigned dev, unsigned lane,
+			       const struct backend_xfer *x, unsigned n);
+	uint64_t (*xfer_done)(struct backend *be, unsigned dev, unsigned lane);
+
+	/*
+	 * Exports device memory for another process's CUDA context. Fills
+	 * handle (BACKEND_IPC_HANDLE_SIZE bytes). -ENOTSUP on the host backend.
+	 */
+	int (*ipc_export)(struct backend *be, unsigned dev, uint64_t addr, void *handle);
 };
 
 /* One backend instance. Owned by main.c; created by backend_open, freed by backend_close. */
@@ -50,6 +109,8 @@ struct backend {
 	unsigned ndevices;
 	uint64_t host_mem;                 /* host backend: bytes of "device" memory */
 	char reason[256];                  /* why this backend was chosen (auto) */
+	uint64_t crossover[BACKEND_MAX_DEVICES]; /* small/large split, bytes, per device */
+	unsigned xfer_max_batch;           /* most transfers per xfer_submit */
 	void *priv;                        /* backend-private state */
 };
 

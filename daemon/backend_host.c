@@ -23,6 +23,7 @@ struct host_alloc {
 struct host_priv {
 	uint64_t used;
 	struct host_alloc *allocs;
+	uint64_t seq[LANE_COUNT]; /* engine thread only */
 };
 
 static int host_init(struct backend *be)
@@ -33,6 +34,9 @@ static int host_init(struct backend *be)
 		return -ENOMEM;
 	be->priv = p;
 	be->ndevices = 1;
+	be->xfer_max_batch = 4096;
+	/* Same split as a GPU would likely pick, so both paths get exercised. */
+	be->crossover[0] = 256u << 10;
 	return 0;
 }
 
@@ -118,6 +122,64 @@ static int host_copy_from_dev(struct backend *be, unsigned dev, void *dst, uint6
 	return 0;
 }
 
+/* Host memory is already visible to the stand-in device: nothing to pin. */
+static int host_host_register(struct backend *be, void *p, size_t len)
+{
+	return 0;
+}
+
+static void host_host_unregister(struct backend *be, void *p)
+{
+}
+
+static int host_host_devptr(struct backend *be, unsigned dev, void *p, uint64_t *devaddr)
+{
+	if (dev >= be->ndevices)
+		return -ENODEV;
+	*devaddr = (uint64_t)(uintptr_t)p;
+	return 0;
+}
+
+static int host_xfer_start(struct backend *be, unsigned dev)
+{
+	struct host_priv *p = be->priv;
+
+	if (dev >= be->ndevices)
+		return -ENODEV;
+	memset(p->seq, 0, sizeof(p->seq));
+	return 0;
+}
+
+static void host_xfer_stop(struct backend *be, unsigned dev)
+{
+}
+
+/* Copies run here and now, so every batch is complete when submit returns. */
+static int64_t host_xfer_submit(struct backend *be, unsigned dev, unsigned lane,
+				const struct backend_xfer *x, unsigned n)
+{
+	struct host_priv *p = be->priv;
+	unsigned i;
+
+	if (lane >= LANE_COUNT || n > be->xfer_max_batch)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		memmove((void *)(uintptr_t)x[i].dst, (const void *)(uintptr_t)x[i].src, x[i].len);
+	return (int64_t)++p->seq[lane];
+}
+
+static uint64_t host_xfer_done(struct backend *be, unsigned dev, unsigned lane)
+{
+	struct host_priv *p = be->priv;
+
+	return lane < LANE_COUNT ? p->seq[lane] : 0;
+}
+
+static int host_ipc_export(struct backend *be, unsigned dev, uint64_t addr, void *handle)
+{
+	return -ENOTSUP;
+}
+
 const struct backend_ops backend_host_ops = {
 	.name = "host",
 	.init = host_init,
@@ -127,4 +189,12 @@ const struct backend_ops backend_host_ops = {
 	.mem_free = host_mem_free,
 	.copy_to_dev = host_copy_to_dev,
 	.copy_from_dev = host_copy_from_dev,
+	.host_register = host_host_register,
+	.host_unregister = host_host_unregister,
+	.host_devptr = host_host_devptr,
+	.xfer_start = host_xfer_start,
+	.xfer_stop = host_xfer_stop,
+	.xfer_submit = host_xfer_submit,
+	.xfer_done = host_xfer_done,
+	.ipc_export = host_ipc_export,
 };

@@ -23,6 +23,9 @@ static const char *const key_names[CFG_NKEYS] = {
 	[CFG_MAX_SESSION_MEM] = "max_session_mem",
 	[CFG_HANDSHAKE_TIMEOUT] = "handshake_timeout",
 	[CFG_HOST_MEM] = "host_mem",
+	[CFG_ARENA_DEFAULT] = "arena_default",
+	[CFG_ARENA_MAX] = "arena_max",
+	[CFG_ENGINE_IDLE_US] = "engine_idle_us",
 };
 
 void config_defaults(struct config *cfg)
@@ -37,6 +40,9 @@ void config_defaults(struct config *cfg)
 	cfg->max_session_mem = 0;
 	cfg->handshake_timeout = 5;
 	cfg->host_mem = 1ull << 30;
+	cfg->arena_default = 64ull << 20;
+	cfg->arena_max = 1ull << 30;
+	cfg->engine_idle_us = 200;
 }
 
 int config_parse_size(const char *s, uint64_t *out)
@@ -156,6 +162,20 @@ int config_set(struct config *cfg, const char *key, const char *value, char *err
 			goto bad;
 		cfg->host_mem = sz;
 		break;
+	case CFG_ARENA_DEFAULT:
+	case CFG_ARENA_MAX:
+		if (config_parse_size(value, &sz) || sz < (1u << 20) || sz > (64ull << 30))
+			goto bad;
+		if (k == CFG_ARENA_DEFAULT)
+			cfg->arena_default = sz;
+		else
+			cfg->arena_max = sz;
+		break;
+	case CFG_ENGINE_IDLE_US:
+		if (parse_uint(value, 10, 1000000, &u))
+			goto bad;
+		cfg->engine_idle_us = (unsigned)u;
+		break;
 	case CFG_NKEYS:
 		break;
 	}
@@ -274,4 +294,7 @@ void config_print(const struct config *cfg, FILE *f)
 	fprintf(f, "max_session_mem = %llu\n", (unsigned long long)cfg->max_session_mem);
 	fprintf(f, "handshake_timeout = %u\n", cfg->handshake_timeout);
 	fprintf(f, "host_mem = %llu\n", (unsigned long long)cfg->host_mem);
+	fprintf(f, "arena_default = %llu\n", (unsigned long long)cfg->arena_default);
+	fprintf(f, "arena_max = %llu\n", (unsigned long long)cfg->arena_max);
+	fprintf(f, "engine_idle_us = %u\n", cfg->engine_idle_us);
 }

@@ -24,6 +24,9 @@ struct config {
 	uint64_t max_session_mem; /* 0 = unlimited */
 	unsigned handshake_timeout; /* seconds */
 	uint64_t host_mem;
+	uint64_t arena_default; /* session arena when the client names none */
+	uint64_t arena_max;     /* cap on what a client may ask for */
+	unsigned engine_idle_us; /* how long an idle engine polls before it sleeps */
 };
 
 /* One bit per key; records which keys a source set, so flags can win over the file. */
@@ -38,6 +41,9 @@ enum config_key {
 	CFG_MAX_SESSION_MEM,
 	CFG_HANDSHAKE_TIMEOUT,
 	CFG_HOST_MEM,
+	CFG_ARENA_DEFAULT,
+	CFG_ARENA_MAX,
+	CFG_ENGINE_IDLE_US,
 	CFG_NKEYS
 };
 

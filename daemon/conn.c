@@ -106,7 +106,8 @@ static int conn_flush(struct conn *c)
 	ssize_t n;
 
 	while ((o = STAILQ_FIRST(&c->out))) {
-		n = frame_send(c->fd, o->buf + o->off, o->len - o->off, NULL, 0);
+		n = frame_send(c->fd, o->buf + o->off, o->len - o->off, o->off ? NULL : o->fds,
+			       o->off ? 0 : o->nfds);
 		if (n == -EAGAIN)
 			break;
 		if (n < 0)
@@ -128,6 +129,11 @@ static int conn_flush(struct conn *c)
 }
 
 int conn_send(struct conn *c, Gpuq__Msg *m, uint64_t seq)
+{
+	return conn_send_fds(c, m, seq, NULL, 0);
+}
+
+int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, unsigned nfds)
 {
 	struct conn_out *o;
 	uint8_t *buf;
@@ -154,6 +160,10 @@ int conn_send(struct conn *c, Gpuq__Msg *m, uint64_t seq)
 	}
 	o->buf = buf;
 	o->len = len;
+	if (nfds > FRAME_MAX_FDS)
+		nfds = FRAME_MAX_FDS;
+	memcpy(o->fds, fds, nfds * sizeof(int));
+	o->nfds = nfds;
 	STAILQ_INSERT_TAIL(&c->out, o, link);
 	c->outbytes += len;
 	return 0;

@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "dispatch.h"
+#include "engine.h"
 #include "log.h"
 #include "server.h"
 #include "session.h"
@@ -47,18 +48,47 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 		return;
 	}
 	srv->nsessions++;
+	{
+		uint64_t arena = h->arena_size ? h->arena_size : srv->cfg->arena_default;
+		uint32_t depth = h->queue_depth ? h->queue_depth : 4096;
+		int r;
+
+		if (arena > srv->cfg->arena_max)
+			arena = srv->cfg->arena_max;
+		r = session_open_data(c->sess, srv->be, srv->engines, srv->nengines, depth, arena);
+		if (r) {
+			log_err("session %llu: setting up %llu bytes of shared memory: %s",
+				(unsigned long long)c->sess->id, (unsigned long long)arena,
+				strerror(-r));
+			conn_send_error(c, seq, r, "cannot set up the session's shared memory: %s",
+					strerror(-r));
+			conn_close_after_flush(c);
+			return;
+		}
+	}
 	c->state = CONN_READY;
-	log_info("session %llu started: pid %d uid %u gid %u name '%s'",
+	log_info("session %llu started: pid %d uid %u gid %u name '%s' arena %llu bytes",
 		 (unsigned long long)c->sess->id, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid,
-		 c->sess->name);
+		 c->sess->name, (unsigned long long)c->sess->shm.hdr->arena_size);
 	w.proto_version = GPUQ_PROTO_VERSION;
 	w.server_version = (char *)PACKAGE_VERSION;
 	w.session_id = c->sess->id;
 	w.backend = (char *)srv->be->ops->name;
 	w.max_frame = srv->cfg->max_frame;
+	w.shm_size = c->sess->shm.size;
+	w.ndevices = srv->nengines;
 	m.body_case = GPUQ__MSG__BODY_WELCOME;
 	m.welcome = &w;
-	conn_send(c, &m, seq);
+	{
+		int fds[2 + SHM_MAX_DEVICES];
+		unsigned i, n = 0;
+
+		fds[n++] = c->sess->shm.memfd;
+		fds[n++] = c->sess->cq_efd;
+		for (i = 0; i < srv->nengines && n < FRAME_MAX_FDS; i++)
+			fds[n++] = srv->engines[i]->efd;
+		conn_send_fds(c, &m, seq, fds, n);
+	}
 	server_notify_status(srv);
 }
 
@@ -118,7 +148,9 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 	Gpuq__BufAllocReply rep = GPUQ__BUF_ALLOC_REPLY__INIT;
 	int id;
 
+	pthread_mutex_lock(&c->sess->lock);
 	id = buf_alloc(&c->sess->bufs, a->device, a->size);
+	pthread_mutex_unlock(&c->sess->lock);
 	if (id < 0) {
 		switch (id) {
 		case -EINVAL:
@@ -150,8 +182,11 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 
 static void on_buf_free(struct conn *c, uint64_t seq, const Gpuq__BufFree *f)
 {
-	int r = buf_free(&c->sess->bufs, f->buf_id);
+	int r;
 
+	pthread_mutex_lock(&c->sess->lock);
+	r = buf_free(&c->sess->bufs, f->buf_id);
+	pthread_mutex_unlock(&c->sess->lock);
 	if (r)
 		conn_send_error(c, seq, r, "no buffer %u in this session", f->buf_id);
 	else
@@ -237,6 +272,16 @@ static void on_status(struct conn *c, uint64_t seq)
 	st.proto_version = GPUQ_PROTO_VERSION;
 	st.backend = (char *)srv->be->ops->name;
 	st.backend_reason = srv->be->reason;
+	{
+		unsigned i;
+
+		for (i = 0; i < srv->nengines; i++) {
+			st.xfers += atomic_load(&srv->engines[i]->xfers);
+			st.xfer_bytes += atomic_load(&srv->engines[i]->xfer_bytes);
+			st.xfer_errors += atomic_load(&srv->engines[i]->xfer_errors);
+			st.batches += atomic_load(&srv->engines[i]->batches);
+		}
+	}
 	st.pid = (uint32_t)getpid();
 	st.uptime_ms = session_now_ms() - srv->started_ms;
 	st.sessions = srv->nsessions;

@@ -12,6 +12,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "engine.h"
 #include "log.h"
 #include "server.h"
 
@@ -39,6 +40,9 @@ static void usage(FILE *f)
 		"      --max-session-mem BYTES device memory per session, 0 = no limit\n"
 		"      --handshake-timeout S   seconds a client has to say hello (default 5)\n"
 		"      --host-mem BYTES        memory of the host backend's device (default 1G)\n"
+		"      --arena-default BYTES   session arena when a client names none (default 64M)\n"
+		"      --arena-max BYTES       largest session arena a client may ask for (default 1G)\n"
+		"      --engine-idle-us US     idle engine polls this long before sleeping (default 200)\n"
 		"      --check-config          validate the configuration, print it, exit\n"
 		"  -V, --version               print the version and exit\n"
 		"  -h, --help                  print this help and exit\n",
@@ -46,7 +50,8 @@ static void usage(FILE *f)
 }
 
 enum { OPT_SOCKET_MODE = 256, OPT_SOCKET_GROUP, OPT_MAX_FRAME, OPT_MAX_CLIENTS,
-       OPT_MAX_SESSION_MEM, OPT_HANDSHAKE_TIMEOUT, OPT_HOST_MEM, OPT_CHECK_CONFIG };
+       OPT_MAX_SESSION_MEM, OPT_HANDSHAKE_TIMEOUT, OPT_HOST_MEM, OPT_CHECK_CONFIG,
+       OPT_ARENA_DEFAULT, OPT_ARENA_MAX, OPT_ENGINE_IDLE_US };
 
 static int parse_args(int argc, char **argv, struct flags *fl)
 {
@@ -62,6 +67,9 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 		{ "max-session-mem", required_argument, NULL, OPT_MAX_SESSION_MEM },
 		{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 		{ "host-mem", required_argument, NULL, OPT_HOST_MEM },
+		{ "arena-default", required_argument, NULL, OPT_ARENA_DEFAULT },
+		{ "arena-max", required_argument, NULL, OPT_ARENA_MAX },
+		{ "engine-idle-us", required_argument, NULL, OPT_ENGINE_IDLE_US },
 		{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -83,6 +91,9 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 		case OPT_MAX_SESSION_MEM: fl->key[CFG_MAX_SESSION_MEM] = optarg; break;
 		case OPT_HANDSHAKE_TIMEOUT: fl->key[CFG_HANDSHAKE_TIMEOUT] = optarg; break;
 		case OPT_HOST_MEM: fl->key[CFG_HOST_MEM] = optarg; break;
+		case OPT_ARENA_DEFAULT: fl->key[CFG_ARENA_DEFAULT] = optarg; break;
+		case OPT_ARENA_MAX: fl->key[CFG_ARENA_MAX] = optarg; break;
+		case OPT_ENGINE_IDLE_US: fl->key[CFG_ENGINE_IDLE_US] = optarg; break;
 		case OPT_CHECK_CONFIG: fl->check_config = 1; break;
 		case 'V': printf("gpuqd %s (protocol %d)\n", PACKAGE_VERSION, GPUQ_PROTO_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
@@ -103,6 +114,8 @@ static const char *const flag_names[CFG_NKEYS] = {
 	[CFG_LOG_LEVEL] = "log_level", [CFG_MAX_FRAME] = "max_frame",
 	[CFG_MAX_CLIENTS] = "max_clients", [CFG_MAX_SESSION_MEM] = "max_session_mem",
 	[CFG_HANDSHAKE_TIMEOUT] = "handshake_timeout", [CFG_HOST_MEM] = "host_mem",
+	[CFG_ARENA_DEFAULT] = "arena_default", [CFG_ARENA_MAX] = "arena_max",
+	[CFG_ENGINE_IDLE_US] = "engine_idle_us",
 };
 
 /* Builds the effective settings: defaults, then the file, then flags (flags win). */
@@ -153,6 +166,15 @@ static int reload(struct server *srv, void *arg)
 	srv->cfg->max_clients = next.max_clients;
 	srv->cfg->max_session_mem = next.max_session_mem;
 	srv->cfg->handshake_timeout = next.handshake_timeout;
+	srv->cfg->arena_default = next.arena_default;
+	srv->cfg->arena_max = next.arena_max;
+	srv->cfg->engine_idle_us = next.engine_idle_us;
+	{
+		unsigned i;
+
+		for (i = 0; i < srv->nengines; i++)
+			atomic_store(&srv->engines[i]->idle_us, next.engine_idle_us);
+	}
 	log_set_level(next.log_level);
 	log_info("configuration reloaded (log level %s, max_frame %u, max_clients %u)",
 		 log_level_name(next.log_level), next.max_frame, next.max_clients);
@@ -164,7 +186,9 @@ int main(int argc, char **argv)
 	struct flags fl = { 0 };
 	struct config cfg;
 	struct backend be;
+	struct engine *engines[BACKEND_MAX_DEVICES] = { NULL };
 	struct server srv;
+	unsigned dev, nengines = 0;
 	int r, code = 1;
 
 	log_init(LOG_INFO);
@@ -188,17 +212,28 @@ int main(int argc, char **argv)
 	}
 	log_info("backend %s: %s", be.ops->name, be.reason);
 
+	for (dev = 0; dev < be.ndevices && dev < BACKEND_MAX_DEVICES; dev++) {
+		r = engine_create(&engines[dev], &be, dev, cfg.engine_idle_us);
+		if (r)
+			goto out_engines;
+		nengines++;
+	}
+
 	r = server_init(&srv, &cfg, &be, fl.config_path);
 	if (r) {
 		log_err("cannot start the server: %s", strerror(-r));
-		goto out_backend;
+		goto out_engines;
 	}
+	srv.engines = engines;
+	srv.nengines = nengines;
 	srv.reload = reload;
 	srv.reload_arg = &fl;
 	code = server_run(&srv);
 	server_fini(&srv);
 	log_info("stopped");
-out_backend:
+out_engines:
+	while (nengines)
+		engine_destroy(engines[--nengines]);
 	backend_close(&be);
 	return code;
 }

@@ -20,6 +20,8 @@ struct server {
 	struct event_base *base;
 	struct config *cfg; /* owned by main; may change on reload */
 	struct backend *be;
+	struct engine **engines; /* one per device; owned by main */
+	unsigned nengines;
 	const char *config_path;
 	int listen_fd;
 	int activated;      /* listen_fd came from systemd: do not unlink it */

@@ -5,8 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
+#include <errno.h>
 
+#include "engine.h"
 #include "log.h"
 #include "session.h"
 
@@ -37,17 +41,52 @@ struct session *session_create(uint64_t id, struct backend *be, uint64_t quota, 
 		if (!isprint((unsigned char)s->name[i]))
 			s->name[i] = '?';
 	buf_table_init(&s->bufs, be, quota);
+	pthread_mutex_init(&s->lock, NULL);
+	s->cq_efd = -1;
 	return s;
+}
+
+int session_open_data(struct session *s, struct backend *be, struct engine **engines,
+		      unsigned nengines, uint32_t sq_entries, uint64_t arena_size)
+{
+	unsigned i;
+	int r;
+
+	r = shm_init(&s->shm, be, sq_entries, arena_size);
+	if (r)
+		return r;
+	s->has_shm = 1;
+	s->cq_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->cq_efd < 0)
+		return -errno; /* session_destroy cleans up */
+	s->engines = engines;
+	for (i = 0; i < nengines; i++) {
+		r = engine_attach(engines[i], s);
+		if (r)
+			return r;
+		s->nengines = i + 1;
+	}
+	return 0;
 }
 
 void session_destroy(struct session *s)
 {
+	unsigned i;
+
 	if (!s)
 		return;
+	/* First no engine may touch the session; then its memory can go. */
+	for (i = 0; i < s->nengines; i++)
+		engine_detach(s->engines[i], s);
 	if (s->bufs.count)
 		log_info("session %llu (pid %d): freeing %u buffer(s), %llu bytes",
 			 (unsigned long long)s->id, (int)s->pid, s->bufs.count,
 			 (unsigned long long)s->bufs.bytes);
 	buf_table_fini(&s->bufs);
+	if (s->has_shm)
+		shm_fini(&s->shm, s->bufs.be);
+	if (s->cq_efd >= 0)
+		close(s->cq_efd);
+	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

@@ -2,10 +2,23 @@
 #ifndef GPUQ_SESSION_H
 #define GPUQ_SESSION_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "buf.h"
+#include "shm.h"
+
+struct engine;
+
+/* What one device's engine keeps about a session. That engine's thread only. */
+struct session_eng {
+	uint32_t sq_head;  /* next SQE to take (authoritative; mirrored to the ring) */
+	uint32_t cq_tail;  /* next CQE to fill */
+	uint32_t inflight; /* taken, not yet completed */
+	int dirty;         /* completions posted, cq_tail not yet published */
+	int broken;        /* the client corrupted its ring: no longer served */
+};
 
 /*
  * One client session, created when a Hello is accepted and destroyed with
@@ -20,12 +33,28 @@ struct session {
 	char name[64];
 	uint64_t started_ms; /* monotonic */
 	uint64_t requests;
+	pthread_mutex_t lock; /* guards bufs: the engines validate against it */
 	struct buf_table bufs;
+	struct shm shm;
+	int has_shm;
+	int cq_efd; /* written by engines when the client sleeps on its CQ */
+	struct engine **engines; /* one per device, attached while has_shm */
+	unsigned nengines;
+	struct session_eng eng[SHM_MAX_DEVICES];
 };
 
 struct session *session_create(uint64_t id, struct backend *be, uint64_t quota, pid_t pid,
 			       uid_t uid, gid_t gid, const char *name);
+/* Detaches from the engines, frees every buffer and the shared memory. */
 void session_destroy(struct session *s);
+
+/*
+ * Sets up the data path: shared memory (sq_entries per device, arena_size
+ * bytes of arena), the completion eventfd, and attachment to every engine.
+ * Returns 0 or -errno.
+ */
+int session_open_data(struct session *s, struct backend *be, struct engine **engines,
+		      unsigned nengines, uint32_t sq_entries, uint64_t arena_size);
 
 /* Milliseconds on the monotonic clock, for uptimes and session ages. */
 uint64_t session_now_ms(void);

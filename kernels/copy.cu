@@ -16,7 +16,7 @@ extern "C" {
 #define CB_WARPS 8
 #define CB_THREADS (CB_WARPS * 32)
 /* Copies up to this many bytes get one warp; larger ones the whole block. */
-#define CB_SMALL_MAX 8192
+#define CB_SMALL_MAX GPUQ_COPY_WARP_MAX
 /* 16-byte chunks each thread has in flight: hides memory (and PCIe) latency. */
 #define CB_UNROLL 4
 
@@ -28,6 +28,9 @@ extern "C" {
  * or H200 holds at once buys nothing; it also keeps launches cheap.
  */
 #define MAX_BLOCKS 4096
+
+/* Devices whose copy_batch grid size is remembered (ordinals beyond use MAX_BLOCKS). */
+#define GRID_CACHE_DEVICES 64
 
 /* The 16 bytes at byte offset k (1..15) of the 32 bytes a:b (little-endian). */
 static __device__ __forceinline__ uint4 merge16(uint4 a, uint4 b, unsigned k)
@@ -135,6 +138,9 @@ static __device__ __forceinline__ void copy_span(uint8_t *dst, const uint8_t *sr
  * Each block stages CB_WARPS descriptors in shared memory; each warp copies
  * its descriptor when small, then the whole block copies the large ones in
  * turn, so neither a 64-byte nor a 100-KiB copy leaves most lanes idle.
+ * The descriptors usually sit in mapped host memory, a PCIe round trip
+ * away: a block that strides to a second round loads that round's
+ * descriptors before it copies the current ones.
  */
 static __global__ void __launch_bounds__(CB_THREADS)
 	copy_batch_kernel(const struct gpuq_copy_desc *__restrict__ descs, unsigned n)
@@ -142,14 +148,20 @@ static __global__ void __launch_bounds__(CB_THREADS)
 	__shared__ uint64_t sd[CB_WARPS][3];
 	const unsigned warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const uint64_t *raw = (const uint64_t *)descs;
+	const uint64_t stride = (uint64_t)gridDim.x * CB_WARPS;
+	uint64_t base = (uint64_t)blockIdx.x * CB_WARPS, next = 0;
 
-	for (uint64_t base = (uint64_t)blockIdx.x * CB_WARPS; base < n;
-	     base += (uint64_t)gridDim.x * CB_WARPS) {
+	if (base < n && threadIdx.x < (n - base < CB_WARPS ? n - base : CB_WARPS) * 3)
+		next = raw[base * 3 + threadIdx.x];
+	for (; base < n; base += stride) {
 		unsigned cnt = n - base < CB_WARPS ? (unsigned)(n - base) : CB_WARPS;
+		uint64_t nb = base + stride;
 
 		if (threadIdx.x < cnt * 3)
-			(&sd[0][0])[threadIdx.x] = raw[base * 3 + threadIdx.x];
+			(&sd[0][0])[threadIdx.x] = next;
 		__syncthreads();
+		if (nb < n && threadIdx.x < (n - nb < CB_WARPS ? n - nb : CB_WARPS) * 3)
+			next = raw[nb * 3 + threadIdx.x];
 
 		if (warp < cnt && sd[warp][2] <= CB_SMALL_MAX)
 			copy_span((uint8_t *)sd[warp][1], (const uint8_t *)sd[warp][0], sd[warp][2],
@@ -270,24 +282,77 @@ static int launch_result(const char *kernel)
 	return 0;
 }
 
-static unsigned grid_for(uint64_t units, unsigned per_block)
+static unsigned grid_for(uint64_t units, unsigned per_block, unsigned cap)
 {
 	uint64_t blocks = (units + per_block - 1) / per_block;
 
 	if (blocks == 0)
 		blocks = 1;
-	return blocks > MAX_BLOCKS ? MAX_BLOCKS : (unsigned)blocks;
+	return blocks > cap ? cap : (unsigned)blocks;
+}
+
+/*
+ * The most copy_batch blocks the current device runs at once (SMs times
+ * resident blocks per SM), asked once per device: a larger grid only
+ * queues blocks behind the first wave. MAX_BLOCKS when unknown.
+ */
+static unsigned copy_batch_grid_cap(void)
+{
+	static unsigned cache[GRID_CACHE_DEVICES];
+	int dev = -1, sms = 0, per_sm = 0;
+	unsigned cap;
+
+	if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= GRID_CACHE_DEVICES) {
+		clear_stale_error();
+		return MAX_BLOCKS;
+	}
+	cap = __atomic_load_n(&cache[dev], __ATOMIC_RELAXED);
+	if (cap)
+		return cap;
+	if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+	    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, copy_batch_kernel, CB_THREADS,
+							  0) != cudaSuccess ||
+	    sms <= 0 || per_sm <= 0) {
+		clear_stale_error();
+		return MAX_BLOCKS;
+	}
+	cap = (unsigned)sms * (unsigned)per_sm;
+	if (cap > MAX_BLOCKS)
+		cap = MAX_BLOCKS;
+	/* Threads racing here compute the same value. */
+	__atomic_store_n(&cache[dev], cap, __ATOMIC_RELAXED);
+	return cap;
 }
 
 extern "C" int kern_copy_batch(const struct gpuq_copy_desc *descs, unsigned n, cudaStream_t stream)
 {
+	unsigned grid;
+
 	if (n == 0)
 		return 0;
 	if (!descs || ((uintptr_t)descs & 7))
 		return -EINVAL;
+	grid = grid_for(n, CB_WARPS, copy_batch_grid_cap());
 	clear_stale_error();
-	copy_batch_kernel<<<grid_for(n, CB_WARPS), CB_THREADS, 0, stream>>>(descs, n);
+	copy_batch_kernel<<<grid, CB_THREADS, 0, stream>>>(descs, n);
 	return launch_result("copy_batch_kernel");
+}
+
+/* One thread: the store is ordered after everything earlier on the stream by the stream itself. */
+static __global__ void write_u64_kernel(volatile uint64_t *dst, uint64_t value)
+{
+	__threadfence_system();
+	*dst = value;
+	__threadfence_system();
+}
+
+extern "C" int kern_write_u64(uint64_t *dst, uint64_t value, cudaStream_t stream)
+{
+	if (!dst || ((uintptr_t)dst & 7))
+		return -EINVAL;
+	clear_stale_error();
+	write_u64_kernel<<<1, 1, 0, stream>>>(dst, value);
+	return launch_result("write_u64_kernel");
 }
 
 extern "C" int kern_fill_pattern(void *dst, uint64_t len, uint32_t seed, cudaStream_t stream)
@@ -297,8 +362,8 @@ extern "C" int kern_fill_pattern(void *dst, uint64_t len, uint32_t seed, cudaStr
 	if (!dst)
 		return -EINVAL;
 	clear_stale_error();
-	fill_kernel<<<grid_for(len / 16, PAT_THREADS), PAT_THREADS, 0, stream>>>((uint8_t *)dst,
-										 len, seed);
+	fill_kernel<<<grid_for(len / 16, PAT_THREADS, MAX_BLOCKS), PAT_THREADS, 0, stream>>>(
+		(uint8_t *)dst, len, seed);
 	return launch_result("fill_kernel");
 }
 
@@ -310,7 +375,7 @@ extern "C" int kern_check_pattern(const void *src, uint64_t len, uint32_t seed,
 	if (!src || !mismatches || ((uintptr_t)mismatches & 7))
 		return -EINVAL;
 	clear_stale_error();
-	check_kernel<<<grid_for(len / 16, PAT_THREADS), PAT_THREADS, 0, stream>>>(
+	check_kernel<<<grid_for(len / 16, PAT_THREADS, MAX_BLOCKS), PAT_THREADS, 0, stream>>>(
 		(const uint8_t *)src, len, seed, mismatches);
 	return launch_result("check_kernel");
 }

@@ -35,9 +35,10 @@ struct gpuq_copy_desc {
 /*
  * Performs all n copies of descs (a device-visible array that must stay valid
  * and unchanged until the kernel has run) with one kernel launch on stream,
- * on the calling thread's current device. Small copies get a warp each and
- * larger ones a block, with 16-byte loads and stores whatever the relative
- * alignment of src and dst. Meant for many small copies; large ones belong
+ * on the calling thread's current device. The grid is what the device holds
+ * at once (SMs x resident blocks), striding over the descriptors. Small
+ * copies get a warp each and larger ones a block, with 16-byte loads and
+ * stores whatever the relative alignment of src and dst. Meant for many small copies; large ones belong
  * on the copy engines. Destinations must not overlap each other or any
  * source of the batch (the order of the copies is unspecified).
  * Asynchronous: returns 0 once launched (n == 0 launches nothing), -EIO when
@@ -45,6 +46,23 @@ struct gpuq_copy_desc {
  * next synchronisation of stream. -EINVAL for a NULL or misaligned descs.
  */
 int kern_copy_batch(const struct gpuq_copy_desc *descs, unsigned n, cudaStream_t stream);
+
+/*
+ * Copies up to this many bytes get a warp of their own in kern_copy_batch;
+ * longer ones are shared by a whole block. A caller with a short batch
+ * spreads a long copy over the GPU by cutting it into pieces of this size.
+ */
+#define GPUQ_COPY_WARP_MAX 8192u
+
+/*
+ * Stores value into the 8 bytes at dst (device-visible, 8-byte aligned:
+ * typically mapped host memory) once everything queued before it on stream
+ * has completed, with a system-scope fence on both sides, so a host that
+ * reads value also sees every earlier write of the stream. A fallback for
+ * drivers without cuStreamWriteValue64. Asynchronous; 0 once launched,
+ * -EINVAL for a NULL or misaligned dst, -EIO when the launch failed (logged).
+ */
+int kern_write_u64(uint64_t *dst, uint64_t value, cudaStream_t stream);
 
 /*
  * The test pattern: byte i of a patterned range (i counted from the range's

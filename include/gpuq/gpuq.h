@@ -126,6 +126,100 @@ struct gpuq_client_info {
  */
 int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out);
 
+/*
+ * ---- The data path ----
+ *
+ * Each session has a shared-memory arena that gpuqd registered with the
+ * GPU once: data in it moves to and from device buffers with no host copy.
+ * Any other host buffer works too; it is copied through the arena.
+ * Requests go through shared-memory rings (no system call while gpuqd is
+ * busy) and each gets exactly one completion.
+ */
+
+/* Connection options. Zero fields take defaults. */
+struct gpuq_options {
+	const char *client_name; /* shown by `gpuqctl clients` */
+	size_t arena_size;       /* bytes of arena; default $GPUQ_ARENA_SIZE, else 64 MiB; capped by gpuqd */
+	unsigned queue_depth;    /* submission ring entries per device; default 4096 */
+};
+
+/* As gpuq_connect_ex, with options (opts may be NULL). */
+int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out,
+		      char *errbuf, size_t errlen);
+
+/*
+ * Arena memory: buffers that move without a host copy. gpuq_mem_alloc
+ * returns NULL when the arena is full (or size is 0). Freed memory must
+ * not be in use by a pending request. Thread-safe.
+ */
+void *gpuq_mem_alloc(gpuq_t *q, size_t size);
+void gpuq_mem_free(gpuq_t *q, void *p);
+/* The arena's bounds (for callers that manage it themselves). */
+void *gpuq_arena(gpuq_t *q, size_t *size);
+
+/* One finished request. */
+struct gpuq_completion {
+	uint64_t tag;   /* the caller's tag */
+	int64_t result; /* bytes moved, or -errno */
+};
+
+typedef struct gpuq_req gpuq_req_t; /* a pending nonblocking request; opaque */
+
+/*
+ * Blocking transfers: return len once the data has arrived, or -errno.
+ *   gpuq_send: host memory -> device buffer id at offset
+ *   gpuq_recv: device buffer id at offset -> host memory
+ *   gpuq_copy: device buffer -> device buffer (same device)
+ * Any size works; host memory outside the arena is copied through it in
+ * pipelined chunks.
+ */
+ssize_t gpuq_send(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len);
+ssize_t gpuq_recv(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len);
+ssize_t gpuq_copy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id,
+		  uint64_t src_off, size_t len);
+
+/*
+ * Nonblocking transfers. The host memory must stay untouched until the
+ * request completes. With req != NULL the completion is delivered to
+ * gpuq_test/gpuq_wait on *req (and not to gpuq_poll); with req == NULL it
+ * is delivered, with tag, by gpuq_poll. Host memory outside the arena is
+ * staged through it; when the arena is momentarily full the call waits for
+ * earlier requests to finish. Returns 0 or -errno (-EINVAL, -EMSGSIZE for
+ * a non-arena buffer larger than half the arena, -ENODEV, -ENOENT for an
+ * unknown buffer).
+ */
+int gpuq_isend(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len,
+	       uint64_t tag, gpuq_req_t **req);
+int gpuq_irecv(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len, uint64_t tag,
+	       gpuq_req_t **req);
+int gpuq_icopy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id, uint64_t src_off,
+	       size_t len, uint64_t tag, gpuq_req_t **req);
+
+/*
+ * gpuq_test: *done = 1 and *c filled when req has completed (req is then
+ * released), else *done = 0. gpuq_wait blocks until req completes, then
+ * releases it. gpuq_waitall waits for n requests (cs may be NULL). They
+ * return 0 or -errno of the waiting itself (a transfer's own error is in
+ * the completion's result).
+ */
+int gpuq_test(gpuq_t *q, gpuq_req_t *req, int *done, struct gpuq_completion *c);
+int gpuq_wait(gpuq_t *q, gpuq_req_t *req, struct gpuq_completion *c);
+int gpuq_waitall(gpuq_t *q, gpuq_req_t **reqs, unsigned n, struct gpuq_completion *cs);
+
+/*
+ * Harvests up to max completions of tag-only requests (req == NULL),
+ * waiting up to timeout_ms (0: don't wait, -1: forever) for the first.
+ * Returns the count, or -errno.
+ */
+int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int timeout_ms);
+
+/*
+ * An fd that is readable while completions are pending, for epoll,
+ * libevent or io_uring loops. When it polls readable, call gpuq_poll (or
+ * gpuq_test); draining the completions re-arms it. Owned by q.
+ */
+int gpuq_fd(gpuq_t *q);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,4 @@
-/* test_cuda_backend.c: the cuda backend and the copy/pattern kernels on a real GPU; skips (77) without one. */
+/* test_cuda_backend.c: the cuda backend, its data path and the copy/pattern kernels on a real GPU; skips (77) without one. */
 #include "build-config.h"
 
 #include <check.h>
@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -16,6 +17,7 @@
 #include <cuda_runtime_api.h>
 
 #include "daemon/backend.h"
+#include "daemon/log.h"
 #include "kernels/kernels.h"
 
 #define EXIT_SKIP 77
@@ -500,6 +502,498 @@ START_TEST(test_copy_batch_d2h_mapped)
 }
 END_TEST
 
+/* ---- the data path: host_register, xfer_*, ipc_export ---- */
+
+#define REGION (64 * MIB)
+#define HALF (REGION / 2)
+#define WAIT_NS (10 * 1000000000LL)
+
+static const char *const lane_name[LANE_COUNT] = { "h2d-small", "h2d-large", "d2h-small",
+						   "d2h-large", "d2d" };
+
+/* A client arena stand-in: a MAP_SHARED memfd mapping, registered with the backend. */
+struct region {
+	uint8_t *p;
+	uint64_t dev; /* host_devptr of p */
+	int fd;
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void region_open(struct region *r)
+{
+	int ret;
+
+	r->fd = memfd_create("gpuq-test-arena", MFD_CLOEXEC);
+	ck_assert_int_ge(r->fd, 0);
+	ck_assert_int_eq(ftruncate(r->fd, REGION), 0);
+	r->p = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+	ck_assert_ptr_ne(r->p, MAP_FAILED);
+	ret = be.ops->host_register(&be, r->p, REGION);
+	ck_assert_msg(ret == 0, "host_register(memfd, 64 MiB): %s", strerror(-ret));
+	ret = be.ops->host_devptr(&be, 0, r->p, &r->dev);
+	ck_assert_msg(ret == 0, "host_devptr: %s", strerror(-ret));
+	ck_assert_uint_ne(r->dev, 0);
+}
+
+static void region_close(struct region *r)
+{
+	be.ops->host_unregister(&be, r->p);
+	ck_assert_int_eq(munmap(r->p, REGION), 0);
+	close(r->fd);
+}
+
+/* Polls lane until batch seq is done; fails the test after WAIT_NS. */
+static void wait_done(unsigned lane, uint64_t seq)
+{
+	int64_t deadline = now_ns() + WAIT_NS;
+	uint64_t done;
+
+	while ((done = be.ops->xfer_done(&be, 0, lane)) < seq)
+		ck_assert_msg(now_ns() < deadline,
+			      "lane %s: batch %" PRIu64 " not done after 10 s (done %" PRIu64 ")",
+			      lane_name[lane], seq, done);
+}
+
+/* Submits a batch, waiting while the lane is full; returns its sequence number. */
+static uint64_t submit(unsigned lane, const struct backend_xfer *x, unsigned n)
+{
+	int64_t deadline = now_ns() + WAIT_NS, seq;
+
+	while ((seq = be.ops->xfer_submit(&be, 0, lane, x, n)) == -EAGAIN)
+		ck_assert_msg(now_ns() < deadline, "lane %s: full for 10 s", lane_name[lane]);
+	ck_assert_msg(seq > 0, "xfer_submit(%s, %u): %s", lane_name[lane], n, strerror((int)-seq));
+	return (uint64_t)seq;
+}
+
+static void xfer_start0(void)
+{
+	int ret = be.ops->xfer_start(&be, 0);
+
+	ck_assert_msg(ret == 0, "xfer_start: %s", strerror(-ret));
+	ck_assert_uint_eq(be.xfer_max_batch, 4096);
+}
+
+/*
+ * Copies with disjoint destinations in [0, dst_size) and sources anywhere in
+ * [0, src_size): every alignment pair at the 16-byte edges, then random
+ * lengths from 0 to a few times the crossover, most of them small.
+ */
+static void xplan_make(struct plan *p, size_t src_size, size_t dst_size, uint64_t crossover)
+{
+	static const uint64_t edge_lens[] = { 0, 1, 15, 16, 17, 33, 255, 256, 4095, 4097, 8193 };
+	uint64_t cursor = 0, len, dst_off, big_bytes = 0;
+	uint64_t spread = crossover < MIB ? crossover : MIB;
+
+	memset(p, 0, sizeof(*p));
+	for (unsigned sa = 0; sa < 16; sa++)
+		for (unsigned da = 0; da < 16; da++)
+			for (size_t l = 0; l < sizeof(edge_lens) / sizeof(edge_lens[0]); l++) {
+				len = edge_lens[l];
+				cursor = (cursor + 15) & ~15ULL;
+				plan_add(p, rnd_below(src_size / 16 - 1024) * 16 + sa, cursor + da,
+					 len);
+				cursor += da + len;
+			}
+	for (;;) {
+		/* Copies around the crossover take at most half the room, so small ones abound. */
+		unsigned cls = (unsigned)(rnd() % 16);
+
+		if (cls >= 12 && big_bytes > dst_size / 2)
+			cls %= 12;
+		switch (cls) {
+		case 0:
+		case 1:
+		case 2: len = rnd_below(257); break;
+		case 3:
+		case 4:
+		case 5:
+		case 6: len = 4096; break;
+		case 7:
+		case 8:
+		case 9: len = rnd_below(8193 + 1024); break;
+		case 10:
+		case 11: len = rnd_below(100001); break;
+		case 12: len = crossover - 1 - rnd_below(spread / 4); break; /* just small */
+		case 13: len = crossover; break;
+		default: len = crossover + rnd_below(spread); break;
+		}
+		dst_off = cursor + rnd_below(64);
+		if (dst_off + len > dst_size || len > src_size || p->n >= 20000)
+			break;
+		if (cls >= 12)
+			big_bytes += len;
+		plan_add(p, rnd_below(src_size - len + 1), dst_off, len);
+		cursor = dst_off + len;
+	}
+	for (unsigned i = p->n - 1; i > 0; i--) {
+		unsigned j = (unsigned)rnd_below(i + 1);
+		struct gpuq_copy_desc t = p->d[i];
+
+		p->d[i] = p->d[j];
+		p->d[j] = t;
+	}
+}
+
+/* Batch sizes as an engine makes them: often full, often a handful; tiny: 1 to 8. */
+static unsigned batch_target(int tiny)
+{
+	if (tiny)
+		return 1 + (unsigned)rnd_below(8);
+	switch (rnd() % 4) {
+	case 0: return be.xfer_max_batch;
+	case 1: return 1 + (unsigned)rnd_below(16);
+	default: return 1 + (unsigned)rnd_below(be.xfer_max_batch);
+	}
+}
+
+/*
+ * Runs plan p from src_base to dst_base through lanes small/large (split at
+ * the crossover; one lane for both when they are equal) in randomly sized
+ * batches, interleaved, and waits until all are done; applies it to ref.
+ * Tiny batches make hundreds of them: the lanes' descriptor slots are
+ * reused many times over while earlier batches are still in flight.
+ */
+static void xplan_run(const struct plan *p, int tiny, unsigned small, unsigned large,
+		      uint64_t src_base, uint64_t dst_base, const uint8_t *src_ref,
+		      uint8_t *dst_ref)
+{
+	struct backend_xfer *pend[2];
+	unsigned npend[2] = { 0, 0 }, target[2], lanes[2] = { small, large },
+		 nbatches[2] = { 0, 0 };
+	uint64_t last[2] = { 0, 0 };
+
+	for (int k = 0; k < 2; k++) {
+		pend[k] = xmalloc(be.xfer_max_batch * sizeof(*pend[k]));
+		target[k] = batch_target(tiny);
+	}
+	for (unsigned i = 0; i <= p->n; i++) {
+		int k = 0;
+
+		if (i < p->n) {
+			const struct gpuq_copy_desc *c = &p->d[i];
+
+			memcpy(dst_ref + c->dst, src_ref + c->src, c->len);
+			k = small != large && c->len >= be.crossover[0];
+			pend[k][npend[k]++] = (struct backend_xfer){ .dst = dst_base + c->dst,
+								     .src = src_base + c->src,
+								     .len = c->len };
+			if (npend[k] < target[k])
+				continue;
+		}
+		for (int j = 0; j < 2; j++) {
+			if (npend[j] == 0 || (i < p->n && j != k))
+				continue;
+			last[j] = submit(lanes[j], pend[j], npend[j]);
+			nbatches[j]++;
+			npend[j] = 0;
+			target[j] = batch_target(tiny);
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		if (last[k])
+			wait_done(lanes[k], last[k]);
+		free(pend[k]);
+	}
+	printf("xfer: %u copies, %" PRIu64 " bytes: %u batches on %s, %u on %s\n", p->n, p->bytes,
+	       nbatches[0], lane_name[small], nbatches[1], lane_name[large]);
+}
+
+/* Compares got with ref and names the copy of p that went wrong. */
+static void xplan_check(const struct plan *p, const uint8_t *got, const uint8_t *ref, size_t size,
+			const char *what)
+{
+	int64_t at = first_diff(got, ref, size);
+
+	if (at < 0)
+		return;
+	for (unsigned i = 0; i < p->n; i++)
+		if ((uint64_t)at >= p->d[i].dst && (uint64_t)at < p->d[i].dst + p->d[i].len)
+			ck_abort_msg("%s: copy %u (src +%" PRIu64 ", dst +%" PRIu64 ", len %" PRIu64
+				     ") wrong at byte %" PRIu64 ": 0x%02x, want 0x%02x",
+				     what, i, p->d[i].src, p->d[i].dst, p->d[i].len,
+				     (uint64_t)at - p->d[i].dst, got[at], ref[at]);
+	ck_abort_msg("%s: byte %" PRId64 " outside every copy is 0x%02x", what, at, got[at]);
+}
+
+/*
+ * The engine's path end to end: a memfd arena registered with the backend,
+ * randomized batches on every lane (H2D small and large from the arena into
+ * device buffers, D2D between them, D2H small and large back into the
+ * arena), completion seen only through xfer_done, every byte checked. The
+ * D2H result is read straight from the arena once xfer_done says so: the
+ * done word must not overtake the data.
+ */
+START_TEST(test_xfer_lanes)
+{
+	uint8_t *ref1 = calloc(1, HALF), *ref2 = calloc(1, HALF), *ref3 = calloc(1, HALF);
+	uint8_t *got = xmalloc(HALF), handle[BACKEND_IPC_HANDLE_SIZE];
+	uint64_t d1 = alloc(HALF), d2 = alloc(HALF), seq;
+	struct backend_xfer x[2];
+	struct region r;
+	struct plan p;
+	int ret;
+
+	ck_assert_ptr_nonnull(ref1);
+	ck_assert_ptr_nonnull(ref2);
+	ck_assert_ptr_nonnull(ref3);
+	region_open(&r);
+	if (r.dev != (uint64_t)(uintptr_t)r.p)
+		printf("host_devptr: %p maps to 0x%" PRIx64 "\n", (void *)r.p, r.dev);
+	/* Inside the registration (the engine asks for the arena, past the header). */
+	ck_assert_int_eq(be.ops->host_devptr(&be, 0, r.p + 2 * MIB + 5, &seq), 0);
+	ck_assert_uint_eq(seq, r.dev + 2 * MIB + 5);
+	/* A second registration of the same pages is refused, not stacked. */
+	ck_assert_int_eq(be.ops->host_register(&be, r.p, REGION), -EEXIST);
+	rnd_fill(r.p, HALF);
+
+	xfer_start0();
+	printf("xfer: crossover %" PRIu64 " KiB\n", be.crossover[0] >> 10);
+	ck_assert_uint_ge(be.crossover[0], 4096);
+	ck_assert_uint_le(be.crossover[0], 64 * MIB);
+
+	/* Shapes refused before anything is queued. */
+	memset(x, 0, sizeof(x));
+	ck_assert_int_eq(be.ops->xfer_submit(&be, 0, LANE_H2D_SMALL, x, be.xfer_max_batch + 1),
+			 -EINVAL);
+	ck_assert_int_eq(be.ops->xfer_submit(&be, 0, LANE_COUNT, x, 1), -EINVAL);
+	ck_assert_int_eq(be.ops->xfer_submit(&be, be.ndevices, LANE_D2D, x, 1), -ENODEV);
+	/* An empty batch is a batch: it gets a number and completes. */
+	for (unsigned l = 0; l < LANE_COUNT; l++) {
+		ck_assert_uint_eq(be.ops->xfer_done(&be, 0, l), 0);
+		seq = submit(l, x, l % 2);
+		ck_assert_uint_eq(seq, 1);
+		wait_done(l, seq);
+	}
+
+	/* Each direction twice: batches of any size, then tiny ones over new data. */
+	for (int tiny = 0; tiny < 2; tiny++) {
+		xplan_make(&p, HALF, HALF, be.crossover[0]);
+		xplan_run(&p, tiny, LANE_H2D_SMALL, LANE_H2D_LARGE, r.dev, d1, r.p, ref1);
+		from_dev(got, d1, HALF);
+		xplan_check(&p, got, ref1, HALF, "h2d");
+		free(p.d);
+	}
+	for (int tiny = 0; tiny < 2; tiny++) {
+		xplan_make(&p, HALF, HALF, be.crossover[0]);
+		xplan_run(&p, tiny, LANE_D2D, LANE_D2D, d1, d2, ref1, ref2);
+		from_dev(got, d2, HALF);
+		xplan_check(&p, got, ref2, HALF, "d2d");
+		free(p.d);
+	}
+	for (int tiny = 0; tiny < 2; tiny++) {
+		xplan_make(&p, HALF, HALF, be.crossover[0]);
+		xplan_run(&p, tiny, LANE_D2H_SMALL, LANE_D2H_LARGE, d2, r.dev + HALF, ref2, ref3);
+		xplan_check(&p, r.p + HALF, ref3, HALF, "d2h");
+		free(p.d);
+	}
+
+	memset(handle, 0, sizeof(handle));
+	ret = be.ops->ipc_export(&be, 0, d1, handle);
+	ck_assert_msg(ret == 0, "ipc_export: %s", strerror(-ret));
+	ck_assert_msg(first_nonzero(handle, sizeof(handle)) >= 0,
+		      "ipc_export left the handle zero");
+	ck_assert_int_eq(be.ops->ipc_export(&be, be.ndevices, d1, handle), -ENODEV);
+
+	/* Stopped, the lanes refuse work and report nothing; started again, they count from 1. */
+	be.ops->xfer_stop(&be, 0);
+	ck_assert_int_eq(be.ops->xfer_submit(&be, 0, LANE_H2D_SMALL, x, 0), -EINVAL);
+	ck_assert_uint_eq(be.ops->xfer_done(&be, 0, LANE_H2D_SMALL), 0);
+	xfer_start0();
+	x[0] = (struct backend_xfer){ .dst = d1, .src = r.dev, .len = 4096 };
+	seq = submit(LANE_H2D_SMALL, x, 1);
+	ck_assert_uint_eq(seq, 1);
+	wait_done(LANE_H2D_SMALL, seq);
+	be.ops->xfer_stop(&be, 0);
+	be.ops->xfer_stop(&be, 0); /* twice is harmless */
+
+	/* Unregistered for real: the same pages register again. */
+	be.ops->host_unregister(&be, r.p);
+	ck_assert_int_eq(be.ops->host_register(&be, r.p, REGION), 0);
+	region_close(&r);
+	release(d2);
+	release(d1);
+	free(got);
+	free(ref3);
+	free(ref2);
+	free(ref1);
+}
+END_TEST
+
+/*
+ * A lane that is not polled fills up: xfer_submit says -EAGAIN instead of
+ * queueing without bound, and everything queued still completes.
+ */
+START_TEST(test_xfer_full)
+{
+	const unsigned n = be.xfer_max_batch;
+	struct backend_xfer *x = xmalloc(n * sizeof(*x));
+	uint64_t d1 = alloc(HALF), d2 = alloc(HALF);
+	struct region r;
+
+	region_open(&r);
+	xfer_start0();
+	for (unsigned lane = 0; lane < LANE_COUNT; lane++) {
+		/* Batches the GPU needs far longer for than xfer_submit does. */
+		int small = lane == LANE_H2D_SMALL || lane == LANE_D2H_SMALL;
+		unsigned m = small ? n : 1, accepted = 0;
+		uint64_t len = small ? 4096 : 16 * MIB, src, dst;
+		int64_t seq = 0, last = 0;
+
+		switch (lane) {
+		case LANE_H2D_SMALL:
+		case LANE_H2D_LARGE: src = r.dev, dst = d1; break;
+		case LANE_D2H_SMALL:
+		case LANE_D2H_LARGE: src = d1, dst = r.dev + HALF; break;
+		default: src = d1, dst = d2, len = HALF; break;
+		}
+		for (unsigned i = 0; i < m; i++)
+			x[i] = (struct backend_xfer){ .dst = dst + i * len,
+						      .src = src + i * len,
+						      .len = len };
+		while (accepted < 10000 && (seq = be.ops->xfer_submit(&be, 0, lane, x, m)) > 0) {
+			ck_assert_int_eq(seq, last + 1);
+			last = seq;
+			accepted++;
+		}
+		ck_assert_msg(seq == -EAGAIN, "lane %s: %u batches accepted, then %s",
+			      lane_name[lane], accepted, seq > 0 ? "more" : strerror((int)-seq));
+		ck_assert_uint_ge(accepted, 2);
+		printf("xfer: lane %s full after %u batches without polling\n", lane_name[lane],
+		       accepted);
+		wait_done(lane, (uint64_t)last);
+		/* Drained, it takes work again. */
+		wait_done(lane, submit(lane, x, 1));
+	}
+	be.ops->xfer_stop(&be, 0);
+	region_close(&r);
+	release(d2);
+	release(d1);
+	free(x);
+}
+END_TEST
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Median nanoseconds from submit to done of a lone batch (the lane idle before each). */
+static double lone_batch_ns(unsigned lane, const struct backend_xfer *x, unsigned n, int reps)
+{
+	int64_t t[64];
+
+	ck_assert_int_le(reps, 64);
+	for (int i = 0; i < reps; i++) {
+		int64_t t0 = now_ns();
+
+		wait_done(lane, submit(lane, x, n));
+		t[i] = now_ns() - t0;
+	}
+	qsort(t, (size_t)reps, sizeof(t[0]), cmp_i64);
+	return (double)t[reps / 2];
+}
+
+/* GB/s of batches submitted back to back, the lane kept full. */
+static double stream_gbs(unsigned lane, const struct backend_xfer *x, unsigned n, int batches)
+{
+	uint64_t bytes = 0, last = 0;
+	int64_t t0;
+
+	for (unsigned i = 0; i < n; i++)
+		bytes += x[i].len;
+	wait_done(lane, submit(lane, x, n)); /* warm */
+	t0 = now_ns();
+	for (int b = 0; b < batches; b++)
+		last = submit(lane, x, n);
+	wait_done(lane, last);
+	return (double)bytes * batches / (double)(now_ns() - t0);
+}
+
+/* Fills x with n copies of len bytes, src and dst packed from their bases. */
+static void xfill(struct backend_xfer *x, unsigned n, uint64_t src, uint64_t dst, uint64_t len)
+{
+	for (unsigned i = 0; i < n; i++)
+		x[i] = (struct backend_xfer){ .dst = dst + i * len,
+					      .src = src + i * len,
+					      .len = len };
+}
+
+/* Figures, not assertions: what the lanes deliver on this GPU. */
+START_TEST(test_xfer_perf)
+{
+	const unsigned n = be.xfer_max_batch;
+	struct backend_xfer *x = xmalloc(n * sizeof(*x));
+	struct backend_device_info info;
+	uint64_t d1 = alloc(HALF);
+	struct region r;
+	double one, split;
+
+	ck_assert_int_eq(be.ops->device_info(&be, 0, &info), 0);
+	region_open(&r);
+	/* The calibration's table, size by size. */
+	log_set_level(LOG_DEBUG);
+	xfer_start0();
+	log_set_level(LOG_INFO);
+	printf("perf (%s): crossover %" PRIu64 " KiB\n", info.name, be.crossover[0] >> 10);
+
+	static const uint64_t lens[] = { 256, 4096, 65536 };
+	for (size_t i = 0; i < 3; i++) {
+		unsigned m = lens[i] * n > HALF ? (unsigned)(HALF / lens[i]) : n;
+
+		xfill(x, m, r.dev, d1, lens[i]);
+		printf("perf: h2d-small %5" PRIu64
+		       " B x %u: %6.1f GB/s streaming, lone batch %6.1f us\n",
+		       lens[i], m, stream_gbs(LANE_H2D_SMALL, x, m, 32),
+		       lone_batch_ns(LANE_H2D_SMALL, x, m, 15) * 1e-3);
+		xfill(x, m, d1, r.dev + HALF, lens[i]);
+		printf("perf: d2h-small %5" PRIu64
+		       " B x %u: %6.1f GB/s streaming, lone batch %6.1f us\n",
+		       lens[i], m, stream_gbs(LANE_D2H_SMALL, x, m, 32),
+		       lone_batch_ns(LANE_D2H_SMALL, x, m, 15) * 1e-3);
+	}
+	xfill(x, 16, r.dev, d1, 4096);
+	/* 1 and 2 go to the copy engines, 3 and more through the kernel. */
+	static const unsigned few[] = { 1, 2, 3, 8, 16 };
+	for (size_t i = 0; i < sizeof(few) / sizeof(few[0]); i++)
+		printf("perf: h2d-small batch of %2u x 4 KiB: %.1f us submit to done\n", few[i],
+		       lone_batch_ns(LANE_H2D_SMALL, x, few[i], 63) * 1e-3);
+	xfill(x, 16, d1, r.dev + HALF, 4096);
+	printf("perf: d2h-small batch of  1 x 4 KiB: %.1f us, of 3: %.1f us submit to done\n",
+	       lone_batch_ns(LANE_D2H_SMALL, x, 1, 63) * 1e-3,
+	       lone_batch_ns(LANE_D2H_SMALL, x, 3, 63) * 1e-3);
+	xfill(x, 1, r.dev, d1, 4096);
+	xfill(x, 1, r.dev, d1, 256);
+	printf("perf: h2d-small one 256 B copy: %.1f us submit to done\n",
+	       lone_batch_ns(LANE_H2D_SMALL, x, 1, 63) * 1e-3);
+	xfill(x, 1, r.dev, d1, 4096);
+	printf("perf: h2d-large one 4 KiB copy: %.1f us submit to done\n",
+	       lone_batch_ns(LANE_H2D_LARGE, x, 1, 63) * 1e-3);
+
+	/* Does cutting a big copy into chunks on one stream buy anything? */
+	xfill(x, 1, r.dev, d1, HALF);
+	one = stream_gbs(LANE_H2D_LARGE, x, 1, 8);
+	xfill(x, 8, r.dev, d1, HALF / 8);
+	split = stream_gbs(LANE_H2D_LARGE, x, 8, 8);
+	printf("perf: h2d-large 32 MiB: one copy %.1f GB/s, as 8 x 4 MiB %.1f GB/s\n", one, split);
+	xfill(x, 1, d1, r.dev + HALF, HALF);
+	printf("perf: d2h-large 32 MiB: %.1f GB/s\n", stream_gbs(LANE_D2H_LARGE, x, 1, 8));
+
+	be.ops->xfer_stop(&be, 0);
+	region_close(&r);
+	release(d1);
+	free(x);
+}
+END_TEST
+
 static unsigned long long check_pattern(unsigned long long *counter, uint64_t addr, uint64_t len,
 					uint32_t seed)
 {
@@ -597,6 +1091,14 @@ static Suite *cuda_backend_suite(void)
 	tcase_add_test(tc, test_copy_batch_h2d_mapped);
 	tcase_add_test(tc, test_copy_batch_d2h_mapped);
 	tcase_add_test(tc, test_pattern);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("xfer");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_xfer_lanes);
+	tcase_add_test(tc, test_xfer_full);
+	tcase_add_test(tc, test_xfer_perf);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,556 @@
+/* engine.c: one thread per device: harvest every session's SQ fairly, validate, batch, complete. */
+#include "build-config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "log.h"
+#include "session.h"
+#include "shm.h"
+
+/* Most requests taken from one session per round: no client starves the others. */
+#define ENGINE_SESSION_BUDGET 512
+/* Batches a lane may have in flight. */
+#define ENGINE_LANE_DEPTH 64
+#define ENGINE_MAX_BATCH 2048
+
+/* One request on its way through the GPU. */
+struct item {
+	struct session *s;
+	uint64_t user_data;
+	uint64_t len;
+};
+
+struct batch {
+	uint64_t seq;
+	unsigned n;
+	struct item *items;
+};
+
+/*
+ * A lane: a builder for the next batch, and the FIFO of batches in flight.
+ * The FIFO has one more slot than the backend's depth, for the builder.
+ */
+struct engine_lane {
+	struct backend_xfer *x;
+	unsigned n;
+	struct batch fifo[ENGINE_LANE_DEPTH + 1];
+	unsigned head, tail; /* fifo indices, free-running */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static struct batch *lane_building(struct engine_lane *l)
+{
+	return &l->fifo[l->tail % (ENGINE_LANE_DEPTH + 1)];
+}
+
+static unsigned lane_room(struct engine *e, struct engine_lane *l)
+{
+	if (l->tail - l->head >= ENGINE_LANE_DEPTH)
+		return 0;
+	return e->max_batch - l->n;
+}
+
+/* Posts one completion into s's CQ for this engine's device. */
+static void post_cqe(struct engine *e, struct session *s, uint64_t user_data, int64_t res)
+{
+	struct session_eng *se = &s->eng[e->dev];
+	struct shm_cqe *cq = shm_cq(&s->shm, e->dev);
+	uint32_t mask = s->shm.hdr->cq_entries - 1;
+
+	cq[se->cq_tail & mask] = (struct shm_cqe){ .user_data = user_data, .res = res };
+	se->cq_tail++;
+	se->dirty = 1;
+	if (res < 0)
+		atomic_fetch_add_explicit(&e->xfer_errors, 1, memory_order_relaxed);
+}
+
+/* Publishes posted completions and wakes the session if it sleeps. */
+static void publish(struct engine *e, struct session *s)
+{
+	struct session_eng *se = &s->eng[e->dev];
+	struct shm_hdr *h = s->shm.hdr;
+
+	if (!se->dirty)
+		return;
+	se->dirty = 0;
+	atomic_store_explicit(&h->ctl[e->dev].cq_tail.v, se->cq_tail, memory_order_release);
+	/* Pairs with the client's fence between setting cq_waiting and re-reading cq_tail. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&h->cq_waiting.v, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&h->cq_waiting.v, 0, memory_order_acq_rel)) {
+		uint64_t one = 1;
+
+		if (write(s->cq_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_warn("waking session %llu: %s", (unsigned long long)s->id,
+				 strerror(errno));
+	}
+}
+
+/*
+ * Validates one request against the session's own arena and buffers and
+ * turns it into a transfer. Returns the lane, or -errno for an error
+ * completion. Caller holds s->lock.
+ */
+static int translate(struct engine *e, struct session *s, const struct shm_sqe *q,
+		     struct backend_xfer *x)
+{
+	struct shm *m = &s->shm;
+	struct buf *b, *src;
+	int err;
+
+	switch (q->op) {
+	case SHM_OP_H2D:
+	case SHM_OP_D2H:
+		if (q->arena_off > m->hdr->arena_size || q->len > m->hdr->arena_size - q->arena_off)
+			return -ERANGE;
+		b = buf_get(&s->bufs, q->buf, q->buf_off, q->len, &err);
+		if (!b)
+			return err;
+		if (b->device != e->dev)
+			return -EXDEV;
+		if (q->op == SHM_OP_H2D) {
+			x->src = m->arena_dev[e->dev] + q->arena_off;
+			x->dst = b->addr + q->buf_off;
+			return q->len < e->be->crossover[e->dev] ? LANE_H2D_SMALL : LANE_H2D_LARGE;
+		}
+		x->src = b->addr + q->buf_off;
+		x->dst = m->arena_dev[e->dev] + q->arena_off;
+		return q->len < e->be->crossover[e->dev] ? LANE_D2H_SMALL : LANE_D2H_LARGE;
+	case SHM_OP_D2D:
+		b = buf_get(&s->bufs, q->buf, q->buf_off, q->len, &err);
+		if (!b)
+			return err;
+		src = buf_get(&s->bufs, q->src_buf, q->src_off, q->len, &err);
+		if (!src)
+			return err;
+		if (b->device != e->dev || src->device != e->dev)
+			return -EXDEV;
+		x->src = src->addr + q->src_off;
+		x->dst = b->addr + q->buf_off;
+		return LANE_D2D;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* Takes up to budget requests from s. Returns how many it consumed. */
+static unsigned harvest(struct engine *e, struct session *s)
+{
+	struct session_eng *se = &s->eng[e->dev];
+	struct shm_hdr *h = s->shm.hdr;
+	struct shm_ringctl *ctl = &h->ctl[e->dev];
+	struct shm_sqe *sq = shm_sq(&s->shm, e->dev);
+	uint32_t tail, avail, cq_head, used, budget, room, i, l;
+
+	if (se->broken)
+		return 0;
+	tail = atomic_load_explicit(&ctl->sq_tail.v, memory_order_acquire);
+	avail = tail - se->sq_head;
+	if (!avail)
+		return 0;
+	cq_head = atomic_load_explicit(&ctl->cq_head.v, memory_order_acquire);
+	used = se->cq_tail - cq_head;
+	if (avail > h->sq_entries || used > h->cq_entries) {
+		/* Indices only a broken or hostile client can produce: stop serving it. */
+		log_warn("session %llu (pid %d): corrupt ring indices on device %u; ignoring its ring",
+			 (unsigned long long)s->id, (int)s->pid, e->dev);
+		se->broken = 1;
+		return 0;
+	}
+	/* Every request yields one completion: never take more than the CQ can hold. */
+	budget = h->cq_entries - used - se->inflight;
+	if (budget > avail)
+		budget = avail;
+	if (budget > ENGINE_SESSION_BUDGET)
+		budget = ENGINE_SESSION_BUDGET;
+	for (l = 0; l < LANE_COUNT; l++) {
+		room = lane_room(e, &e->lanes[l]);
+		if (budget > room)
+			budget = room;
+	}
+	if (!budget)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < budget; i++) {
+		/* Copy first: the client can rewrite the slot while we look at it. */
+		struct shm_sqe q = sq[(se->sq_head + i) & (h->sq_entries - 1)];
+		struct backend_xfer x;
+		struct engine_lane *ln;
+		struct batch *b;
+		int lane;
+
+		if (q.len == 0 && q.op >= SHM_OP_H2D && q.op <= SHM_OP_D2D) {
+			post_cqe(e, s, q.user_data, 0);
+			continue;
+		}
+		lane = translate(e, s, &q, &x);
+		if (lane < 0) {
+			post_cqe(e, s, q.user_data, lane);
+			continue;
+		}
+		x.len = q.len;
+		ln = &e->lanes[lane];
+		b = lane_building(ln);
+		ln->x[ln->n] = x;
+		b->items[ln->n] = (struct item){ .s = s, .user_data = q.user_data, .len = q.len };
+		ln->n++;
+		se->inflight++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	se->sq_head += budget;
+	atomic_store_explicit(&ctl->sq_head.v, se->sq_head, memory_order_release);
+	publish(e, s); /* error and empty completions posted above */
+	return budget;
+}
+
+/* Hands built batches to the backend. Returns how many it submitted. */
+static unsigned submit(struct engine *e)
+{
+	unsigned l, count = 0;
+
+	for (l = 0; l < LANE_COUNT; l++) {
+		struct engine_lane *ln = &e->lanes[l];
+		struct batch *b;
+		int64_t seq;
+		unsigned i;
+
+		if (!ln->n)
+			continue;
+		seq = e->be->ops->xfer_submit(e->be, e->dev, l, ln->x, ln->n);
+		if (seq == -EAGAIN)
+			continue; /* lane full: retried after completions */
+		b = lane_building(ln);
+		b->n = ln->n;
+		ln->n = 0;
+		if (seq < 0) {
+			/* The device failed the batch: each request learns it. */
+			log_err("device %u: submitting a batch of %u: %s", e->dev, b->n,
+				strerror((int)-seq));
+			for (i = 0; i < b->n; i++) {
+				b->items[i].s->eng[e->dev].inflight--;
+				post_cqe(e, b->items[i].s, b->items[i].user_data, seq);
+				publish(e, b->items[i].s);
+			}
+			continue;
+		}
+		b->seq = (uint64_t)seq;
+		ln->tail++;
+		count++;
+		atomic_fetch_add_explicit(&e->batches, 1, memory_order_relaxed);
+	}
+	return count;
+}
+
+/* Posts the completions of finished batches. Returns how many batches finished. */
+static unsigned complete(struct engine *e)
+{
+	unsigned l, i, count = 0;
+
+	for (l = 0; l < LANE_COUNT; l++) {
+		struct engine_lane *ln = &e->lanes[l];
+		uint64_t done;
+
+		if (ln->head == ln->tail)
+			continue;
+		done = e->be->ops->xfer_done(e->be, e->dev, l);
+		while (ln->head != ln->tail) {
+			struct batch *b = &ln->fifo[ln->head % (ENGINE_LANE_DEPTH + 1)];
+			uint64_t bytes = 0;
+
+			if (b->seq > done)
+				break;
+			for (i = 0; i < b->n; i++) {
+				struct item *it = &b->items[i];
+
+				it->s->eng[e->dev].inflight--;
+				post_cqe(e, it->s, it->user_data, (int64_t)it->len);
+				bytes += it->len;
+			}
+			for (i = 0; i < b->n; i++)
+				publish(e, b->items[i].s);
+			atomic_fetch_add_explicit(&e->xfers, b->n, memory_order_relaxed);
+			atomic_fetch_add_explicit(&e->xfer_bytes, bytes, memory_order_relaxed);
+			ln->head++;
+			count++;
+		}
+	}
+	return count;
+}
+
+static unsigned inflight_total(struct engine *e)
+{
+	unsigned l, n = 0;
+
+	for (l = 0; l < LANE_COUNT; l++)
+		n += (e->lanes[l].tail - e->lanes[l].head) + (e->lanes[l].n ? 1 : 0);
+	return n;
+}
+
+/* Picks up the control thread's changes to the session list. */
+static void refresh(struct engine *e)
+{
+	struct session *d;
+
+	pthread_mutex_lock(&e->lock);
+	if (e->gen != e->seen_gen) {
+		if (e->nlist > e->capsess) {
+			struct session **n = realloc(e->sess, e->nlist * sizeof(*n));
+
+			if (!n) {
+				pthread_mutex_unlock(&e->lock);
+				return; /* keep the old list; retried next round */
+			}
+			e->sess = n;
+			e->capsess = e->nlist;
+		}
+		memcpy(e->sess, e->list, e->nlist * sizeof(*e->sess));
+		e->nsess = e->nlist;
+		e->seen_gen = e->gen;
+	}
+	d = e->detaching;
+	/* A detaching session is off the list; it is done once nothing of it is in flight. */
+	if (d && !e->detach_done && d->eng[e->dev].inflight == 0) {
+		publish(e, d);
+		e->detach_done = 1;
+		pthread_cond_broadcast(&e->cond);
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* Sleeps on the doorbell, unless some ring got work after NEED_WAKEUP was raised. */
+static void sleep_until_rung(struct engine *e)
+{
+	unsigned i, work = 0;
+	struct pollfd p = { .fd = e->efd, .events = POLLIN };
+	uint64_t v;
+
+	for (i = 0; i < e->nsess; i++)
+		atomic_store_explicit(&e->sess[i]->shm.hdr->ctl[e->dev].sq_flags.v, SHM_NEED_WAKEUP,
+				      memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	for (i = 0; i < e->nsess && !work; i++) {
+		struct session *s = e->sess[i];
+
+		work = atomic_load_explicit(&s->shm.hdr->ctl[e->dev].sq_tail.v,
+					    memory_order_acquire) != s->eng[e->dev].sq_head &&
+		       !s->eng[e->dev].broken;
+	}
+	if (!work && !atomic_load(&e->stop)) {
+		/* The timeout bounds how long a missed edge could cost; none is expected. */
+		if (poll(&p, 1, 1000) > 0 && read(e->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			log_warn("engine %u: doorbell: %s", e->dev, strerror(errno));
+	}
+	for (i = 0; i < e->nsess; i++)
+		atomic_store_explicit(&e->sess[i]->shm.hdr->ctl[e->dev].sq_flags.v, 0,
+				      memory_order_relaxed);
+}
+
+static void *engine_main(void *arg)
+{
+	struct engine *e = arg;
+	uint64_t idle_since = 0;
+	unsigned i, progress;
+	int r;
+
+	r = e->be->ops->xfer_start(e->be, e->dev);
+	pthread_mutex_lock(&e->lock);
+	e->start_result = r;
+	e->started = 1;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	if (r)
+		return NULL;
+
+	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
+		refresh(e);
+		progress = complete(e);
+		for (i = 0; i < e->nsess; i++)
+			progress += harvest(e, e->sess[(e->rr + i) % e->nsess]);
+		if (e->nsess)
+			e->rr = (e->rr + 1) % e->nsess;
+		progress += submit(e);
+		progress += complete(e);
+		if (progress) {
+			idle_since = 0;
+			continue;
+		}
+		if (inflight_total(e)) {
+			cpu_relax();
+			continue;
+		}
+		if (!idle_since) {
+			idle_since = now_ns();
+		} else if (now_ns() - idle_since >
+			   1000ull * atomic_load_explicit(&e->idle_us, memory_order_relaxed)) {
+			sleep_until_rung(e);
+			idle_since = 0;
+		} else {
+			cpu_relax();
+		}
+	}
+	/* Let everything in flight land before the device goes away. */
+	while (inflight_total(e)) {
+		submit(e);
+		complete(e);
+	}
+	e->be->ops->xfer_stop(e->be, e->dev);
+	return NULL;
+}
+
+int engine_create(struct engine **out, struct backend *be, unsigned dev, unsigned idle_us)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	unsigned l, k;
+	int r = -ENOMEM;
+
+	if (!e)
+		return -ENOMEM;
+	e->be = be;
+	e->dev = dev;
+	e->max_batch = be->xfer_max_batch < ENGINE_MAX_BATCH ? be->xfer_max_batch : ENGINE_MAX_BATCH;
+	atomic_store(&e->idle_us, idle_us);
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->cond, NULL);
+	e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->efd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	e->lanes = calloc(LANE_COUNT, sizeof(*e->lanes));
+	if (!e->lanes)
+		goto fail;
+	for (l = 0; l < LANE_COUNT; l++) {
+		e->lanes[l].x = calloc(e->max_batch, sizeof(struct backend_xfer));
+		if (!e->lanes[l].x)
+			goto fail;
+		for (k = 0; k <= ENGINE_LANE_DEPTH; k++) {
+			e->lanes[l].fifo[k].items = calloc(e->max_batch, sizeof(struct item));
+			if (!e->lanes[l].fifo[k].items)
+				goto fail;
+		}
+	}
+	r = -pthread_create(&e->thread, NULL, engine_main, e);
+	if (r)
+		goto fail;
+	pthread_mutex_lock(&e->lock);
+	while (!e->started)
+		pthread_cond_wait(&e->cond, &e->lock);
+	r = e->start_result;
+	pthread_mutex_unlock(&e->lock);
+	if (r) {
+		pthread_join(e->thread, NULL);
+		log_err("device %u: starting the data path: %s", dev, strerror(-r));
+		goto fail;
+	}
+	log_info("device %u: engine running (crossover %llu bytes, batches up to %u)", dev,
+		 (unsigned long long)be->crossover[dev], e->max_batch);
+	*out = e;
+	return 0;
+fail:
+	e->started = 0;
+	engine_destroy(e);
+	return r;
+}
+
+void engine_destroy(struct engine *e)
+{
+	unsigned l, k;
+	uint64_t one = 1;
+
+	if (!e)
+		return;
+	if (e->started) {
+		atomic_store(&e->stop, 1);
+		if (write(e->efd, &one, sizeof(one)) < 0)
+			log_warn("engine %u: waking for shutdown: %s", e->dev, strerror(errno));
+		pthread_join(e->thread, NULL);
+	}
+	if (e->lanes) {
+		for (l = 0; l < LANE_COUNT; l++) {
+			for (k = 0; k <= ENGINE_LANE_DEPTH; k++)
+				free(e->lanes[l].fifo[k].items);
+			free(e->lanes[l].x);
+		}
+		free(e->lanes);
+	}
+	if (e->efd >= 0)
+		close(e->efd);
+	free(e->sess);
+	free(e->list);
+	pthread_cond_destroy(&e->cond);
+	pthread_mutex_destroy(&e->lock);
+	free(e);
+}
+
+static void ring(struct engine *e)
+{
+	uint64_t one = 1;
+
+	if (write(e->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("engine %u: doorbell: %s", e->dev, strerror(errno));
+}
+
+int engine_attach(struct engine *e, struct session *s)
+{
+	pthread_mutex_lock(&e->lock);
+	if (e->nlist == e->caplist) {
+		unsigned cap = e->caplist ? e->caplist * 2 : 16;
+		struct session **n = realloc(e->list, cap * sizeof(*n));
+
+		if (!n) {
+			pthread_mutex_unlock(&e->lock);
+			return -ENOMEM;
+		}
+		e->list = n;
+		e->caplist = cap;
+	}
+	e->list[e->nlist++] = s;
+	e->gen++;
+	pthread_mutex_unlock(&e->lock);
+	ring(e);
+	return 0;
+}
+
+void engine_detach(struct engine *e, struct session *s)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&e->lock);
+	for (i = 0; i < e->nlist; i++)
+		if (e->list[i] == s)
+			break;
+	if (i == e->nlist) {
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
+	e->list[i] = e->list[--e->nlist];
+	e->gen++;
+	e->detaching = s;
+	e->detach_done = 0;
+	ring(e);
+	while (!e->detach_done)
+		pthread_cond_wait(&e->cond, &e->lock);
+	e->detaching = NULL;
+	pthread_mutex_unlock(&e->lock);
+}

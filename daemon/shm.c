@@ -1,0 +1,83 @@
+/* shm.c: a session's shared memory: sealed memfd with rings and arena, registered with the GPU. */
+#include "build-config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "shm.h"
+
+static uint32_t pow2_clamp(uint32_t v, uint32_t lo, uint32_t hi)
+{
+	uint32_t p = lo;
+
+	while (p < v && p < hi)
+		p <<= 1;
+	return p;
+}
+
+int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t arena_size)
+{
+	struct shm_hdr layout;
+	unsigned dev;
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->memfd = -1;
+	if (be->ndevices > SHM_MAX_DEVICES)
+		return -E2BIG;
+	sq_entries = pow2_clamp(sq_entries, 64, 65536);
+	memset(&layout, 0, sizeof(layout));
+	s->size = shm_layout(&layout, be->ndevices, sq_entries, sq_entries * 2, arena_size);
+
+	s->memfd = memfd_create("gpuq-session", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (s->memfd < 0)
+		return -errno;
+	if (ftruncate(s->memfd, (off_t)s->size) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (fcntl(s->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	s->base = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, s->memfd, 0);
+	if (s->base == MAP_FAILED) {
+		s->base = NULL;
+		r = -errno;
+		goto fail;
+	}
+	s->hdr = s->base;
+	memcpy(s->hdr, &layout, sizeof(layout));
+	s->arena = (uint8_t *)s->base + layout.arena_off;
+	r = be->ops->host_register(be, s->base, s->size);
+	if (r) {
+		log_err("registering a %zu-byte session mapping: %s", s->size, strerror(-r));
+		goto fail;
+	}
+	s->registered = 1;
+	for (dev = 0; dev < be->ndevices; dev++) {
+		r = be->ops->host_devptr(be, dev, s->arena, &s->arena_dev[dev]);
+		if (r)
+			goto fail;
+	}
+	return 0;
+fail:
+	shm_fini(s, be);
+	return r;
+}
+
+void shm_fini(struct shm *s, struct backend *be)
+{
+	if (s->registered)
+		be->ops->host_unregister(be, s->base);
+	if (s->base)
+		munmap(s->base, s->size);
+	if (s->memfd >= 0)
+		close(s->memfd);
+	memset(s, 0, sizeof(*s));
+	s->memfd = -1;
+}
