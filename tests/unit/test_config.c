@@ -392,6 +392,9 @@ START_TEST(test_load_all_keys)
 				   "max_session_mem = \"2G\"\n"
 				   "handshake_timeout = 30\n"
 				   "host_mem = 64M\r\n"
+				   "arena_default = 16M\n"
+				   "arena_max = 2G\n"
+				   "engine_idle_us = 0\n"
 				   "\n";
 	struct config cfg;
 	char path[64], err[512] = "";
@@ -413,6 +416,9 @@ START_TEST(test_load_all_keys)
 	ck_assert_uint_eq(cfg.max_session_mem, 2ull << 30);
 	ck_assert_uint_eq(cfg.handshake_timeout, 30);
 	ck_assert_uint_eq(cfg.host_mem, 64ull << 20);
+	ck_assert_uint_eq(cfg.arena_default, 16ull << 20);
+	ck_assert_uint_eq(cfg.arena_max, 2ull << 30);
+	ck_assert_uint_eq(cfg.engine_idle_us, 0);
 	ck_assert_uint_eq(seen, (1u << CFG_NKEYS) - 1);
 }
 END_TEST
