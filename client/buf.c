@@ -1,7 +1,8 @@
-/* buf.c: libgpuq device buffers: alloc, free, and the simple copy path. */
+/* buf.c: libgpuq device buffers: alloc, free, the simple copy path, and CUDA IPC export. */
 #include "build-config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "client.h"
@@ -118,4 +119,42 @@ GPUQ_API ssize_t gpuq_buf_read(gpuq_t *q, uint32_t id, uint64_t offset, void *ds
 	} while (done < len);
 	pthread_mutex_unlock(&q->lock);
 	return r ? r : (ssize_t)len;
+}
+
+GPUQ_API int gpuq_buf_export(gpuq_t *q, uint32_t id, struct gpuq_buf_export *out)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
+	Gpuq__BufExport e = GPUQ__BUF_EXPORT__INIT;
+	const Gpuq__BufExportReply *x;
+	int r;
+
+	if (!q || !out)
+		return -EINVAL;
+	e.buf_id = id;
+	req.body_case = GPUQ__MSG__BODY_BUF_EXPORT;
+	req.buf_export = &e;
+	pthread_mutex_lock(&q->lock);
+	r = client_call(q, &req, GPUQ__MSG__BODY_BUF_EXPORT_REPLY, &rep);
+	if (r)
+		goto out;
+	x = rep->buf_export_reply;
+	/* A reply for another buffer, or a handle we cannot pass on whole, is not one. */
+	if (x->buf_id != id || x->handle.len != sizeof(out->handle) ||
+	    strlen(x->pci_bus_id ? x->pci_bus_id : "") >= sizeof(out->pci_bus_id)) {
+		r = client_fail(q, -EPROTO,
+				"gpuqd's export of buffer %u is malformed (buffer %u, %zu-byte handle)",
+				id, x->buf_id, x->handle.len);
+		frame_free(rep);
+		goto out;
+	}
+	memset(out, 0, sizeof(*out));
+	out->id = x->buf_id;
+	out->device = x->device;
+	out->size = x->size;
+	memcpy(out->handle, x->handle.data, sizeof(out->handle));
+	snprintf(out->pci_bus_id, sizeof(out->pci_bus_id), "%s", x->pci_bus_id ? x->pci_bus_id : "");
+	frame_free(rep);
+out:
+	pthread_mutex_unlock(&q->lock);
+	return r;
 }

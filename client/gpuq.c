@@ -223,6 +223,14 @@ GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts
 		goto fail;
 	}
 	snprintf(q->backend, sizeof(q->backend), "%s", rep->welcome->backend);
+	/*
+	 * In mps mode the client's own CUDA context must join gpuqd's MPS
+	 * server, or its kernels and gpuqd's copies take turns in time slices.
+	 * CUDA reads this at its first call: connect before touching CUDA. A
+	 * value the caller set is kept.
+	 */
+	if (rep->welcome->mps_pipe_dir && rep->welcome->mps_pipe_dir[0])
+		setenv("CUDA_MPS_PIPE_DIRECTORY", rep->welcome->mps_pipe_dir, 0);
 	r = client_data_open(q, rep->welcome->shm_size, rep->welcome->ndevices);
 	if (r) {
 		snprintf(errbuf, errlen, "%s", q->errmsg);

@@ -104,11 +104,18 @@ static int cmd_status(gpuq_t *q)
 		json_str(st.backend_reason);
 		printf(",\"pid\":%u,\"uptime_ms\":%llu,\"sessions\":%u,\"devices\":%u,"
 		       "\"buffers\":%llu,\"buffer_bytes\":%llu,\"requests\":%llu,\"errors\":%llu,"
-		       "\"reloads\":%llu,\"socket\":",
+		       "\"reloads\":%llu,\"xfers\":%llu,\"xfer_bytes\":%llu,\"xfer_errors\":%llu,"
+		       "\"batches\":%llu,\"foreign_contexts\":%u,\"sharing\":",
 		       st.pid, (unsigned long long)st.uptime_ms, st.sessions, st.devices,
 		       (unsigned long long)st.buffers, (unsigned long long)st.buffer_bytes,
 		       (unsigned long long)st.requests, (unsigned long long)st.errors,
-		       (unsigned long long)st.reloads);
+		       (unsigned long long)st.reloads, (unsigned long long)st.xfers,
+		       (unsigned long long)st.xfer_bytes, (unsigned long long)st.xfer_errors,
+		       (unsigned long long)st.batches, st.foreign_contexts);
+		json_str(st.sharing);
+		printf(",\"mps_pipe_dir\":");
+		json_str(st.mps_pipe_dir);
+		printf(",\"socket\":");
 		json_str(st.socket_path);
 		printf(",\"config\":");
 		json_str(st.config_path);
@@ -126,7 +133,17 @@ static int cmd_status(gpuq_t *q)
 	       human_bytes(st.buffer_bytes, b2, sizeof(b2)));
 	printf("  requests  %llu (%llu errors)\n", (unsigned long long)st.requests,
 	       (unsigned long long)st.errors);
+	printf("  sharing   %s%s%s\n", st.sharing, st.mps_pipe_dir[0] ? " (MPS pipe directory " : "",
+	       st.mps_pipe_dir[0] ? st.mps_pipe_dir : "");
+	if (st.mps_pipe_dir[0])
+		printf(")\n");
+	printf("  transfers %llu (%s, %llu errors) in %llu batches\n", (unsigned long long)st.xfers,
+	       human_bytes(st.xfer_bytes, b2, sizeof(b2)), (unsigned long long)st.xfer_errors,
+	       (unsigned long long)st.batches);
 	printf("  reloads   %llu\n", (unsigned long long)st.reloads);
+	for (unsigned i = 0; i < st.foreign_contexts && i < 4; i++)
+		printf("  warning   %s computes outside %s\n", st.foreign[i],
+		       strcmp(st.sharing, "mps") ? "gpuqd" : "MPS");
 	return EXIT_OK;
 }
 

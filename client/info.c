@@ -41,6 +41,15 @@ GPUQ_API int gpuq_status(gpuq_t *q, struct gpuq_status *st)
 	st->reloads = s->reloads;
 	snprintf(st->socket_path, sizeof(st->socket_path), "%s", s->socket_path);
 	snprintf(st->config_path, sizeof(st->config_path), "%s", s->config_path);
+	st->xfers = s->xfers;
+	st->xfer_bytes = s->xfer_bytes;
+	st->xfer_errors = s->xfer_errors;
+	st->batches = s->batches;
+	snprintf(st->sharing, sizeof(st->sharing), "%s", s->sharing);
+	snprintf(st->mps_pipe_dir, sizeof(st->mps_pipe_dir), "%s", s->mps_pipe_dir);
+	st->foreign_contexts = (unsigned)s->n_foreign_contexts;
+	for (size_t i = 0; i < s->n_foreign_contexts && i < 4; i++)
+		snprintf(st->foreign[i], sizeof(st->foreign[i]), "%s", s->foreign_contexts[i]);
 	frame_free(rep);
 	return 0;
 }

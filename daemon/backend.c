@@ -76,3 +76,20 @@ void backend_close(struct backend *be)
 	be->priv = NULL;
 	be->ndevices = 0;
 }
+
+int backend_probe_cuda(void)
+{
+#ifdef HAVE_CUDA
+	struct backend tmp;
+	int r;
+
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.ops = &backend_cuda_ops;
+	r = backend_cuda_ops.init(&tmp);
+	if (!r)
+		backend_cuda_ops.fini(&tmp);
+	return r;
+#else
+	return -ENOTSUP;
+#endif
+}

@@ -134,6 +134,14 @@ const char *backend_kind_name(enum backend_kind kind);
 int backend_open(struct backend *be, enum backend_kind kind, uint64_t host_mem);
 void backend_close(struct backend *be);
 
+/*
+ * Can this process create CUDA contexts on every device? Opens and closes
+ * the cuda backend. Meant for a forked child (CUDA state does not survive
+ * fork): the parent learns the answer without touching CUDA itself.
+ * Returns 0, or -errno (-ENOTSUP without CUDA support).
+ */
+int backend_probe_cuda(void);
+
 extern const struct backend_ops backend_host_ops;
 #ifdef HAVE_CUDA
 extern const struct backend_ops backend_cuda_ops;

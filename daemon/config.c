@@ -26,6 +26,8 @@ static const char *const key_names[CFG_NKEYS] = {
 	[CFG_ARENA_DEFAULT] = "arena_default",
 	[CFG_ARENA_MAX] = "arena_max",
 	[CFG_ENGINE_IDLE_US] = "engine_idle_us",
+	[CFG_SHARING] = "sharing",
+	[CFG_MPS_PIPE_DIR] = "mps_pipe_dir",
 };
 
 void config_defaults(struct config *cfg)
@@ -176,6 +178,15 @@ int config_set(struct config *cfg, const char *key, const char *value, char *err
 			goto bad;
 		cfg->engine_idle_us = (unsigned)u;
 		break;
+	case CFG_SHARING:
+		if (sharing_mode_parse(value, &cfg->sharing))
+			goto bad;
+		break;
+	case CFG_MPS_PIPE_DIR:
+		if (strlen(value) >= sizeof(cfg->mps_pipe_dir) || (*value && *value != '/'))
+			goto bad;
+		snprintf(cfg->mps_pipe_dir, sizeof(cfg->mps_pipe_dir), "%s", value);
+		break;
 	case CFG_NKEYS:
 		break;
 	}
@@ -297,4 +308,6 @@ void config_print(const struct config *cfg, FILE *f)
 	fprintf(f, "arena_default = %llu\n", (unsigned long long)cfg->arena_default);
 	fprintf(f, "arena_max = %llu\n", (unsigned long long)cfg->arena_max);
 	fprintf(f, "engine_idle_us = %u\n", cfg->engine_idle_us);
+	fprintf(f, "sharing = %s\n", sharing_mode_name(cfg->sharing));
+	fprintf(f, "mps_pipe_dir = \"%s\"\n", cfg->mps_pipe_dir);
 }

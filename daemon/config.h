@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "backend.h"
+#include "sharing.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/gpuq/gpuqd.conf"
 #define CONFIG_PATH_MAX 256
@@ -27,6 +28,8 @@ struct config {
 	uint64_t arena_default; /* session arena when the client names none */
 	uint64_t arena_max;     /* cap on what a client may ask for */
 	unsigned engine_idle_us; /* how long an idle engine polls before it sleeps */
+	enum sharing_mode sharing;
+	char mps_pipe_dir[200]; /* "" = "mps" beside the socket */
 };
 
 /* One bit per key; records which keys a source set, so flags can win over the file. */
@@ -44,6 +47,8 @@ enum config_key {
 	CFG_ARENA_DEFAULT,
 	CFG_ARENA_MAX,
 	CFG_ENGINE_IDLE_US,
+	CFG_SHARING,
+	CFG_MPS_PIPE_DIR,
 	CFG_NKEYS
 };
 

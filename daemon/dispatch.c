@@ -13,6 +13,7 @@
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "sharing.h"
 
 static void reply_ok(struct conn *c, uint64_t seq, uint64_t value)
 {
@@ -76,6 +77,8 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 	w.backend = (char *)srv->be->ops->name;
 	w.max_frame = srv->cfg->max_frame;
 	w.shm_size = c->sess->shm.size;
+	w.sharing = (char *)sharing_mode_name(srv->sharing->mode);
+	w.mps_pipe_dir = srv->sharing->pipe_dir;
 	w.ndevices = srv->nengines;
 	m.body_case = GPUQ__MSG__BODY_WELCOME;
 	m.welcome = &w;
@@ -260,6 +263,62 @@ static void on_buf_read(struct conn *c, uint64_t seq, const Gpuq__BufRead *rd)
 	free(tmp);
 }
 
+/*
+ * Hands the client a CUDA IPC handle for one of its own buffers, so that its
+ * kernels can use the memory in place. Only ids of the asking session are
+ * found, so no session can reach another's memory this way. The handle
+ * stays valid while the buffer exists; freeing the buffer (or ending the
+ * session) makes every mapping of it dangle, which is the client's concern.
+ */
+static void on_buf_export(struct conn *c, uint64_t seq, const Gpuq__BufExport *e)
+{
+	struct backend *be = c->srv->be;
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__BufExportReply rep = GPUQ__BUF_EXPORT_REPLY__INIT;
+	uint8_t handle[BACKEND_IPC_HANDLE_SIZE];
+	struct backend_device_info info;
+	struct buf *b;
+	int r;
+
+	b = buf_get(&c->sess->bufs, e->buf_id, 0, 0, &r);
+	if (!b) {
+		buf_error(c, seq, r, e->buf_id, 0, 0);
+		return;
+	}
+	r = be->ops->ipc_export(be, b->device, b->addr, handle);
+	if (r == -ENOTSUP) {
+		conn_send_error(c, seq, r,
+				"buffer %u cannot be exported: gpuqd runs the %s backend, which has no "
+				"device memory to share; CUDA IPC export needs the cuda backend",
+				e->buf_id, be->ops->name);
+		return;
+	}
+	if (r) {
+		log_warn("session %llu: exporting buffer %u on device %u: %s",
+			 (unsigned long long)c->sess->id, e->buf_id, b->device, strerror(-r));
+		conn_send_error(c, seq, r, "exporting buffer %u on device %u failed: %s",
+				e->buf_id, b->device, strerror(-r));
+		return;
+	}
+	r = be->ops->device_info(be, b->device, &info);
+	if (r) {
+		conn_send_error(c, seq, r, "device %u: %s", b->device, strerror(-r));
+		return;
+	}
+	log_debug("session %llu: exported buffer %u (%llu bytes on device %u, %s)",
+		  (unsigned long long)c->sess->id, e->buf_id, (unsigned long long)b->size,
+		  b->device, info.pci_bus_id);
+	rep.buf_id = b->id;
+	rep.device = b->device;
+	rep.size = b->size;
+	rep.handle.data = handle;
+	rep.handle.len = sizeof(handle);
+	rep.pci_bus_id = info.pci_bus_id;
+	m.body_case = GPUQ__MSG__BODY_BUF_EXPORT_REPLY;
+	m.buf_export_reply = &rep;
+	conn_send(c, &m, seq);
+}
+
 static void on_status(struct conn *c, uint64_t seq)
 {
 	struct server *srv = c->srv;
@@ -267,20 +326,26 @@ static void on_status(struct conn *c, uint64_t seq)
 	Gpuq__Status st = GPUQ__STATUS__INIT;
 	uint64_t nbufs, nbytes;
 
+	char foreign[SHARING_MAX_FOREIGN][64], *fptr[SHARING_MAX_FOREIGN];
+	unsigned nf, i;
+
 	server_buffer_totals(srv, &nbufs, &nbytes);
+	nf = sharing_foreign(srv->sharing, foreign, SHARING_MAX_FOREIGN);
+	for (i = 0; i < nf; i++)
+		fptr[i] = foreign[i];
+	st.sharing = (char *)sharing_mode_name(srv->sharing->mode);
+	st.mps_pipe_dir = srv->sharing->pipe_dir;
+	st.n_foreign_contexts = nf;
+	st.foreign_contexts = fptr;
 	st.server_version = (char *)PACKAGE_VERSION;
 	st.proto_version = GPUQ_PROTO_VERSION;
 	st.backend = (char *)srv->be->ops->name;
 	st.backend_reason = srv->be->reason;
-	{
-		unsigned i;
-
-		for (i = 0; i < srv->nengines; i++) {
-			st.xfers += atomic_load(&srv->engines[i]->xfers);
-			st.xfer_bytes += atomic_load(&srv->engines[i]->xfer_bytes);
-			st.xfer_errors += atomic_load(&srv->engines[i]->xfer_errors);
-			st.batches += atomic_load(&srv->engines[i]->batches);
-		}
+	for (i = 0; i < srv->nengines; i++) {
+		st.xfers += atomic_load(&srv->engines[i]->xfers);
+		st.xfer_bytes += atomic_load(&srv->engines[i]->xfer_bytes);
+		st.xfer_errors += atomic_load(&srv->engines[i]->xfer_errors);
+		st.batches += atomic_load(&srv->engines[i]->batches);
 	}
 	st.pid = (uint32_t)getpid();
 	st.uptime_ms = session_now_ms() - srv->started_ms;
@@ -379,6 +444,9 @@ void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
 		break;
 	case GPUQ__MSG__BODY_BUF_READ:
 		on_buf_read(c, seq, m->buf_read);
+		break;
+	case GPUQ__MSG__BODY_BUF_EXPORT:
+		on_buf_export(c, seq, m->buf_export);
 		break;
 	case GPUQ__MSG__BODY_STATUS_REQ:
 		on_status(c, seq);

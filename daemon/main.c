@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "log.h"
 #include "server.h"
+#include "sharing.h"
 
 /* Settings given as flags; re-applied on top of the file at every reload. */
 struct flags {
@@ -43,6 +44,8 @@ static void usage(FILE *f)
 		"      --arena-default BYTES   session arena when a client names none (default 64M)\n"
 		"      --arena-max BYTES       largest session arena a client may ask for (default 1G)\n"
 		"      --engine-idle-us US     idle engine polls this long before sleeping (default 200)\n"
+		"      --sharing MODE          mps, exclusive or auto: how clients' kernels share the GPU\n"
+		"      --mps-pipe-dir DIR      MPS pipe directory (default: mps beside the socket)\n"
 		"      --check-config          validate the configuration, print it, exit\n"
 		"  -V, --version               print the version and exit\n"
 		"  -h, --help                  print this help and exit\n",
@@ -51,7 +54,7 @@ static void usage(FILE *f)
 
 enum { OPT_SOCKET_MODE = 256, OPT_SOCKET_GROUP, OPT_MAX_FRAME, OPT_MAX_CLIENTS,
        OPT_MAX_SESSION_MEM, OPT_HANDSHAKE_TIMEOUT, OPT_HOST_MEM, OPT_CHECK_CONFIG,
-       OPT_ARENA_DEFAULT, OPT_ARENA_MAX, OPT_ENGINE_IDLE_US };
+       OPT_ARENA_DEFAULT, OPT_ARENA_MAX, OPT_ENGINE_IDLE_US, OPT_SHARING, OPT_MPS_PIPE_DIR };
 
 static int parse_args(int argc, char **argv, struct flags *fl)
 {
@@ -70,6 +73,8 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 		{ "arena-default", required_argument, NULL, OPT_ARENA_DEFAULT },
 		{ "arena-max", required_argument, NULL, OPT_ARENA_MAX },
 		{ "engine-idle-us", required_argument, NULL, OPT_ENGINE_IDLE_US },
+		{ "sharing", required_argument, NULL, OPT_SHARING },
+		{ "mps-pipe-dir", required_argument, NULL, OPT_MPS_PIPE_DIR },
 		{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -94,6 +99,8 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 		case OPT_ARENA_DEFAULT: fl->key[CFG_ARENA_DEFAULT] = optarg; break;
 		case OPT_ARENA_MAX: fl->key[CFG_ARENA_MAX] = optarg; break;
 		case OPT_ENGINE_IDLE_US: fl->key[CFG_ENGINE_IDLE_US] = optarg; break;
+		case OPT_SHARING: fl->key[CFG_SHARING] = optarg; break;
+		case OPT_MPS_PIPE_DIR: fl->key[CFG_MPS_PIPE_DIR] = optarg; break;
 		case OPT_CHECK_CONFIG: fl->check_config = 1; break;
 		case 'V': printf("gpuqd %s (protocol %d)\n", PACKAGE_VERSION, GPUQ_PROTO_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
@@ -115,7 +122,8 @@ static const char *const flag_names[CFG_NKEYS] = {
 	[CFG_MAX_CLIENTS] = "max_clients", [CFG_MAX_SESSION_MEM] = "max_session_mem",
 	[CFG_HANDSHAKE_TIMEOUT] = "handshake_timeout", [CFG_HOST_MEM] = "host_mem",
 	[CFG_ARENA_DEFAULT] = "arena_default", [CFG_ARENA_MAX] = "arena_max",
-	[CFG_ENGINE_IDLE_US] = "engine_idle_us",
+	[CFG_ENGINE_IDLE_US] = "engine_idle_us", [CFG_SHARING] = "sharing",
+	[CFG_MPS_PIPE_DIR] = "mps_pipe_dir",
 };
 
 /* Builds the effective settings: defaults, then the file, then flags (flags win). */
@@ -187,6 +195,7 @@ int main(int argc, char **argv)
 	struct config cfg;
 	struct backend be;
 	struct engine *engines[BACKEND_MAX_DEVICES] = { NULL };
+	struct sharing sharing;
 	struct server srv;
 	unsigned dev, nengines = 0;
 	int r, code = 1;
@@ -202,8 +211,16 @@ int main(int argc, char **argv)
 	}
 	log_set_level(cfg.log_level);
 
+	/* Before any CUDA call: in mps mode this process must be an MPS client. */
+	r = sharing_init(&sharing, cfg.sharing, cfg.backend != BACKEND_HOST, cfg.mps_pipe_dir,
+			 cfg.socket);
+	if (r)
+		return 1;
+	log_info("sharing %s: %s", sharing_mode_name(sharing.mode), sharing.reason);
+
 	r = backend_open(&be, cfg.backend, cfg.host_mem);
 	if (r) {
+		sharing_fini(&sharing);
 		log_err("cannot open the %s backend: %s (%s)", backend_kind_name(cfg.backend),
 			strerror(-r), be.reason);
 		sd_notifyf(0, "STATUS=backend %s unavailable: %s", backend_kind_name(cfg.backend),
@@ -211,6 +228,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("backend %s: %s", be.ops->name, be.reason);
+	if (strcmp(be.ops->name, "host"))
+		sharing_watch(&sharing);
 
 	for (dev = 0; dev < be.ndevices && dev < BACKEND_MAX_DEVICES; dev++) {
 		r = engine_create(&engines[dev], &be, dev, cfg.engine_idle_us);
@@ -225,6 +244,7 @@ int main(int argc, char **argv)
 		goto out_engines;
 	}
 	srv.engines = engines;
+	srv.sharing = &sharing;
 	srv.nengines = nengines;
 	srv.reload = reload;
 	srv.reload_arg = &fl;
@@ -235,5 +255,6 @@ out_engines:
 	while (nengines)
 		engine_destroy(engines[--nengines]);
 	backend_close(&be);
+	sharing_fini(&sharing);
 	return code;
 }

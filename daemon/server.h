@@ -22,6 +22,7 @@ struct server {
 	struct backend *be;
 	struct engine **engines; /* one per device; owned by main */
 	unsigned nengines;
+	struct sharing *sharing; /* owned by main */
 	const char *config_path;
 	int listen_fd;
 	int activated;      /* listen_fd came from systemd: do not unlink it */

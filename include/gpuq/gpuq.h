@@ -28,6 +28,11 @@ typedef struct gpuq gpuq_t; /* one session with gpuqd; opaque */
  * the session; release it with gpuq_close. Errors: -ENOENT or -ECONNREFUSED
  * (no daemon), -EACCES (socket permissions), -EPROTO (version mismatch or
  * a malformed reply; gpuq_connect_ex returns the daemon's message), -ENOMEM.
+ *
+ * When gpuqd shares its GPUs through MPS, connecting sets
+ * CUDA_MPS_PIPE_DIRECTORY (unless already set) so that this process's own
+ * CUDA context joins the same MPS server. CUDA reads it once, at its first
+ * call: connect to gpuqd before the process's first CUDA call.
  */
 int gpuq_connect(const char *path, gpuq_t **out);
 
@@ -89,6 +94,34 @@ int gpuq_buf_free(gpuq_t *q, uint32_t id);
 ssize_t gpuq_buf_write(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len);
 ssize_t gpuq_buf_read(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len);
 
+/* A device buffer exported for the caller's own CUDA context (CUDA IPC). */
+struct gpuq_buf_export {
+	uint32_t id;
+	unsigned device;          /* gpuqd's device index, as gpuq_devices numbers it */
+	uint64_t size;            /* bytes, the whole buffer */
+	unsigned char handle[64]; /* a cudaIpcMemHandle_t */
+	char pci_bus_id[32];      /* the device's PCI address, e.g. "0000:1B:00.0" */
+};
+
+/*
+ * Exports buffer id of this session so that the caller's own CUDA kernels
+ * can use it in place, with no copy. out->handle is a cudaIpcMemHandle_t
+ * for cudaIpcOpenMemHandle; the device is named by its PCI bus id since
+ * the caller's CUDA may number devices differently from gpuqd
+ * (CUDA_VISIBLE_DEVICES). gpuq_buf_map_cuda (<gpuq/gpuq_cuda.h>,
+ * -lgpuq-cuda) does all of this; libgpuq itself does not use CUDA here.
+ * The handle is valid while the buffer exists: after gpuq_buf_free or the
+ * end of the session, mappings of it must no longer be used. Ordering is
+ * the caller's: data sent with gpuq_send is in the buffer when gpuq_send
+ * returns (or the request completes); the caller's own writes must be
+ * complete (e.g. cudaStreamSynchronize) before it asks gpuqd to read them.
+ * Returns 0 or -errno: -EINVAL (NULL argument), -ENOENT (no such buffer
+ * in this session), -ENOTSUP (gpuqd runs the host backend, which has no
+ * device memory to share), -EIO (the export failed in gpuqd); gpuq_errmsg
+ * says why.
+ */
+int gpuq_buf_export(gpuq_t *q, uint32_t id, struct gpuq_buf_export *out);
+
 struct gpuq_status {
 	char server_version[32];
 	unsigned proto_version;
@@ -105,6 +138,14 @@ struct gpuq_status {
 	uint64_t reloads;
 	char socket_path[108];
 	char config_path[256];
+	uint64_t xfers;       /* data-path requests completed */
+	uint64_t xfer_bytes;  /* bytes they moved */
+	uint64_t xfer_errors; /* requests completed with an error */
+	uint64_t batches;     /* GPU batches that carried them */
+	char sharing[16];     /* "mps" or "exclusive" */
+	char mps_pipe_dir[256];
+	unsigned foreign_contexts; /* processes computing on gpuqd's GPUs outside MPS */
+	char foreign[4][64];       /* the first few of them */
 };
 
 /* The daemon's state, as `gpuqctl status` shows it. */

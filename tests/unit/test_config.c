@@ -395,6 +395,8 @@ START_TEST(test_load_all_keys)
 				   "arena_default = 16M\n"
 				   "arena_max = 2G\n"
 				   "engine_idle_us = 0\n"
+				   "sharing = exclusive\n"
+				   "mps_pipe_dir = /run/x/mps\n"
 				   "\n";
 	struct config cfg;
 	char path[64], err[512] = "";
@@ -419,6 +421,8 @@ START_TEST(test_load_all_keys)
 	ck_assert_uint_eq(cfg.arena_default, 16ull << 20);
 	ck_assert_uint_eq(cfg.arena_max, 2ull << 30);
 	ck_assert_uint_eq(cfg.engine_idle_us, 0);
+	ck_assert_int_eq(cfg.sharing, SHARING_EXCLUSIVE);
+	ck_assert_str_eq(cfg.mps_pipe_dir, "/run/x/mps");
 	ck_assert_uint_eq(seen, (1u << CFG_NKEYS) - 1);
 }
 END_TEST
