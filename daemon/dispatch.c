@@ -356,7 +356,7 @@ static void on_status(struct conn *c, uint64_t seq)
 	st.requests = srv->requests;
 	st.errors = srv->errors;
 	st.reloads = srv->reloads;
-	st.socket_path = srv->cfg->socket;
+	st.socket_path = srv->socket_path;
 	st.config_path = (char *)(srv->config_path ? srv->config_path : "");
 	m.body_case = GPUQ__MSG__BODY_STATUS;
 	m.status = &st;

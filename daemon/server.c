@@ -179,6 +179,7 @@ static int listen_on_path(struct server *srv)
 		goto fail_unlink;
 	}
 	srv->listen_fd = fd;
+	snprintf(srv->socket_path, sizeof(srv->socket_path), "%s", cfg->socket);
 	log_info("listening on %s (mode %04o%s%s)", cfg->socket, cfg->socket_mode,
 		 cfg->socket_group[0] ? ", group " : "", cfg->socket_group);
 	return 0;
@@ -204,6 +205,16 @@ static int adopt_activated(struct server *srv)
 	}
 	srv->listen_fd = SD_LISTEN_FDS_START;
 	srv->activated = 1;
+	{
+		/* Report the socket systemd gave us, not the configured path. */
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+
+		memset(&sa, 0, sizeof(sa));
+		if (getsockname(srv->listen_fd, (struct sockaddr *)&sa, &len) == 0 && sa.sun_path[0])
+			snprintf(srv->socket_path, sizeof(srv->socket_path), "%.*s",
+				 (int)sizeof(sa.sun_path), sa.sun_path);
+	}
 	if (fcntl(srv->listen_fd, F_SETFL, fcntl(srv->listen_fd, F_GETFL) | O_NONBLOCK) < 0)
 		return -errno;
 	log_info("using the socket passed by systemd (socket activation)");

@@ -26,6 +26,7 @@ struct server {
 	const char *config_path;
 	int listen_fd;
 	int activated;      /* listen_fd came from systemd: do not unlink it */
+	char socket_path[108]; /* where clients reach us (systemd's socket when activated) */
 	struct event *listen_ev;
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *status_timer; /* coalesces STATUS= updates */

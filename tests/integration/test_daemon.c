@@ -436,6 +436,13 @@ START_TEST(socket_activation)
 			usleep(10000);
 	}
 	ck_assert_msg(r == 0, "connect through the activated socket: %s", strerror(-r));
+	{
+		struct gpuq_status gs;
+
+		/* Status names the socket systemd handed over, not the configured one. */
+		ck_assert_int_eq(gpuq_status(q, &gs), 0);
+		ck_assert_str_eq(gs.socket_path, sa.sun_path);
+	}
 	gpuq_close(q);
 	kill(pid, SIGTERM);
 	waitpid(pid, &wst, 0);
