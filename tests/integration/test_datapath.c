@@ -333,6 +333,108 @@ START_TEST(concurrent_processes)
 }
 END_TEST
 
+/*
+ * One client process, nonblocking: slots of random sizes (1 B to 24 MiB) go
+ * up with isend and come back with irecv, a window of requests in flight,
+ * completions harvested with gpuq_poll; every tag must arrive exactly once
+ * and every slot's bytes must match.
+ */
+static int windowed(const char *sock, uint64_t seed)
+{
+	enum { SLOTS = 96, WINDOW = 24 };
+	struct gpuq_options o = { .client_name = "windowed", .arena_size = 256u << 20 };
+	size_t len[SLOTS], off[SLOTS], total = 0;
+	uint8_t *up, *down, seen[2 * SLOTS] = { 0 };
+	uint64_t s = seed | 1, sum[SLOTS];
+	unsigned inflight = 0, next = 0, got = 0, i;
+	gpuq_t *q;
+	uint32_t id;
+
+	for (i = 0; i < SLOTS; i++) {
+		uint64_t k = rnd(&s) % 8;
+
+		/* Three large slots; the rest tiny, page-sized or mid-sized. */
+		len[i] = i % 32 == 5 ? (8u << 20) + rnd(&s) % (16u << 20)
+		       : k < 3 ? 1 + rnd(&s) % 256 : k < 7 ? 1 + rnd(&s) % 300000 : 4096;
+		off[i] = total + rnd(&s) % 64;
+		total = off[i] + len[i];
+	}
+	if (total > (120u << 20))
+		return 30; /* sizes are drawn to fit twice in the arena */
+	if (gpuq_connect_opts(sock, &o, &q, NULL, 0))
+		return 31;
+	up = gpuq_mem_alloc(q, total);
+	down = gpuq_mem_alloc(q, total);
+	if (!up || !down || gpuq_buf_alloc(q, 0, total, &id))
+		return 32;
+	for (i = 0; i < SLOTS; i++) {
+		harness_fill(up + off[i], len[i], seed + i);
+		sum[i] = checksum(up + off[i], len[i]);
+	}
+	memset(down, 0, total);
+	while (got < 2 * SLOTS) {
+		struct gpuq_completion c[16];
+		int n, k;
+
+		while (inflight < WINDOW && next < 2 * SLOTS) {
+			/* Uploads first; a slot's download only after its upload completed. */
+			if (next < SLOTS) {
+				if (gpuq_isend(q, id, off[next], up + off[next], len[next], next, NULL))
+					return 33;
+			} else {
+				unsigned sl = next - SLOTS;
+
+				if (!seen[sl])
+					break;
+				if (gpuq_irecv(q, id, off[sl], down + off[sl], len[sl], next, NULL))
+					return 34;
+			}
+			next++;
+			inflight++;
+		}
+		n = gpuq_poll(q, c, 16, 10000);
+		if (n <= 0)
+			return 35;
+		for (k = 0; k < n; k++) {
+			uint64_t t = c[k].tag;
+
+			if (t >= 2 * SLOTS || seen[t])
+				return 36; /* unknown or duplicated completion */
+			seen[t] = 1;
+			if (c[k].result != (int64_t)len[t % SLOTS])
+				return 37;
+			inflight--;
+			got++;
+		}
+	}
+	for (i = 0; i < SLOTS; i++)
+		if (checksum(down + off[i], len[i]) != sum[i])
+			return 38;
+	gpuq_close(q);
+	return 0;
+}
+
+START_TEST(concurrent_nonblocking)
+{
+	enum { NPROC = 4 };
+	uint64_t seed = harness_seed();
+	pid_t pids[NPROC];
+	int i, status;
+
+	for (i = 0; i < NPROC; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			_exit(windowed(d.sock, seed * 31 + (uint64_t)i));
+	}
+	for (i = 0; i < NPROC; i++) {
+		ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "client %d failed with %d (seed %llu)", i, WEXITSTATUS(status),
+			      (unsigned long long)seed);
+	}
+}
+END_TEST
+
 START_TEST(client_killed_mid_transfer)
 {
 	struct gpuq_status st;
@@ -381,6 +483,7 @@ static Suite *datapath_suite(void)
 	tcase_add_test(tc, completion_fd_for_event_loops);
 	tcase_add_test(tc, engine_sleeps_and_wakes);
 	tcase_add_test(tc, concurrent_processes);
+	tcase_add_test(tc, concurrent_nonblocking);
 	tcase_add_test(tc, client_killed_mid_transfer);
 	suite_add_tcase(s, tc);
 	return s;
