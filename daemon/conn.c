@@ -162,7 +162,8 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 	o->len = len;
 	if (nfds > FRAME_MAX_FDS)
 		nfds = FRAME_MAX_FDS;
-	memcpy(o->fds, fds, nfds * sizeof(int));
+	if (nfds)
+		memcpy(o->fds, fds, nfds * sizeof(int));
 	o->nfds = nfds;
 	STAILQ_INSERT_TAIL(&c->out, o, link);
 	c->outbytes += len;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,9 +99,22 @@ static int run_control(const char *prog, const struct sharing *sh, const char *i
 			log_warn("talking to %s: %s", prog, strerror(errno));
 		close(pfd[1]);
 	}
-	if (waitpid(pid, &st, 0) < 0)
-		return -errno;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -EIO;
+	/*
+	 * Bounded: "quit" waits for MPS clients still attached, and gpuqd must
+	 * not hang its own shutdown on them.
+	 */
+	for (int i = 0; i < 500; i++) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -EIO;
+		if (w < 0)
+			return -errno;
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -ETIMEDOUT;
 }
 
 /* Can a process with this environment create a CUDA context? Asked in a child. */
@@ -366,8 +380,13 @@ void sharing_fini(struct sharing *sh)
 		pthread_join(sh->watcher, NULL);
 	}
 	if (sh->started_daemon && find_control(prog, sizeof(prog)) == 0) {
-		run_control(prog, sh, "quit\n");
-		log_info("stopped the MPS control daemon");
+		int r = run_control(prog, sh, "quit\n");
+
+		if (r == 0)
+			log_info("stopped the MPS control daemon");
+		else
+			log_warn("the MPS control daemon did not quit within 5 s (clients still "
+				 "attached?); leaving it to exit with them");
 	}
 	pthread_cond_destroy(&sh->cond);
 	pthread_mutex_destroy(&sh->lock);

@@ -1,0 +1,66 @@
+/* gpuq_cuda.h: libgpuq-cuda, mapping gpuq device buffers into the caller's own CUDA context. */
+#ifndef GPUQ_GPUQ_CUDA_H
+#define GPUQ_GPUQ_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <gpuq/gpuq.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * libgpuq-cuda (-lgpuq-cuda -lgpuq) is the optional companion of libgpuq
+ * for processes that run their own CUDA code. It links the shared CUDA
+ * runtime (libcudart.so), so it works in the caller's CUDA context: the
+ * caller must link the shared runtime too (nvcc -cudart shared, or
+ * -lcudart), not the static one. libgpuq itself never links CUDA.
+ *
+ * Call order: connect to gpuqd (gpuq_connect*) before the process's first
+ * CUDA call. When gpuqd shares its GPUs through MPS, connecting points
+ * CUDA_MPS_PIPE_DIRECTORY at gpuqd's MPS server, and CUDA reads it only
+ * once; a context created before that runs outside MPS, time-sliced
+ * against gpuqd.
+ */
+
+/*
+ * Maps device buffer id of session q into the calling process's CUDA
+ * context: exports it (gpuq_buf_export), finds the same GPU among this
+ * process's devices by PCI bus id (cudaDeviceGetByPCIBusId), makes it the
+ * calling thread's current device (cudaSetDevice, left set on return so
+ * that kernels launched next run where the data is), and opens the handle
+ * (cudaIpcOpenMemHandle with cudaIpcMemLazyEnablePeerAccess). On success
+ * *devptr is a device pointer to the whole buffer and *size (may be NULL)
+ * its size in bytes.
+ *
+ * The mapping stays valid while the buffer exists; release it with
+ * gpuq_buf_unmap_cuda before gpuq_buf_free or gpuq_close: once gpuqd frees
+ * the buffer the pointer must not be used. Map a buffer once per process
+ * and share the pointer. Ordering across the two contexts is the caller's:
+ * data delivered by gpuq_send is in place when gpuq_send returns (or its
+ * request completes); before asking gpuqd to read what the caller's
+ * kernels wrote (gpuq_recv), wait for those kernels (e.g.
+ * cudaStreamSynchronize).
+ *
+ * Returns 0 or -errno: the errors of gpuq_buf_export (-ENOENT, -ENOTSUP on
+ * the host backend, ...; gpuq_errmsg(q) says why), -EINVAL (NULL q or
+ * devptr), -ENODEV (this process sees no CUDA device, or not the buffer's:
+ * check CUDA_VISIBLE_DEVICES), -ENOMEM, -EIO (another CUDA failure). After
+ * a CUDA failure, cudaGetLastError() in the calling thread tells which.
+ * Thread-safe as far as CUDA is.
+ */
+int gpuq_buf_map_cuda(gpuq_t *q, uint32_t id, void **devptr, size_t *size);
+
+/*
+ * Releases a mapping made by gpuq_buf_map_cuda (cudaIpcCloseMemHandle).
+ * The calling thread's current device is left as it was. Returns 0,
+ * -EINVAL (NULL, or not a mapping of this process), or -EIO.
+ */
+int gpuq_buf_unmap_cuda(void *devptr);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
