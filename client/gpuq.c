@@ -231,6 +231,16 @@ GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts
 	 */
 	if (rep->welcome->mps_pipe_dir && rep->welcome->mps_pipe_dir[0])
 		setenv("CUDA_MPS_PIPE_DIRECTORY", rep->welcome->mps_pipe_dir, 0);
+	/*
+	 * The operator may keep a share of the SMs free of clients' kernels, so
+	 * gpuqd's batch kernels never queue behind long-running client work.
+	 */
+	if (rep->welcome->mps_client_sm_percent) {
+		char pct[16];
+
+		snprintf(pct, sizeof(pct), "%u", rep->welcome->mps_client_sm_percent);
+		setenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", pct, 0);
+	}
 	r = client_data_open(q, rep->welcome->shm_size, rep->welcome->ndevices);
 	if (r) {
 		snprintf(errbuf, errlen, "%s", q->errmsg);

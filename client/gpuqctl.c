@@ -133,10 +133,10 @@ static int cmd_status(gpuq_t *q)
 	       human_bytes(st.buffer_bytes, b2, sizeof(b2)));
 	printf("  requests  %llu (%llu errors)\n", (unsigned long long)st.requests,
 	       (unsigned long long)st.errors);
-	printf("  sharing   %s%s%s\n", st.sharing, st.mps_pipe_dir[0] ? " (MPS pipe directory " : "",
-	       st.mps_pipe_dir[0] ? st.mps_pipe_dir : "");
 	if (st.mps_pipe_dir[0])
-		printf(")\n");
+		printf("  sharing   %s (MPS pipe directory %s)\n", st.sharing, st.mps_pipe_dir);
+	else
+		printf("  sharing   %s\n", st.sharing);
 	printf("  transfers %llu (%s, %llu errors) in %llu batches\n", (unsigned long long)st.xfers,
 	       human_bytes(st.xfer_bytes, b2, sizeof(b2)), (unsigned long long)st.xfer_errors,
 	       (unsigned long long)st.batches);

@@ -28,6 +28,7 @@ static const char *const key_names[CFG_NKEYS] = {
 	[CFG_ENGINE_IDLE_US] = "engine_idle_us",
 	[CFG_SHARING] = "sharing",
 	[CFG_MPS_PIPE_DIR] = "mps_pipe_dir",
+	[CFG_MPS_CLIENT_SM_PERCENT] = "mps_client_sm_percent",
 };
 
 void config_defaults(struct config *cfg)
@@ -187,6 +188,11 @@ int config_set(struct config *cfg, const char *key, const char *value, char *err
 			goto bad;
 		snprintf(cfg->mps_pipe_dir, sizeof(cfg->mps_pipe_dir), "%s", value);
 		break;
+	case CFG_MPS_CLIENT_SM_PERCENT:
+		if (parse_uint(value, 10, 100, &u))
+			goto bad;
+		cfg->mps_client_sm_percent = (unsigned)u;
+		break;
 	case CFG_NKEYS:
 		break;
 	}
@@ -310,4 +316,5 @@ void config_print(const struct config *cfg, FILE *f)
 	fprintf(f, "engine_idle_us = %u\n", cfg->engine_idle_us);
 	fprintf(f, "sharing = %s\n", sharing_mode_name(cfg->sharing));
 	fprintf(f, "mps_pipe_dir = \"%s\"\n", cfg->mps_pipe_dir);
+	fprintf(f, "mps_client_sm_percent = %u\n", cfg->mps_client_sm_percent);
 }

@@ -30,6 +30,7 @@ struct config {
 	unsigned engine_idle_us; /* how long an idle engine polls before it sleeps */
 	enum sharing_mode sharing;
 	char mps_pipe_dir[200]; /* "" = "mps" beside the socket */
+	unsigned mps_client_sm_percent; /* SM share suggested to clients under MPS, 0 = none */
 };
 
 /* One bit per key; records which keys a source set, so flags can win over the file. */
@@ -49,6 +50,7 @@ enum config_key {
 	CFG_ENGINE_IDLE_US,
 	CFG_SHARING,
 	CFG_MPS_PIPE_DIR,
+	CFG_MPS_CLIENT_SM_PERCENT,
 	CFG_NKEYS
 };
 

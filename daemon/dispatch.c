@@ -79,6 +79,8 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 	w.shm_size = c->sess->shm.size;
 	w.sharing = (char *)sharing_mode_name(srv->sharing->mode);
 	w.mps_pipe_dir = srv->sharing->pipe_dir;
+	if (srv->sharing->mode == SHARING_MPS)
+		w.mps_client_sm_percent = srv->cfg->mps_client_sm_percent;
 	w.ndevices = srv->nengines;
 	m.body_case = GPUQ__MSG__BODY_WELCOME;
 	m.welcome = &w;

@@ -19,6 +19,8 @@
 /* Batches a lane may have in flight. */
 #define ENGINE_LANE_DEPTH 64
 #define ENGINE_MAX_BATCH 2048
+/* A small lane with this many batches in flight lets its next batch grow. */
+#define ENGINE_HOLD_INFLIGHT 4
 
 /* One request on its way through the GPU. */
 struct item {
@@ -236,6 +238,14 @@ static unsigned submit(struct engine *e)
 		unsigned i;
 
 		if (!ln->n)
+			continue;
+		/*
+		 * While a small lane already has batches in flight, let the next
+		 * one grow: one kernel for many transfers costs about what one
+		 * costs for a few. An idle lane submits at once (latency).
+		 */
+		if ((l == LANE_H2D_SMALL || l == LANE_D2H_SMALL) &&
+		    ln->tail - ln->head >= ENGINE_HOLD_INFLIGHT && ln->n < e->max_batch / 8)
 			continue;
 		seq = e->be->ops->xfer_submit(e->be, e->dev, l, ln->x, ln->n);
 		if (seq == -EAGAIN)

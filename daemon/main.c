@@ -46,6 +46,7 @@ static void usage(FILE *f)
 		"      --engine-idle-us US     idle engine polls this long before sleeping (default 200)\n"
 		"      --sharing MODE          mps, exclusive or auto: how clients' kernels share the GPU\n"
 		"      --mps-pipe-dir DIR      MPS pipe directory (default: mps beside the socket)\n"
+		"      --mps-client-sm-percent P  under MPS, clients' share of SMs (default 0: all)\n"
 		"      --check-config          validate the configuration, print it, exit\n"
 		"  -V, --version               print the version and exit\n"
 		"  -h, --help                  print this help and exit\n",
@@ -54,7 +55,8 @@ static void usage(FILE *f)
 
 enum { OPT_SOCKET_MODE = 256, OPT_SOCKET_GROUP, OPT_MAX_FRAME, OPT_MAX_CLIENTS,
        OPT_MAX_SESSION_MEM, OPT_HANDSHAKE_TIMEOUT, OPT_HOST_MEM, OPT_CHECK_CONFIG,
-       OPT_ARENA_DEFAULT, OPT_ARENA_MAX, OPT_ENGINE_IDLE_US, OPT_SHARING, OPT_MPS_PIPE_DIR };
+       OPT_ARENA_DEFAULT, OPT_ARENA_MAX, OPT_ENGINE_IDLE_US, OPT_SHARING, OPT_MPS_PIPE_DIR,
+       OPT_MPS_CLIENT_SM_PERCENT };
 
 static int parse_args(int argc, char **argv, struct flags *fl)
 {
@@ -75,6 +77,7 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 		{ "engine-idle-us", required_argument, NULL, OPT_ENGINE_IDLE_US },
 		{ "sharing", required_argument, NULL, OPT_SHARING },
 		{ "mps-pipe-dir", required_argument, NULL, OPT_MPS_PIPE_DIR },
+		{ "mps-client-sm-percent", required_argument, NULL, OPT_MPS_CLIENT_SM_PERCENT },
 		{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -101,6 +104,7 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 		case OPT_ENGINE_IDLE_US: fl->key[CFG_ENGINE_IDLE_US] = optarg; break;
 		case OPT_SHARING: fl->key[CFG_SHARING] = optarg; break;
 		case OPT_MPS_PIPE_DIR: fl->key[CFG_MPS_PIPE_DIR] = optarg; break;
+		case OPT_MPS_CLIENT_SM_PERCENT: fl->key[CFG_MPS_CLIENT_SM_PERCENT] = optarg; break;
 		case OPT_CHECK_CONFIG: fl->check_config = 1; break;
 		case 'V': printf("gpuqd %s (protocol %d)\n", PACKAGE_VERSION, GPUQ_PROTO_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
@@ -123,7 +127,7 @@ static const char *const flag_names[CFG_NKEYS] = {
 	[CFG_HANDSHAKE_TIMEOUT] = "handshake_timeout", [CFG_HOST_MEM] = "host_mem",
 	[CFG_ARENA_DEFAULT] = "arena_default", [CFG_ARENA_MAX] = "arena_max",
 	[CFG_ENGINE_IDLE_US] = "engine_idle_us", [CFG_SHARING] = "sharing",
-	[CFG_MPS_PIPE_DIR] = "mps_pipe_dir",
+	[CFG_MPS_PIPE_DIR] = "mps_pipe_dir", [CFG_MPS_CLIENT_SM_PERCENT] = "mps_client_sm_percent",
 };
 
 /* Builds the effective settings: defaults, then the file, then flags (flags win). */
@@ -177,6 +181,7 @@ static int reload(struct server *srv, void *arg)
 	srv->cfg->arena_default = next.arena_default;
 	srv->cfg->arena_max = next.arena_max;
 	srv->cfg->engine_idle_us = next.engine_idle_us;
+	srv->cfg->mps_client_sm_percent = next.mps_client_sm_percent;
 	{
 		unsigned i;
 

@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,10 +81,17 @@ static int run_control(const char *prog, const struct sharing *sh, const char *i
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
+		int nul = open("/dev/null", O_WRONLY);
+
 		if (input) {
 			dup2(pfd[0], 0);
 			close(pfd[0]);
 			close(pfd[1]);
+		}
+		/* Its answers ("Cannot find MPS control daemon process") are for us, not the log. */
+		if (nul >= 0) {
+			dup2(nul, 1);
+			dup2(nul, 2);
 		}
 		setenv("CUDA_MPS_PIPE_DIRECTORY", sh->pipe_dir, 1);
 		setenv("CUDA_MPS_LOG_DIRECTORY", logdir, 1);
@@ -380,13 +388,22 @@ void sharing_fini(struct sharing *sh)
 		pthread_join(sh->watcher, NULL);
 	}
 	if (sh->started_daemon && find_control(prog, sizeof(prog)) == 0) {
-		int r = run_control(prog, sh, "quit\n");
+		/*
+		 * The control daemon quits once its last client is gone, and this
+		 * process is one until it exits: ask from a detached child, so the
+		 * quit completes after us instead of blocking our shutdown.
+		 */
+		pid_t pid = fork();
 
-		if (r == 0)
-			log_info("stopped the MPS control daemon");
-		else
-			log_warn("the MPS control daemon did not quit within 5 s (clients still "
-				 "attached?); leaving it to exit with them");
+		if (pid == 0) {
+			setsid();
+			if (fork() == 0)
+				_exit(run_control(prog, sh, "quit\n") == 0 ? 0 : 1);
+			_exit(0);
+		}
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+		log_info("asked the MPS control daemon to quit once gpuqd's context is gone");
 	}
 	pthread_cond_destroy(&sh->cond);
 	pthread_mutex_destroy(&sh->lock);

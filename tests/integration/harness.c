@@ -132,6 +132,15 @@ int harness_start(struct daemon_proc *d, const char *config_text, const char *co
 	argv[argc++] = d->sock;
 	argv[argc++] = "--backend";
 	argv[argc++] = harness_backend();
+	/*
+	 * Each test daemon has a private socket directory; MPS would give each
+	 * its own control daemon for one GPU. MPS has tests of its own:
+	 * $GPUQ_TEST_SHARING picks the mode (default exclusive).
+	 */
+	argv[argc++] = "--sharing";
+	argv[argc++] = getenv("GPUQ_TEST_SHARING") && *getenv("GPUQ_TEST_SHARING")
+			       ? getenv("GPUQ_TEST_SHARING")
+			       : "exclusive";
 	argv[argc++] = "--config";
 	argv[argc++] = d->conf;
 	for (i = 0; extra && extra[i] && argc < 62; i++)

@@ -397,6 +397,7 @@ START_TEST(test_load_all_keys)
 				   "engine_idle_us = 0\n"
 				   "sharing = exclusive\n"
 				   "mps_pipe_dir = /run/x/mps\n"
+				   "mps_client_sm_percent = 90\n"
 				   "\n";
 	struct config cfg;
 	char path[64], err[512] = "";
@@ -423,6 +424,7 @@ START_TEST(test_load_all_keys)
 	ck_assert_uint_eq(cfg.engine_idle_us, 0);
 	ck_assert_int_eq(cfg.sharing, SHARING_EXCLUSIVE);
 	ck_assert_str_eq(cfg.mps_pipe_dir, "/run/x/mps");
+	ck_assert_uint_eq(cfg.mps_client_sm_percent, 90);
 	ck_assert_uint_eq(seen, (1u << CFG_NKEYS) - 1);
 }
 END_TEST

@@ -1,0 +1,96 @@
+/* test_mps.c: gpuqd in mps sharing mode: its own MPS server, clients steered into it, data moving. */
+#include "build-config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cuda_runtime_api.h>
+
+#include "gpuq/gpuq.h"
+#include "harness.h"
+
+static struct daemon_proc d;
+
+START_TEST(mps_mode_steers_clients)
+{
+	static const char *const args[] = { "--mps-client-sm-percent", "90", NULL };
+	struct gpuq_status st;
+	uint8_t out[1 << 16], in[1 << 16];
+	const char *dir;
+	gpuq_t *q;
+	uint32_t id;
+	pid_t pid;
+	int wst;
+
+	ck_assert_int_eq(harness_start(&d, NULL, args), 0);
+	ck_assert_int_eq(gpuq_connect(d.sock, &q), 0);
+	ck_assert_int_eq(gpuq_status(q, &st), 0);
+	ck_assert_str_eq(st.sharing, "mps");
+	ck_assert_str_ne(st.mps_pipe_dir, "");
+	/* libgpuq pointed this process's future CUDA context at gpuqd's MPS server. */
+	dir = getenv("CUDA_MPS_PIPE_DIRECTORY");
+	ck_assert_ptr_nonnull(dir);
+	ck_assert_str_eq(dir, st.mps_pipe_dir);
+	ck_assert_str_eq(getenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "90");
+	ck_assert(harness_log_contains(&d, "sharing mps"));
+	/* A client context joins that server and computes beside gpuqd. */
+	pid = fork();
+	if (pid == 0) {
+		void *p = NULL;
+
+		_exit(cudaSetDevice(0) == cudaSuccess && cudaMalloc(&p, 1 << 20) == cudaSuccess &&
+		      cudaMemset(p, 1, 1 << 20) == cudaSuccess &&
+		      cudaDeviceSynchronize() == cudaSuccess ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+	ck_assert_msg(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "a client context under MPS failed");
+	harness_fill(out, sizeof(out), harness_seed());
+	ck_assert_int_eq(gpuq_buf_alloc(q, 0, sizeof(out), &id), 0);
+	ck_assert_int_eq(gpuq_send(q, id, 0, out, sizeof(out)), (ssize_t)sizeof(out));
+	ck_assert_int_eq(gpuq_recv(q, id, 0, in, sizeof(in)), (ssize_t)sizeof(in));
+	ck_assert_mem_eq(in, out, sizeof(in));
+	gpuq_close(q);
+	ck_assert_int_eq(harness_stop(&d), 0);
+}
+END_TEST
+
+static int have_gpu(void)
+{
+	pid_t pid = fork();
+	int st, n = 0;
+
+	/* Probe in a child: the parent's CUDA must start after the connect. */
+	if (pid == 0)
+		_exit(cudaGetDeviceCount(&n) == cudaSuccess && n > 0 ? 0 : 1);
+	return waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+int main(void)
+{
+	Suite *s = suite_create("mps");
+	TCase *tc = tcase_create("mps");
+	SRunner *sr;
+	int failed;
+
+	if (!have_gpu()) {
+		fprintf(stderr, "test_mps: no GPU\n");
+		return 77;
+	}
+	setenv("GPUQ_TEST_BACKEND", "cuda", 1);
+	setenv("GPUQ_TEST_SHARING", "mps", 1);
+	unsetenv("CUDA_MPS_PIPE_DIRECTORY");
+	unsetenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, mps_mode_steers_clients);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
