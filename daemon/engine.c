@@ -245,7 +245,7 @@ static unsigned submit(struct engine *e)
 		 * costs for a few. An idle lane submits at once (latency).
 		 */
 		if ((l == LANE_H2D_SMALL || l == LANE_D2H_SMALL) &&
-		    ln->tail - ln->head >= ENGINE_HOLD_INFLIGHT && ln->n < e->max_batch / 8)
+		    ln->tail - ln->head >= e->hold_inflight && ln->n < e->max_batch / 8)
 			continue;
 		seq = e->be->ops->xfer_submit(e->be, e->dev, l, ln->x, ln->n);
 		if (seq == -EAGAIN)
@@ -440,6 +440,10 @@ int engine_create(struct engine **out, struct backend *be, unsigned dev, unsigne
 	e->dev = dev;
 	e->max_batch = be->xfer_max_batch < ENGINE_MAX_BATCH ? be->xfer_max_batch : ENGINE_MAX_BATCH;
 	atomic_store(&e->idle_us, idle_us);
+	e->hold_inflight = ENGINE_HOLD_INFLIGHT;
+	/* A tuning knob for benchmarks, not a setting: see HACKING.md. */
+	if (getenv("GPUQD_ENGINE_HOLD") && atoi(getenv("GPUQD_ENGINE_HOLD")) > 0)
+		e->hold_inflight = (unsigned)atoi(getenv("GPUQD_ENGINE_HOLD"));
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
 	e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

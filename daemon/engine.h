@@ -43,6 +43,7 @@ struct engine {
 	struct session **sess;
 	unsigned nsess, capsess, seen_gen, rr;
 	unsigned max_batch;
+	unsigned hold_inflight; /* small lanes with this many batches in flight let the next grow */
 	struct engine_lane *lanes;
 };
 
