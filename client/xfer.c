@@ -25,13 +25,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
 static struct shm_sqe *sq_of(struct gpuq *q, unsigned dev)
 {
 	return (struct shm_sqe *)((uint8_t *)q->shm + q->hdr->rings_off +
@@ -343,7 +336,7 @@ static int progress_until(struct gpuq *q, int (*cond)(struct gpuq *, void *), vo
 			spin_end = t + (uint64_t)q->spin_us * 1000;
 		if (t < spin_end) {
 			pthread_mutex_unlock(&q->dlock);
-			cpu_relax();
+			shm_cpu_relax();
 			pthread_mutex_lock(&q->dlock);
 			continue;
 		}

@@ -31,6 +31,11 @@ static const char *const key_names[CFG_NKEYS] = {
 	[CFG_MPS_CLIENT_SM_PERCENT] = "mps_client_sm_percent",
 };
 
+const char *config_key_name(enum config_key k)
+{
+	return k < CFG_NKEYS ? key_names[k] : "?";
+}
+
 void config_defaults(struct config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));

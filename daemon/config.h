@@ -54,6 +54,9 @@ enum config_key {
 	CFG_NKEYS
 };
 
+/* The gpuqd.conf name of a key ("socket", "max_frame", ...). */
+const char *config_key_name(enum config_key k);
+
 /* Fills cfg with the built-in defaults. */
 void config_defaults(struct config *cfg);
 

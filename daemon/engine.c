@@ -56,13 +56,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
 static struct batch *lane_building(struct engine_lane *l)
 {
 	return &l->fifo[l->tail % (ENGINE_LANE_DEPTH + 1)];
@@ -416,7 +409,7 @@ static void *engine_main(void *arg)
 			continue;
 		}
 		if (inflight_total(e)) {
-			cpu_relax();
+			shm_cpu_relax();
 			continue;
 		}
 		if (!idle_since) {
@@ -426,7 +419,7 @@ static void *engine_main(void *arg)
 			sleep_until_rung(e);
 			idle_since = 0;
 		} else {
-			cpu_relax();
+			shm_cpu_relax();
 		}
 	}
 	/* Let everything in flight land before the device goes away. */

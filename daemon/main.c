@@ -119,16 +119,6 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 	return 0;
 }
 
-static const char *const flag_names[CFG_NKEYS] = {
-	[CFG_SOCKET] = "socket", [CFG_SOCKET_MODE] = "socket_mode",
-	[CFG_SOCKET_GROUP] = "socket_group", [CFG_BACKEND] = "backend",
-	[CFG_LOG_LEVEL] = "log_level", [CFG_MAX_FRAME] = "max_frame",
-	[CFG_MAX_CLIENTS] = "max_clients", [CFG_MAX_SESSION_MEM] = "max_session_mem",
-	[CFG_HANDSHAKE_TIMEOUT] = "handshake_timeout", [CFG_HOST_MEM] = "host_mem",
-	[CFG_ARENA_DEFAULT] = "arena_default", [CFG_ARENA_MAX] = "arena_max",
-	[CFG_ENGINE_IDLE_US] = "engine_idle_us", [CFG_SHARING] = "sharing",
-	[CFG_MPS_PIPE_DIR] = "mps_pipe_dir", [CFG_MPS_CLIENT_SM_PERCENT] = "mps_client_sm_percent",
-};
 
 /* Builds the effective settings: defaults, then the file, then flags (flags win). */
 static int build_config(const struct flags *fl, struct config *cfg)
@@ -148,9 +138,9 @@ static int build_config(const struct flags *fl, struct config *cfg)
 	for (k = 0; k < CFG_NKEYS; k++) {
 		if (!fl->key[k])
 			continue;
-		r = config_set(cfg, flag_names[k], fl->key[k], err, sizeof(err));
+		r = config_set(cfg, config_key_name((enum config_key)k), fl->key[k], err, sizeof(err));
 		if (r < 0) {
-			fprintf(stderr, "gpuqd: --%s: %s\n", flag_names[k], err);
+			fprintf(stderr, "gpuqd: option: %s\n", err);
 			return r;
 		}
 	}

@@ -92,6 +92,14 @@ struct shm_hdr {
 	struct shm_ringctl ctl[SHM_MAX_DEVICES];
 };
 
+/* One pause in a spin on a ring index: frees the core's pipeline for its sibling. */
+static inline void shm_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
 /* Offsets of one ring set's SQ and CQ arrays, relative to the ring set. */
 static inline uint64_t shm_sq_off(void)
 {
