@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "dispatch.h"
+#include "chan.h"
 #include "engine.h"
 #include "log.h"
 #include "server.h"
@@ -67,6 +68,7 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 			return;
 		}
 	}
+	c->sess->chreg = srv->chans;
 	c->state = CONN_READY;
 	log_info("session %llu started: pid %d uid %u gid %u name '%s' arena %llu bytes",
 		 (unsigned long long)c->sess->id, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid,
@@ -321,6 +323,91 @@ static void on_buf_export(struct conn *c, uint64_t seq, const Gpuq__BufExport *e
 	conn_send(c, &m, seq);
 }
 
+static void reply_chan(struct conn *c, uint64_t seq, struct chan *ch)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__ChanReply rep = GPUQ__CHAN_REPLY__INIT;
+	int fds[2], id;
+
+	id = session_chan_add(c->sess, ch);
+	if (id < 0) {
+		chan_unref(c->srv->chans, ch);
+		conn_send_error(c, seq, id, "too many open channels in this session");
+		return;
+	}
+	rep.chan_id = (uint32_t)id;
+	rep.slot_size = ch->hdr->slot_size;
+	rep.nslots = ch->hdr->nslots;
+	rep.direction = ch->hdr->direction;
+	rep.size = ch->size;
+	m.body_case = GPUQ__MSG__BODY_CHAN_REPLY;
+	m.chan_reply = &rep;
+	fds[0] = ch->memfd;
+	fds[1] = ch->efd;
+	conn_send_fds(c, &m, seq, fds, 2);
+}
+
+static void on_chan_create(struct conn *c, uint64_t seq, const Gpuq__ChanCreate *cc)
+{
+	struct chan *ch;
+	int err;
+
+	ch = chan_create(c->srv->chans, cc->name, cc->slot_size, cc->nslots, cc->direction,
+			 cc->mode, c->uid, c->gid, &err);
+	if (!ch) {
+		if (err == -EEXIST)
+			conn_send_error(c, seq, err, "a channel named '%s' exists", cc->name);
+		else if (err == -EINVAL)
+			conn_send_error(c, seq, err,
+					"invalid channel: name must be 1-63 of [A-Za-z0-9._-] (got "
+					"'%.64s'), slot size 1..1 MiB, slots a power of two 2..1M, "
+					"one direction, mode <= 0777",
+					cc->name);
+		else if (err == -E2BIG)
+			conn_send_error(c, seq, err, "channel of %u x %u bytes exceeds the limit",
+					cc->nslots, cc->slot_size);
+		else
+			conn_send_error(c, seq, err, "creating channel '%.64s': %s", cc->name,
+					strerror(-err));
+		return;
+	}
+	reply_chan(c, seq, ch);
+}
+
+static void on_chan_open(struct conn *c, uint64_t seq, const Gpuq__ChanOpen *co)
+{
+	struct chan *ch;
+	int err;
+
+	if (!chan_name_valid(co->name)) {
+		conn_send_error(c, seq, -EINVAL, "invalid channel name '%.64s'", co->name);
+		return;
+	}
+	ch = chan_open(c->srv->chans, co->name, co->send, co->recv, c->uid, c->gid, &err);
+	if (!ch) {
+		if (err == -EACCES)
+			log_info("pid %d uid %u denied %s on channel '%s'", (int)c->pid,
+				 (unsigned)c->uid, co->send ? "send" : "receive", co->name);
+		conn_send_error(c, seq, err, err == -ENOENT ? "no channel named '%s'"
+							    : "permission denied on channel '%s'",
+				co->name);
+		return;
+	}
+	reply_chan(c, seq, ch);
+}
+
+static void on_chan_close(struct conn *c, uint64_t seq, const Gpuq__ChanClose *cl)
+{
+	struct chan *ch = session_chan_take(c->sess, cl->chan_id);
+
+	if (!ch) {
+		conn_send_error(c, seq, -ENOENT, "no channel %u open in this session", cl->chan_id);
+		return;
+	}
+	chan_unref(c->srv->chans, ch);
+	reply_ok(c, seq, 0);
+}
+
 static void on_status(struct conn *c, uint64_t seq)
 {
 	struct server *srv = c->srv;
@@ -343,6 +430,7 @@ static void on_status(struct conn *c, uint64_t seq)
 	st.proto_version = GPUQ_PROTO_VERSION;
 	st.backend = (char *)srv->be->ops->name;
 	st.backend_reason = srv->be->reason;
+	st.channels = srv->chans->count;
 	for (i = 0; i < srv->nengines; i++) {
 		st.xfers += atomic_load(&srv->engines[i]->xfers);
 		st.xfer_bytes += atomic_load(&srv->engines[i]->xfer_bytes);
@@ -449,6 +537,15 @@ void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
 		break;
 	case GPUQ__MSG__BODY_BUF_EXPORT:
 		on_buf_export(c, seq, m->buf_export);
+		break;
+	case GPUQ__MSG__BODY_CHAN_CREATE:
+		on_chan_create(c, seq, m->chan_create);
+		break;
+	case GPUQ__MSG__BODY_CHAN_OPEN:
+		on_chan_open(c, seq, m->chan_open);
+		break;
+	case GPUQ__MSG__BODY_CHAN_CLOSE:
+		on_chan_close(c, seq, m->chan_close);
 		break;
 	case GPUQ__MSG__BODY_STATUS_REQ:
 		on_status(c, seq);

@@ -12,6 +12,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "chan.h"
 #include "engine.h"
 #include "log.h"
 #include "server.h"
@@ -191,6 +192,7 @@ int main(int argc, char **argv)
 	struct backend be;
 	struct engine *engines[BACKEND_MAX_DEVICES] = { NULL };
 	struct sharing sharing;
+	struct chan_registry chans;
 	struct server srv;
 	unsigned dev, nengines = 0;
 	int r, code = 1;
@@ -233,11 +235,17 @@ int main(int argc, char **argv)
 		nengines++;
 	}
 
+	r = chan_registry_init(&chans, 1ull << 30);
+	if (r) {
+		log_err("cannot start the channel watcher: %s", strerror(-r));
+		goto out_engines;
+	}
 	r = server_init(&srv, &cfg, &be, fl.config_path);
 	if (r) {
 		log_err("cannot start the server: %s", strerror(-r));
-		goto out_engines;
+		goto out_chans;
 	}
+	srv.chans = &chans;
 	srv.engines = engines;
 	srv.sharing = &sharing;
 	srv.nengines = nengines;
@@ -246,6 +254,8 @@ int main(int argc, char **argv)
 	code = server_run(&srv);
 	server_fini(&srv);
 	log_info("stopped");
+out_chans:
+	chan_registry_fini(&chans);
 out_engines:
 	while (nengines)
 		engine_destroy(engines[--nengines]);

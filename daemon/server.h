@@ -23,6 +23,7 @@ struct server {
 	struct engine **engines; /* one per device; owned by main */
 	unsigned nengines;
 	struct sharing *sharing; /* owned by main */
+	struct chan_registry *chans; /* owned by main */
 	const char *config_path;
 	int listen_fd;
 	int activated;      /* listen_fd came from systemd: do not unlink it */

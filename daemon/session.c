@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <errno.h>
 
+#include "chan.h"
 #include "engine.h"
 #include "log.h"
 #include "session.h"
@@ -69,12 +70,47 @@ int session_open_data(struct session *s, struct backend *be, struct engine **eng
 	return 0;
 }
 
+int session_chan_add(struct session *s, struct chan *c)
+{
+	struct chan **n;
+	unsigned i;
+
+	for (i = 0; i < s->nchans; i++)
+		if (!s->chans[i]) {
+			s->chans[i] = c;
+			return (int)i + 1;
+		}
+	if (s->nchans >= 4096)
+		return -EMFILE;
+	n = realloc(s->chans, (s->nchans + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	s->chans = n;
+	s->chans[s->nchans++] = c;
+	return (int)s->nchans;
+}
+
+struct chan *session_chan_take(struct session *s, uint32_t id)
+{
+	struct chan *c;
+
+	if (id == 0 || id > s->nchans || !s->chans[id - 1])
+		return NULL;
+	c = s->chans[id - 1];
+	s->chans[id - 1] = NULL;
+	return c;
+}
+
 void session_destroy(struct session *s)
 {
 	unsigned i;
 
 	if (!s)
 		return;
+	for (i = 0; i < s->nchans; i++)
+		if (s->chans[i])
+			chan_unref(s->chreg, s->chans[i]);
+	free(s->chans);
 	/* First no engine may touch the session; then its memory can go. */
 	for (i = 0; i < s->nengines; i++)
 		engine_detach(s->engines[i], s);

@@ -10,6 +10,8 @@
 #include "shm.h"
 
 struct engine;
+struct chan;
+struct chan_registry;
 
 /* What one device's engine keeps about a session. That engine's thread only. */
 struct session_eng {
@@ -41,10 +43,21 @@ struct session {
 	struct engine **engines; /* one per device, attached while has_shm */
 	unsigned nengines;
 	struct session_eng eng[SHM_MAX_DEVICES];
+	struct chan_registry *chreg; /* where the channels below live */
+	struct chan **chans;         /* channels this session opened; id = index + 1 */
+	unsigned nchans;
 };
 
 struct session *session_create(uint64_t id, struct backend *be, uint64_t quota, pid_t pid,
 			       uid_t uid, gid_t gid, const char *name);
+/*
+ * Records an open channel; returns its id in this session (> 0) or -ENOMEM.
+ * session_destroy drops every reference still held.
+ */
+int session_chan_add(struct session *s, struct chan *c);
+/* Forgets channel id; returns it (for chan_unref) or NULL when id is not open. */
+struct chan *session_chan_take(struct session *s, uint32_t id);
+
 /* Detaches from the engines, frees every buffer and the shared memory. */
 void session_destroy(struct session *s);
 

@@ -261,6 +261,72 @@ int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int timeout_
  */
 int gpuq_fd(gpuq_t *q);
 
+/*
+ * ---- Channels: message queues between GPU kernels and CPU processes ----
+ *
+ * A channel is a named ring of nslots messages of up to slot_size bytes
+ * each, created by gpuqd in shared memory. Kernels send and receive with
+ * gpuq_device.cuh (after gpuq_chan_map_cuda from libgpuq-cuda); CPU
+ * processes with the calls below. A channel is unidirectional; a socket-like
+ * pair is two channels. It lives while any session has it open.
+ */
+typedef struct gpuq_chan gpuq_chan_t; /* an open channel; opaque */
+
+/* Directions, for gpuq_chan_create's flags. */
+#define GPUQ_CHAN_GPU_TO_CPU 0x10000u /* kernels send, CPU processes receive */
+#define GPUQ_CHAN_CPU_TO_GPU 0x20000u /* CPU processes send, kernels receive */
+/* Intent, for gpuq_chan_open's flags (checked against the channel's mode). */
+#define GPUQ_CHAN_SEND 0x40000u
+#define GPUQ_CHAN_RECV 0x80000u
+
+/*
+ * Creates channel name ([A-Za-z0-9._-], 1 to 63 characters) and opens it.
+ * flags: one direction, ORed with file-like permission bits (0 means 0600)
+ * that gpuqd checks against the uid/gid of whoever opens it; the creator's
+ * uid and gid own it. slot_size is rounded up to a multiple of 16 (at most
+ * 1 MiB); nslots must be a power of two (2 to 1M). Errors: -EEXIST (name
+ * taken), -EINVAL (bad name, size or flags), -ENOMEM.
+ */
+int gpuq_chan_create(gpuq_t *q, const char *name, size_t slot_size, unsigned nslots,
+		     unsigned flags, gpuq_chan_t **out);
+/*
+ * Opens an existing channel. flags: GPUQ_CHAN_SEND and/or GPUQ_CHAN_RECV;
+ * sending needs the write bit, receiving the read bit. Errors: -ENOENT,
+ * -EACCES.
+ */
+int gpuq_chan_open(gpuq_t *q, const char *name, unsigned flags, gpuq_chan_t **out);
+/* Closes the handle; the channel goes when the last session closes it. NULL is a no-op. */
+void gpuq_chan_close(gpuq_chan_t *ch);
+
+/*
+ * Sends one message of len <= slot_size bytes. Waits while the ring is
+ * full, up to timeout_ms (0: don't wait, -1: forever). Returns len, or
+ * -EAGAIN (full), -ETIMEDOUT, -EMSGSIZE.
+ */
+ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, int timeout_ms);
+/*
+ * Receives one message into buf (cap bytes; a longer message is cut to cap
+ * and its full length returned). Waits up to timeout_ms for one to arrive:
+ * polls briefly, then sleeps until gpuqd wakes it. Returns the message's
+ * length, or -EAGAIN (timeout 0, nothing there), -ETIMEDOUT.
+ */
+ssize_t gpuq_chan_recv(gpuq_chan_t *ch, void *buf, size_t cap, int timeout_ms);
+/*
+ * Receives up to max messages: message i goes to bufs + i * stride (stride
+ * bytes each at most) and its length to lens[i]. Waits like gpuq_chan_recv
+ * for the first. Returns the count, or -errno.
+ */
+int gpuq_chan_recv_batch(gpuq_chan_t *ch, void *bufs, size_t stride, size_t *lens, unsigned max,
+			 int timeout_ms);
+/*
+ * An fd readable while messages are pending (for epoll, libevent, io_uring
+ * loops). Receiving until the channel is empty re-arms it. Owned by ch.
+ */
+int gpuq_chan_fd(gpuq_chan_t *ch);
+/* The channel's geometry and its shared memory (for gpuq_chan_map_cuda and the curious). */
+int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots, unsigned *direction,
+		   void **mem, size_t *mem_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,269 @@
+/* chan.c: named channels: creation, permissions, lifetime, and waking sleeping receivers. */
+#include "build-config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chan.h"
+#include "log.h"
+
+#define CHAN_SLOT_MAX (1u << 20)
+#define CHAN_NSLOTS_MAX (1u << 20)
+
+int chan_name_valid(const char *name)
+{
+	size_t i, n = strlen(name);
+
+	if (n == 0 || n >= GPUQ_CHAN_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return name[0] != '.';
+}
+
+static struct chan *find(struct chan_registry *r, const char *name)
+{
+	struct chan *c;
+
+	for (c = r->list; c; c = c->next)
+		if (!strcmp(c->name, name))
+			return c;
+	return NULL;
+}
+
+static void chan_free(struct chan *c)
+{
+	if (c->hdr)
+		munmap(c->hdr, c->size);
+	if (c->memfd >= 0)
+		close(c->memfd);
+	if (c->efd >= 0)
+		close(c->efd);
+	free(c);
+}
+
+struct chan *chan_create(struct chan_registry *r, const char *name, uint32_t slot_size,
+			 uint32_t nslots, uint32_t direction, unsigned mode, uid_t uid, gid_t gid,
+			 int *err)
+{
+	struct gpuq_chan_hdr *h;
+	struct chan *c;
+	uint64_t size, i;
+	void *map;
+
+	if (!chan_name_valid(name) || slot_size == 0 || slot_size > CHAN_SLOT_MAX || nslots < 2 ||
+	    nslots > CHAN_NSLOTS_MAX || (nslots & (nslots - 1)) ||
+	    (direction != GPUQ_CHAN_DIR_GPU_TO_CPU && direction != GPUQ_CHAN_DIR_CPU_TO_GPU) || mode > 0777) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	slot_size = (slot_size + 15) & ~15u;
+	size = gpuq_chan_size(slot_size, nslots);
+	if (size > r->max_size) {
+		*err = -E2BIG;
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	c->memfd = c->efd = -1;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->size = size;
+	c->uid = uid;
+	c->gid = gid;
+	c->mode = mode ? mode : 0600;
+	c->refs = 1;
+	c->memfd = memfd_create("gpuq-chan", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (c->memfd < 0 || ftruncate(c->memfd, (off_t)size) < 0 ||
+	    fcntl(c->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		goto fail_errno;
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, c->memfd, 0);
+	if (map == MAP_FAILED)
+		goto fail_errno;
+	c->hdr = h = map;
+	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->efd < 0)
+		goto fail_errno;
+	h->slot_size = slot_size;
+	h->nslots = nslots;
+	h->direction = direction;
+	h->stride = GPUQ_CHAN_SLOT_HDR + slot_size;
+	h->slots_off = GPUQ_CHAN_HDR_SIZE;
+	h->total_size = size;
+	for (i = 0; i < nslots; i++)
+		gpuq_chan_slot_at(h, i)->seq = i;
+	h->version = GPUQ_CHAN_VERSION;
+	atomic_thread_fence(memory_order_release);
+	h->magic = GPUQ_CHAN_MAGIC;
+
+	pthread_mutex_lock(&r->lock);
+	if (find(r, name)) {
+		pthread_mutex_unlock(&r->lock);
+		chan_free(c);
+		*err = -EEXIST;
+		return NULL;
+	}
+	c->next = r->list;
+	r->list = c;
+	r->count++;
+	pthread_mutex_unlock(&r->lock);
+	log_info("channel '%s' created by uid %u: %u slots of %u bytes, %s, mode %04o", name,
+		 (unsigned)uid, nslots, slot_size,
+		 direction == GPUQ_CHAN_DIR_GPU_TO_CPU ? "GPU->CPU" : "CPU->GPU", c->mode);
+	*err = 0;
+	return c;
+
+fail_errno:
+	*err = -errno;
+	chan_free(c);
+	return NULL;
+}
+
+/* File-like check: owner bits for the owner (and root), group bits for the group, else other. */
+static int allowed(const struct chan *c, int send, int recv, uid_t uid, gid_t gid)
+{
+	unsigned bits;
+
+	if (uid == 0 || uid == c->uid)
+		bits = (c->mode >> 6) & 7;
+	else if (gid == c->gid)
+		bits = (c->mode >> 3) & 7;
+	else
+		bits = c->mode & 7;
+	if (send && !(bits & 2))
+		return 0;
+	if (recv && !(bits & 4))
+		return 0;
+	return 1;
+}
+
+struct chan *chan_open(struct chan_registry *r, const char *name, int send, int recv, uid_t uid,
+		       gid_t gid, int *err)
+{
+	struct chan *c;
+
+	pthread_mutex_lock(&r->lock);
+	c = find(r, name);
+	if (!c)
+		*err = -ENOENT;
+	else if (!allowed(c, send, recv, uid, gid))
+		*err = -EACCES;
+	else {
+		c->refs++;
+		*err = 0;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return *err ? NULL : c;
+}
+
+void chan_unref(struct chan_registry *r, struct chan *c)
+{
+	struct chan **pp;
+
+	pthread_mutex_lock(&r->lock);
+	if (--c->refs) {
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	for (pp = &r->list; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	r->count--;
+	pthread_mutex_unlock(&r->lock);
+	log_info("channel '%s' closed by its last user", c->name);
+	chan_free(c);
+}
+
+/* Is the message at head there? (What a sleeping receiver waits for.) */
+static int head_ready(struct gpuq_chan_hdr *h)
+{
+	uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+
+	return __atomic_load_n(&gpuq_chan_slot_at(h, head)->seq, __ATOMIC_ACQUIRE) == head + 1;
+}
+
+/*
+ * Watches only channels whose receivers sleep: GPU senders cannot write an
+ * eventfd, so gpuqd does it for them. Polls every 20 us while any receiver
+ * sleeps, every millisecond otherwise.
+ */
+static void *watch(void *arg)
+{
+	struct chan_registry *r = arg;
+
+	for (;;) {
+		struct timespec ts = { 0, 1000000 };
+		int waiting = 0;
+		struct chan *c;
+
+		pthread_mutex_lock(&r->lock);
+		if (r->stop) {
+			pthread_mutex_unlock(&r->lock);
+			break;
+		}
+		for (c = r->list; c; c = c->next) {
+			struct gpuq_chan_hdr *h = c->hdr;
+
+			if (!__atomic_load_n(&h->rx_waiting, __ATOMIC_ACQUIRE))
+				continue;
+			waiting = 1;
+			if (head_ready(h) && __atomic_exchange_n(&h->rx_waiting, 0, __ATOMIC_ACQ_REL)) {
+				uint64_t one = 1;
+
+				if (write(c->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+					log_warn("waking receivers of '%s': %s", c->name,
+						 strerror(errno));
+			}
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (waiting)
+			ts.tv_nsec = 20000;
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+int chan_registry_init(struct chan_registry *r, uint64_t max_size)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	r->max_size = max_size;
+	if (pthread_create(&r->watcher, NULL, watch, r))
+		return -EAGAIN;
+	r->running = 1;
+	return 0;
+}
+
+void chan_registry_fini(struct chan_registry *r)
+{
+	struct chan *c;
+
+	if (r->running) {
+		pthread_mutex_lock(&r->lock);
+		r->stop = 1;
+		pthread_mutex_unlock(&r->lock);
+		pthread_join(r->watcher, NULL);
+	}
+	while ((c = r->list)) {
+		r->list = c->next;
+		chan_free(c);
+	}
+	pthread_mutex_destroy(&r->lock);
+}

@@ -1,0 +1,498 @@
+/* test_chan.c: channels through a real gpuqd: naming, permissions, ordering, backpressure, wakeups, takeover. */
+#include "build-config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gpuq/gpuq.h"
+#include "gpuq/gpuq_chan.h"
+#include "harness.h"
+
+static struct daemon_proc d;
+
+static void start(void)
+{
+	ck_assert_int_eq(harness_start(&d, NULL, NULL), 0);
+}
+
+static void stop(void)
+{
+	ck_assert_int_eq(harness_stop(&d), 0);
+}
+
+static gpuq_t *session(void)
+{
+	gpuq_t *q = NULL;
+
+	ck_assert_int_eq(gpuq_connect_opts(d.sock, &(struct gpuq_options){ .arena_size = 1u << 20 },
+					   &q, NULL, 0),
+			 0);
+	return q;
+}
+
+/* A message: who sent it, its number, and a checksum over both. */
+struct msg {
+	uint32_t sender, n;
+	uint64_t check;
+	uint8_t fill[48];
+};
+
+static uint64_t mix(uint32_t s, uint32_t n)
+{
+	uint64_t x = ((uint64_t)s << 32 | n) * 0x9e3779b97f4a7c15ull;
+
+	return x ^ (x >> 29);
+}
+
+static void make_msg(struct msg *m, uint32_t s, uint32_t n)
+{
+	m->sender = s;
+	m->n = n;
+	m->check = mix(s, n);
+	memset(m->fill, (int)(n & 0xff), sizeof(m->fill));
+}
+
+static int msg_ok(const struct msg *m)
+{
+	size_t i;
+
+	if (m->check != mix(m->sender, m->n))
+		return 0;
+	/* The last 8 filler bytes may carry a send time. */
+	for (i = 0; i < sizeof(m->fill) - 8; i++)
+		if (m->fill[i] != (uint8_t)(m->n & 0xff))
+			return 0;
+	return 1;
+}
+
+START_TEST(names_and_errors)
+{
+	gpuq_t *q = session(), *q2 = session();
+	gpuq_chan_t *a, *b;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "bad name", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &a), -EINVAL);
+	ck_assert_int_eq(gpuq_chan_create(q, "", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &a), -EINVAL);
+	ck_assert_int_eq(gpuq_chan_create(q, "../etc", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &a), -EINVAL);
+	ck_assert_int_eq(gpuq_chan_create(q, "ok", 64, 6, GPUQ_CHAN_GPU_TO_CPU, &a), -EINVAL);
+	ck_assert_int_eq(gpuq_chan_create(q, "ok", 0, 8, GPUQ_CHAN_GPU_TO_CPU, &a), -EINVAL);
+	ck_assert_int_eq(gpuq_chan_create(q, "ok", 64, 8, 0, &a), -EINVAL);
+	ck_assert_int_eq(gpuq_chan_create(q, "ok", 64, 8,
+					  GPUQ_CHAN_GPU_TO_CPU | GPUQ_CHAN_CPU_TO_GPU, &a),
+			 -EINVAL);
+	ck_assert_int_eq(gpuq_chan_open(q, "missing", GPUQ_CHAN_RECV, &a), -ENOENT);
+	ck_assert_int_eq(gpuq_chan_create(q, "results.v1", 100, 8, GPUQ_CHAN_GPU_TO_CPU, &a), 0);
+	ck_assert_int_eq(gpuq_chan_create(q2, "results.v1", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &b),
+			 -EEXIST);
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(q2), "exists"));
+	{
+		size_t slot;
+		unsigned n, dir;
+
+		ck_assert_int_eq(gpuq_chan_info(a, &slot, &n, &dir, NULL, NULL), 0);
+		ck_assert_uint_eq(slot, 112); /* rounded up to 16 */
+		ck_assert_uint_eq(n, 8);
+		ck_assert_uint_eq(dir, GPUQ_CHAN_GPU_TO_CPU);
+	}
+	/* The name lives while anyone has it open; then it is free again. */
+	ck_assert_int_eq(gpuq_chan_open(q2, "results.v1", GPUQ_CHAN_RECV, &b), 0);
+	gpuq_chan_close(a);
+	ck_assert_int_eq(gpuq_chan_create(q, "results.v1", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &a),
+			 -EEXIST);
+	gpuq_chan_close(b);
+	ck_assert_int_eq(gpuq_chan_create(q, "results.v1", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &a), 0);
+	gpuq_chan_close(a);
+	gpuq_close(q2);
+	gpuq_close(q);
+}
+END_TEST
+
+START_TEST(send_recv_and_sizes)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *tx, *rx;
+	char buf[256], big[300];
+	ssize_t n;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "pipe", 256, 16, GPUQ_CHAN_CPU_TO_GPU, &tx), 0);
+	ck_assert_int_eq(gpuq_chan_open(q, "pipe", GPUQ_CHAN_RECV, &rx), 0);
+	ck_assert_int_eq(gpuq_chan_recv(rx, buf, sizeof(buf), 0), -EAGAIN);
+	ck_assert_int_eq(gpuq_chan_recv(rx, buf, sizeof(buf), 30), -ETIMEDOUT);
+	memset(big, 'x', sizeof(big));
+	ck_assert_int_eq(gpuq_chan_send(tx, big, 257, 0), -EMSGSIZE);
+	ck_assert_int_eq(gpuq_chan_send(tx, "hello", 5, 0), 5);
+	ck_assert_int_eq(gpuq_chan_send(tx, big, 256, 0), 256);
+	ck_assert_int_eq(gpuq_chan_send(tx, "", 0, 0), 0);
+	n = gpuq_chan_recv(rx, buf, sizeof(buf), 1000);
+	ck_assert_int_eq(n, 5);
+	ck_assert_mem_eq(buf, "hello", 5);
+	/* A short buffer gets the start; the return value says how long it was. */
+	n = gpuq_chan_recv(rx, buf, 10, 1000);
+	ck_assert_int_eq(n, 256);
+	ck_assert_mem_eq(buf, big, 10);
+	ck_assert_int_eq(gpuq_chan_recv(rx, buf, sizeof(buf), 1000), 0);
+	gpuq_chan_close(rx);
+	gpuq_chan_close(tx);
+	gpuq_close(q);
+}
+END_TEST
+
+START_TEST(full_ring_backpressure)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	struct msg m;
+	int i;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "tiny", sizeof(m), 4, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	for (i = 0; i < 4; i++) {
+		make_msg(&m, 0, (uint32_t)i);
+		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	}
+	/* Full: a sender waits or gives up; it never overwrites. */
+	make_msg(&m, 0, 99);
+	ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), -EAGAIN);
+	ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 20), -ETIMEDOUT);
+	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert(msg_ok(&m) && m.n == 0);
+	make_msg(&m, 0, 4);
+	ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	for (i = 1; i <= 4; i++) {
+		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+		ck_assert(msg_ok(&m));
+		ck_assert_uint_eq(m.n, (uint32_t)i);
+	}
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+static int sender_proc(const char *sock, const char *name, uint32_t id, uint32_t count)
+{
+	gpuq_t *q;
+	gpuq_chan_t *ch;
+	struct msg m;
+	uint32_t i;
+
+	if (gpuq_connect(sock, &q) || gpuq_chan_open(q, name, GPUQ_CHAN_SEND, &ch))
+		return 10;
+	for (i = 0; i < count; i++) {
+		make_msg(&m, id, i);
+		if (gpuq_chan_send(ch, &m, sizeof(m), 10000) != (ssize_t)sizeof(m))
+			return 11;
+	}
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+	return 0;
+}
+
+START_TEST(many_senders_order_and_integrity)
+{
+	enum { SENDERS = 4, COUNT = 20000 };
+	static uint32_t next[SENDERS];
+	gpuq_t *q = session();
+	gpuq_chan_t *rx;
+	struct msg m[32];
+	size_t lens[32];
+	pid_t pids[SENDERS];
+	unsigned got = 0;
+	int i, st;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "fanin", sizeof(struct msg), 64, GPUQ_CHAN_CPU_TO_GPU,
+					  &rx),
+			 0);
+	for (i = 0; i < SENDERS; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			_exit(sender_proc(d.sock, "fanin", (uint32_t)i, COUNT));
+	}
+	while (got < SENDERS * COUNT) {
+		int n = gpuq_chan_recv_batch(rx, m, sizeof(m[0]), lens, 32, 10000), k;
+
+		ck_assert_int_gt(n, 0);
+		for (k = 0; k < n; k++) {
+			ck_assert_uint_eq(lens[k], sizeof(struct msg));
+			ck_assert(msg_ok(&m[k]));
+			ck_assert_uint_lt(m[k].sender, SENDERS);
+			/* Per sender, in the order sent; no loss, no duplicate. */
+			ck_assert_uint_eq(m[k].n, next[m[k].sender]);
+			next[m[k].sender]++;
+		}
+		got += (unsigned)n;
+	}
+	for (i = 0; i < SENDERS; i++) {
+		ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	ck_assert_int_eq(gpuq_chan_recv(rx, m, sizeof(m[0]), 0), -EAGAIN);
+	gpuq_chan_close(rx);
+	gpuq_close(q);
+}
+END_TEST
+
+/*
+ * Sends the way a kernel does: straight into the shared ring, without
+ * touching the eventfd. Only gpuqd can wake a receiver that sleeps.
+ */
+static void raw_send(gpuq_chan_t *ch, const void *msg, uint32_t len)
+{
+	struct gpuq_chan_hdr *h;
+	struct gpuq_chan_slot *s;
+	uint64_t pos;
+
+	gpuq_chan_info(ch, NULL, NULL, NULL, (void **)&h, NULL);
+	pos = __atomic_fetch_add(&h->tail, 1, __ATOMIC_ACQ_REL);
+	s = gpuq_chan_slot_at(h, pos);
+	while (__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) != pos)
+		;
+	memcpy(s + 1, msg, len);
+	s->len = len;
+	__atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
+}
+
+START_TEST(sleeping_receiver_woken_by_gpuqd)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch, *rx;
+	struct msg m;
+	pid_t pid;
+	int st;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "kernel-out", sizeof(m), 16, GPUQ_CHAN_GPU_TO_CPU,
+					  &ch),
+			 0);
+	pid = fork();
+	if (pid == 0) {
+		gpuq_t *c;
+		int ok = 1, i;
+
+		if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "kernel-out", GPUQ_CHAN_RECV, &rx))
+			_exit(10);
+		for (i = 0; i < 5; i++) {
+			struct timespec now;
+			uint64_t sent, late;
+
+			/* Blocks well past its spin, asleep: only gpuqd's watcher can wake it. */
+			if (gpuq_chan_recv(rx, &m, sizeof(m), 5000) != (ssize_t)sizeof(m) ||
+			    !msg_ok(&m) || m.n != (uint32_t)i)
+				ok = 0;
+			/*
+			 * Woken by gpuqd within microseconds; without it only the
+			 * receiver's one-second safety poll would find the message.
+			 */
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			memcpy(&sent, m.fill + 40, sizeof(sent));
+			late = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec - sent;
+			if (late > 250000000ull)
+				ok = 0;
+		}
+		_exit(ok ? 0 : 11);
+	}
+	for (uint32_t i = 0; i < 5; i++) {
+		struct timespec now;
+		uint64_t t;
+
+		usleep(50000);
+		make_msg(&m, 1, i);
+		/* The send time rides in the filler's last bytes, which msg_ok leaves alone. */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		t = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+		memcpy(m.fill + 40, &t, sizeof(t));
+		raw_send(ch, &m, sizeof(m));
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "receiver failed: %d",
+		      WEXITSTATUS(st));
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+START_TEST(fd_for_event_loops)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	struct msg m;
+	int fd, i;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "evloop", sizeof(m), 16, GPUQ_CHAN_GPU_TO_CPU, &ch), 0);
+	fd = gpuq_chan_fd(ch);
+	ck_assert_int_ge(fd, 0);
+	for (i = 0; i < 20; i++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		ck_assert_int_eq(poll(&p, 1, 0), 0);
+		make_msg(&m, 2, (uint32_t)i);
+		raw_send(ch, &m, sizeof(m)); /* no wake from the sender: gpuqd must ring */
+		ck_assert_int_eq(poll(&p, 1, 5000), 1);
+		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+		ck_assert_uint_eq(m.n, (uint32_t)i);
+	}
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+START_TEST(receiver_dies_another_takes_over)
+{
+	enum { TOTAL = 1000 };
+	gpuq_t *q = session();
+	gpuq_chan_t *ch, *rx;
+	static int seen[TOTAL];
+	struct msg m;
+	int pipefd[2], st, i, first = 0;
+	pid_t pid;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "work", sizeof(m), 2048, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	for (i = 0; i < TOTAL; i++) {
+		make_msg(&m, 3, (uint32_t)i);
+		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	}
+	ck_assert_int_eq(pipe(pipefd), 0);
+	pid = fork();
+	if (pid == 0) {
+		gpuq_t *c;
+
+		if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "work", GPUQ_CHAN_RECV, &rx))
+			_exit(10);
+		for (i = 0; i < 300; i++) {
+			if (gpuq_chan_recv(rx, &m, sizeof(m), 1000) != (ssize_t)sizeof(m))
+				_exit(11);
+			if (write(pipefd[1], &m.n, sizeof(m.n)) != sizeof(m.n))
+				_exit(12);
+		}
+		_exit(0); /* dies without closing anything */
+	}
+	close(pipefd[1]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	{
+		uint32_t n;
+
+		while (read(pipefd[0], &n, sizeof(n)) == sizeof(n)) {
+			ck_assert_uint_lt(n, TOTAL);
+			seen[n]++;
+			first++;
+		}
+	}
+	close(pipefd[0]);
+	ck_assert_int_eq(first, 300);
+	/* The next receiver continues exactly where the dead one stopped. */
+	ck_assert_int_eq(gpuq_chan_open(q, "work", GPUQ_CHAN_RECV, &rx), 0);
+	for (i = 300; i < TOTAL; i++) {
+		ck_assert_int_eq(gpuq_chan_recv(rx, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+		ck_assert(msg_ok(&m));
+		seen[m.n]++;
+	}
+	for (i = 0; i < TOTAL; i++)
+		ck_assert_int_eq(seen[i], 1);
+	gpuq_chan_close(rx);
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+START_TEST(messages_outlive_their_sender)
+{
+	gpuq_t *q = session(), *s = session();
+	gpuq_chan_t *tx, *rx;
+	struct msg m;
+	int i;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "leftovers", sizeof(m), 8, GPUQ_CHAN_CPU_TO_GPU, &rx),
+			 0);
+	ck_assert_int_eq(gpuq_chan_open(s, "leftovers", GPUQ_CHAN_SEND, &tx), 0);
+	for (i = 0; i < 5; i++) {
+		make_msg(&m, 4, (uint32_t)i);
+		ck_assert_int_eq(gpuq_chan_send(tx, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	}
+	/* The sender is gone, session and all, before anything was read. */
+	gpuq_chan_close(tx);
+	gpuq_close(s);
+	for (i = 0; i < 5; i++) {
+		ck_assert_int_eq(gpuq_chan_recv(rx, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+		ck_assert_uint_eq(m.n, (uint32_t)i);
+	}
+	gpuq_chan_close(rx);
+	gpuq_close(q);
+}
+END_TEST
+
+START_TEST(permissions)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *priv, *pub;
+	pid_t pid;
+	int st;
+
+	if (getuid() != 0) {
+		fprintf(stderr, "permissions: not root, cannot act as another user; skipped\n");
+		gpuq_close(q);
+		return;
+	}
+	ck_assert_int_eq(gpuq_chan_create(q, "private", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &priv), 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "public", 64, 8, GPUQ_CHAN_GPU_TO_CPU | 0644, &pub),
+			 0);
+	ck_assert_int_eq(chmod(d.dir, 0755), 0);
+	ck_assert_int_eq(chmod(d.sock, 0666), 0);
+	pid = fork();
+	if (pid == 0) {
+		gpuq_t *c;
+		gpuq_chan_t *x;
+
+		if (setgid(65534) || setuid(65534))
+			_exit(20);
+		if (gpuq_connect(d.sock, &c))
+			_exit(21);
+		if (gpuq_chan_open(c, "private", GPUQ_CHAN_RECV, &x) != -EACCES)
+			_exit(22);
+		if (gpuq_chan_open(c, "public", GPUQ_CHAN_SEND, &x) != -EACCES)
+			_exit(23);
+		if (gpuq_chan_open(c, "public", GPUQ_CHAN_RECV, &x) != 0)
+			_exit(24);
+		gpuq_chan_close(x);
+		gpuq_close(c);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "as nobody: %d", WEXITSTATUS(st));
+	ck_assert(harness_log_contains(&d, "denied receive on channel 'private'"));
+	gpuq_chan_close(pub);
+	gpuq_chan_close(priv);
+	gpuq_close(q);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("chan");
+	TCase *tc = tcase_create("chan");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, start, stop);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, names_and_errors);
+	tcase_add_test(tc, send_recv_and_sizes);
+	tcase_add_test(tc, full_ring_backpressure);
+	tcase_add_test(tc, many_senders_order_and_integrity);
+	tcase_add_test(tc, sleeping_receiver_woken_by_gpuqd);
+	tcase_add_test(tc, fd_for_event_loops);
+	tcase_add_test(tc, receiver_dies_another_takes_over);
+	tcase_add_test(tc, messages_outlive_their_sender);
+	tcase_add_test(tc, permissions);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
