@@ -105,13 +105,13 @@ static int cmd_status(gpuq_t *q)
 		printf(",\"pid\":%u,\"uptime_ms\":%llu,\"sessions\":%u,\"devices\":%u,"
 		       "\"buffers\":%llu,\"buffer_bytes\":%llu,\"requests\":%llu,\"errors\":%llu,"
 		       "\"reloads\":%llu,\"xfers\":%llu,\"xfer_bytes\":%llu,\"xfer_errors\":%llu,"
-		       "\"batches\":%llu,\"foreign_contexts\":%u,\"sharing\":",
+		       "\"batches\":%llu,\"foreign_contexts\":%u,\"channels\":%u,\"sharing\":",
 		       st.pid, (unsigned long long)st.uptime_ms, st.sessions, st.devices,
 		       (unsigned long long)st.buffers, (unsigned long long)st.buffer_bytes,
 		       (unsigned long long)st.requests, (unsigned long long)st.errors,
 		       (unsigned long long)st.reloads, (unsigned long long)st.xfers,
 		       (unsigned long long)st.xfer_bytes, (unsigned long long)st.xfer_errors,
-		       (unsigned long long)st.batches, st.foreign_contexts);
+		       (unsigned long long)st.batches, st.foreign_contexts, st.channels);
 		json_str(st.sharing);
 		printf(",\"mps_pipe_dir\":");
 		json_str(st.mps_pipe_dir);
@@ -140,6 +140,7 @@ static int cmd_status(gpuq_t *q)
 	printf("  transfers %llu (%s, %llu errors) in %llu batches\n", (unsigned long long)st.xfers,
 	       human_bytes(st.xfer_bytes, b2, sizeof(b2)), (unsigned long long)st.xfer_errors,
 	       (unsigned long long)st.batches);
+	printf("  channels  %u\n", st.channels);
 	printf("  reloads   %llu\n", (unsigned long long)st.reloads);
 	for (unsigned i = 0; i < st.foreign_contexts && i < 4; i++)
 		printf("  warning   %s computes outside %s\n", st.foreign[i],

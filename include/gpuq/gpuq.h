@@ -145,6 +145,7 @@ struct gpuq_status {
 	char sharing[16];     /* "mps" or "exclusive" */
 	char mps_pipe_dir[256];
 	unsigned foreign_contexts; /* processes computing on gpuqd's GPUs outside MPS */
+	unsigned channels;         /* channels open */
 	char foreign[4][64];       /* the first few of them */
 };
 
