@@ -414,6 +414,29 @@ static int windowed(const char *sock, uint64_t seed)
 	return 0;
 }
 
+/* 256 MiB and 3 bytes, at an odd offset, both ways, while the others run. */
+static int huge(const char *sock, uint64_t seed)
+{
+	size_t len = (256u << 20) + 3, off = 5;
+	uint8_t *src = malloc(len), *dst = malloc(len);
+	gpuq_t *q;
+	uint32_t id;
+
+	if (!src || !dst || gpuq_connect(sock, &q) || gpuq_buf_alloc(q, 0, len + off, &id))
+		return 40;
+	harness_fill(src, len, seed);
+	if (gpuq_send(q, id, off, src, len) != (ssize_t)len)
+		return 41;
+	if (gpuq_recv(q, id, off, dst, len) != (ssize_t)len)
+		return 42;
+	if (checksum(src, len) != checksum(dst, len))
+		return 43;
+	gpuq_close(q);
+	free(src);
+	free(dst);
+	return 0;
+}
+
 START_TEST(concurrent_nonblocking)
 {
 	enum { NPROC = 4 };
@@ -424,7 +447,7 @@ START_TEST(concurrent_nonblocking)
 	for (i = 0; i < NPROC; i++) {
 		pids[i] = fork();
 		if (pids[i] == 0)
-			_exit(windowed(d.sock, seed * 31 + (uint64_t)i));
+			_exit(i == 0 ? huge(d.sock, seed) : windowed(d.sock, seed * 31 + (uint64_t)i));
 	}
 	for (i = 0; i < NPROC; i++) {
 		ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
