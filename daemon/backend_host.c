@@ -110,7 +110,8 @@ static int host_copy_to_dev(struct backend *be, unsigned dev, uint64_t dst, cons
 {
 	if (dev >= be->ndevices)
 		return -ENODEV;
-	memcpy((void *)(uintptr_t)dst, src, len);
+	if (len)
+		memcpy((void *)(uintptr_t)dst, src, len);
 	return 0;
 }
 
@@ -118,7 +119,8 @@ static int host_copy_from_dev(struct backend *be, unsigned dev, void *dst, uint6
 {
 	if (dev >= be->ndevices)
 		return -ENODEV;
-	memcpy(dst, (const void *)(uintptr_t)src, len);
+	if (len)
+		memcpy(dst, (const void *)(uintptr_t)src, len);
 	return 0;
 }
 

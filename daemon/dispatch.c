@@ -221,7 +221,10 @@ static void on_buf_write(struct conn *c, uint64_t seq, const Gpuq__BufWrite *w)
 		buf_error(c, seq, r, w->buf_id, w->offset, w->data.len);
 		return;
 	}
-	r = be->ops->copy_to_dev(be, b->device, b->addr + w->offset, w->data.data, w->data.len);
+	/* An empty write has no bytes to copy (and protobuf gives no pointer for it). */
+	r = w->data.len ? be->ops->copy_to_dev(be, b->device, b->addr + w->offset, w->data.data,
+					       w->data.len)
+			: 0;
 	if (r)
 		conn_send_error(c, seq, r, "copy to device %u failed", b->device);
 	else

@@ -337,7 +337,8 @@ static void refresh(struct engine *e)
 			e->sess = n;
 			e->capsess = e->nlist;
 		}
-		memcpy(e->sess, e->list, e->nlist * sizeof(*e->sess));
+		if (e->nlist)
+			memcpy(e->sess, e->list, e->nlist * sizeof(*e->sess));
 		e->nsess = e->nlist;
 		e->seen_gen = e->gen;
 	}
