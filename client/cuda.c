@@ -1,4 +1,4 @@
-/* cuda.c: libgpuq-cuda: maps exported gpuq buffers into the caller's CUDA context (CUDA IPC). */
+/* cuda.c: libgpuq-cuda: maps exported gpuq buffers (CUDA IPC) and channel rings (mapped host memory) into the caller's CUDA context. */
 #include "build-config.h"
 
 #include <assert.h>
@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include "gpuq/gpuq.h"
+#include "gpuq/gpuq_chan.h"
 #include "gpuq/gpuq_cuda.h"
 
 #define GPUQ_CUDA_API __attribute__((visibility("default")))
@@ -99,4 +100,61 @@ GPUQ_CUDA_API int gpuq_buf_unmap_cuda(void *devptr)
 			ret = cuda_errno(err);
 	}
 	return ret;
+}
+
+GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
+{
+	const struct gpuq_chan_hdr *h;
+	size_t slot_size, mem_size;
+	unsigned nslots, dir;
+	cudaError_t err;
+	void *mem, *dev;
+	int r;
+
+	if (!ch || !out)
+		return -EINVAL;
+	r = gpuq_chan_info(ch, &slot_size, &nslots, &dir, &mem, &mem_size);
+	if (r)
+		return r;
+	/* The ring's geometry is the header's (gpuqd wrote it before anyone mapped it); trust it only when it fits. */
+	h = mem;
+	if (mem_size < GPUQ_CHAN_HDR_SIZE || h->magic != GPUQ_CHAN_MAGIC || h->version != GPUQ_CHAN_VERSION ||
+	    !h->nslots || (h->nslots & (h->nslots - 1)) || h->stride < GPUQ_CHAN_SLOT_HDR + (uint64_t)h->slot_size ||
+	    h->stride % 16 || h->slots_off < sizeof(*h) || h->slots_off % 16 ||
+	    h->slots_off + (uint64_t)h->nslots * h->stride > mem_size)
+		return -EPROTO;
+	/* Portable: kernels on any of the process's devices may use the ring. */
+	err = cudaHostRegister(mem, mem_size, cudaHostRegisterMapped | cudaHostRegisterPortable);
+	if (err == cudaErrorHostMemoryAlreadyRegistered)
+		(void)cudaGetLastError(); /* someone mapped it already (a second map of this channel): use theirs */
+	else if (err != cudaSuccess)
+		return cuda_errno(err);
+	err = cudaHostGetDevicePointer(&dev, mem, 0);
+	if (err != cudaSuccess)
+		return cuda_errno(err);
+	out->hdr = dev;
+	out->slots = (uint8_t *)dev + h->slots_off;
+	out->slot_size = h->slot_size;
+	out->nslots = h->nslots;
+	out->stride = h->stride;
+	return 0;
+}
+
+GPUQ_CUDA_API int gpuq_chan_unmap_cuda(gpuq_chan_t *ch)
+{
+	cudaError_t err;
+	void *mem;
+	int r;
+
+	if (!ch)
+		return -EINVAL;
+	r = gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
+	if (r)
+		return r;
+	err = cudaHostUnregister(mem);
+	if (err == cudaErrorHostMemoryNotRegistered || err == cudaErrorInvalidValue) {
+		(void)cudaGetLastError();
+		return -EINVAL;
+	}
+	return cuda_errno(err);
 }

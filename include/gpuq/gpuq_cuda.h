@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <gpuq/gpuq.h>
+#include <gpuq/gpuq_dev_chan.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -59,6 +60,26 @@ int gpuq_buf_map_cuda(gpuq_t *q, uint32_t id, void **devptr, size_t *size);
  * -EINVAL (NULL, or not a mapping of this process), or -EIO.
  */
 int gpuq_buf_unmap_cuda(void *devptr);
+
+/*
+ * Maps channel ch's shared memory for kernels of this process: registers it
+ * with CUDA (cudaHostRegister, mapped and portable, so every device of the
+ * process may use it; memory someone already registered is taken as it is)
+ * and fills *out with device pointers into it. Pass *out by value to kernels
+ * that include gpuq_device.cuh. The mapping stays valid until
+ * gpuq_chan_unmap_cuda; unmap before gpuq_chan_close, and only once no
+ * kernel uses it. Map a channel once per process.
+ *
+ * Returns 0 or -errno: -EINVAL (NULL argument), -EPROTO (the channel's
+ * header is not one this library knows), -ENODEV (no usable CUDA device),
+ * -ENOMEM, -EIO (another CUDA failure; cudaGetLastError() says which).
+ * Registering costs about 0.3 ms per MiB (DESIGN.md, Limits): map once, not
+ * per launch.
+ */
+int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
+
+/* Undoes gpuq_chan_map_cuda (cudaHostUnregister). Returns 0, -EINVAL or -EIO. */
+int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,23 @@
+/* gpuq_dev_chan.h: struct gpuq_dev_chan, a channel as a kernel sees it; shared by gpuq_cuda.h (C) and gpuq_device.cuh. */
+#ifndef GPUQ_GPUQ_DEV_CHAN_H
+#define GPUQ_GPUQ_DEV_CHAN_H
+
+#include <stdint.h>
+
+struct gpuq_chan_hdr; /* gpuq_chan.h */
+
+/*
+ * A channel mapped for the GPU: device-visible pointers into the channel's
+ * shared memory, filled by gpuq_chan_map_cuda() (or, for host-side users of
+ * gpuq_device.cuh, by hand). Plain data: pass it to kernels by value. It
+ * owns nothing; it is valid while the channel stays open and mapped.
+ */
+struct gpuq_dev_chan {
+	struct gpuq_chan_hdr *hdr; /* the header page */
+	uint8_t *slots;            /* slot 0 (hdr + hdr->slots_off) */
+	uint32_t slot_size;        /* payload bytes per slot */
+	uint32_t nslots;           /* a power of two */
+	uint64_t stride;           /* bytes from one slot to the next */
+};
+
+#endif

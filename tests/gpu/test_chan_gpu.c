@@ -1,0 +1,415 @@
+/* test_chan_gpu.c: kernels send to and receive from CPU processes through gpuq channels, on a real gpuqd; skips (77) without a GPU. */
+#include "build-config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cuda_runtime_api.h>
+
+#include "gpuq/gpuq.h"
+#include "gpuq/gpuq_chan.h"
+#include "gpuq/gpuq_cuda.h"
+#include "harness.h"
+#include "test_chan_gpu.h"
+
+#define EXIT_SKIP 77
+#define TIMEOUT_MS 20000
+
+#define CK_CUDA(call)                                                                          \
+	do {                                                                                   \
+		cudaError_t err_ = (call);                                                     \
+		ck_assert_msg(err_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(err_)); \
+	} while (0)
+
+static struct daemon_proc d;
+
+static void start(void)
+{
+	ck_assert_int_eq(harness_start(&d, NULL, NULL), 0);
+}
+
+static void stop(void)
+{
+	cudaDeviceReset();
+	ck_assert_int_eq(harness_stop(&d), 0);
+}
+
+static gpuq_t *connect_ok(const char *name)
+{
+	char err[512] = "";
+	gpuq_t *q = NULL;
+	int r = gpuq_connect_ex(d.sock, name, &q, err, sizeof(err));
+
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	return q;
+}
+
+/*
+ * Checks of a stream of chan_test_msg from nsenders senders of per
+ * messages each: every message exactly once, intact, each sender's in
+ * order. Owned by the test; checker_free releases it.
+ */
+struct checker {
+	uint32_t nsenders, per;
+	uint32_t *next; /* next seq expected from each sender */
+	uint64_t got, bad, disorder;
+};
+
+static void checker_init(struct checker *k, uint32_t nsenders, uint32_t per)
+{
+	k->nsenders = nsenders;
+	k->per = per;
+	k->next = calloc(nsenders, sizeof(*k->next));
+	ck_assert_ptr_nonnull(k->next);
+	k->got = k->bad = k->disorder = 0;
+}
+
+static void checker_add(struct checker *k, const struct chan_test_msg *m, ssize_t len)
+{
+	k->got++;
+	if (len != (ssize_t)sizeof(*m) || m->sender >= k->nsenders || m->seq >= k->per ||
+	    m->sum != chan_test_sum(m->sender, m->seq) || m->nsum != ~m->sum) {
+		k->bad++;
+		return;
+	}
+	/* One receiver at a time: each sender's messages come exactly in order, so this also finds loss and duplicates. */
+	if (m->seq != k->next[m->sender])
+		k->disorder++;
+	k->next[m->sender] = m->seq + 1;
+}
+
+static void checker_done(struct checker *k, const char *what)
+{
+	uint64_t short_senders = 0;
+	uint32_t i;
+
+	for (i = 0; i < k->nsenders; i++)
+		short_senders += k->next[i] != k->per;
+	ck_assert_msg(!k->bad && !k->disorder && !short_senders && k->got == (uint64_t)k->nsenders * k->per,
+		      "%s: %llu received of %llu, %llu corrupt, %llu out of order, %llu senders incomplete", what,
+		      (unsigned long long)k->got, (unsigned long long)k->nsenders * k->per,
+		      (unsigned long long)k->bad, (unsigned long long)k->disorder,
+		      (unsigned long long)short_senders);
+	free(k->next);
+}
+
+static uint32_t senders_done(gpuq_chan_t *ch)
+{
+	void *mem = NULL;
+
+	ck_assert_int_eq(gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL), 0);
+	return __atomic_load_n(&((struct gpuq_chan_hdr *)mem)->senders_done, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Runs the producer kernel in mode into a ring of nslots (far fewer than
+ * the messages: the kernel waits on the CPU) and receives everything on the
+ * CPU while it runs, alternating gpuq_chan_recv and gpuq_chan_recv_batch.
+ */
+static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned per, unsigned nslots)
+{
+	gpuq_t *q = connect_ok("test_chan_gpu");
+	gpuq_chan_t *ch = NULL;
+	struct gpuq_dev_chan dc;
+	struct checker k;
+	struct chan_test_msg batch[64];
+	size_t lens[64];
+	uint64_t total = (uint64_t)blocks * threads * per;
+	char name[32];
+	int n, i;
+
+	snprintf(name, sizeof(name), "stream%d", mode);
+	ck_assert_int_eq(gpuq_chan_create(q, name, sizeof(struct chan_test_msg), nslots, GPUQ_CHAN_GPU_TO_CPU, &ch),
+			 0);
+	ck_assert_int_eq(gpuq_chan_map_cuda(ch, &dc), 0);
+	checker_init(&k, blocks * threads, per);
+	CK_CUDA(chan_test_produce(dc, blocks, threads, per, mode, 0));
+	while (k.got < total) {
+		if (k.got & 1) {
+			struct chan_test_msg m;
+			ssize_t r = gpuq_chan_recv(ch, &m, sizeof(m), TIMEOUT_MS);
+
+			ck_assert_msg(r > 0, "recv after %llu: %s", (unsigned long long)k.got, strerror((int)-r));
+			checker_add(&k, &m, r);
+		} else {
+			n = gpuq_chan_recv_batch(ch, batch, sizeof(batch[0]), lens, 64, TIMEOUT_MS);
+			ck_assert_msg(n > 0, "recv_batch after %llu: %s", (unsigned long long)k.got, strerror(-n));
+			for (i = 0; i < n; i++)
+				checker_add(&k, &batch[i], (ssize_t)lens[i]);
+		}
+	}
+	CK_CUDA(cudaDeviceSynchronize());
+	checker_done(&k, name);
+	ck_assert_uint_eq(senders_done(ch), blocks);
+	ck_assert_int_eq(gpuq_chan_recv(ch, batch, sizeof(batch[0]), 0), -EAGAIN);
+	ck_assert_int_eq(gpuq_chan_unmap_cuda(ch), 0);
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+
+/* 64 blocks x 128 threads, single-thread sends, through 1024 slots. */
+START_TEST(test_stream_single)
+{
+	stream_case(0, 64, 128, 16, 1024);
+}
+END_TEST
+
+/* Full warps, send_warp, through a ring of 256: whole warps wait for room. */
+START_TEST(test_stream_warp)
+{
+	stream_case(1, 64, 128, 32, 256);
+}
+END_TEST
+
+/* Warp and single senders mixed in one ring, and send_active from half-warps. */
+START_TEST(test_stream_mixed)
+{
+	stream_case(2, 96, 256, 8, 512);
+	stream_case(3, 32, 64, 16, 128);
+}
+END_TEST
+
+/* CPU -> persistent kernel -> CPU: work items in on one channel, results back on another. */
+START_TEST(test_persistent)
+{
+	enum { BLOCKS = 16, WARPS = 2, ITEMS = 50000 };
+	gpuq_t *q = connect_ok("test_chan_gpu");
+	gpuq_chan_t *in = NULL, *out = NULL;
+	struct gpuq_dev_chan din, dout;
+	uint8_t *done = calloc(ITEMS, 1);
+	uint32_t sent = 0, got = 0, stops = 0, bad = 0;
+
+	ck_assert_ptr_nonnull(done);
+	ck_assert_int_eq(gpuq_chan_create(q, "work", sizeof(struct chan_test_work), 256, GPUQ_CHAN_CPU_TO_GPU, &in), 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "results", sizeof(struct chan_test_result), 256, GPUQ_CHAN_GPU_TO_CPU,
+					  &out),
+			 0);
+	ck_assert_int_eq(gpuq_chan_map_cuda(in, &din), 0);
+	ck_assert_int_eq(gpuq_chan_map_cuda(out, &dout), 0);
+	CK_CUDA(chan_test_worker(din, dout, BLOCKS, WARPS, 0));
+	/* One thread feeds and drains without blocking on either ring: both are far smaller than the work. */
+	while (got < ITEMS) {
+		struct chan_test_result r;
+		ssize_t n;
+
+		while (sent < ITEMS) {
+			struct chan_test_work w = { sent, sent * 7u + 3u };
+
+			n = gpuq_chan_send(in, &w, sizeof(w), 0);
+			if (n == -EAGAIN)
+				break;
+			ck_assert_int_eq(n, sizeof(w));
+			sent++;
+		}
+		n = gpuq_chan_recv(out, &r, sizeof(r), sent < ITEMS ? 0 : TIMEOUT_MS);
+		if (n == -EAGAIN)
+			continue;
+		ck_assert_msg(n == (ssize_t)sizeof(r), "results: %zd after %u", n, got);
+		if (r.id >= ITEMS || done[r.id] || r.y != (r.id * 7u + 3u) * (r.id * 7u + 3u) + 1u)
+			bad++;
+		else
+			done[r.id] = 1;
+		got++;
+	}
+	for (stops = 0; stops < BLOCKS * WARPS; stops++) {
+		struct chan_test_work w = { CHAN_TEST_STOP, 0 };
+
+		ck_assert_int_eq(gpuq_chan_send(in, &w, sizeof(w), TIMEOUT_MS), sizeof(w));
+	}
+	CK_CUDA(cudaDeviceSynchronize());
+	ck_assert_msg(!bad, "%u wrong or duplicated results", bad);
+	ck_assert_int_eq(gpuq_chan_recv(out, &(struct chan_test_result){ 0 }, sizeof(struct chan_test_result), 0),
+			 -EAGAIN);
+	free(done);
+	ck_assert_int_eq(gpuq_chan_unmap_cuda(in), 0);
+	ck_assert_int_eq(gpuq_chan_unmap_cuda(out), 0);
+	gpuq_chan_close(in);
+	gpuq_chan_close(out);
+	gpuq_close(q);
+}
+END_TEST
+
+/* A kernel that ends with its messages unread: they wait in the ring for the CPU. */
+START_TEST(test_leftover)
+{
+	gpuq_t *q = connect_ok("test_chan_gpu");
+	gpuq_chan_t *ch = NULL;
+	struct gpuq_dev_chan dc;
+	struct chan_test_msg m;
+	struct checker k;
+	ssize_t r;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "leftover", 64, 512, GPUQ_CHAN_GPU_TO_CPU, &ch), 0);
+	ck_assert_int_eq(gpuq_chan_map_cuda(ch, &dc), 0);
+	CK_CUDA(chan_test_produce(dc, 2, 64, 3, 1, 0)); /* 384 messages, all fit */
+	CK_CUDA(cudaDeviceSynchronize());
+	ck_assert_uint_eq(senders_done(ch), 2);
+	checker_init(&k, 128, 3);
+	while ((r = gpuq_chan_recv(ch, &m, sizeof(m), 0)) > 0)
+		checker_add(&k, &m, r);
+	ck_assert_int_eq(r, -EAGAIN);
+	checker_done(&k, "leftover");
+	ck_assert_int_eq(gpuq_chan_unmap_cuda(ch), 0);
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+/* What a receiver child saw, in memory shared with the test. */
+struct rx_log {
+	uint64_t count;
+	uint32_t bad;
+	uint32_t next[]; /* per sender: one past the last seq received */
+};
+
+/*
+ * A receiver process (forked; no CUDA in it): connects, opens the channel
+ * by name, receives want messages checking each sender's order (continuing
+ * log->next from whoever received before), and exits.
+ */
+static void receiver_child(struct rx_log *log, uint32_t nsenders, uint64_t want)
+{
+	gpuq_chan_t *ch = NULL;
+	gpuq_t *q = NULL;
+	struct chan_test_msg m;
+
+	if (gpuq_connect(d.sock, &q) || gpuq_chan_open(q, "handover", GPUQ_CHAN_RECV, &ch))
+		_exit(2);
+	while (log->count < want) {
+		ssize_t r = gpuq_chan_recv(ch, &m, sizeof(m), TIMEOUT_MS);
+
+		if (r <= 0)
+			_exit(3);
+		if (r != (ssize_t)sizeof(m) || m.sender >= nsenders || m.sum != chan_test_sum(m.sender, m.seq) ||
+		    m.nsum != ~m.sum || m.seq != log->next[m.sender])
+			log->bad++;
+		else
+			log->next[m.sender] = m.seq + 1;
+		log->count++;
+	}
+	/* Leave without closing: the next receiver must not depend on a clean goodbye. */
+	_exit(0);
+}
+
+static void wait_child(pid_t pid, const char *what)
+{
+	int status;
+
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s exited with status %d", what, status);
+}
+
+/* A second receiver process takes over the stream when the first exits halfway; the kernel never notices. */
+START_TEST(test_receiver_handover)
+{
+	enum { BLOCKS = 16, THREADS = 64, PER = 32 };
+	const uint32_t nsenders = BLOCKS * THREADS;
+	const uint64_t total = (uint64_t)nsenders * PER;
+	size_t logsz = sizeof(struct rx_log) + nsenders * sizeof(uint32_t);
+	gpuq_t *q = connect_ok("test_chan_gpu");
+	gpuq_chan_t *ch = NULL;
+	struct gpuq_dev_chan dc;
+	struct rx_log *log;
+	uint32_t i, short_senders = 0;
+	pid_t a, b;
+
+	log = mmap(NULL, logsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(log, MAP_FAILED);
+	ck_assert_int_eq(gpuq_chan_create(q, "handover", sizeof(struct chan_test_msg), 128, GPUQ_CHAN_GPU_TO_CPU, &ch),
+			 0);
+	ck_assert_int_eq(gpuq_chan_map_cuda(ch, &dc), 0);
+	CK_CUDA(chan_test_produce(dc, BLOCKS, THREADS, PER, 2, 0));
+	fflush(NULL);
+	a = fork();
+	ck_assert_int_ge(a, 0);
+	if (a == 0)
+		receiver_child(log, nsenders, total / 3);
+	wait_child(a, "first receiver");
+	ck_assert_uint_eq(log->count, total / 3);
+	b = fork();
+	ck_assert_int_ge(b, 0);
+	if (b == 0)
+		receiver_child(log, nsenders, total);
+	wait_child(b, "second receiver");
+	CK_CUDA(cudaDeviceSynchronize());
+	for (i = 0; i < nsenders; i++)
+		short_senders += log->next[i] != PER;
+	ck_assert_msg(!log->bad && !short_senders && log->count == total,
+		      "handover: %llu received, %u bad, %u senders incomplete", (unsigned long long)log->count,
+		      log->bad, short_senders);
+	munmap(log, logsz);
+	ck_assert_int_eq(gpuq_chan_unmap_cuda(ch), 0);
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+static Suite *chan_gpu_suite(void)
+{
+	Suite *s = suite_create("chan_gpu");
+	TCase *tc = tcase_create("chan_gpu");
+
+	tcase_add_checked_fixture(tc, start, stop);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_stream_single);
+	tcase_add_test(tc, test_stream_warp);
+	tcase_add_test(tc, test_stream_mixed);
+	tcase_add_test(tc, test_persistent);
+	tcase_add_test(tc, test_leftover);
+	tcase_add_test(tc, test_receiver_handover);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+static int gpu_usable(void)
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("test_chan_gpu: fork");
+		exit(99);
+	}
+	if (pid == 0) {
+		int count = 0;
+		cudaError_t err = cudaGetDeviceCount(&count);
+
+		if (err != cudaSuccess || count < 1) {
+			fprintf(stderr, "test_chan_gpu: no GPU: %s\n",
+				err != cudaSuccess ? cudaGetErrorString(err) : "no CUDA devices");
+			_exit(EXIT_SKIP);
+		}
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) < 0) {
+		perror("test_chan_gpu: waitpid");
+		exit(99);
+	}
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ENODEV;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	if (gpu_usable() != 0)
+		return EXIT_SKIP;
+	setenv("GPUQ_TEST_BACKEND", "cuda", 1);
+	harness_seed();
+	sr = srunner_create(chan_gpu_suite());
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,62 @@
+/* test_chan_gpu.cu: test_chan_gpu's kernels: many warps sending checksummed messages, and a persistent worker. */
+#include <gpuq/gpuq_device.cuh>
+
+#include "test_chan_gpu.h"
+
+__global__ void produce_kernel(gpuq_dev_chan c, unsigned per_thread, int mode)
+{
+	uint32_t sender = blockIdx.x * blockDim.x + threadIdx.x;
+	bool warp = mode == 1 || (mode == 2 && !(blockIdx.x & 1));
+
+	for (uint32_t i = 0; i < per_thread; i++) {
+		chan_test_msg m;
+		m.sender = sender;
+		m.seq = i;
+		m.sum = chan_test_sum(sender, i);
+		m.nsum = ~m.sum;
+		m.pad = 0;
+		if (mode == 3) {
+			if (threadIdx.x & 1)
+				gpuq_dev_send_active(c, &m, sizeof(m));
+			else
+				gpuq_dev_send(c, &m, sizeof(m));
+		} else if (warp) {
+			gpuq_dev_send_warp(c, &m, sizeof(m));
+		} else {
+			gpuq_dev_send(c, &m, sizeof(m));
+		}
+	}
+	__syncthreads();
+	if (threadIdx.x == 0)
+		gpuq_dev_chan_done(c);
+}
+
+__global__ void worker_kernel(gpuq_dev_chan in, gpuq_dev_chan out)
+{
+	uint32_t worker = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+
+	if (threadIdx.x % 32)
+		return;
+	for (;;) {
+		chan_test_work w;
+		int n = gpuq_dev_recv(in, &w, sizeof(w));
+		if (n != (int)sizeof(w) || w.id == CHAN_TEST_STOP)
+			break;
+		chan_test_result r = {w.id, w.x * w.x + 1, worker, 0};
+		gpuq_dev_send(out, &r, sizeof(r));
+	}
+}
+
+extern "C" cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads,
+					 unsigned per_thread, int mode, cudaStream_t stream)
+{
+	produce_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, mode);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t chan_test_worker(struct gpuq_dev_chan in, struct gpuq_dev_chan out, unsigned blocks,
+					unsigned warps, cudaStream_t stream)
+{
+	worker_kernel<<<blocks, warps * 32, 0, stream>>>(in, out);
+	return cudaGetLastError();
+}

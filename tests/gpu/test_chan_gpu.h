@@ -1,0 +1,61 @@
+/* test_chan_gpu.h: test_chan_gpu's kernels, which send and receive on gpuq channels (test_chan_gpu.cu). */
+#ifndef GPUQ_TEST_CHAN_GPU_H
+#define GPUQ_TEST_CHAN_GPU_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "gpuq/gpuq_dev_chan.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The test's message: who sent it (a global thread id), its number, and checks of both. */
+struct chan_test_msg {
+	uint32_t sender;
+	uint32_t seq;
+	uint64_t sum;  /* chan_test_sum(sender, seq) */
+	uint64_t nsum; /* ~sum: a torn write shows */
+	uint64_t pad;
+};
+
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline uint64_t chan_test_sum(uint32_t sender, uint32_t seq)
+{
+	uint64_t x = ((uint64_t)sender << 32 | seq) * 0x9e3779b97f4a7c15ull;
+	return x ^ (x >> 29);
+}
+
+/* Work items and results of the persistent worker. id CHAN_TEST_STOP ends a worker. */
+#define CHAN_TEST_STOP 0xffffffffu
+struct chan_test_work {
+	uint32_t id;
+	uint32_t x;
+};
+struct chan_test_result {
+	uint32_t id;
+	uint32_t y; /* x * x + 1 */
+	uint32_t worker;
+	uint32_t pad;
+};
+
+/*
+ * blocks x threads senders (threads a multiple of 32), each sending
+ * per_thread messages. mode 0: gpuq_dev_send; 1: gpuq_dev_send_warp; 2:
+ * even blocks warp, odd blocks single; 3: gpuq_dev_send_active from odd
+ * lanes only. Thread 0 of each block calls gpuq_dev_chan_done at the end.
+ */
+cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads, unsigned per_thread,
+			      int mode, cudaStream_t stream);
+/* A persistent grid of blocks x warps workers (lane 0 of each warp): work in, results out, until STOP. */
+cudaError_t chan_test_worker(struct gpuq_dev_chan in, struct gpuq_dev_chan out, unsigned blocks, unsigned warps,
+			     cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,279 @@
+/* test_device_host.cc: gpuq_device.cuh built by the host C++ compiler; CPU threads stand in for GPU threads on a ring laid out as gpuqd does. */
+#include <gpuq/gpuq_device.cuh>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+int failures;
+
+#define CHECK(cond, ...)                                                                  \
+	do {                                                                              \
+		if (!(cond)) {                                                            \
+			std::fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__, #cond);   \
+			std::fprintf(stderr, __VA_ARGS__);                                \
+			std::fprintf(stderr, "\n");                                       \
+			failures++;                                                       \
+			return;                                                           \
+		}                                                                         \
+	} while (0)
+
+/* A ring in malloc'd memory, initialised exactly as gpuqd initialises a channel's memfd. */
+struct ring {
+	void *mem = nullptr;
+	gpuq_dev_chan c{};
+
+	ring(uint32_t slot_size, uint32_t nslots)
+	{
+		uint64_t size = gpuq_chan_size(slot_size, nslots);
+		mem = std::aligned_alloc(4096, (size + 4095) & ~(uint64_t)4095);
+		std::memset(mem, 0, size);
+		auto *h = static_cast<gpuq_chan_hdr *>(mem);
+		h->magic = GPUQ_CHAN_MAGIC;
+		h->version = GPUQ_CHAN_VERSION;
+		h->slot_size = slot_size;
+		h->nslots = nslots;
+		h->direction = GPUQ_CHAN_DIR_GPU_TO_CPU;
+		h->stride = GPUQ_CHAN_SLOT_HDR + slot_size;
+		h->slots_off = GPUQ_CHAN_HDR_SIZE;
+		h->total_size = size;
+		for (uint32_t i = 0; i < nslots; i++)
+			gpuq_chan_slot_at(h, i)->seq = i;
+		c.hdr = h;
+		c.slots = static_cast<uint8_t *>(mem) + h->slots_off;
+		c.slot_size = slot_size;
+		c.nslots = nslots;
+		c.stride = h->stride;
+	}
+	~ring() { std::free(mem); }
+	ring(const ring &) = delete;
+	ring &operator=(const ring &) = delete;
+};
+
+/* The payload of the stress tests: who sent it, its number, and a checksum of both. */
+struct msg {
+	uint32_t sender;
+	uint32_t seq;
+	uint64_t sum;
+};
+
+uint64_t checksum(uint32_t sender, uint32_t seq)
+{
+	uint64_t x = ((uint64_t)sender << 32 | seq) * 0x9e3779b97f4a7c15ull;
+	return x ^ (x >> 29);
+}
+
+msg make_msg(uint32_t sender, uint32_t seq)
+{
+	return msg{sender, seq, checksum(sender, seq)};
+}
+
+void test_empty()
+{
+	ring r(64, 8);
+	char buf[64];
+
+	CHECK(gpuq_dev_try_recv(r.c, buf, sizeof(buf)) == -EAGAIN, "empty ring must give -EAGAIN");
+	CHECK(gpuq_dev_send(r.c, buf, 65) == -EMSGSIZE, "len over slot_size");
+	CHECK(gpuq_dev_try_send(r.c, buf, 65) == -EMSGSIZE, "len over slot_size (try)");
+	uint32_t lens[2] = {8, 100};
+	CHECK(gpuq_dev_send_batch(r.c, buf, 64, lens, 2) == -EMSGSIZE, "batch with one too long");
+	CHECK(r.c.hdr->tail == 0, "refused sends must take no position");
+	CHECK(gpuq_dev_try_recv(r.c, buf, sizeof(buf)) == -EAGAIN, "still empty");
+}
+
+/* Lengths, a zero-length message, and a message cut to the receiver's cap. */
+void test_lengths()
+{
+	ring r(48, 4);
+	uint8_t in[48], out[48];
+
+	for (int i = 0; i < 48; i++)
+		in[i] = (uint8_t)(i * 7 + 1);
+	CHECK(gpuq_dev_send(r.c, in, 48) == 0, "full-size send");
+	CHECK(gpuq_dev_send(r.c, in, 0) == 0, "empty send");
+	CHECK(gpuq_dev_send(r.c, in + 1, 13) == 0, "unaligned send");
+	std::memset(out, 0, sizeof(out));
+	CHECK(gpuq_dev_recv(r.c, out, sizeof(out)) == 48 && !std::memcmp(in, out, 48), "full-size message");
+	CHECK(gpuq_dev_recv(r.c, out, sizeof(out)) == 0, "empty message");
+	std::memset(out, 0, sizeof(out));
+	CHECK(gpuq_dev_recv(r.c, out, 5) == 13, "cut message reports its full length");
+	CHECK(!std::memcmp(out, in + 1, 5) && out[5] == 0, "cut message copies only cap bytes");
+}
+
+/* A tiny ring: try_send fails when full and never overwrites; a blocking send waits for room. */
+void test_backpressure()
+{
+	ring r(16, 4);
+	msg m;
+
+	for (uint32_t i = 0; i < 4; i++) {
+		m = make_msg(0, i);
+		CHECK(gpuq_dev_try_send(r.c, &m, sizeof(m)) == 0, "slot %u", i);
+	}
+	m = make_msg(0, 99);
+	CHECK(gpuq_dev_try_send(r.c, &m, sizeof(m)) == -EAGAIN, "full ring must give -EAGAIN");
+	CHECK(r.c.hdr->tail == 4, "a refused try_send takes no position");
+
+	std::atomic<int> sent{0};
+	std::thread t([&] {
+		msg b = make_msg(0, 4);
+		gpuq_dev_send(r.c, &b, sizeof(b));
+		sent.store(1);
+	});
+	std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	bool waited = sent.load() == 0;
+	msg out;
+	int n = gpuq_dev_recv(r.c, &out, sizeof(out));
+	t.join();
+	CHECK(waited, "a send into a full ring must wait");
+	CHECK(n == (int)sizeof(msg) && out.seq == 0, "first message intact after backpressure");
+	for (uint32_t i = 1; i <= 4; i++) {
+		CHECK(gpuq_dev_try_recv(r.c, &out, sizeof(out)) == (int)sizeof(msg), "message %u", i);
+		CHECK(out.sender == 0 && out.seq == i && out.sum == checksum(0, i), "message %u got seq %u", i,
+		      out.seq);
+	}
+	CHECK(gpuq_dev_try_recv(r.c, &out, sizeof(out)) == -EAGAIN, "drained");
+}
+
+enum send_mode { SEND, TRY_SEND, BATCH };
+
+/*
+ * nsenders threads × per_sender messages through a small ring, mixing the
+ * send forms, into nrecv receiver threads. Every (sender, seq) must arrive
+ * exactly once, intact, and each receiver must see each sender's messages
+ * in increasing order (with one receiver: exactly in order).
+ */
+void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nslots)
+{
+	ring r(sizeof(msg), nslots);
+	const uint64_t total = (uint64_t)nsenders * per_sender;
+	std::vector<std::atomic<uint8_t>> seen(total);
+	std::atomic<uint64_t> received{0};
+	std::atomic<unsigned> bad{0}, dup{0}, disorder{0};
+	std::vector<std::thread> th;
+
+	for (auto &s : seen)
+		s.store(0);
+	for (unsigned s = 0; s < nsenders; s++) {
+		th.emplace_back([&, s] {
+			send_mode mode = (send_mode)(s % 3);
+			msg batch[32];
+			uint32_t lens[32];
+			for (uint32_t i = 0; i < per_sender;) {
+				if (mode == BATCH) {
+					uint32_t n = per_sender - i < 32 ? per_sender - i : 32;
+					for (uint32_t k = 0; k < n; k++) {
+						batch[k] = make_msg(s, i + k);
+						lens[k] = sizeof(msg);
+					}
+					if (gpuq_dev_send_batch(r.c, batch, sizeof(msg), lens, n))
+						bad++;
+					i += n;
+				} else if (mode == TRY_SEND) {
+					msg m = make_msg(s, i);
+					unsigned spins = 0;
+					while (gpuq_dev_try_send(r.c, &m, sizeof(m)) == -EAGAIN)
+						gpuq_detail::backoff(&spins);
+					i++;
+				} else {
+					msg m = make_msg(s, i);
+					if (gpuq_dev_send_warp(r.c, &m, sizeof(m)))
+						bad++;
+					i++;
+				}
+			}
+			gpuq_dev_chan_done(r.c);
+		});
+	}
+	/* Receivers stop on a poison message (sender ~0), one each, sent once every sender is done. */
+	for (unsigned k = 0; k < nrecv; k++) {
+		th.emplace_back([&, k] {
+			std::vector<int64_t> last(nsenders, -1);
+			unsigned spins = 0;
+			for (;;) {
+				msg m;
+				/* Odd receivers poll with try_recv, even ones block in recv. */
+				int n = (k & 1) ? gpuq_dev_try_recv(r.c, &m, sizeof(m)) : gpuq_dev_recv(r.c, &m, sizeof(m));
+				if (n == -EAGAIN) {
+					gpuq_detail::backoff(&spins);
+					continue;
+				}
+				spins = 0;
+				if (n == (int)sizeof(msg) && m.sender == ~0u)
+					break;
+				if (n != (int)sizeof(msg) || m.sender >= nsenders || m.seq >= per_sender ||
+				    m.sum != checksum(m.sender, m.seq)) {
+					bad++;
+					continue;
+				}
+				if ((int64_t)m.seq <= last[m.sender] ||
+				    (nrecv == 1 && (int64_t)m.seq != last[m.sender] + 1))
+					disorder++;
+				last[m.sender] = m.seq;
+				if (seen[(uint64_t)m.sender * per_sender + m.seq].fetch_add(1))
+					dup++;
+				received++;
+			}
+		});
+	}
+	for (unsigned s = 0; s < nsenders; s++)
+		th[s].join();
+	for (unsigned k = 0; k < nrecv; k++) {
+		msg p = {~0u, 0, 0};
+		gpuq_dev_send(r.c, &p, sizeof(p));
+	}
+	for (unsigned k = 0; k < nrecv; k++)
+		th[nsenders + k].join();
+	uint64_t missing = 0;
+	for (auto &s : seen)
+		missing += s.load() == 0;
+	CHECK(!bad && !dup && !disorder && !missing,
+	      "%u senders x %u msgs, %u receivers, %u slots: %u corrupt, %u duplicated, %u out of order, %llu lost",
+	      nsenders, per_sender, nrecv, nslots, bad.load(), dup.load(), disorder.load(),
+	      (unsigned long long)missing);
+	CHECK(r.c.hdr->senders_done == nsenders, "senders_done %u", r.c.hdr->senders_done);
+	CHECK(received.load() == total, "received %llu", (unsigned long long)received.load());
+	CHECK(r.c.hdr->head == total + nrecv && r.c.hdr->tail == total + nrecv, "head %llu tail %llu",
+	      (unsigned long long)r.c.hdr->head, (unsigned long long)r.c.hdr->tail);
+	msg m;
+	CHECK(gpuq_dev_try_recv(r.c, &m, sizeof(m)) == -EAGAIN, "drained");
+}
+
+/* A ring that laps many times: positions keep counting, seqs keep matching. */
+void test_laps()
+{
+	ring r(16, 2);
+	for (uint32_t i = 0; i < 1000; i++) {
+		msg m = make_msg(3, i), out;
+		if (gpuq_dev_send(r.c, &m, sizeof(m)) != 0 || gpuq_dev_recv(r.c, &out, sizeof(out)) != sizeof(out) ||
+		    out.seq != i) {
+			CHECK(false, "lap %u", i);
+		}
+	}
+	CHECK(gpuq_chan_slot_at(r.c.hdr, 1000)->seq == 1000, "slot freed for position 1000");
+}
+
+} /* namespace */
+
+int main()
+{
+	auto t0 = std::chrono::steady_clock::now();
+
+	test_empty();
+	test_lengths();
+	test_backpressure();
+	test_laps();
+	stress(8, 20000, 1, 64);
+	stress(8, 20000, 2, 64);
+	stress(4, 5000, 3, 4); /* a tiny ring: senders wait on full slots all the time */
+	double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+	std::printf("test_device_host: %s (%d failures, %.2f s)\n", failures ? "FAIL" : "PASS", failures, s);
+	return failures ? 1 : 0;
+}
