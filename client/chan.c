@@ -24,7 +24,20 @@ struct gpuq_chan {
 	size_t size;
 	int efd;
 	int fd_mode;
+	/*
+	 * The geometry as gpuqd announced it, checked once. Every process
+	 * with access can write the shared header: it is never read again.
+	 */
+	uint32_t slot_size, nslots, direction;
 };
+
+/* Slot of position pos, from the private geometry: always inside the mapping. */
+static struct gpuq_chan_slot *slot_of(const struct gpuq_chan *ch, uint64_t pos)
+{
+	return (struct gpuq_chan_slot *)((uint8_t *)ch->hdr + GPUQ_CHAN_HDR_SIZE +
+					 (pos & (ch->nslots - 1)) *
+						 (uint64_t)(GPUQ_CHAN_SLOT_HDR + ch->slot_size));
+}
 
 static uint64_t now_ns(void)
 {
@@ -49,10 +62,14 @@ static int chan_map(struct gpuq *q, const Gpuq__ChanReply *rep, gpuq_chan_t **ou
 	if (map == MAP_FAILED)
 		return client_fail(q, -errno, "mapping the channel: %s", strerror(errno));
 	h = map;
-	if (h->magic != GPUQ_CHAN_MAGIC || h->version != GPUQ_CHAN_VERSION || h->nslots < 2 ||
-	    (h->nslots & (h->nslots - 1)) || h->stride != GPUQ_CHAN_SLOT_HDR + (uint64_t)h->slot_size ||
-	    h->slots_off != GPUQ_CHAN_HDR_SIZE || h->total_size > rep->size ||
-	    gpuq_chan_size(h->slot_size, h->nslots) > rep->size) {
+	/* The reply says what gpuqd created; the header must agree. */
+	if (h->magic != GPUQ_CHAN_MAGIC || h->version != GPUQ_CHAN_VERSION || rep->nslots < 2 ||
+	    (rep->nslots & (rep->nslots - 1)) || rep->slot_size == 0 || rep->slot_size % 16 ||
+	    gpuq_chan_size(rep->slot_size, rep->nslots) > rep->size ||
+	    (rep->direction != GPUQ_CHAN_DIR_GPU_TO_CPU && rep->direction != GPUQ_CHAN_DIR_CPU_TO_GPU) ||
+	    h->slot_size != rep->slot_size || h->nslots != rep->nslots ||
+	    h->stride != GPUQ_CHAN_SLOT_HDR + (uint64_t)rep->slot_size ||
+	    h->slots_off != GPUQ_CHAN_HDR_SIZE) {
 		munmap(map, rep->size);
 		return client_fail(q, -EPROTO, "the channel memory has an unknown layout");
 	}
@@ -63,6 +80,9 @@ static int chan_map(struct gpuq *q, const Gpuq__ChanReply *rep, gpuq_chan_t **ou
 	}
 	ch->q = q;
 	ch->id = rep->chan_id;
+	ch->slot_size = rep->slot_size;
+	ch->nslots = rep->nslots;
+	ch->direction = rep->direction;
 	ch->hdr = h;
 	ch->size = rep->size;
 	close(q->rx_fds[0]);
@@ -151,12 +171,12 @@ GPUQ_API int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots
 	if (!ch)
 		return -EINVAL;
 	if (slot_size)
-		*slot_size = ch->hdr->slot_size;
+		*slot_size = ch->slot_size;
 	if (nslots)
-		*nslots = ch->hdr->nslots;
+		*nslots = ch->nslots;
 	if (direction)
-		*direction = ch->hdr->direction == GPUQ_CHAN_DIR_GPU_TO_CPU ? GPUQ_CHAN_GPU_TO_CPU
-									   : GPUQ_CHAN_CPU_TO_GPU;
+		*direction = ch->direction == GPUQ_CHAN_DIR_GPU_TO_CPU ? GPUQ_CHAN_GPU_TO_CPU
+								       : GPUQ_CHAN_CPU_TO_GPU;
 	if (mem)
 		*mem = ch->hdr;
 	if (mem_size)
@@ -194,12 +214,12 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 	if (!ch || (len && !msg))
 		return -EINVAL;
 	h = ch->hdr;
-	if (len > h->slot_size)
+	if (len > ch->slot_size)
 		return -EMSGSIZE;
 	deadline = deadline_of(timeout_ms);
 	pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
 	for (;;) {
-		struct gpuq_chan_slot *s = gpuq_chan_slot_at(h, pos);
+		struct gpuq_chan_slot *s = slot_of(ch, pos);
 		uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
 
 		if (seq == pos) {
@@ -235,11 +255,13 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 }
 
 /* Takes the message at head if there is one: its length, or -EAGAIN. */
-static ssize_t try_take(struct gpuq_chan_hdr *h, void *buf, size_t cap)
+static ssize_t try_take(const struct gpuq_chan *ch, void *buf, size_t cap)
 {
+	struct gpuq_chan_hdr *h = ch->hdr;
+
 	for (;;) {
 		uint64_t pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-		struct gpuq_chan_slot *s = gpuq_chan_slot_at(h, pos);
+		struct gpuq_chan_slot *s = slot_of(ch, pos);
 		uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
 		uint32_t len;
 
@@ -253,19 +275,19 @@ static ssize_t try_take(struct gpuq_chan_hdr *h, void *buf, size_t cap)
 			continue;
 		len = s->len;
 		/* The length is the sender's word: never trust it past the slot. */
-		if (len > h->slot_size)
-			len = h->slot_size;
+		if (len > ch->slot_size)
+			len = ch->slot_size;
 		memcpy(buf, s + 1, len < cap ? len : cap);
-		__atomic_store_n(&s->seq, pos + h->nslots, __ATOMIC_RELEASE);
+		__atomic_store_n(&s->seq, pos + ch->nslots, __ATOMIC_RELEASE);
 		return len;
 	}
 }
 
-static int head_ready(struct gpuq_chan_hdr *h)
+static int head_ready(const struct gpuq_chan *ch)
 {
-	uint64_t pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+	uint64_t pos = __atomic_load_n(&ch->hdr->head, __ATOMIC_ACQUIRE);
 
-	return __atomic_load_n(&gpuq_chan_slot_at(h, pos)->seq, __ATOMIC_ACQUIRE) == pos + 1;
+	return __atomic_load_n(&slot_of(ch, pos)->seq, __ATOMIC_ACQUIRE) == pos + 1;
 }
 
 /* Asks to be woken (by gpuqd or a CPU sender) when the head slot fills. */
@@ -273,7 +295,7 @@ static void arm(gpuq_chan_t *ch)
 {
 	__atomic_store_n(&ch->hdr->rx_waiting, 1, __ATOMIC_SEQ_CST);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (head_ready(ch->hdr)) {
+	if (head_ready(ch)) {
 		uint64_t one = 1;
 
 		/* Raced with a sender: make the fd readable ourselves. */
@@ -295,7 +317,7 @@ GPUQ_API ssize_t gpuq_chan_recv(gpuq_chan_t *ch, void *buf, size_t cap, int time
 		uint64_t t, v;
 		int ms;
 
-		n = try_take(ch->hdr, buf, cap);
+		n = try_take(ch, buf, cap);
 		if (n >= 0)
 			break;
 		if (timeout_ms == 0)
@@ -310,7 +332,7 @@ GPUQ_API ssize_t gpuq_chan_recv(gpuq_chan_t *ch, void *buf, size_t cap, int time
 		/* Polled long enough: sleep until gpuqd (or a CPU sender) rings. */
 		__atomic_store_n(&ch->hdr->rx_waiting, 1, __ATOMIC_SEQ_CST);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		if (head_ready(ch->hdr))
+		if (head_ready(ch))
 			continue;
 		ms = deadline ? (int)((deadline - t) / 1000000 + 1) : 1000;
 		if (ms > 1000)
@@ -319,7 +341,7 @@ GPUQ_API ssize_t gpuq_chan_recv(gpuq_chan_t *ch, void *buf, size_t cap, int time
 			(void)0;
 		spin_end = 0;
 	}
-	if (ch->fd_mode && !head_ready(ch->hdr)) {
+	if (ch->fd_mode && !head_ready(ch)) {
 		uint64_t v;
 
 		if (read(ch->efd, &v, sizeof(v)) < 0)

@@ -104,7 +104,6 @@ GPUQ_CUDA_API int gpuq_buf_unmap_cuda(void *devptr)
 
 GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 {
-	const struct gpuq_chan_hdr *h;
 	size_t slot_size, mem_size;
 	unsigned nslots, dir;
 	cudaError_t err;
@@ -116,12 +115,11 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 	r = gpuq_chan_info(ch, &slot_size, &nslots, &dir, &mem, &mem_size);
 	if (r)
 		return r;
-	/* The ring's geometry is the header's (gpuqd wrote it before anyone mapped it); trust it only when it fits. */
-	h = mem;
-	if (mem_size < GPUQ_CHAN_HDR_SIZE || h->magic != GPUQ_CHAN_MAGIC || h->version != GPUQ_CHAN_VERSION ||
-	    !h->nslots || (h->nslots & (h->nslots - 1)) || h->stride < GPUQ_CHAN_SLOT_HDR + (uint64_t)h->slot_size ||
-	    h->stride % 16 || h->slots_off < sizeof(*h) || h->slots_off % 16 ||
-	    h->slots_off + (uint64_t)h->nslots * h->stride > mem_size)
+	/*
+	 * The geometry libgpuq checked when it opened the channel; the shared
+	 * header is writable by every user of the channel and is not re-read.
+	 */
+	if (mem_size < gpuq_chan_size((uint32_t)slot_size, nslots))
 		return -EPROTO;
 	/* Portable: kernels on any of the process's devices may use the ring. */
 	err = cudaHostRegister(mem, mem_size, cudaHostRegisterMapped | cudaHostRegisterPortable);
@@ -133,10 +131,10 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 	if (err != cudaSuccess)
 		return cuda_errno(err);
 	out->hdr = dev;
-	out->slots = (uint8_t *)dev + h->slots_off;
-	out->slot_size = h->slot_size;
-	out->nslots = h->nslots;
-	out->stride = h->stride;
+	out->slots = (uint8_t *)dev + GPUQ_CHAN_HDR_SIZE;
+	out->slot_size = (uint32_t)slot_size;
+	out->nslots = nslots;
+	out->stride = GPUQ_CHAN_SLOT_HDR + (uint64_t)slot_size;
 	return 0;
 }
 

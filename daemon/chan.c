@@ -88,6 +88,9 @@ struct chan *chan_create(struct chan_registry *r, const char *name, uint32_t slo
 	c->gid = gid;
 	c->mode = mode ? mode : 0600;
 	c->refs = 1;
+	c->slot_size = slot_size;
+	c->nslots = nslots;
+	c->direction = direction;
 	c->memfd = memfd_create("gpuq-chan", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (c->memfd < 0 || ftruncate(c->memfd, (off_t)size) < 0 ||
 	    fcntl(c->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
@@ -191,12 +194,20 @@ void chan_unref(struct chan_registry *r, struct chan *c)
 	chan_free(c);
 }
 
-/* Is the message at head there? (What a sleeping receiver waits for.) */
-static int head_ready(struct gpuq_chan_hdr *h)
+/*
+ * Is the message at head there? (What a sleeping receiver waits for.) The
+ * slot address comes from gpuqd's own geometry: head is client-written, but
+ * masked it stays inside the ring.
+ */
+static int head_ready(const struct chan *c)
 {
-	uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+	uint64_t head = __atomic_load_n(&c->hdr->head, __ATOMIC_ACQUIRE);
+	struct gpuq_chan_slot *s =
+		(struct gpuq_chan_slot *)((uint8_t *)c->hdr + GPUQ_CHAN_HDR_SIZE +
+					  (head & (c->nslots - 1)) *
+						  (uint64_t)(GPUQ_CHAN_SLOT_HDR + c->slot_size));
 
-	return __atomic_load_n(&gpuq_chan_slot_at(h, head)->seq, __ATOMIC_ACQUIRE) == head + 1;
+	return __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) == head + 1;
 }
 
 /*
@@ -224,7 +235,7 @@ static void *watch(void *arg)
 			if (!__atomic_load_n(&h->rx_waiting, __ATOMIC_ACQUIRE))
 				continue;
 			waiting = 1;
-			if (head_ready(h) && __atomic_exchange_n(&h->rx_waiting, 0, __ATOMIC_ACQ_REL)) {
+			if (head_ready(c) && __atomic_exchange_n(&h->rx_waiting, 0, __ATOMIC_ACQ_REL)) {
 				uint64_t one = 1;
 
 				if (write(c->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)

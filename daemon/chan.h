@@ -18,6 +18,11 @@ struct chan {
 	int efd;
 	struct gpuq_chan_hdr *hdr; /* gpuqd's own mapping, for the watcher */
 	uint64_t size;
+	/*
+	 * The geometry as created. Clients can write the shared header, so
+	 * gpuqd never reads geometry back from it.
+	 */
+	uint32_t slot_size, nslots, direction;
 	uid_t uid;
 	gid_t gid;
 	unsigned mode;

@@ -339,9 +339,9 @@ static void reply_chan(struct conn *c, uint64_t seq, struct chan *ch)
 		return;
 	}
 	rep.chan_id = (uint32_t)id;
-	rep.slot_size = ch->hdr->slot_size;
-	rep.nslots = ch->hdr->nslots;
-	rep.direction = ch->hdr->direction;
+	rep.slot_size = ch->slot_size;
+	rep.nslots = ch->nslots;
+	rep.direction = ch->direction;
 	rep.size = ch->size;
 	m.body_case = GPUQ__MSG__BODY_CHAN_REPLY;
 	m.chan_reply = &rep;

@@ -426,6 +426,36 @@ START_TEST(messages_outlive_their_sender)
 }
 END_TEST
 
+START_TEST(corrupt_header_harms_nobody)
+{
+	gpuq_t *q = session(), *o = session();
+	gpuq_chan_t *ch, *rx;
+	struct gpuq_chan_hdr *h;
+	struct msg m;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "vandal", sizeof(m), 8, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	ck_assert_int_eq(gpuq_chan_open(o, "vandal", GPUQ_CHAN_RECV, &rx), 0);
+	ck_assert_int_eq(gpuq_chan_info(ch, NULL, NULL, NULL, (void **)&h, NULL), 0);
+	/* Any user of a channel can scribble on its header: geometry, and ask for wakeups. */
+	h->nslots = 0x40000000u;
+	h->stride = 1ull << 40;
+	h->slots_off = 1ull << 40;
+	h->slot_size = 0xffffffffu;
+	__atomic_store_n(&h->rx_waiting, 1, __ATOMIC_SEQ_CST);
+	usleep(50000); /* gpuqd's watcher looks at this channel meanwhile */
+	ck_assert(harness_alive(&d));
+	/* Nobody uses the scribbled geometry: the ring still works for everyone. */
+	make_msg(&m, 5, 1);
+	ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert_int_eq(gpuq_chan_recv(rx, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+	ck_assert(msg_ok(&m) && m.n == 1);
+	gpuq_chan_close(rx);
+	gpuq_chan_close(ch);
+	gpuq_close(o);
+	gpuq_close(q);
+}
+END_TEST
+
 START_TEST(permissions)
 {
 	gpuq_t *q = session();
@@ -488,6 +518,7 @@ int main(void)
 	tcase_add_test(tc, fd_for_event_loops);
 	tcase_add_test(tc, receiver_dies_another_takes_over);
 	tcase_add_test(tc, messages_outlive_their_sender);
+	tcase_add_test(tc, corrupt_header_harms_nobody);
 	tcase_add_test(tc, permissions);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
