@@ -161,7 +161,7 @@ static double run_gpuq(gpuq_t *q, const cell &c, const uint8_t *src, int rx)
 
 	snprintf(name, sizeof(name), "bench.%u.%u", c.size, c.blocks);
 	if ((r = gpuq_chan_create(q, name, c.size, nslots, GPUQ_CHAN_GPU_TO_CPU, &ch)) ||
-	    (r = gpuq_chan_map_cuda(ch, &dc))) {
+	    (r = gpuq_chan_map_cuda_sender(ch, &dc))) {
 		fprintf(stderr, "chan-bench: channel %s: %s\n", name, strerror(-r));
 		exit(1);
 	}
@@ -187,7 +187,7 @@ static double run_gpuq(gpuq_t *q, const cell &c, const uint8_t *src, int rx)
 		t.join();
 	double dt = now_s() - t0;
 	CK(cudaDeviceSynchronize());
-	gpuq_chan_unmap_cuda(ch);
+	gpuq_chan_unmap_cuda_sender(ch, &dc);
 	gpuq_chan_close(ch);
 	return total / dt;
 }
@@ -262,7 +262,7 @@ static lat ping_gpuq(gpuq_t *q, uint32_t n)
 
 	if ((r = gpuq_chan_create(q, "bench.ping", 64, 64, GPUQ_CHAN_CPU_TO_GPU, &in)) ||
 	    (r = gpuq_chan_create(q, "bench.pong", 64, 64, GPUQ_CHAN_GPU_TO_CPU, &out)) ||
-	    (r = gpuq_chan_map_cuda(in, &din)) || (r = gpuq_chan_map_cuda(out, &dout))) {
+	    (r = gpuq_chan_map_cuda(in, &din)) || (r = gpuq_chan_map_cuda_sender(out, &dout))) {
 		fprintf(stderr, "chan-bench: ping channels: %s\n", strerror(-r));
 		exit(1);
 	}
@@ -281,7 +281,7 @@ static lat ping_gpuq(gpuq_t *q, uint32_t n)
 	}
 	CK(cudaDeviceSynchronize());
 	gpuq_chan_unmap_cuda(in);
-	gpuq_chan_unmap_cuda(out);
+	gpuq_chan_unmap_cuda_sender(out, &dout);
 	gpuq_chan_close(in);
 	gpuq_chan_close(out);
 	return summarize(v);

@@ -216,31 +216,32 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 	h = ch->hdr;
 	if (len > ch->slot_size)
 		return -EMSGSIZE;
+	if (__atomic_load_n(&h->tail_owner, __ATOMIC_ACQUIRE))
+		return -EBUSY; /* a GPU keeps this channel's tail: its kernels are the senders */
 	deadline = deadline_of(timeout_ms);
 	pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
 	for (;;) {
-		struct gpuq_chan_slot *s = slot_of(ch, pos);
-		uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+		uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+		struct gpuq_chan_slot *s;
 
-		if (seq == pos) {
-			if (__atomic_compare_exchange_n(&h->tail, &pos, pos + 1, 1, __ATOMIC_RELAXED,
-							__ATOMIC_RELAXED)) {
-				memcpy(s + 1, msg, len);
-				s->len = (uint32_t)len;
-				__atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
-				break;
-			}
-			continue; /* pos was reloaded by the failed CAS */
-		}
-		if (seq < pos) {
-			/* Full: the slot still holds the message of the previous lap. */
+		if (pos - head >= ch->nslots && (int64_t)(pos - head) > 0) {
+			/* Full: position pos's slot still holds an unread message. */
 			if (timeout_ms == 0)
 				return -EAGAIN;
 			r = nap(deadline, &spin_end);
 			if (r)
 				return r;
+			pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
+			continue;
 		}
-		pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
+		if (!__atomic_compare_exchange_n(&h->tail, &pos, pos + 1, 1, __ATOMIC_RELAXED,
+						 __ATOMIC_RELAXED))
+			continue; /* pos was reloaded by the failed CAS */
+		s = slot_of(ch, pos);
+		memcpy(s + 1, msg, len);
+		s->len = (uint32_t)len;
+		__atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
+		break;
 	}
 	/* A CPU sender wakes a sleeping receiver itself; gpuqd does it for kernels. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -270,15 +271,16 @@ static ssize_t try_take(const struct gpuq_chan *ch, void *buf, size_t cap)
 				return -EAGAIN; /* empty */
 			continue;          /* another receiver moved head: look again */
 		}
-		if (!__atomic_compare_exchange_n(&h->head, &pos, pos + 1, 0, __ATOMIC_ACQ_REL,
-						 __ATOMIC_RELAXED))
-			continue;
 		len = s->len;
 		/* The length is the sender's word: never trust it past the slot. */
 		if (len > ch->slot_size)
 			len = ch->slot_size;
+		/* Copy first, then claim: a lost CAS means the copy may be torn; drop it. */
 		memcpy(buf, s + 1, len < cap ? len : cap);
-		__atomic_store_n(&s->seq, pos + ch->nslots, __ATOMIC_RELEASE);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (!__atomic_compare_exchange_n(&h->head, &pos, pos + 1, 0, __ATOMIC_ACQ_REL,
+						 __ATOMIC_RELAXED))
+			continue;
 		return len;
 	}
 }

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include <cuda_runtime_api.h>
 
 #include "gpuq/gpuq.h"
@@ -135,7 +137,77 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 	out->slot_size = (uint32_t)slot_size;
 	out->nslots = nslots;
 	out->stride = GPUQ_CHAN_SLOT_HDR + (uint64_t)slot_size;
+	out->dev_tail = NULL;
+	out->dev_head = NULL;
 	return 0;
+}
+
+GPUQ_CUDA_API int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
+{
+	struct gpuq_chan_hdr *h;
+	uint32_t none = 0, me = (uint32_t)getpid();
+	uint64_t init[2];
+	cudaError_t err;
+	void *mem, *d;
+	int r;
+
+	r = gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
+	if (r)
+		return r;
+	h = mem;
+	/* One process's kernels own the tail: positions come from its device memory. */
+	if (!__atomic_compare_exchange_n(&h->tail_owner, &none, me, 0, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	r = gpuq_chan_map_cuda(ch, out);
+	if (r)
+		goto fail_owner;
+	err = cudaMalloc(&d, 2 * sizeof(uint64_t));
+	if (err != cudaSuccess) {
+		r = cuda_errno(err);
+		goto fail_map;
+	}
+	init[0] = __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE);
+	init[1] = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+	err = cudaMemcpy(d, init, sizeof(init), cudaMemcpyHostToDevice);
+	if (err != cudaSuccess) {
+		r = cuda_errno(err);
+		cudaFree(d);
+		goto fail_map;
+	}
+	out->dev_tail = (uint64_t *)d;
+	out->dev_head = (uint64_t *)d + 1;
+	return 0;
+fail_map:
+	gpuq_chan_unmap_cuda(ch);
+fail_owner:
+	__atomic_store_n(&h->tail_owner, 0, __ATOMIC_RELEASE);
+	return r;
+}
+
+GPUQ_CUDA_API int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc)
+{
+	struct gpuq_chan_hdr *h;
+	uint64_t tail;
+	cudaError_t err;
+	void *mem;
+	int r;
+
+	if (!dc || !dc->dev_tail)
+		return -EINVAL;
+	r = gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
+	if (r)
+		return r;
+	h = mem;
+	/* Hand the positions back to the ring, for whoever sends next. */
+	err = cudaMemcpy(&tail, dc->dev_tail, sizeof(tail), cudaMemcpyDeviceToHost);
+	if (err == cudaSuccess)
+		__atomic_store_n(&h->tail, tail, __ATOMIC_RELEASE);
+	cudaFree(dc->dev_tail);
+	dc->dev_tail = dc->dev_head = NULL;
+	__atomic_store_n(&h->tail_owner, 0, __ATOMIC_RELEASE);
+	r = gpuq_chan_unmap_cuda(ch);
+	return err != cudaSuccess ? cuda_errno(err) : r;
 }
 
 GPUQ_CUDA_API int gpuq_chan_unmap_cuda(gpuq_chan_t *ch)

@@ -10,17 +10,21 @@
  * gpuq_chan_map_cuda(), by GPU kernels. Any number of senders and receivers
  * may use one channel at once.
  *
- * Protocol (a bounded multi-producer multi-consumer queue with a sequence
- * number per slot): positions are free-running 64-bit counters; position p
- * lives in slot p & (nslots - 1).
- *   - Initially slot i has seq = i (free for position i).
+ * Protocol (a bounded multi-producer multi-consumer queue): positions are
+ * free-running 64-bit counters; position p lives in slot p & (nslots - 1).
+ * Only senders write a slot's seq; only receivers move head.
+ *   - Initially slot i has seq = i (empty) and head = tail = 0.
  *   - A sender takes position p (atomic add on tail; or a CAS for the "try"
- *     form), waits until slot.seq == p (the slot is free for this lap: when
- *     the ring is full it waits, it never overwrites), writes len and data,
- *     makes them visible (system-scope fence), then stores seq = p + 1.
+ *     form), waits until p < head + nslots (the slot's last-lap message has
+ *     been consumed: when the ring is full it waits, it never overwrites),
+ *     writes len and data, makes them visible (system-scope fence), then
+ *     stores seq = p + 1.
  *   - A receiver reads head p; the message is there when slot.seq == p + 1;
- *     it claims it with a CAS head p -> p + 1, copies it out, and frees the
- *     slot for the next lap with seq = p + nslots.
+ *     it copies it out first and then claims it with a CAS head p -> p + 1.
+ *     A receiver whose CAS fails drops its copy (another took the message,
+ *     and the slot may already be refilled). So every position below head
+ *     has been fully read: head is also the count of freed slots, which lets
+ *     a sender that caches head send many messages without a read.
  * Order: messages from one sender are received in the order it sent them
  * (its positions increase); messages of different senders interleave.
  *
@@ -31,7 +35,7 @@
  */
 
 #define GPUQ_CHAN_MAGIC 0x6e616863u /* "chan" */
-#define GPUQ_CHAN_VERSION 1u
+#define GPUQ_CHAN_VERSION 2u
 #define GPUQ_CHAN_NAME_MAX 64
 #define GPUQ_CHAN_HDR_SIZE 4096u
 #define GPUQ_CHAN_SLOT_HDR 16u
@@ -54,7 +58,7 @@ struct gpuq_chan_hdr {
 	uint32_t slot_size; /* payload bytes per slot, a multiple of 16 */
 	uint32_t nslots;    /* a power of two */
 	uint32_t direction;
-	uint32_t rsvd0;
+	uint32_t tail_owner; /* pid whose GPU keeps the tail in device memory (gpuq_chan_map_cuda_sender), 0: none */
 	uint64_t stride;    /* bytes from one slot to the next: 16 + slot_size */
 	uint64_t slots_off; /* offset of slot 0 from the header */
 	uint64_t total_size;

@@ -81,6 +81,18 @@ int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
 /* Undoes gpuq_chan_map_cuda (cudaHostUnregister). Returns 0, -EINVAL or -EIO. */
 int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
 
+/*
+ * Like gpuq_chan_map_cuda, for a process whose kernels send on ch: the
+ * positions they take come from a counter in device memory, and they cache
+ * the receivers' head there, so a send writes its message to host memory
+ * and reads nothing back while the ring has room. Only one process at a
+ * time may map a channel this way (-EBUSY otherwise), and meanwhile CPU
+ * senders on it get -EBUSY. Unmap with gpuq_chan_unmap_cuda_sender after
+ * the kernels finished: it hands the tail back to the ring.
+ */
+int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
+int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
+
 #ifdef __cplusplus
 }
 #endif

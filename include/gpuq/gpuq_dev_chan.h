@@ -18,6 +18,13 @@ struct gpuq_dev_chan {
 	uint32_t slot_size;        /* payload bytes per slot */
 	uint32_t nslots;           /* a power of two */
 	uint64_t stride;           /* bytes from one slot to the next */
+	/*
+	 * Set by gpuq_chan_map_cuda_sender, else NULL: device memory holding
+	 * the positions this process's kernels take, and the last head they
+	 * saw, so a send touches host memory only to write its message.
+	 */
+	uint64_t *dev_tail;
+	uint64_t *dev_head;
 };
 
 #endif

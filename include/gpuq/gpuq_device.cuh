@@ -99,6 +99,17 @@ GPUQ_DEV bool cas(uint64_t *p, uint64_t expect, uint64_t desired)
 #endif
 }
 
+/* The receivers' claim: orders the copy made before it (release) and sees other claims (acquire). */
+GPUQ_DEV bool cas_acq_rel(uint64_t *p, uint64_t expect, uint64_t desired)
+{
+#ifdef __CUDA_ARCH__
+	return cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).compare_exchange_strong(
+		expect, desired, cuda::memory_order_acq_rel);
+#else
+	return __atomic_compare_exchange_n(p, &expect, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+#endif
+}
+
 GPUQ_DEV uint32_t load_u32(uint32_t *p)
 {
 #ifdef __CUDA_ARCH__
@@ -199,15 +210,53 @@ GPUQ_DEV void get_bytes(void *dst, const uint8_t *src, uint32_t len)
 #endif
 }
 
-/* Fills position pos, already claimed: waits for its slot to be free for this lap, writes, publishes. */
+/* Takes n consecutive positions: from the device-memory counter of a sender mapping, else the ring's tail. */
+GPUQ_DEV uint64_t take(const gpuq_dev_chan &c, uint64_t n)
+{
+#ifdef __CUDA_ARCH__
+	if (c.dev_tail)
+		return cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_tail)
+			.fetch_add(n, cuda::memory_order_relaxed);
+#endif
+	return fetch_add(&c.hdr->tail, n);
+}
+
+/*
+ * Waits until position pos may be written: pos < head + nslots, i.e. the
+ * message that last lap left in its slot has been read (receivers copy
+ * before they move head). A sender mapping keeps the last head it saw in
+ * device memory and reads the ring's head only when that is not enough.
+ */
+GPUQ_DEV void wait_room(const gpuq_dev_chan &c, uint64_t pos)
+{
+	unsigned n = 0;
+
+#ifdef __CUDA_ARCH__
+	if (c.dev_head) {
+		cuda::atomic_ref<uint64_t, cuda::thread_scope_device> cached(*c.dev_head);
+
+		if (pos - cached.load(cuda::memory_order_acquire) < c.nslots)
+			return;
+		for (;;) {
+			uint64_t h = load_acquire(&c.hdr->head);
+
+			cached.fetch_max(h, cuda::memory_order_acq_rel);
+			if (pos - h < c.nslots)
+				return;
+			backoff(&n);
+		}
+	}
+#endif
+	while (pos - load_acquire(&c.hdr->head) >= c.nslots)
+		backoff(&n);
+}
+
+/* Fills position pos, already taken: waits for room, writes, publishes (seq = pos + 1). */
 GPUQ_DEV void put(const gpuq_dev_chan &c, uint64_t pos, const void *msg, uint32_t len)
 {
 	uint8_t *slot = slot_at(c, pos);
-	unsigned n = 0;
 
-	/* Never overwrite: the slot is ours once its receiver of the last lap set seq = pos. */
-	while (load_acquire(slot_seq(slot)) != pos)
-		backoff(&n);
+	wait_room(c, pos);
 	*slot_len(slot) = len;
 	put_bytes(slot + GPUQ_CHAN_SLOT_HDR, msg, len);
 	store_release(slot_seq(slot), pos + 1);
@@ -224,12 +273,14 @@ GPUQ_DEV int recv(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool wait)
 		int64_t d = (int64_t)(load_acquire(slot_seq(slot)) - (h + 1));
 
 		if (d == 0) {
-			if (!cas(&c.hdr->head, h, h + 1))
-				continue; /* another receiver took it */
 			uint32_t len = load_u32(slot_len(slot));
+
+			if (len > c.slot_size)
+				len = c.slot_size; /* the sender's word: never past the slot */
+			/* Copy first, then claim; a lost claim means the copy may be torn: drop it. */
 			get_bytes(buf, slot + GPUQ_CHAN_SLOT_HDR, len < cap ? len : cap);
-			/* Free the slot for the sender of the next lap, after the copy. */
-			store_release(slot_seq(slot), h + c.nslots);
+			if (!cas_acq_rel(&c.hdr->head, h, h + 1))
+				continue; /* another receiver took it */
 			return (int)len;
 		}
 		if (d < 0) { /* not published yet: empty, or its sender is still writing */
@@ -262,7 +313,7 @@ __device__ __forceinline__ int send_lanes(const gpuq_dev_chan &c, const void *ms
 		return -EMSGSIZE; /* only the lanes with sendable messages take positions */
 	unsigned leader = __ffs(vmask) - 1;
 	if (lane == leader)
-		base = fetch_add(&c.hdr->tail, __popc(vmask));
+		base = take(c, __popc(vmask));
 	base = __shfl_sync(vmask, base, leader);
 	put(c, base + __popc(vmask & ((1u << lane) - 1)), msg, len);
 	return 0;
@@ -282,7 +333,7 @@ GPUQ_DEV int gpuq_dev_send(gpuq_dev_chan c, const void *msg, uint32_t len)
 {
 	if (len > c.slot_size)
 		return -EMSGSIZE;
-	gpuq_detail::put(c, gpuq_detail::fetch_add(&c.hdr->tail, 1), msg, len);
+	gpuq_detail::put(c, gpuq_detail::take(c, 1), msg, len);
 	return 0;
 }
 
@@ -295,14 +346,18 @@ GPUQ_DEV int gpuq_dev_try_send(gpuq_dev_chan c, const void *msg, uint32_t len)
 {
 	if (len > c.slot_size)
 		return -EMSGSIZE;
-	for (;;) {
-		uint64_t t = gpuq_detail::load_relaxed(&c.hdr->tail);
-		uint8_t *slot = gpuq_detail::slot_at(c, t);
-		int64_t d = (int64_t)(gpuq_detail::load_acquire(gpuq_detail::slot_seq(slot)) - t);
+	uint64_t *tail = &c.hdr->tail;
 
-		if (d < 0)
-			return -EAGAIN; /* the slot still holds last lap's message */
-		if (d == 0 && gpuq_detail::cas(&c.hdr->tail, t, t + 1)) {
+#ifdef __CUDA_ARCH__
+	if (c.dev_tail)
+		tail = c.dev_tail;
+#endif
+	for (;;) {
+		uint64_t t = gpuq_detail::load_relaxed(tail);
+
+		if ((int64_t)(t - gpuq_detail::load_acquire(&c.hdr->head)) >= (int64_t)c.nslots)
+			return -EAGAIN; /* full: the slot still holds an unread message */
+		if (gpuq_detail::cas(tail, t, t + 1)) {
 			gpuq_detail::put(c, t, msg, len);
 			return 0;
 		}
@@ -326,7 +381,7 @@ GPUQ_DEV int gpuq_dev_send_batch(gpuq_dev_chan c, const void *msgs, uint32_t msg
 			return -EMSGSIZE;
 	if (!n)
 		return 0;
-	uint64_t base = gpuq_detail::fetch_add(&c.hdr->tail, n);
+	uint64_t base = gpuq_detail::take(c, n);
 	for (i = 0; i < n; i++)
 		gpuq_detail::put(c, base + i, (const uint8_t *)msgs + (uint64_t)i * msg_stride, lens[i]);
 	return 0;

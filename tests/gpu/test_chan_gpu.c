@@ -129,7 +129,11 @@ static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned pe
 	snprintf(name, sizeof(name), "stream%d", mode);
 	ck_assert_int_eq(gpuq_chan_create(q, name, sizeof(struct chan_test_msg), nslots, GPUQ_CHAN_GPU_TO_CPU, &ch),
 			 0);
-	ck_assert_int_eq(gpuq_chan_map_cuda(ch, &dc), 0);
+	/* Mode 0 sends through the ring's tail; the others through a sender mapping's device counters. */
+	if (mode == 0)
+		ck_assert_int_eq(gpuq_chan_map_cuda(ch, &dc), 0);
+	else
+		ck_assert_int_eq(gpuq_chan_map_cuda_sender(ch, &dc), 0);
 	checker_init(&k, blocks * threads, per);
 	CK_CUDA(chan_test_produce(dc, blocks, threads, per, mode, 0));
 	while (k.got < total) {
@@ -150,7 +154,17 @@ static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned pe
 	checker_done(&k, name);
 	ck_assert_uint_eq(senders_done(ch), blocks);
 	ck_assert_int_eq(gpuq_chan_recv(ch, batch, sizeof(batch[0]), 0), -EAGAIN);
-	ck_assert_int_eq(gpuq_chan_unmap_cuda(ch), 0);
+	if (mode == 0) {
+		ck_assert_int_eq(gpuq_chan_unmap_cuda(ch), 0);
+	} else {
+		/* While a GPU owns the tail, CPU senders are refused; afterwards it is theirs again. */
+		struct chan_test_msg m = { 0 };
+
+		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), -EBUSY);
+		ck_assert_int_eq(gpuq_chan_unmap_cuda_sender(ch, &dc), 0);
+		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	}
 	gpuq_chan_close(ch);
 	gpuq_close(q);
 }

@@ -251,7 +251,8 @@ static void raw_send(gpuq_chan_t *ch, const void *msg, uint32_t len)
 	gpuq_chan_info(ch, NULL, NULL, NULL, (void **)&h, NULL);
 	pos = __atomic_fetch_add(&h->tail, 1, __ATOMIC_ACQ_REL);
 	s = gpuq_chan_slot_at(h, pos);
-	while (__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) != pos)
+	/* Room once the slot's last-lap message has been read (head past it). */
+	while (pos - __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) >= h->nslots)
 		;
 	memcpy(s + 1, msg, len);
 	s->len = len;
