@@ -72,7 +72,6 @@ struct shm_ringctl {
 	struct shm_ctr sq_flags;   /* engine: SHM_NEED_WAKEUP */
 	struct shm_ctr cq_head;    /* client: next CQE to read */
 	struct shm_ctr cq_tail;    /* engine: next CQE to fill */
-	struct shm_ctr cq_overflow; /* engine: completions it could not post (never expected) */
 };
 
 /* The header page. Written by the daemon at creation; read-only afterwards but for ctl. */
