@@ -28,15 +28,14 @@ struct gpuq_chan {
 	 * The geometry as gpuqd announced it, checked once. Every process
 	 * with access can write the shared header: it is never read again.
 	 */
-	uint32_t slot_size, nslots, direction;
+	uint32_t slot_size, nslots, direction, format, lap_shift;
+	uint64_t stride;
 };
 
 /* Slot of position pos, from the private geometry: always inside the mapping. */
-static struct gpuq_chan_slot *slot_of(const struct gpuq_chan *ch, uint64_t pos)
+static uint8_t *slot_of(const struct gpuq_chan *ch, uint64_t pos)
 {
-	return (struct gpuq_chan_slot *)((uint8_t *)ch->hdr + GPUQ_CHAN_HDR_SIZE +
-					 (pos & (ch->nslots - 1)) *
-						 (uint64_t)(GPUQ_CHAN_SLOT_HDR + ch->slot_size));
+	return (uint8_t *)ch->hdr + GPUQ_CHAN_HDR_SIZE + (pos & (ch->nslots - 1)) * ch->stride;
 }
 
 static uint64_t now_ns(void)
@@ -68,7 +67,7 @@ static int chan_map(struct gpuq *q, const Gpuq__ChanReply *rep, gpuq_chan_t **ou
 	    gpuq_chan_size(rep->slot_size, rep->nslots) > rep->size ||
 	    (rep->direction != GPUQ_CHAN_DIR_GPU_TO_CPU && rep->direction != GPUQ_CHAN_DIR_CPU_TO_GPU) ||
 	    h->slot_size != rep->slot_size || h->nslots != rep->nslots ||
-	    h->stride != GPUQ_CHAN_SLOT_HDR + (uint64_t)rep->slot_size ||
+	    h->stride != gpuq_chan_stride(rep->slot_size) || h->format != gpuq_chan_format(rep->slot_size) ||
 	    h->slots_off != GPUQ_CHAN_HDR_SIZE) {
 		munmap(map, rep->size);
 		return client_fail(q, -EPROTO, "the channel memory has an unknown layout");
@@ -83,6 +82,9 @@ static int chan_map(struct gpuq *q, const Gpuq__ChanReply *rep, gpuq_chan_t **ou
 	ch->slot_size = rep->slot_size;
 	ch->nslots = rep->nslots;
 	ch->direction = rep->direction;
+	ch->format = gpuq_chan_format(rep->slot_size);
+	ch->stride = gpuq_chan_stride(rep->slot_size);
+	ch->lap_shift = gpuq_chan_lap_shift(rep->nslots);
 	ch->hdr = h;
 	ch->size = rep->size;
 	close(q->rx_fds[0]);
@@ -205,6 +207,38 @@ static uint64_t deadline_of(int timeout_ms)
 	return timeout_ms < 0 ? 0 : now_ns() + (uint64_t)timeout_ms * 1000000ull;
 }
 
+/*
+ * Writes the message at pos (taken, with room). TAG: every word carries
+ * the tag; unit 0 goes last, so a reader that sees it (the GPU reads the
+ * rest after it) never meets a message this process died writing. SEQ:
+ * len and payload, then seq with release.
+ */
+static void put(const struct gpuq_chan *ch, uint64_t pos, const void *msg, uint32_t len)
+{
+	uint8_t *slot = slot_of(ch, pos);
+
+	if (ch->format == GPUQ_CHAN_FMT_TAG) {
+		uint64_t tag = (uint64_t)gpuq_chan_tag(pos, ch->lap_shift, len) << 32, *w = (uint64_t *)slot;
+		uint32_t nw = 2 * gpuq_chan_tag_units(len), i;
+
+		for (i = nw; i-- > 0;) {
+			uint32_t d = 0, off = 4 * i;
+
+			if (off + 4 <= len)
+				memcpy(&d, (const uint8_t *)msg + off, 4);
+			else if (off < len)
+				memcpy(&d, (const uint8_t *)msg + off, len - off);
+			__atomic_store_n(&w[i], tag | d, i ? __ATOMIC_RELAXED : __ATOMIC_RELEASE);
+		}
+		return;
+	}
+	struct gpuq_chan_slot *s = (struct gpuq_chan_slot *)slot;
+
+	memcpy(s + 1, msg, len);
+	s->len = len;
+	__atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
+}
+
 GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, int timeout_ms)
 {
 	struct gpuq_chan_hdr *h;
@@ -222,7 +256,6 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 	pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
 	for (;;) {
 		uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-		struct gpuq_chan_slot *s;
 
 		if (pos - head >= ch->nslots && (int64_t)(pos - head) > 0) {
 			/* Full: position pos's slot still holds an unread message. */
@@ -237,10 +270,7 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 		if (!__atomic_compare_exchange_n(&h->tail, &pos, pos + 1, 1, __ATOMIC_RELAXED,
 						 __ATOMIC_RELAXED))
 			continue; /* pos was reloaded by the failed CAS */
-		s = slot_of(ch, pos);
-		memcpy(s + 1, msg, len);
-		s->len = (uint32_t)len;
-		__atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
+		put(ch, pos, msg, (uint32_t)len);
 		break;
 	}
 	/* A CPU sender wakes a sleeping receiver itself; gpuqd does it for kernels. */
@@ -255,33 +285,94 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 	return (ssize_t)len;
 }
 
-/* Takes the message at head if there is one: its length, or -EAGAIN. */
-static ssize_t try_take(const struct gpuq_chan *ch, void *buf, size_t cap)
+/*
+ * Copies the message at pos into buf (cap bytes; *len is its full length)
+ * if it is all there. Returns 1, 0 (not there yet) or -1 (the slot holds
+ * a later lap: head moved on). The lengths are the sender's word: never
+ * trusted past the slot.
+ */
+static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t cap, size_t *len)
+{
+	uint8_t *slot = slot_of(ch, pos);
+	int st = gpuq_chan_slot_state(slot, pos, ch->format, ch->lap_shift);
+	uint32_t l;
+
+	if (st != 1)
+		return st;
+	if (ch->format == GPUQ_CHAN_FMT_TAG) {
+		const uint64_t *w = (const uint64_t *)slot;
+		uint32_t tag = (uint32_t)(__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) >> 32), nw, i, n;
+
+		l = tag & 0xffff;
+		if (l > ch->slot_size)
+			l = ch->slot_size;
+		nw = 2 * gpuq_chan_tag_units(l);
+		n = l < cap ? l : (uint32_t)cap;
+		for (i = 0; i < nw; i++) {
+			uint64_t v = __atomic_load_n(&w[i], __ATOMIC_ACQUIRE);
+			uint32_t d = (uint32_t)v;
+
+			if ((uint32_t)(v >> 32) != tag)
+				return 0; /* still on its way (the GPU's writes land in any order), or torn by a newer lap */
+			if (4 * i < n)
+				memcpy((uint8_t *)buf + 4 * i, &d, n - 4 * i < 4 ? n - 4 * i : 4);
+		}
+	} else {
+		struct gpuq_chan_slot *s = (struct gpuq_chan_slot *)slot;
+
+		l = s->len;
+		if (l > ch->slot_size)
+			l = ch->slot_size;
+		memcpy(buf, s + 1, l < cap ? l : cap);
+	}
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	*len = l;
+	return 1;
+}
+
+/*
+ * Takes up to max messages at head: copies them out first, then claims
+ * them all with one CAS on head. When another receiver claimed some of
+ * them meanwhile, the copies past its claim are still whole (their slots
+ * cannot be refilled while head is below them): keep those, retry.
+ * Returns how many (>= 1), or -EAGAIN.
+ */
+static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, size_t *lens, unsigned max)
 {
 	struct gpuq_chan_hdr *h = ch->hdr;
+	uint64_t pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+	unsigned k = 0;
 
 	for (;;) {
-		uint64_t pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-		struct gpuq_chan_slot *s = slot_of(ch, pos);
-		uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
-		uint32_t len;
+		while (k < max) {
+			int st = read_at(ch, pos + k, bufs + (size_t)k * stride, stride, &lens[k]);
 
-		if (seq != pos + 1) {
-			if (seq <= pos)
-				return -EAGAIN; /* empty */
-			continue;          /* another receiver moved head: look again */
+			if (st == 1) {
+				k++;
+				continue;
+			}
+			if (st < 0 && !k)
+				goto reload; /* head moved on under us */
+			break;
 		}
-		len = s->len;
-		/* The length is the sender's word: never trust it past the slot. */
-		if (len > ch->slot_size)
-			len = ch->slot_size;
-		/* Copy first, then claim: a lost CAS means the copy may be torn; drop it. */
-		memcpy(buf, s + 1, len < cap ? len : cap);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (!__atomic_compare_exchange_n(&h->head, &pos, pos + 1, 0, __ATOMIC_ACQ_REL,
-						 __ATOMIC_RELAXED))
+		if (!k)
+			return -EAGAIN;
+		uint64_t seen = pos;
+
+		if (__atomic_compare_exchange_n(&h->head, &seen, pos + k, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return (int)k;
+		if (seen > pos && seen < pos + k) {
+			unsigned lost = (unsigned)(seen - pos);
+
+			memmove(bufs, bufs + (size_t)lost * stride, (size_t)(k - lost) * stride);
+			memmove(lens, lens + lost, (k - lost) * sizeof(*lens));
+			k -= lost;
+			pos = seen;
 			continue;
-		return len;
+		}
+reload:
+		pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+		k = 0;
 	}
 }
 
@@ -289,7 +380,7 @@ static int head_ready(const struct gpuq_chan *ch)
 {
 	uint64_t pos = __atomic_load_n(&ch->hdr->head, __ATOMIC_ACQUIRE);
 
-	return __atomic_load_n(&slot_of(ch, pos)->seq, __ATOMIC_ACQUIRE) == pos + 1;
+	return gpuq_chan_slot_state(slot_of(ch, pos), pos, ch->format, ch->lap_shift) == 1;
 }
 
 /* Asks to be woken (by gpuqd or a CPU sender) when the head slot fills. */
@@ -306,20 +397,22 @@ static void arm(gpuq_chan_t *ch)
 	}
 }
 
-GPUQ_API ssize_t gpuq_chan_recv(gpuq_chan_t *ch, void *buf, size_t cap, int timeout_ms)
+/* gpuq_chan_recv and gpuq_chan_recv_batch: up to max messages, the first within timeout_ms. */
+static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens, unsigned max,
+		     int timeout_ms)
 {
 	uint64_t deadline, spin_end = 0;
-	ssize_t n;
+	int n;
 
-	if (!ch || (cap && !buf))
-		return -EINVAL;
+	if (__atomic_load_n(&ch->hdr->rx_owner, __ATOMIC_ACQUIRE))
+		return -EBUSY; /* a GPU keeps this channel's head: its kernels are the receivers */
 	deadline = deadline_of(timeout_ms);
 	for (;;) {
 		struct pollfd p = { .fd = ch->efd, .events = POLLIN };
 		uint64_t t, v;
 		int ms;
 
-		n = try_take(ch, buf, cap);
+		n = try_take(ch, bufs, stride, lens, max);
 		if (n >= 0)
 			break;
 		if (timeout_ms == 0)
@@ -353,25 +446,23 @@ GPUQ_API ssize_t gpuq_chan_recv(gpuq_chan_t *ch, void *buf, size_t cap, int time
 	return n;
 }
 
+GPUQ_API ssize_t gpuq_chan_recv(gpuq_chan_t *ch, void *buf, size_t cap, int timeout_ms)
+{
+	size_t len;
+	int n;
+
+	if (!ch || (cap && !buf))
+		return -EINVAL;
+	n = recv_some(ch, buf, cap, &len, 1, timeout_ms);
+	return n < 0 ? n : (ssize_t)len;
+}
+
 GPUQ_API int gpuq_chan_recv_batch(gpuq_chan_t *ch, void *bufs, size_t stride, size_t *lens,
 				  unsigned max, int timeout_ms)
 {
-	unsigned i;
-	ssize_t n;
-
 	if (!ch || !bufs || !lens || !max)
 		return -EINVAL;
-	for (i = 0; i < max; i++) {
-		n = gpuq_chan_recv(ch, (uint8_t *)bufs + (size_t)i * stride, stride,
-				   i ? 0 : timeout_ms);
-		if (n < 0) {
-			if (i)
-				break;
-			return (int)n;
-		}
-		lens[i] = (size_t)n;
-	}
-	return (int)i;
+	return recv_some(ch, bufs, stride, lens, max, timeout_ms);
 }
 
 GPUQ_API int gpuq_chan_fd(gpuq_chan_t *ch)

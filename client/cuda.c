@@ -136,9 +136,12 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 	out->slots = (uint8_t *)dev + GPUQ_CHAN_HDR_SIZE;
 	out->slot_size = (uint32_t)slot_size;
 	out->nslots = nslots;
-	out->stride = GPUQ_CHAN_SLOT_HDR + (uint64_t)slot_size;
+	out->stride = gpuq_chan_stride((uint32_t)slot_size);
+	out->format = gpuq_chan_format((uint32_t)slot_size);
+	out->lap_shift = gpuq_chan_lap_shift(nslots);
 	out->dev_tail = NULL;
 	out->dev_head = NULL;
+	out->dev_rx = NULL;
 	return 0;
 }
 
@@ -206,6 +209,75 @@ GPUQ_CUDA_API int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_c
 	cudaFree(dc->dev_tail);
 	dc->dev_tail = dc->dev_head = NULL;
 	__atomic_store_n(&h->tail_owner, 0, __ATOMIC_RELEASE);
+	r = gpuq_chan_unmap_cuda(ch);
+	return err != cudaSuccess ? cuda_errno(err) : r;
+}
+
+GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
+{
+	struct gpuq_chan_hdr *h;
+	uint32_t none = 0, me = (uint32_t)getpid();
+	uint64_t head;
+	cudaError_t err;
+	void *mem, *d;
+	int r;
+
+	r = gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
+	if (r)
+		return r;
+	h = mem;
+	/* One process's kernels own head: the next position comes from its device memory. */
+	if (!__atomic_compare_exchange_n(&h->rx_owner, &none, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	r = gpuq_chan_map_cuda(ch, out);
+	if (r)
+		goto fail_owner;
+	err = cudaMalloc(&d, sizeof(uint64_t));
+	if (err != cudaSuccess) {
+		r = cuda_errno(err);
+		goto fail_map;
+	}
+	head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+	err = cudaMemcpy(d, &head, sizeof(head), cudaMemcpyHostToDevice);
+	if (err != cudaSuccess) {
+		r = cuda_errno(err);
+		cudaFree(d);
+		goto fail_map;
+	}
+	out->dev_rx = (uint64_t *)d;
+	return 0;
+fail_map:
+	gpuq_chan_unmap_cuda(ch);
+fail_owner:
+	__atomic_store_n(&h->rx_owner, 0, __ATOMIC_RELEASE);
+	return r;
+}
+
+GPUQ_CUDA_API int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc)
+{
+	struct gpuq_chan_hdr *h;
+	uint64_t pos, cur;
+	cudaError_t err;
+	void *mem;
+	int r;
+
+	if (!dc || !dc->dev_rx)
+		return -EINVAL;
+	r = gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
+	if (r)
+		return r;
+	h = mem;
+	/* The kernels published head as they went; make sure it is the last position they took. */
+	err = cudaMemcpy(&pos, dc->dev_rx, sizeof(pos), cudaMemcpyDeviceToHost);
+	if (err == cudaSuccess) {
+		cur = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+		while (cur < pos &&
+		       !__atomic_compare_exchange_n(&h->head, &cur, pos, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			;
+	}
+	cudaFree(dc->dev_rx);
+	dc->dev_rx = NULL;
+	__atomic_store_n(&h->rx_owner, 0, __ATOMIC_RELEASE);
 	r = gpuq_chan_unmap_cuda(ch);
 	return err != cudaSuccess ? cuda_errno(err) : r;
 }

@@ -105,11 +105,14 @@ struct chan *chan_create(struct chan_registry *r, const char *name, uint32_t slo
 	h->slot_size = slot_size;
 	h->nslots = nslots;
 	h->direction = direction;
-	h->stride = GPUQ_CHAN_SLOT_HDR + slot_size;
+	h->stride = gpuq_chan_stride(slot_size);
 	h->slots_off = GPUQ_CHAN_HDR_SIZE;
 	h->total_size = size;
-	for (i = 0; i < nslots; i++)
-		gpuq_chan_slot_at(h, i)->seq = i;
+	h->format = gpuq_chan_format(slot_size);
+	/* SEQ slots start out holding lap -1 (seq = i); TAG slots start zeroed, which no lap matches. */
+	if (h->format == GPUQ_CHAN_FMT_SEQ)
+		for (i = 0; i < nslots; i++)
+			gpuq_chan_slot_at(h, i)->seq = i;
 	h->version = GPUQ_CHAN_VERSION;
 	atomic_thread_fence(memory_order_release);
 	h->magic = GPUQ_CHAN_MAGIC;
@@ -202,12 +205,11 @@ void chan_unref(struct chan_registry *r, struct chan *c)
 static int head_ready(const struct chan *c)
 {
 	uint64_t head = __atomic_load_n(&c->hdr->head, __ATOMIC_ACQUIRE);
-	struct gpuq_chan_slot *s =
-		(struct gpuq_chan_slot *)((uint8_t *)c->hdr + GPUQ_CHAN_HDR_SIZE +
-					  (head & (c->nslots - 1)) *
-						  (uint64_t)(GPUQ_CHAN_SLOT_HDR + c->slot_size));
+	const uint8_t *slot = (const uint8_t *)c->hdr + GPUQ_CHAN_HDR_SIZE +
+			      (head & (c->nslots - 1)) * gpuq_chan_stride(c->slot_size);
 
-	return __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) == head + 1;
+	return gpuq_chan_slot_state(slot, head, gpuq_chan_format(c->slot_size),
+				    gpuq_chan_lap_shift(c->nslots)) == 1;
 }
 
 /*

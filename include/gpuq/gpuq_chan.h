@@ -12,21 +12,37 @@
  *
  * Protocol (a bounded multi-producer multi-consumer queue): positions are
  * free-running 64-bit counters; position p lives in slot p & (nslots - 1).
- * Only senders write a slot's seq; only receivers move head.
- *   - Initially slot i has seq = i (empty) and head = tail = 0.
+ * Only senders write slots; only receivers move head.
  *   - A sender takes position p (atomic add on tail; or a CAS for the "try"
  *     form), waits until p < head + nslots (the slot's last-lap message has
  *     been consumed: when the ring is full it waits, it never overwrites),
- *     writes len and data, makes them visible (system-scope fence), then
- *     stores seq = p + 1.
- *   - A receiver reads head p; the message is there when slot.seq == p + 1;
- *     it copies it out first and then claims it with a CAS head p -> p + 1.
- *     A receiver whose CAS fails drops its copy (another took the message,
- *     and the slot may already be refilled). So every position below head
- *     has been fully read: head is also the count of freed slots, which lets
- *     a sender that caches head send many messages without a read.
+ *     then writes the message so that it is seen as a whole (the formats
+ *     below say how).
+ *   - A receiver reads head p; once the message at p is there it copies it
+ *     out first and then claims it with a CAS head p -> p + 1 (or claims k
+ *     copied messages with one CAS p -> p + k). A receiver whose CAS fails
+ *     drops its copy (another took the message, and the slot may already be
+ *     refilled). So every position below head has been fully read: head is
+ *     also the count of freed slots, which lets a sender that caches head
+ *     send many messages without a read.
  * Order: messages from one sender are received in the order it sent them
  * (its positions increase); messages of different senders interleave.
+ *
+ * Two slot formats; gpuqd picks one from the slot size (gpuq_chan_format):
+ *   - SEQ (slots over GPUQ_CHAN_TAG_MAX bytes): {u64 seq, u32 len, u32 0,
+ *     payload}. Initially slot i has seq = i. A sender writes len and the
+ *     payload, makes them visible (a system-scope fence) and then stores
+ *     seq = p + 1; the message at p is there when seq == p + 1.
+ *   - TAG (small slots): the slot is an array of 8-byte words, each holding
+ *     4 payload bytes (low half) and a 32-bit tag (high half):
+ *     tag = (lap << 16) | len, lap = ((p >> log2(nslots)) + 1) & 0xffff.
+ *     A message of len bytes fills max(1, ceil(len / 8)) 16-byte units
+ *     (two words each; padding bytes are 0), every word carrying the same
+ *     tag. Aligned 8-byte stores are single-copy atomic on the CPU and
+ *     across PCIe, so a receiver that reads every word of the message with
+ *     the tag of position p has all of it: no fence, no separate seq, and a
+ *     GPU reader gets a small message with one load. Memory starts zeroed
+ *     (lap 0 never occurs).
  *
  * Sleeping receivers: a receiver that found nothing for a while sets
  * rx_waiting, re-checks, and sleeps on the channel's eventfd. gpuqd watches
@@ -35,10 +51,15 @@
  */
 
 #define GPUQ_CHAN_MAGIC 0x6e616863u /* "chan" */
-#define GPUQ_CHAN_VERSION 2u
+#define GPUQ_CHAN_VERSION 3u
 #define GPUQ_CHAN_NAME_MAX 64
 #define GPUQ_CHAN_HDR_SIZE 4096u
-#define GPUQ_CHAN_SLOT_HDR 16u
+#define GPUQ_CHAN_SLOT_HDR 16u /* SEQ format: seq, len, 0 */
+#define GPUQ_CHAN_TAG_MAX 256u /* the largest slot of the TAG format */
+
+/* Slot formats, as stored in the header. */
+#define GPUQ_CHAN_FMT_SEQ 1u
+#define GPUQ_CHAN_FMT_TAG 2u
 
 /* Directions, as stored in the header (gpuq.h has the API flags). */
 #define GPUQ_CHAN_DIR_GPU_TO_CPU 1u
@@ -59,10 +80,12 @@ struct gpuq_chan_hdr {
 	uint32_t nslots;    /* a power of two */
 	uint32_t direction;
 	uint32_t tail_owner; /* pid whose GPU keeps the tail in device memory (gpuq_chan_map_cuda_sender), 0: none */
-	uint64_t stride;    /* bytes from one slot to the next: 16 + slot_size */
+	uint64_t stride;    /* bytes from one slot to the next: gpuq_chan_stride() */
 	uint64_t slots_off; /* offset of slot 0 from the header */
 	uint64_t total_size;
-	uint8_t pad0[64 - 48];
+	uint32_t format;   /* GPUQ_CHAN_FMT_*: gpuq_chan_format(slot_size) */
+	uint32_t rx_owner; /* pid whose GPU keeps head in device memory (gpuq_chan_map_cuda_receiver), 0: none */
+	uint8_t pad0[64 - 56];
 	uint64_t tail;       /* next position a sender takes */
 	uint8_t pad1[56];
 	uint64_t head;       /* next position a receiver takes */
@@ -79,16 +102,72 @@ static_assert(sizeof(struct gpuq_chan_hdr) == 320, "channel header layout");
 _Static_assert(sizeof(struct gpuq_chan_hdr) == 320, "channel header layout");
 #endif
 
+/* SEQ format: the slot of position pos, from the header's geometry (trusted only by whoever wrote it). */
 static inline struct gpuq_chan_slot *gpuq_chan_slot_at(struct gpuq_chan_hdr *h, uint64_t pos)
 {
 	return (struct gpuq_chan_slot *)((uint8_t *)h + h->slots_off +
 					 (pos & (uint64_t)(h->nslots - 1)) * h->stride);
 }
 
+/* The slot format gpuqd gives a channel of slot_size bytes per slot. */
+static inline uint32_t gpuq_chan_format(uint32_t slot_size)
+{
+	return slot_size <= GPUQ_CHAN_TAG_MAX ? GPUQ_CHAN_FMT_TAG : GPUQ_CHAN_FMT_SEQ;
+}
+
+/* Bytes from one slot to the next. */
+static inline uint64_t gpuq_chan_stride(uint32_t slot_size)
+{
+	return gpuq_chan_format(slot_size) == GPUQ_CHAN_FMT_TAG ? 2ull * slot_size
+								 : GPUQ_CHAN_SLOT_HDR + (uint64_t)slot_size;
+}
+
 /* Size of the shared memory for a channel of nslots slots of slot_size bytes. */
 static inline uint64_t gpuq_chan_size(uint32_t slot_size, uint32_t nslots)
 {
-	return GPUQ_CHAN_HDR_SIZE + (uint64_t)nslots * (GPUQ_CHAN_SLOT_HDR + slot_size);
+	return GPUQ_CHAN_HDR_SIZE + (uint64_t)nslots * gpuq_chan_stride(slot_size);
+}
+
+/* log2(nslots), for the TAG format's lap. */
+static inline unsigned gpuq_chan_lap_shift(uint32_t nslots)
+{
+	unsigned s = 0;
+
+	while ((1u << s) < nslots)
+		s++;
+	return s;
+}
+
+/* TAG format: the tag of a message of len bytes at position pos. */
+static inline uint32_t gpuq_chan_tag(uint64_t pos, unsigned lap_shift, uint32_t len)
+{
+	return ((uint32_t)((pos >> lap_shift) + 1) << 16) | len;
+}
+
+/*
+ * Is the message at pos in slot (the slot's address, from the reader's own
+ * geometry)? 1: there (for TAG: its first unit; the rest is checked as it
+ * is copied), 0: not yet, -1: the slot holds a later lap (head moved on).
+ * For CPU readers; kernels use gpuq_device.cuh.
+ */
+static inline int gpuq_chan_slot_state(const void *slot, uint64_t pos, uint32_t format, unsigned lap_shift)
+{
+	if (format == GPUQ_CHAN_FMT_TAG) {
+		uint64_t w = __atomic_load_n((const uint64_t *)slot, __ATOMIC_ACQUIRE);
+		int16_t d = (int16_t)((uint16_t)(w >> 48) - (uint16_t)((pos >> lap_shift) + 1));
+
+		return d == 0 ? 1 : d < 0 ? 0 : -1;
+	} else {
+		int64_t d = (int64_t)(__atomic_load_n((const uint64_t *)slot, __ATOMIC_ACQUIRE) - (pos + 1));
+
+		return d == 0 ? 1 : d < 0 ? 0 : -1;
+	}
+}
+
+/* TAG format: 16-byte units a message of len bytes fills. */
+static inline uint32_t gpuq_chan_tag_units(uint32_t len)
+{
+	return len ? (len + 7) / 8 : 1;
 }
 
 #endif

@@ -93,6 +93,19 @@ int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
 int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
 int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 
+/*
+ * Like gpuq_chan_map_cuda, for a process whose kernels receive on ch (a
+ * CPU-to-GPU channel): the next position to receive lives in device
+ * memory, so a receive claims its message with a device atomic and tells
+ * the senders with one posted write, instead of a compare-and-swap across
+ * the bus. Any number of the process's threads may receive. Only one
+ * process at a time may map a channel this way (-EBUSY otherwise), and
+ * meanwhile CPU receivers on it get -EBUSY. Unmap with
+ * gpuq_chan_unmap_cuda_receiver after the kernels finished.
+ */
+int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
+int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,8 @@ struct gpuq_dev_chan {
 	uint32_t slot_size;        /* payload bytes per slot */
 	uint32_t nslots;           /* a power of two */
 	uint64_t stride;           /* bytes from one slot to the next */
+	uint32_t format;           /* GPUQ_CHAN_FMT_SEQ or GPUQ_CHAN_FMT_TAG (gpuq_chan.h) */
+	uint32_t lap_shift;        /* log2(nslots) */
 	/*
 	 * Set by gpuq_chan_map_cuda_sender, else NULL: device memory holding
 	 * the positions this process's kernels take, and the last head they
@@ -25,6 +27,12 @@ struct gpuq_dev_chan {
 	 */
 	uint64_t *dev_tail;
 	uint64_t *dev_head;
+	/*
+	 * Set by gpuq_chan_map_cuda_receiver, else NULL: device memory holding
+	 * the next position this process's kernels receive, so a receive
+	 * claims its message without an atomic across the bus.
+	 */
+	uint64_t *dev_rx;
 };
 
 #endif

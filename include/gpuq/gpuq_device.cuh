@@ -69,15 +69,80 @@ GPUQ_DEV uint64_t load_relaxed(uint64_t *p)
 #endif
 }
 
-/* Makes everything this thread wrote before visible to the host (fence.sys), then publishes v. */
-GPUQ_DEV void store_release(uint64_t *p, uint64_t v)
+/* Makes everything this thread (and, after a warp barrier, its warp) wrote visible system-wide (fence.sc.sys). */
+GPUQ_DEV void fence_system()
 {
 #ifdef __CUDA_ARCH__
 	__threadfence_system();
-	cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).store(v, cuda::memory_order_release);
 #else
-	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 #endif
+}
+
+GPUQ_DEV void store_relaxed(uint64_t *p, uint64_t v)
+{
+#ifdef __CUDA_ARCH__
+	cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).store(v, cuda::memory_order_relaxed);
+#else
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+#endif
+}
+
+/*
+ * Raises *p to v (system scope) without waiting for the result: how a
+ * receiver mapping publishes head. It is issued after the instructions
+ * that consumed the message's loads (GPUs issue in order, and an
+ * instruction that uses a loaded value waits for it), so it cannot reach
+ * the host before the reads of the slot it frees have completed.
+ */
+GPUQ_DEV void publish_max(uint64_t *p, uint64_t v)
+{
+#ifdef __CUDA_ARCH__
+	asm volatile("red.relaxed.sys.global.max.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+#else
+	uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+
+	while (cur < v && !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
+#endif
+}
+
+/* TAG format: one 16-byte unit {d0, tag, d1, tag}, two single-copy-atomic 8-byte words. */
+struct unit {
+	uint32_t d0, t0, d1, t1;
+};
+
+GPUQ_DEV void store_unit(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag)
+{
+#ifdef __CUDA_ARCH__
+	asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(d0), "r"(tag), "r"(d1),
+		     "r"(tag)
+		     : "memory");
+#else
+	__atomic_store_n((uint64_t *)p + 1, ((uint64_t)tag << 32) | d1, __ATOMIC_RELAXED);
+	__atomic_store_n((uint64_t *)p, ((uint64_t)tag << 32) | d0, __ATOMIC_RELAXED);
+#endif
+}
+
+/* Reads a unit past every cache (the slot is rewritten each lap). */
+GPUQ_DEV unit load_unit(const uint8_t *p)
+{
+	unit u;
+#ifdef __CUDA_ARCH__
+	asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+		     : "=r"(u.d0), "=r"(u.t0), "=r"(u.d1), "=r"(u.t1)
+		     : "l"(p)
+		     : "memory");
+#else
+	uint64_t w0 = __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+	uint64_t w1 = __atomic_load_n((const uint64_t *)p + 1, __ATOMIC_ACQUIRE);
+
+	u.d0 = (uint32_t)w0;
+	u.t0 = (uint32_t)(w0 >> 32);
+	u.d1 = (uint32_t)w1;
+	u.t1 = (uint32_t)(w1 >> 32);
+#endif
+	return u;
 }
 
 GPUQ_DEV uint64_t fetch_add(uint64_t *p, uint64_t v)
@@ -168,7 +233,7 @@ GPUQ_DEV uint32_t *slot_len(uint8_t *slot)
 	return (uint32_t *)(slot + 8);
 }
 
-/* Copies a message into a slot's payload (16-byte aligned): 16-byte stores where the source allows. */
+/* Copies a message into a SEQ slot's payload (16-byte aligned): 16-byte stores where the source allows. */
 GPUQ_DEV void put_bytes(uint8_t *dst, const void *src, uint32_t len)
 {
 #ifdef __CUDA_ARCH__
@@ -189,7 +254,7 @@ GPUQ_DEV void put_bytes(uint8_t *dst, const void *src, uint32_t len)
 #endif
 }
 
-/* Copies a payload out of a slot, past every cache (ld.cv: the slot is rewritten each lap). */
+/* Copies a SEQ payload out of a slot, past every cache (ld.cv: the slot is rewritten each lap). */
 GPUQ_DEV void get_bytes(void *dst, const uint8_t *src, uint32_t len)
 {
 #ifdef __CUDA_ARCH__
@@ -251,15 +316,107 @@ GPUQ_DEV void wait_room(const gpuq_dev_chan &c, uint64_t pos)
 		backoff(&n);
 }
 
-/* Fills position pos, already taken: waits for room, writes, publishes (seq = pos + 1). */
-GPUQ_DEV void put(const gpuq_dev_chan &c, uint64_t pos, const void *msg, uint32_t len)
+/* TAG format: the tag of a message of len bytes at pos. */
+GPUQ_DEV uint32_t tag_of(const gpuq_dev_chan &c, uint64_t pos, uint32_t len)
+{
+	return ((uint32_t)((pos >> c.lap_shift) + 1) << 16) | len;
+}
+
+/* Bytes off..off+3 of a message of len bytes as a little-endian word, zero past len. */
+GPUQ_DEV uint32_t word_at(const uint8_t *m, uint32_t off, uint32_t len)
+{
+	uint32_t w = 0;
+
+	if (off + 4 <= len && ((uintptr_t)m & 3) == 0)
+		return *(const uint32_t *)(m + off);
+	for (uint32_t i = 0; i < 4 && off + i < len; i++)
+		w |= (uint32_t)m[off + i] << (8 * i);
+	return w;
+}
+
+/* TAG format: writes the message at pos (room already there). Needs no fence: every word carries the tag. */
+GPUQ_DEV void put_tag(const gpuq_dev_chan &c, uint64_t pos, const void *msg, uint32_t len)
+{
+	uint8_t *slot = slot_at(c, pos);
+	const uint8_t *m = (const uint8_t *)msg;
+	uint32_t tag = tag_of(c, pos, len), units = len ? (len + 7) / 8 : 1;
+
+	/* Unit 0 last: a CPU reader that sees it sees the rest (the GPU gives no such order; readers check every unit). */
+	for (uint32_t u = units; u-- > 0;)
+		store_unit(slot + 16 * u, word_at(m, 8 * u, len), word_at(m, 8 * u + 4, len), tag);
+}
+
+/* SEQ format: writes len and payload at pos (room already there); the caller fences and publishes. */
+GPUQ_DEV void put_seq_data(const gpuq_dev_chan &c, uint64_t pos, const void *msg, uint32_t len)
 {
 	uint8_t *slot = slot_at(c, pos);
 
-	wait_room(c, pos);
 	*slot_len(slot) = len;
 	put_bytes(slot + GPUQ_CHAN_SLOT_HDR, msg, len);
-	store_release(slot_seq(slot), pos + 1);
+}
+
+/* Fills position pos, already taken: waits for room, writes, publishes. */
+GPUQ_DEV void put(const gpuq_dev_chan &c, uint64_t pos, const void *msg, uint32_t len)
+{
+	wait_room(c, pos);
+	if (c.format == GPUQ_CHAN_FMT_TAG) {
+		put_tag(c, pos, msg, len);
+		return;
+	}
+	put_seq_data(c, pos, msg, len);
+	fence_system();
+	store_relaxed(slot_seq(slot_at(c, pos)), pos + 1);
+}
+
+/*
+ * Reads the message at h into buf (cap bytes) if it is all there.
+ * Returns 1 (copied; *len is its length), 0 (not there yet) or -1 (the
+ * slot already holds a later lap: head moved on).
+ */
+GPUQ_DEV int read_at(const gpuq_dev_chan &c, uint64_t h, void *buf, uint32_t cap, uint32_t *len)
+{
+	uint8_t *slot = slot_at(c, h), *d = (uint8_t *)buf;
+
+	if (c.format == GPUQ_CHAN_FMT_TAG) {
+		unit u = load_unit(slot);
+		int16_t lap = (int16_t)((uint16_t)(u.t0 >> 16) - (uint16_t)((h >> c.lap_shift) + 1));
+		uint32_t l, units, n;
+
+		if (lap != 0)
+			return lap < 0 ? 0 : -1;
+		if (u.t1 != u.t0)
+			return 0; /* the unit's second word is still on its way */
+		uint32_t tag = u.t0;
+
+		l = tag & 0xffff;
+		if (l > c.slot_size)
+			l = c.slot_size; /* the sender's word: never past the slot */
+		units = l ? (l + 7) / 8 : 1;
+		n = l < cap ? l : cap;
+		for (uint32_t k = 0; k < units; k++) {
+			if (k) {
+				u = load_unit(slot + 16 * k);
+				if (u.t0 != tag || u.t1 != tag)
+					return 0; /* on its way, or a torn read beside a newer lap */
+			}
+			uint32_t w[2] = {u.d0, u.d1};
+			for (uint32_t i = 0; i < 8 && 8 * k + i < n; i++)
+				d[8 * k + i] = (uint8_t)(w[i / 4] >> (8 * (i % 4)));
+		}
+		*len = l;
+		return 1;
+	}
+	int64_t dd = (int64_t)(load_acquire(slot_seq(slot)) - (h + 1));
+
+	if (dd != 0)
+		return dd < 0 ? 0 : -1;
+	uint32_t l = load_u32(slot_len(slot));
+
+	if (l > c.slot_size)
+		l = c.slot_size;
+	get_bytes(buf, slot + GPUQ_CHAN_SLOT_HDR, l < cap ? l : cap);
+	*len = l;
+	return 1;
 }
 
 /* The receive loop of gpuq_dev_recv (wait) and gpuq_dev_try_recv. */
@@ -268,27 +425,46 @@ GPUQ_DEV int recv(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool wait)
 	unsigned n = 0;
 
 	for (;;) {
-		uint64_t h = load_relaxed(&c.hdr->head);
-		uint8_t *slot = slot_at(c, h);
-		int64_t d = (int64_t)(load_acquire(slot_seq(slot)) - (h + 1));
+		uint64_t h;
+		uint32_t len = 0;
 
-		if (d == 0) {
-			uint32_t len = load_u32(slot_len(slot));
+		if (!c.dev_rx)
+			h = load_relaxed(&c.hdr->head);
+		else
+#ifdef __CUDA_ARCH__
+			h = cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_rx).load(
+				cuda::memory_order_acquire);
+#else
+			h = __atomic_load_n(c.dev_rx, __ATOMIC_ACQUIRE);
+#endif
+		int st = read_at(c, h, buf, cap, &len);
 
-			if (len > c.slot_size)
-				len = c.slot_size; /* the sender's word: never past the slot */
-			/* Copy first, then claim; a lost claim means the copy may be torn: drop it. */
-			get_bytes(buf, slot + GPUQ_CHAN_SLOT_HDR, len < cap ? len : cap);
+		if (st == 1) {
+			/* Copied first, now claimed; a lost claim means the copy may be torn: drop it. */
+			if (c.dev_rx) {
+#ifdef __CUDA_ARCH__
+				uint64_t e = h;
+				if (!cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_rx)
+					     .compare_exchange_strong(e, h + 1, cuda::memory_order_acq_rel))
+					continue;
+#else
+				if (!__atomic_compare_exchange_n(c.dev_rx, &h, h + 1, false, __ATOMIC_ACQ_REL,
+								 __ATOMIC_RELAXED))
+					continue;
+#endif
+				publish_max(&c.hdr->head, h + 1);
+				return (int)len;
+			}
 			if (!cas_acq_rel(&c.hdr->head, h, h + 1))
 				continue; /* another receiver took it */
 			return (int)len;
 		}
-		if (d < 0) { /* not published yet: empty, or its sender is still writing */
+		if (st == 0) { /* not published yet: empty, or its sender is still writing */
 			if (!wait)
 				return -EAGAIN;
 			backoff(&n);
 		}
-		/* d > 0: head moved on under us; reload it. */
+		/* st < 0: head moved on under us; reload it. */
 	}
 }
 
@@ -299,6 +475,35 @@ GPUQ_DEV unsigned lane_id()
 
 	asm volatile("mov.u32 %0, %%laneid;" : "=r"(l));
 	return l;
+}
+
+/*
+ * SEQ format, the lanes of vmask together: the warp copies each lane's
+ * message in turn with coalesced 16-byte stores (a lane alone would write
+ * 16 bytes to each of 32 places per store, which the bus carries at a
+ * quarter of its speed), then one fence publishes them all. Every message
+ * must be in global memory, 16-byte aligned; room must already be there.
+ */
+__device__ __forceinline__ void put_seq_warp(const gpuq_dev_chan &c, uint64_t pos, const void *msg, uint32_t len,
+					     unsigned vmask)
+{
+	unsigned lane = lane_id(), rank = __popc(vmask & ((1u << lane) - 1)), nact = __popc(vmask);
+
+	for (unsigned m = vmask; m; m &= m - 1) {
+		int src = __ffs(m) - 1;
+		const uint8_t *p = (const uint8_t *)__shfl_sync(vmask, (unsigned long long)msg, src);
+		uint32_t l = __shfl_sync(vmask, len, src);
+		uint8_t *d = slot_at(c, __shfl_sync(vmask, (unsigned long long)pos, src)) + GPUQ_CHAN_SLOT_HDR;
+
+		for (uint32_t k = rank; k < l / 16; k += nact)
+			((uint4 *)d)[k] = ((const uint4 *)p)[k];
+		for (uint32_t b = (l & ~15u) + rank; b < l; b += nact)
+			d[b] = p[b];
+	}
+	*slot_len(slot_at(c, pos)) = len;
+	__syncwarp(vmask);
+	fence_system(); /* cumulative: covers what the other lanes wrote before the barrier */
+	store_relaxed(slot_seq(slot_at(c, pos)), pos + 1);
 }
 
 /* Warp-aggregated send for the lanes in mask (all of which must call it together). */
@@ -315,7 +520,18 @@ __device__ __forceinline__ int send_lanes(const gpuq_dev_chan &c, const void *ms
 	if (lane == leader)
 		base = take(c, __popc(vmask));
 	base = __shfl_sync(vmask, base, leader);
-	put(c, base + __popc(vmask & ((1u << lane) - 1)), msg, len);
+	uint64_t pos = base + __popc(vmask & ((1u << lane) - 1));
+	if (c.format == GPUQ_CHAN_FMT_SEQ) {
+		bool big = len >= 256, coop = __isGlobal(msg) && ((uintptr_t)msg & 15) == 0;
+
+		if (__any_sync(vmask, big) && __all_sync(vmask, coop)) {
+			wait_room(c, pos);
+			__syncwarp(vmask); /* every lane's slot is free before any lane writes */
+			put_seq_warp(c, pos, msg, len, vmask);
+			return 0;
+		}
+	}
+	put(c, pos, msg, len);
 	return 0;
 }
 #endif
@@ -382,8 +598,25 @@ GPUQ_DEV int gpuq_dev_send_batch(gpuq_dev_chan c, const void *msgs, uint32_t msg
 	if (!n)
 		return 0;
 	uint64_t base = gpuq_detail::take(c, n);
-	for (i = 0; i < n; i++)
-		gpuq_detail::put(c, base + i, (const uint8_t *)msgs + (uint64_t)i * msg_stride, lens[i]);
+	if (c.format == GPUQ_CHAN_FMT_TAG) {
+		for (i = 0; i < n; i++)
+			gpuq_detail::put(c, base + i, (const uint8_t *)msgs + (uint64_t)i * msg_stride, lens[i]);
+		return 0;
+	}
+	/* SEQ: write a ring's worth, then one fence publishes the lot. */
+	for (uint32_t first = 0; first < n; first += c.nslots) {
+		uint32_t end = n - first < c.nslots ? n : first + c.nslots;
+
+		for (i = first; i < end; i++) {
+			gpuq_detail::wait_room(c, base + i);
+			gpuq_detail::put_seq_data(c, base + i, (const uint8_t *)msgs + (uint64_t)i * msg_stride,
+						  lens[i]);
+		}
+		gpuq_detail::fence_system();
+		for (i = first; i < end; i++)
+			gpuq_detail::store_relaxed(gpuq_detail::slot_seq(gpuq_detail::slot_at(c, base + i)),
+						   base + i + 1);
+	}
 	return 0;
 }
 

@@ -75,10 +75,23 @@ static void checker_init(struct checker *k, uint32_t nsenders, uint32_t per)
 static void checker_add(struct checker *k, const struct chan_test_msg *m, ssize_t len)
 {
 	k->got++;
-	if (len != (ssize_t)sizeof(*m) || m->sender >= k->nsenders || m->seq >= k->per ||
+	if (len < (ssize_t)sizeof(*m) || m->sender >= k->nsenders || m->seq >= k->per ||
 	    m->sum != chan_test_sum(m->sender, m->seq) || m->nsum != ~m->sum) {
 		k->bad++;
 		return;
+	}
+	if (len != (ssize_t)sizeof(*m)) { /* mode 4: a long message; every byte must be right */
+		const uint8_t *b = (const uint8_t *)m;
+
+		if (len != (ssize_t)chan_test_big_len(m->sender, m->seq)) {
+			k->bad++;
+			return;
+		}
+		for (ssize_t j = sizeof(*m); j < len; j++)
+			if (b[j] != chan_test_byte(m->sender, m->seq, (uint32_t)j)) {
+				k->bad++;
+				return;
+			}
 	}
 	/* One receiver at a time: each sender's messages come exactly in order, so this also finds loss and duplicates. */
 	if (m->seq != k->next[m->sender])
@@ -114,20 +127,22 @@ static uint32_t senders_done(gpuq_chan_t *ch)
  * the messages: the kernel waits on the CPU) and receives everything on the
  * CPU while it runs, alternating gpuq_chan_recv and gpuq_chan_recv_batch.
  */
-static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned per, unsigned nslots)
+static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned per, unsigned nslots, unsigned slot)
 {
 	gpuq_t *q = connect_ok("test_chan_gpu");
 	gpuq_chan_t *ch = NULL;
 	struct gpuq_dev_chan dc;
 	struct checker k;
-	struct chan_test_msg batch[64];
+	static _Alignas(16) uint8_t batch[64][CHAN_TEST_BIG_MAX], one[CHAN_TEST_BIG_MAX];
 	size_t lens[64];
 	uint64_t total = (uint64_t)blocks * threads * per;
 	char name[32];
 	int n, i;
 
-	snprintf(name, sizeof(name), "stream%d", mode);
-	ck_assert_int_eq(gpuq_chan_create(q, name, sizeof(struct chan_test_msg), nslots, GPUQ_CHAN_GPU_TO_CPU, &ch),
+	snprintf(name, sizeof(name), "stream%d.%u", mode, slot);
+	/* slot 0: the message's own size (the TAG format); 1024: the SEQ format. */
+	ck_assert_int_eq(gpuq_chan_create(q, name, slot ? slot : sizeof(struct chan_test_msg), nslots,
+					  GPUQ_CHAN_GPU_TO_CPU, &ch),
 			 0);
 	/* Mode 0 sends through the ring's tail; the others through a sender mapping's device counters. */
 	if (mode == 0)
@@ -138,16 +153,15 @@ static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned pe
 	CK_CUDA(chan_test_produce(dc, blocks, threads, per, mode, 0));
 	while (k.got < total) {
 		if (k.got & 1) {
-			struct chan_test_msg m;
-			ssize_t r = gpuq_chan_recv(ch, &m, sizeof(m), TIMEOUT_MS);
+			ssize_t r = gpuq_chan_recv(ch, one, sizeof(one), TIMEOUT_MS);
 
 			ck_assert_msg(r > 0, "recv after %llu: %s", (unsigned long long)k.got, strerror((int)-r));
-			checker_add(&k, &m, r);
+			checker_add(&k, (const struct chan_test_msg *)one, r);
 		} else {
 			n = gpuq_chan_recv_batch(ch, batch, sizeof(batch[0]), lens, 64, TIMEOUT_MS);
 			ck_assert_msg(n > 0, "recv_batch after %llu: %s", (unsigned long long)k.got, strerror(-n));
 			for (i = 0; i < n; i++)
-				checker_add(&k, &batch[i], (ssize_t)lens[i]);
+				checker_add(&k, (const struct chan_test_msg *)batch[i], (ssize_t)lens[i]);
 		}
 	}
 	CK_CUDA(cudaDeviceSynchronize());
@@ -169,32 +183,48 @@ static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned pe
 	gpuq_close(q);
 }
 
+/* Loop tests: _i 0 uses slots of the message's size (TAG format), 1 slots of 1 KiB (SEQ format). */
+#define SLOT(i) ((i) ? CHAN_TEST_BIG_MAX : 0u)
+
 /* 64 blocks x 128 threads, single-thread sends, through 1024 slots. */
 START_TEST(test_stream_single)
 {
-	stream_case(0, 64, 128, 16, 1024);
+	stream_case(0, 64, 128, 16, 1024, SLOT(_i));
 }
 END_TEST
 
 /* Full warps, send_warp, through a ring of 256: whole warps wait for room. */
 START_TEST(test_stream_warp)
 {
-	stream_case(1, 64, 128, 32, 256);
+	stream_case(1, 64, 128, 32, 256, SLOT(_i));
 }
 END_TEST
 
 /* Warp and single senders mixed in one ring, and send_active from half-warps. */
 START_TEST(test_stream_mixed)
 {
-	stream_case(2, 96, 256, 8, 512);
-	stream_case(3, 32, 64, 16, 128);
+	stream_case(2, 96, 256, 8, 512, SLOT(_i));
+	stream_case(3, 32, 64, 16, 128, SLOT(_i));
 }
 END_TEST
 
-/* CPU -> persistent kernel -> CPU: work items in on one channel, results back on another. */
+/* Long messages (256..1024 B) from global memory: the warp copies each lane's message together. */
+START_TEST(test_stream_long)
+{
+	stream_case(4, 32, 128, 16, 256, CHAN_TEST_BIG_MAX);
+}
+END_TEST
+
+/*
+ * CPU -> persistent kernel -> CPU: work items in on one channel, results
+ * back on another. _i bit 0: through a receiver mapping (in) and a sender
+ * mapping (out); bit 1: 512-byte slots (SEQ format) instead of small ones.
+ */
 START_TEST(test_persistent)
 {
 	enum { BLOCKS = 16, WARPS = 2, ITEMS = 50000 };
+	int mapped = _i & 1;
+	size_t extra = (_i & 2) ? 512 : 0;
 	gpuq_t *q = connect_ok("test_chan_gpu");
 	gpuq_chan_t *in = NULL, *out = NULL;
 	struct gpuq_dev_chan din, dout;
@@ -202,12 +232,24 @@ START_TEST(test_persistent)
 	uint32_t sent = 0, got = 0, stops = 0, bad = 0;
 
 	ck_assert_ptr_nonnull(done);
-	ck_assert_int_eq(gpuq_chan_create(q, "work", sizeof(struct chan_test_work), 256, GPUQ_CHAN_CPU_TO_GPU, &in), 0);
-	ck_assert_int_eq(gpuq_chan_create(q, "results", sizeof(struct chan_test_result), 256, GPUQ_CHAN_GPU_TO_CPU,
-					  &out),
+	ck_assert_int_eq(gpuq_chan_create(q, "work", sizeof(struct chan_test_work) + extra, 256, GPUQ_CHAN_CPU_TO_GPU,
+					  &in),
 			 0);
-	ck_assert_int_eq(gpuq_chan_map_cuda(in, &din), 0);
-	ck_assert_int_eq(gpuq_chan_map_cuda(out, &dout), 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "results", sizeof(struct chan_test_result) + extra, 256,
+					  GPUQ_CHAN_GPU_TO_CPU, &out),
+			 0);
+	if (mapped) {
+		struct chan_test_work w;
+
+		ck_assert_int_eq(gpuq_chan_map_cuda_receiver(in, &din), 0);
+		ck_assert_int_eq(gpuq_chan_map_cuda_receiver(in, &dout), -EBUSY);
+		ck_assert_int_eq(gpuq_chan_map_cuda_sender(out, &dout), 0);
+		/* The GPU owns the work channel's head: CPU receivers are refused. */
+		ck_assert_int_eq(gpuq_chan_recv(in, &w, sizeof(w), 0), -EBUSY);
+	} else {
+		ck_assert_int_eq(gpuq_chan_map_cuda(in, &din), 0);
+		ck_assert_int_eq(gpuq_chan_map_cuda(out, &dout), 0);
+	}
 	CK_CUDA(chan_test_worker(din, dout, BLOCKS, WARPS, 0));
 	/* One thread feeds and drains without blocking on either ring: both are far smaller than the work. */
 	while (got < ITEMS) {
@@ -243,8 +285,20 @@ START_TEST(test_persistent)
 	ck_assert_int_eq(gpuq_chan_recv(out, &(struct chan_test_result){ 0 }, sizeof(struct chan_test_result), 0),
 			 -EAGAIN);
 	free(done);
-	ck_assert_int_eq(gpuq_chan_unmap_cuda(in), 0);
-	ck_assert_int_eq(gpuq_chan_unmap_cuda(out), 0);
+	if (mapped) {
+		struct chan_test_work w = { 1, 2 };
+
+		ck_assert_int_eq(gpuq_chan_unmap_cuda_receiver(in, &din), 0);
+		ck_assert_int_eq(gpuq_chan_unmap_cuda_sender(out, &dout), 0);
+		/* Head handed back: every item was taken, and the CPU may receive again. */
+		ck_assert_int_eq(gpuq_chan_recv(in, &w, sizeof(w), 0), -EAGAIN);
+		ck_assert_int_eq(gpuq_chan_send(in, &w, sizeof(w), 0), sizeof(w));
+		ck_assert_int_eq(gpuq_chan_recv(in, &w, sizeof(w), 0), sizeof(w));
+		ck_assert_uint_eq(w.id, 1);
+	} else {
+		ck_assert_int_eq(gpuq_chan_unmap_cuda(in), 0);
+		ck_assert_int_eq(gpuq_chan_unmap_cuda(out), 0);
+	}
 	gpuq_chan_close(in);
 	gpuq_chan_close(out);
 	gpuq_close(q);
@@ -373,10 +427,11 @@ static Suite *chan_gpu_suite(void)
 
 	tcase_add_checked_fixture(tc, start, stop);
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_stream_single);
-	tcase_add_test(tc, test_stream_warp);
-	tcase_add_test(tc, test_stream_mixed);
-	tcase_add_test(tc, test_persistent);
+	tcase_add_loop_test(tc, test_stream_single, 0, 2);
+	tcase_add_loop_test(tc, test_stream_warp, 0, 2);
+	tcase_add_loop_test(tc, test_stream_mixed, 0, 2);
+	tcase_add_test(tc, test_stream_long);
+	tcase_add_loop_test(tc, test_persistent, 0, 4);
 	tcase_add_test(tc, test_leftover);
 	tcase_add_test(tc, test_receiver_handover);
 	suite_add_tcase(s, tc);

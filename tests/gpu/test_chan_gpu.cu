@@ -31,6 +31,30 @@ __global__ void produce_kernel(gpuq_dev_chan c, unsigned per_thread, int mode)
 		gpuq_dev_chan_done(c);
 }
 
+__global__ void produce_big_kernel(gpuq_dev_chan c, unsigned per_thread, uint8_t *scratch)
+{
+	uint32_t sender = blockIdx.x * blockDim.x + threadIdx.x;
+	uint8_t *my = scratch + (size_t)sender * CHAN_TEST_BIG_MAX;
+
+	for (uint32_t i = 0; i < per_thread; i++) {
+		chan_test_msg m;
+		uint32_t len = chan_test_big_len(sender, i);
+
+		m.sender = sender;
+		m.seq = i;
+		m.sum = chan_test_sum(sender, i);
+		m.nsum = ~m.sum;
+		m.pad = 0;
+		memcpy(my, &m, sizeof(m));
+		for (uint32_t j = sizeof(m); j < len; j++)
+			my[j] = chan_test_byte(sender, i, j);
+		gpuq_dev_send_warp(c, my, len);
+	}
+	__syncthreads();
+	if (threadIdx.x == 0)
+		gpuq_dev_chan_done(c);
+}
+
 __global__ void worker_kernel(gpuq_dev_chan in, gpuq_dev_chan out)
 {
 	uint32_t worker = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
@@ -50,6 +74,23 @@ __global__ void worker_kernel(gpuq_dev_chan in, gpuq_dev_chan out)
 extern "C" cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads,
 					 unsigned per_thread, int mode, cudaStream_t stream)
 {
+	if (mode == 4) {
+		static uint8_t *scratch;
+		static size_t have;
+		size_t need = (size_t)blocks * threads * CHAN_TEST_BIG_MAX;
+
+		if (have < need) {
+			cudaFree(scratch);
+			scratch = NULL;
+			have = 0;
+			cudaError_t e = cudaMalloc(&scratch, need);
+			if (e != cudaSuccess)
+				return e;
+			have = need;
+		}
+		produce_big_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, scratch);
+		return cudaGetLastError();
+	}
 	produce_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, mode);
 	return cudaGetLastError();
 }

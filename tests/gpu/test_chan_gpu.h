@@ -30,6 +30,23 @@ static inline uint64_t chan_test_sum(uint32_t sender, uint32_t seq)
 	return x ^ (x >> 29);
 }
 
+/* Mode 4's messages: a chan_test_msg, then bytes chan_test_byte(), chan_test_big_len() long in all (256..1024). */
+#define CHAN_TEST_BIG_MAX 1024u
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline uint32_t chan_test_big_len(uint32_t sender, uint32_t seq)
+{
+	return 256u + (sender * 13u + seq * 37u) % 769u;
+}
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline uint8_t chan_test_byte(uint32_t sender, uint32_t seq, uint32_t i)
+{
+	return (uint8_t)(sender * 31u + seq * 7u + i * 3u);
+}
+
 /* Work items and results of the persistent worker. id CHAN_TEST_STOP ends a worker. */
 #define CHAN_TEST_STOP 0xffffffffu
 struct chan_test_work {
@@ -47,7 +64,9 @@ struct chan_test_result {
  * blocks x threads senders (threads a multiple of 32), each sending
  * per_thread messages. mode 0: gpuq_dev_send; 1: gpuq_dev_send_warp; 2:
  * even blocks warp, odd blocks single; 3: gpuq_dev_send_active from odd
- * lanes only. Thread 0 of each block calls gpuq_dev_chan_done at the end.
+ * lanes only; 4: gpuq_dev_send_warp of mode 4's long messages, built in
+ * global memory (the warp copies them together). Thread 0 of each block
+ * calls gpuq_dev_chan_done at the end.
  */
 cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads, unsigned per_thread,
 			      int mode, cudaStream_t stream);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -45,6 +46,9 @@ struct msg {
 	uint64_t check;
 	uint8_t fill[48];
 };
+
+/* Slot sizes of the loop tests: _i 0 gives the TAG format (small slots), 1 the SEQ format. */
+#define SLOT(i) ((i) ? 1024u : (unsigned)sizeof(struct msg))
 
 static uint64_t mix(uint32_t s, uint32_t n)
 {
@@ -119,24 +123,25 @@ START_TEST(send_recv_and_sizes)
 {
 	gpuq_t *q = session();
 	gpuq_chan_t *tx, *rx;
-	char buf[256], big[300];
+	char buf[1024], big[1100];
+	unsigned slot = _i ? 1024 : 256;
 	ssize_t n;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "pipe", 256, 16, GPUQ_CHAN_CPU_TO_GPU, &tx), 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "pipe", slot, 16, GPUQ_CHAN_CPU_TO_GPU, &tx), 0);
 	ck_assert_int_eq(gpuq_chan_open(q, "pipe", GPUQ_CHAN_RECV, &rx), 0);
 	ck_assert_int_eq(gpuq_chan_recv(rx, buf, sizeof(buf), 0), -EAGAIN);
 	ck_assert_int_eq(gpuq_chan_recv(rx, buf, sizeof(buf), 30), -ETIMEDOUT);
 	memset(big, 'x', sizeof(big));
-	ck_assert_int_eq(gpuq_chan_send(tx, big, 257, 0), -EMSGSIZE);
+	ck_assert_int_eq(gpuq_chan_send(tx, big, slot + 1, 0), -EMSGSIZE);
 	ck_assert_int_eq(gpuq_chan_send(tx, "hello", 5, 0), 5);
-	ck_assert_int_eq(gpuq_chan_send(tx, big, 256, 0), 256);
+	ck_assert_int_eq(gpuq_chan_send(tx, big, slot, 0), (ssize_t)slot);
 	ck_assert_int_eq(gpuq_chan_send(tx, "", 0, 0), 0);
 	n = gpuq_chan_recv(rx, buf, sizeof(buf), 1000);
 	ck_assert_int_eq(n, 5);
 	ck_assert_mem_eq(buf, "hello", 5);
 	/* A short buffer gets the start; the return value says how long it was. */
 	n = gpuq_chan_recv(rx, buf, 10, 1000);
-	ck_assert_int_eq(n, 256);
+	ck_assert_int_eq(n, (ssize_t)slot);
 	ck_assert_mem_eq(buf, big, 10);
 	ck_assert_int_eq(gpuq_chan_recv(rx, buf, sizeof(buf), 1000), 0);
 	gpuq_chan_close(rx);
@@ -152,7 +157,7 @@ START_TEST(full_ring_backpressure)
 	struct msg m;
 	int i;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "tiny", sizeof(m), 4, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "tiny", SLOT(_i), 4, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
 	for (i = 0; i < 4; i++) {
 		make_msg(&m, 0, (uint32_t)i);
 		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
@@ -206,7 +211,7 @@ START_TEST(many_senders_order_and_integrity)
 	unsigned got = 0;
 	int i, st;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "fanin", sizeof(struct msg), 64, GPUQ_CHAN_CPU_TO_GPU,
+	ck_assert_int_eq(gpuq_chan_create(q, "fanin", SLOT(_i), 64, GPUQ_CHAN_CPU_TO_GPU,
 					  &rx),
 			 0);
 	for (i = 0; i < SENDERS; i++) {
@@ -239,21 +244,107 @@ START_TEST(many_senders_order_and_integrity)
 END_TEST
 
 /*
+ * Several receiver processes share a channel, each taking batches (copy a
+ * run of messages, claim the run with one compare-and-swap, keep the part
+ * another receiver did not claim first): every message must reach exactly
+ * one of them, intact, and each receiver sees each sender's messages in
+ * order.
+ */
+START_TEST(many_receivers_batches)
+{
+	enum { SENDERS = 3, RECEIVERS = 3, COUNT = 20000 };
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	uint8_t *seen;
+	unsigned *got;
+	pid_t pids[SENDERS + RECEIVERS];
+	int i, st;
+
+	seen = mmap(NULL, SENDERS * COUNT + 64, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(seen, MAP_FAILED);
+	got = (unsigned *)(seen + SENDERS * COUNT);
+	ck_assert_int_eq(gpuq_chan_create(q, "fanout", SLOT(_i), 32, GPUQ_CHAN_GPU_TO_CPU, &ch), 0);
+	for (i = 0; i < RECEIVERS; i++) {
+		pids[SENDERS + i] = fork();
+		if (pids[SENDERS + i] == 0) {
+			gpuq_t *c;
+			gpuq_chan_t *rx;
+			struct msg m[16];
+			size_t lens[16];
+			int64_t last[SENDERS] = { -1, -1, -1 };
+
+			if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "fanout", GPUQ_CHAN_RECV, &rx))
+				_exit(10);
+			while (__atomic_load_n(got, __ATOMIC_ACQUIRE) < SENDERS * COUNT) {
+				int n = gpuq_chan_recv_batch(rx, m, sizeof(m[0]), lens, 16, 20), k;
+
+				if (n == -ETIMEDOUT)
+					continue;
+				if (n <= 0)
+					_exit(11);
+				for (k = 0; k < n; k++) {
+					if (lens[k] != sizeof(m[0]) || !msg_ok(&m[k]) || m[k].sender >= SENDERS ||
+					    m[k].n >= COUNT || (int64_t)m[k].n <= last[m[k].sender])
+						_exit(12);
+					last[m[k].sender] = m[k].n;
+					if (__atomic_fetch_add(&seen[m[k].sender * COUNT + m[k].n], 1, __ATOMIC_RELAXED))
+						_exit(13);
+				}
+				__atomic_fetch_add(got, (unsigned)n, __ATOMIC_RELEASE);
+			}
+			_exit(0);
+		}
+	}
+	for (i = 0; i < SENDERS; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			_exit(sender_proc(d.sock, "fanout", (uint32_t)i, COUNT));
+	}
+	for (i = 0; i < SENDERS + RECEIVERS; i++) {
+		ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s %d exited with %d",
+			      i < SENDERS ? "sender" : "receiver", i, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	}
+	for (i = 0; i < SENDERS * COUNT; i++)
+		ck_assert_msg(seen[i] == 1, "message %d seen %u times", i, seen[i]);
+	ck_assert_uint_eq(*got, SENDERS * COUNT);
+	munmap(seen, SENDERS * COUNT + 64);
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+/*
  * Sends the way a kernel does: straight into the shared ring, without
  * touching the eventfd. Only gpuqd can wake a receiver that sleeps.
  */
 static void raw_send(gpuq_chan_t *ch, const void *msg, uint32_t len)
 {
 	struct gpuq_chan_hdr *h;
-	struct gpuq_chan_slot *s;
 	uint64_t pos;
 
 	gpuq_chan_info(ch, NULL, NULL, NULL, (void **)&h, NULL);
 	pos = __atomic_fetch_add(&h->tail, 1, __ATOMIC_ACQ_REL);
-	s = gpuq_chan_slot_at(h, pos);
 	/* Room once the slot's last-lap message has been read (head past it). */
 	while (pos - __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) >= h->nslots)
 		;
+	if (h->format == GPUQ_CHAN_FMT_TAG) {
+		uint64_t *wd = (uint64_t *)((uint8_t *)h + h->slots_off + (pos & (h->nslots - 1)) * h->stride);
+		uint64_t tag = (uint64_t)gpuq_chan_tag(pos, gpuq_chan_lap_shift(h->nslots), len) << 32;
+		uint32_t i;
+
+		/* Every word with its tag; in no particular order, like a GPU's stores. */
+		for (i = 0; i < 2 * gpuq_chan_tag_units(len); i++) {
+			uint32_t v = 0;
+
+			if (4 * i < len)
+				memcpy(&v, (const uint8_t *)msg + 4 * i, len - 4 * i < 4 ? len - 4 * i : 4);
+			__atomic_store_n(&wd[i], tag | v, __ATOMIC_RELAXED);
+		}
+		return;
+	}
+	struct gpuq_chan_slot *s = gpuq_chan_slot_at(h, pos);
+
 	memcpy(s + 1, msg, len);
 	s->len = len;
 	__atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
@@ -267,7 +358,7 @@ START_TEST(sleeping_receiver_woken_by_gpuqd)
 	pid_t pid;
 	int st;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "kernel-out", sizeof(m), 16, GPUQ_CHAN_GPU_TO_CPU,
+	ck_assert_int_eq(gpuq_chan_create(q, "kernel-out", SLOT(_i), 16, GPUQ_CHAN_GPU_TO_CPU,
 					  &ch),
 			 0);
 	pid = fork();
@@ -324,7 +415,7 @@ START_TEST(fd_for_event_loops)
 	struct msg m;
 	int fd, i;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "evloop", sizeof(m), 16, GPUQ_CHAN_GPU_TO_CPU, &ch), 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "evloop", SLOT(_i), 16, GPUQ_CHAN_GPU_TO_CPU, &ch), 0);
 	fd = gpuq_chan_fd(ch);
 	ck_assert_int_ge(fd, 0);
 	for (i = 0; i < 20; i++) {
@@ -352,7 +443,7 @@ START_TEST(receiver_dies_another_takes_over)
 	int pipefd[2], st, i, first = 0;
 	pid_t pid;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "work", sizeof(m), 2048, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "work", SLOT(_i), 2048, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
 	for (i = 0; i < TOTAL; i++) {
 		make_msg(&m, 3, (uint32_t)i);
 		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
@@ -408,7 +499,7 @@ START_TEST(messages_outlive_their_sender)
 	struct msg m;
 	int i;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "leftovers", sizeof(m), 8, GPUQ_CHAN_CPU_TO_GPU, &rx),
+	ck_assert_int_eq(gpuq_chan_create(q, "leftovers", SLOT(_i), 8, GPUQ_CHAN_CPU_TO_GPU, &rx),
 			 0);
 	ck_assert_int_eq(gpuq_chan_open(s, "leftovers", GPUQ_CHAN_SEND, &tx), 0);
 	for (i = 0; i < 5; i++) {
@@ -512,13 +603,14 @@ int main(void)
 	tcase_add_checked_fixture(tc, start, stop);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, names_and_errors);
-	tcase_add_test(tc, send_recv_and_sizes);
-	tcase_add_test(tc, full_ring_backpressure);
-	tcase_add_test(tc, many_senders_order_and_integrity);
-	tcase_add_test(tc, sleeping_receiver_woken_by_gpuqd);
-	tcase_add_test(tc, fd_for_event_loops);
-	tcase_add_test(tc, receiver_dies_another_takes_over);
-	tcase_add_test(tc, messages_outlive_their_sender);
+	tcase_add_loop_test(tc, send_recv_and_sizes, 0, 2);
+	tcase_add_loop_test(tc, full_ring_backpressure, 0, 2);
+	tcase_add_loop_test(tc, many_senders_order_and_integrity, 0, 2);
+	tcase_add_loop_test(tc, many_receivers_batches, 0, 2);
+	tcase_add_loop_test(tc, sleeping_receiver_woken_by_gpuqd, 0, 2);
+	tcase_add_loop_test(tc, fd_for_event_loops, 0, 2);
+	tcase_add_loop_test(tc, receiver_dies_another_takes_over, 0, 2);
+	tcase_add_loop_test(tc, messages_outlive_their_sender, 0, 2);
 	tcase_add_test(tc, corrupt_header_harms_nobody);
 	tcase_add_test(tc, permissions);
 	suite_add_tcase(s, tc);

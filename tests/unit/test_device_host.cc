@@ -13,10 +13,15 @@ namespace {
 
 int failures;
 
+/* Extra payload bytes per slot: 0 tests the TAG format (small slots), 512 the SEQ format. */
+uint32_t g_extra;
+const char *fmt_name() { return g_extra ? "SEQ" : "TAG"; }
+
 #define CHECK(cond, ...)                                                                  \
 	do {                                                                              \
 		if (!(cond)) {                                                            \
-			std::fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__, #cond);   \
+			std::fprintf(stderr, "%s:%d [%s]: %s: ", __FILE__, __LINE__,      \
+				     fmt_name(), #cond);                                  \
 			std::fprintf(stderr, __VA_ARGS__);                                \
 			std::fprintf(stderr, "\n");                                       \
 			failures++;                                                       \
@@ -31,6 +36,7 @@ struct ring {
 
 	ring(uint32_t slot_size, uint32_t nslots)
 	{
+		slot_size += g_extra;
 		uint64_t size = gpuq_chan_size(slot_size, nslots);
 		mem = std::aligned_alloc(4096, (size + 4095) & ~(uint64_t)4095);
 		std::memset(mem, 0, size);
@@ -40,16 +46,26 @@ struct ring {
 		h->slot_size = slot_size;
 		h->nslots = nslots;
 		h->direction = GPUQ_CHAN_DIR_GPU_TO_CPU;
-		h->stride = GPUQ_CHAN_SLOT_HDR + slot_size;
+		h->stride = gpuq_chan_stride(slot_size);
 		h->slots_off = GPUQ_CHAN_HDR_SIZE;
 		h->total_size = size;
-		for (uint32_t i = 0; i < nslots; i++)
-			gpuq_chan_slot_at(h, i)->seq = i;
+		h->format = gpuq_chan_format(slot_size);
+		if (h->format == GPUQ_CHAN_FMT_SEQ)
+			for (uint32_t i = 0; i < nslots; i++)
+				gpuq_chan_slot_at(h, i)->seq = i;
 		c.hdr = h;
 		c.slots = static_cast<uint8_t *>(mem) + h->slots_off;
 		c.slot_size = slot_size;
 		c.nslots = nslots;
 		c.stride = h->stride;
+		c.format = h->format;
+		c.lap_shift = gpuq_chan_lap_shift(nslots);
+	}
+	/* Is the message at pos published (gpuqd's and libgpuq's view)? */
+	bool ready(uint64_t pos) const
+	{
+		return gpuq_chan_slot_state(c.slots + (pos & (c.nslots - 1)) * c.stride, pos, c.format, c.lap_shift) ==
+		       1;
 	}
 	~ring() { std::free(mem); }
 	ring(const ring &) = delete;
@@ -77,13 +93,14 @@ msg make_msg(uint32_t sender, uint32_t seq)
 void test_empty()
 {
 	ring r(64, 8);
-	char buf[64];
+	char buf[1024] = {0};
+	uint32_t over = r.c.slot_size + 1;
 
 	CHECK(gpuq_dev_try_recv(r.c, buf, sizeof(buf)) == -EAGAIN, "empty ring must give -EAGAIN");
-	CHECK(gpuq_dev_send(r.c, buf, 65) == -EMSGSIZE, "len over slot_size");
-	CHECK(gpuq_dev_try_send(r.c, buf, 65) == -EMSGSIZE, "len over slot_size (try)");
-	uint32_t lens[2] = {8, 100};
-	CHECK(gpuq_dev_send_batch(r.c, buf, 64, lens, 2) == -EMSGSIZE, "batch with one too long");
+	CHECK(gpuq_dev_send(r.c, buf, over) == -EMSGSIZE, "len over slot_size");
+	CHECK(gpuq_dev_try_send(r.c, buf, over) == -EMSGSIZE, "len over slot_size (try)");
+	uint32_t lens[2] = {8, over};
+	CHECK(gpuq_dev_send_batch(r.c, buf, 8, lens, 2) == -EMSGSIZE, "batch with one too long");
 	CHECK(r.c.hdr->tail == 0, "refused sends must take no position");
 	CHECK(gpuq_dev_try_recv(r.c, buf, sizeof(buf)) == -EAGAIN, "still empty");
 }
@@ -92,9 +109,9 @@ void test_empty()
 void test_lengths()
 {
 	ring r(48, 4);
-	uint8_t in[48], out[48];
+	uint8_t in[52], out[48];
 
-	for (int i = 0; i < 48; i++)
+	for (int i = 0; i < 52; i++)
 		in[i] = (uint8_t)(i * 7 + 1);
 	CHECK(gpuq_dev_send(r.c, in, 48) == 0, "full-size send");
 	CHECK(gpuq_dev_send(r.c, in, 0) == 0, "empty send");
@@ -105,6 +122,14 @@ void test_lengths()
 	std::memset(out, 0, sizeof(out));
 	CHECK(gpuq_dev_recv(r.c, out, 5) == 13, "cut message reports its full length");
 	CHECK(!std::memcmp(out, in + 1, 5) && out[5] == 0, "cut message copies only cap bytes");
+	/* Every length, from unaligned sources (TAG: each partial unit and word). */
+	for (uint32_t len = 0; len <= 48; len++) {
+		std::memset(out, 0xee, sizeof(out));
+		CHECK(gpuq_dev_send(r.c, in + (len & 3), len) == 0, "send %u", len);
+		CHECK(gpuq_dev_recv(r.c, out, sizeof(out)) == (int)len && !std::memcmp(out, in + (len & 3), len) &&
+			      (len == 48 || out[len] == 0xee),
+		      "length %u", len);
+	}
 }
 
 /* A tiny ring: try_send fails when full and never overwrites; a blocking send waits for room. */
@@ -150,9 +175,14 @@ enum send_mode { SEND, TRY_SEND, BATCH };
  * exactly once, intact, and each receiver must see each sender's messages
  * in increasing order (with one receiver: exactly in order).
  */
-void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nslots)
+void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nslots, bool rx_mapping = false)
 {
 	ring r(sizeof(msg), nslots);
+	uint64_t rx_pos = 0;
+
+	/* A receiver mapping: receivers claim from a private counter and publish head with a max. */
+	if (rx_mapping)
+		r.c.dev_rx = &rx_pos;
 	const uint64_t total = (uint64_t)nsenders * per_sender;
 	std::vector<std::atomic<uint8_t>> seen(total);
 	std::atomic<uint64_t> received{0};
@@ -246,21 +276,22 @@ void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nsl
 	CHECK(gpuq_dev_try_recv(r.c, &m, sizeof(m)) == -EAGAIN, "drained");
 }
 
-/* A ring that laps many times: positions keep counting, seqs keep matching. */
+/* A ring that laps many times: positions keep counting, and (TAG) the 16-bit lap wraps around. */
 void test_laps()
 {
 	ring r(16, 2);
-	for (uint32_t i = 0; i < 1000; i++) {
+	const uint32_t n = 140000; /* 70000 laps of 2 slots */
+	for (uint32_t i = 0; i < n; i++) {
 		msg m = make_msg(3, i), out;
 		if (gpuq_dev_send(r.c, &m, sizeof(m)) != 0 || gpuq_dev_recv(r.c, &out, sizeof(out)) != sizeof(out) ||
 		    out.seq != i) {
 			CHECK(false, "lap %u", i);
 		}
 	}
-	/* Every message read: head counts them all, and the last slot holds the last position's seq. */
-	CHECK(r.c.hdr->head == 1000 && r.c.hdr->tail == 1000, "head %llu tail %llu",
-	      (unsigned long long)r.c.hdr->head, (unsigned long long)r.c.hdr->tail);
-	CHECK(gpuq_chan_slot_at(r.c.hdr, 999)->seq == 1000, "position 999 published as 1000");
+	/* Every message read: head counts them all, and the last slot holds the last position, read. */
+	CHECK(r.c.hdr->head == n && r.c.hdr->tail == n, "head %llu tail %llu", (unsigned long long)r.c.hdr->head,
+	      (unsigned long long)r.c.hdr->tail);
+	CHECK(r.ready(n - 1) && !r.ready(n) && !r.ready(n + 1), "position %u is the last published", n - 1);
 }
 
 } /* namespace */
@@ -269,13 +300,17 @@ int main()
 {
 	auto t0 = std::chrono::steady_clock::now();
 
-	test_empty();
-	test_lengths();
-	test_backpressure();
-	test_laps();
-	stress(8, 20000, 1, 64);
-	stress(8, 20000, 2, 64);
-	stress(4, 5000, 3, 4); /* a tiny ring: senders wait on full slots all the time */
+	for (uint32_t extra : {0u, 512u}) {
+		g_extra = extra;
+		test_empty();
+		test_lengths();
+		test_backpressure();
+		test_laps();
+		stress(8, 20000, 1, 64);
+		stress(8, 20000, 2, 64);
+		stress(4, 5000, 3, 4); /* a tiny ring: senders wait on full slots all the time */
+		stress(4, 20000, 2, 64, true);
+	}
 	double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	std::printf("test_device_host: %s (%d failures, %.2f s)\n", failures ? "FAIL" : "PASS", failures, s);
 	return failures ? 1 : 0;
