@@ -301,21 +301,25 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 		return st;
 	if (ch->format == GPUQ_CHAN_FMT_TAG) {
 		const uint64_t *w = (const uint64_t *)slot;
-		uint32_t tag = (uint32_t)(__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) >> 32), nw, i, n;
+		uint8_t *d = buf;
+		uint32_t tag = (uint32_t)(__atomic_load_n(&w[0], __ATOMIC_RELAXED) >> 32), nw, whole, i, n;
 
 		l = tag & 0xffff;
 		if (l > ch->slot_size)
 			l = ch->slot_size;
 		nw = 2 * gpuq_chan_tag_units(l);
 		n = l < cap ? l : (uint32_t)cap;
+		whole = n / 4;
 		for (i = 0; i < nw; i++) {
-			uint64_t v = __atomic_load_n(&w[i], __ATOMIC_ACQUIRE);
-			uint32_t d = (uint32_t)v;
+			uint64_t v = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
 
 			if ((uint32_t)(v >> 32) != tag)
 				return 0; /* still on its way (the GPU's writes land in any order), or torn by a newer lap */
-			if (4 * i < n)
-				memcpy((uint8_t *)buf + 4 * i, &d, n - 4 * i < 4 ? n - 4 * i : 4);
+			/* The payload is the word's low half (little-endian: its first 4 bytes). */
+			if (i < whole)
+				memcpy(d + 4 * i, &v, 4);
+			else if (4 * i < n)
+				memcpy(d + 4 * i, &v, n - 4 * i);
 		}
 	} else {
 		struct gpuq_chan_slot *s = (struct gpuq_chan_slot *)slot;

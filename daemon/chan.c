@@ -215,11 +215,16 @@ static int head_ready(const struct chan *c)
 /*
  * Watches only channels whose receivers sleep: GPU senders cannot write an
  * eventfd, so gpuqd does it for them. Polls every 20 us while any receiver
- * sleeps, every millisecond otherwise.
+ * sleeps, and for a while after (a busy consumer that catches up with its
+ * kernel sleeps again soon, and should not wait for a slow poll to notice);
+ * every millisecond once nobody has slept for WATCH_LINGER_NS.
  */
+#define WATCH_LINGER_NS 200000000ull
+
 static void *watch(void *arg)
 {
 	struct chan_registry *r = arg;
+	uint64_t last_waiting = 0;
 
 	for (;;) {
 		struct timespec ts = { 0, 1000000 };
@@ -246,7 +251,13 @@ static void *watch(void *arg)
 			}
 		}
 		pthread_mutex_unlock(&r->lock);
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		uint64_t t = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 		if (waiting)
+			last_waiting = t;
+		if (last_waiting && t - last_waiting < WATCH_LINGER_NS)
 			ts.tv_nsec = 20000;
 		nanosleep(&ts, NULL);
 	}

@@ -342,8 +342,16 @@ GPUQ_DEV void put_tag(const gpuq_dev_chan &c, uint64_t pos, const void *msg, uin
 	uint32_t tag = tag_of(c, pos, len), units = len ? (len + 7) / 8 : 1;
 
 	/* Unit 0 last: a CPU reader that sees it sees the rest (the GPU gives no such order; readers check every unit). */
-	for (uint32_t u = units; u-- > 0;)
+	for (uint32_t u = units; u-- > 0;) {
+#ifdef __CUDA_ARCH__
+		if (8 * u + 8 <= len && ((uintptr_t)m & 7) == 0) {
+			uint2 v = *(const uint2 *)(m + 8 * u);
+			store_unit(slot + 16 * u, v.x, v.y, tag);
+			continue;
+		}
+#endif
 		store_unit(slot + 16 * u, word_at(m, 8 * u, len), word_at(m, 8 * u + 4, len), tag);
+	}
 }
 
 /* SEQ format: writes len and payload at pos (room already there); the caller fences and publishes. */
@@ -519,19 +527,28 @@ __device__ __forceinline__ int send_lanes(const gpuq_dev_chan &c, const void *ms
 	unsigned leader = __ffs(vmask) - 1;
 	if (lane == leader)
 		base = take(c, __popc(vmask));
+	/* The cached head is read while the take is in flight: two latencies overlap. */
+	uint64_t cached = c.dev_head ? cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_head).load(
+					       cuda::memory_order_acquire)
+				     : 0;
 	base = __shfl_sync(vmask, base, leader);
 	uint64_t pos = base + __popc(vmask & ((1u << lane) - 1));
+	bool room = c.dev_head && pos - cached < c.nslots;
 	if (c.format == GPUQ_CHAN_FMT_SEQ) {
 		bool big = len >= 256, coop = __isGlobal(msg) && ((uintptr_t)msg & 15) == 0;
 
 		if (__any_sync(vmask, big) && __all_sync(vmask, coop)) {
-			wait_room(c, pos);
+			if (!room)
+				wait_room(c, pos);
 			__syncwarp(vmask); /* every lane's slot is free before any lane writes */
 			put_seq_warp(c, pos, msg, len, vmask);
 			return 0;
 		}
 	}
-	put(c, pos, msg, len);
+	if (room && c.format == GPUQ_CHAN_FMT_TAG)
+		put_tag(c, pos, msg, len);
+	else
+		put(c, pos, msg, len);
 	return 0;
 }
 #endif
