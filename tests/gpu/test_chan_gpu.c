@@ -59,6 +59,7 @@ static gpuq_t *connect_ok(const char *name)
  */
 struct checker {
 	uint32_t nsenders, per;
+	int mode; /* of chan_test_produce: 4 and 5 send messages of varying length */
 	uint32_t *next; /* next seq expected from each sender */
 	uint64_t got, bad, disorder;
 };
@@ -70,6 +71,7 @@ static void checker_init(struct checker *k, uint32_t nsenders, uint32_t per)
 	k->next = calloc(nsenders, sizeof(*k->next));
 	ck_assert_ptr_nonnull(k->next);
 	k->got = k->bad = k->disorder = 0;
+	k->mode = 0;
 }
 
 static void checker_add(struct checker *k, const struct chan_test_msg *m, ssize_t len)
@@ -80,10 +82,11 @@ static void checker_add(struct checker *k, const struct chan_test_msg *m, ssize_
 		k->bad++;
 		return;
 	}
-	if (len != (ssize_t)sizeof(*m)) { /* mode 4: a long message; every byte must be right */
+	if (k->mode == 4 || k->mode == 5) { /* every byte of a message of varying length must be right */
 		const uint8_t *b = (const uint8_t *)m;
+		uint32_t want = k->mode == 4 ? chan_test_big_len(m->sender, m->seq) : chan_test_small_len(m->sender, m->seq);
 
-		if (len != (ssize_t)chan_test_big_len(m->sender, m->seq)) {
+		if (len != (ssize_t)want) {
 			k->bad++;
 			return;
 		}
@@ -150,6 +153,7 @@ static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned pe
 	else
 		ck_assert_int_eq(gpuq_chan_map_cuda_sender(ch, &dc), 0);
 	checker_init(&k, blocks * threads, per);
+	k.mode = mode;
 	CK_CUDA(chan_test_produce(dc, blocks, threads, per, mode, 0));
 	while (k.got < total) {
 		if (k.got & 1) {
@@ -212,6 +216,14 @@ END_TEST
 START_TEST(test_stream_long)
 {
 	stream_case(4, 32, 128, 16, 256, CHAN_TEST_BIG_MAX);
+}
+END_TEST
+
+/* Short messages (32..64 B) from global memory into 64-byte slots: the warp writes its slots as one block. */
+START_TEST(test_stream_block)
+{
+	stream_case(5, 32, 128, 32, 256, 64);
+	stream_case(5, 8, 64, 100, 32, 64); /* a ring of 32: every warp waits, and its block wraps */
 }
 END_TEST
 
@@ -431,6 +443,7 @@ static Suite *chan_gpu_suite(void)
 	tcase_add_loop_test(tc, test_stream_warp, 0, 2);
 	tcase_add_loop_test(tc, test_stream_mixed, 0, 2);
 	tcase_add_test(tc, test_stream_long);
+	tcase_add_test(tc, test_stream_block);
 	tcase_add_loop_test(tc, test_persistent, 0, 4);
 	tcase_add_test(tc, test_leftover);
 	tcase_add_test(tc, test_receiver_handover);

@@ -31,14 +31,14 @@ __global__ void produce_kernel(gpuq_dev_chan c, unsigned per_thread, int mode)
 		gpuq_dev_chan_done(c);
 }
 
-__global__ void produce_big_kernel(gpuq_dev_chan c, unsigned per_thread, uint8_t *scratch)
+__global__ void produce_big_kernel(gpuq_dev_chan c, unsigned per_thread, uint8_t *scratch, int small)
 {
 	uint32_t sender = blockIdx.x * blockDim.x + threadIdx.x;
 	uint8_t *my = scratch + (size_t)sender * CHAN_TEST_BIG_MAX;
 
 	for (uint32_t i = 0; i < per_thread; i++) {
 		chan_test_msg m;
-		uint32_t len = chan_test_big_len(sender, i);
+		uint32_t len = small ? chan_test_small_len(sender, i) : chan_test_big_len(sender, i);
 
 		m.sender = sender;
 		m.seq = i;
@@ -74,7 +74,7 @@ __global__ void worker_kernel(gpuq_dev_chan in, gpuq_dev_chan out)
 extern "C" cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads,
 					 unsigned per_thread, int mode, cudaStream_t stream)
 {
-	if (mode == 4) {
+	if (mode == 4 || mode == 5) {
 		static uint8_t *scratch;
 		static size_t have;
 		size_t need = (size_t)blocks * threads * CHAN_TEST_BIG_MAX;
@@ -88,7 +88,7 @@ extern "C" cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks
 				return e;
 			have = need;
 		}
-		produce_big_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, scratch);
+		produce_big_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, scratch, mode == 5);
 		return cudaGetLastError();
 	}
 	produce_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, mode);

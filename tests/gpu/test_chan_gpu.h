@@ -39,6 +39,14 @@ static inline uint32_t chan_test_big_len(uint32_t sender, uint32_t seq)
 {
 	return 256u + (sender * 13u + seq * 37u) % 769u;
 }
+/* Mode 5's messages: like mode 4's, 32..64 bytes long (for slots of the TAG format). */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline uint32_t chan_test_small_len(uint32_t sender, uint32_t seq)
+{
+	return 32u + (sender * 13u + seq * 37u) % 33u;
+}
 #ifdef __CUDACC__
 __host__ __device__
 #endif
@@ -65,7 +73,9 @@ struct chan_test_result {
  * per_thread messages. mode 0: gpuq_dev_send; 1: gpuq_dev_send_warp; 2:
  * even blocks warp, odd blocks single; 3: gpuq_dev_send_active from odd
  * lanes only; 4: gpuq_dev_send_warp of mode 4's long messages, built in
- * global memory (the warp copies them together). Thread 0 of each block
+ * global memory (the warp copies them together); 5: the same with
+ * chan_test_small_len() messages (the warp writes its slots as one block).
+ * Thread 0 of each block
  * calls gpuq_dev_chan_done at the end.
  */
 cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads, unsigned per_thread,
