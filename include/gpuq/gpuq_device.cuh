@@ -124,6 +124,16 @@ GPUQ_DEV void store_unit(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag)
 #endif
 }
 
+#ifdef __CUDA_ARCH__
+/* store_unit when pred: a predicated store, where a branch around each store would serialise them. */
+__device__ __forceinline__ void store_unit_if(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag, uint32_t pred)
+{
+	asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %5, 0;\n\t@q st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};\n\t}" ::"l"(p),
+		     "r"(d0), "r"(tag), "r"(d1), "r"(tag), "r"(pred)
+		     : "memory");
+}
+#endif
+
 /* Reads a unit past every cache (the slot is rewritten each lap). */
 GPUQ_DEV unit load_unit(const uint8_t *p)
 {
@@ -300,7 +310,7 @@ GPUQ_DEV void wait_room(const gpuq_dev_chan &c, uint64_t pos)
 	if (c.dev_head) {
 		cuda::atomic_ref<uint64_t, cuda::thread_scope_device> cached(*c.dev_head);
 
-		if (pos - cached.load(cuda::memory_order_acquire) < c.nslots)
+		if (pos - cached.load(cuda::memory_order_relaxed) < c.nslots)
 			return;
 		for (;;) {
 			uint64_t h = load_acquire(&c.hdr->head);
@@ -445,7 +455,7 @@ GPUQ_DEV int recv(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool wait)
 		else
 #ifdef __CUDA_ARCH__
 			h = cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_rx).load(
-				cuda::memory_order_acquire);
+				cuda::memory_order_relaxed);
 #else
 			h = __atomic_load_n(c.dev_rx, __ATOMIC_ACQUIRE);
 #endif
@@ -528,16 +538,26 @@ __device__ __forceinline__ void put_seq_warp(const gpuq_dev_chan &c, uint64_t po
  * writing 16 bytes into its own slot 32 times over: the bus takes a
  * quarter of the transactions. Room must already be there.
  */
-/* Up to 8 units a lane writes for put_tag_warp: where (message m, unit u) and what. */
+/* Up to 8 units a lane writes in a block send: where (message m, unit u) and what. */
 struct tag_units {
 	uint2 v[8];
 	uint32_t l[8], m[8], u[8];
 };
 
-/* Loads units r0 .. r0 + 7 of this lane's share (no ring access: may run before positions are known). */
+/*
+ * Loads units r0 .. r0 + 7 of this lane's share of a block send (no ring
+ * access: may run before positions are known). gmsg is the lane's message
+ * as a global address (the caller checked __isGlobal). Whole 8-byte units
+ * are loaded by predicated global loads, all in flight at once (a branch
+ * around each would serialise them); the last, partial unit of a message
+ * is put together byte by byte afterwards.
+ */
 __device__ __forceinline__ void load_tag_units(tag_units &t, uint32_t per, uint32_t r0, unsigned lane,
-					       const void *msg, uint32_t len)
+					       unsigned long long gmsg, uint32_t len)
 {
+	unsigned long long g[8];
+	unsigned part = 0;
+
 #pragma unroll
 	for (int k = 0; k < 8; k++) {
 		if (r0 + k >= per)
@@ -546,18 +566,27 @@ __device__ __forceinline__ void load_tag_units(tag_units &t, uint32_t per, uint3
 
 		t.m[k] = q / per;
 		t.u[k] = q - t.m[k] * per;
-		const uint8_t *p = (const uint8_t *)__shfl_sync(0xffffffffu, (unsigned long long)msg, t.m[k]);
-		uint32_t l = __shfl_sync(0xffffffffu, len, t.m[k]), u = t.u[k];
+		g[k] = __shfl_sync(0xffffffffu, gmsg, t.m[k]) + 8 * t.u[k];
+		uint32_t l = __shfl_sync(0xffffffffu, len, t.m[k]), u = t.u[k], whole = 8 * u + 8 <= l;
 
-		t.l[k] = l;
-		if (8 * u + 8 <= l) {
-			t.v[k] = *(const uint2 *)(p + 8 * u);
-		} else if (u == 0 || 8 * u < l) {
-			t.v[k].x = word_at(p, 8 * u, l);
-			t.v[k].y = word_at(p, 8 * u + 4, l);
-		} else {
-			t.l[k] = ~0u; /* past the message (unit 0 always goes): nothing to write */
-		}
+		/* Unit 0 always goes (it carries the length); units past the message do not. */
+		t.l[k] = u == 0 || 8 * u < l ? l : ~0u;
+		t.v[k].x = t.v[k].y = 0;
+		asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %3, 0;\n\t@p ld.global.v2.u32 {%0, %1}, [%2];\n\t}"
+			     : "+r"(t.v[k].x), "+r"(t.v[k].y)
+			     : "l"(g[k]), "r"(whole)
+			     : "memory");
+		if (!whole && t.l[k] != ~0u)
+			part |= 1u << k;
+	}
+#pragma unroll
+	for (int k = 0; k < 8; k++) {
+		if (!(part >> k & 1))
+			continue;
+		const uint8_t *p = (const uint8_t *)__cvta_global_to_generic((size_t)(g[k] - 8 * t.u[k]));
+
+		t.v[k].x = word_at(p, 8 * t.u[k], t.l[k]);
+		t.v[k].y = word_at(p, 8 * t.u[k] + 4, t.l[k]);
 	}
 }
 
@@ -568,10 +597,45 @@ __device__ __forceinline__ void store_tag_units(const gpuq_dev_chan &c, const ta
 	for (int k = 0; k < 8; k++) {
 		if (r0 + k >= per)
 			break;
-		if (t.l[k] != ~0u)
-			store_unit(slot_at(c, base + t.m[k]) + 16 * t.u[k], t.v[k].x, t.v[k].y,
-				   tag_of(c, base + t.m[k], t.l[k]));
+		store_unit_if(slot_at(c, base + t.m[k]) + 16 * t.u[k], t.v[k].x, t.v[k].y,
+			      tag_of(c, base + t.m[k], t.l[k]), t.l[k] != ~0u);
 	}
+}
+
+/*
+ * TAG format, a full warp, messages in global memory (8-byte aligned): the
+ * warp writes its 32 consecutive slots as one block, each store instruction
+ * covering 512 contiguous bytes (lane i writes unit i of the block, from
+ * whichever message it belongs to) instead of every lane writing 16 bytes
+ * into its own slot: a quarter of the bus transactions. The cached head and
+ * the first units are loaded while the take is in flight. PER: units per
+ * slot, or 0 to take it from the channel.
+ */
+template <uint32_t PER>
+__device__ __forceinline__ int send_block(const gpuq_dev_chan &c, const void *msg, uint32_t len)
+{
+	unsigned lane = lane_id();
+	uint32_t per = PER ? PER : c.slot_size / 8;
+	unsigned long long gmsg = (unsigned long long)__cvta_generic_to_global(msg), base = 0;
+	uint64_t cached = c.dev_head ? cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_head).load(
+					       cuda::memory_order_relaxed)
+				     : 0;
+	tag_units t;
+
+	__syncwarp(); /* every lane's message, written before the call, is visible to the others */
+	load_tag_units(t, per, 0, lane, gmsg, len);
+	if (lane == 0)
+		base = take(c, 32);
+	base = __shfl_sync(0xffffffffu, base, 0);
+	if (!c.dev_head || base + lane - cached >= c.nslots)
+		wait_room(c, base + lane);
+	__syncwarp(); /* every lane's slot is free before any lane writes */
+	store_tag_units(c, t, per, 0, base);
+	for (uint32_t r0 = 8; r0 < per; r0 += 8) {
+		load_tag_units(t, per, r0, lane, gmsg, len);
+		store_tag_units(c, t, per, r0, base);
+	}
+	return 0;
 }
 
 /* Warp-aggregated send for the lanes in mask (all of which must call it together). */
@@ -585,41 +649,29 @@ __device__ __forceinline__ int send_lanes(const gpuq_dev_chan &c, const void *ms
 	if (!ok)
 		return -EMSGSIZE; /* only the lanes with sendable messages take positions */
 	unsigned leader = __ffs(vmask) - 1;
-	/*
-	 * TAG format, a full warp, messages in global memory (8-byte aligned):
-	 * the warp writes its 32 consecutive slots as one block, each store
-	 * instruction covering 512 contiguous bytes (lane i writes unit i of
-	 * the block, from whichever message it belongs to) instead of every
-	 * lane writing 16 bytes into its own slot: a quarter of the bus
-	 * transactions. The first units are loaded while the take is in flight.
-	 */
 	bool block = c.format == GPUQ_CHAN_FMT_TAG && vmask == 0xffffffffu &&
 		     __all_sync(vmask, __isGlobal(msg) && ((uintptr_t)msg & 7) == 0);
-	tag_units t;
-	uint32_t per = c.slot_size / 8;
 
-	if (block)
-		load_tag_units(t, per, 0, lane, msg, len);
+	if (block) {
+		/* A constant unit count lets the compiler turn divisions into shifts and drop the tests. */
+		switch (c.slot_size) {
+		case 16: return send_block<2>(c, msg, len);
+		case 32: return send_block<4>(c, msg, len);
+		case 64: return send_block<8>(c, msg, len);
+		case 128: return send_block<16>(c, msg, len);
+		case 256: return send_block<32>(c, msg, len);
+		default: return send_block<0>(c, msg, len);
+		}
+	}
 	if (lane == leader)
 		base = take(c, __popc(vmask));
 	/* The cached head is read while the take is in flight: two latencies overlap. */
 	uint64_t cached = c.dev_head ? cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_head).load(
-					       cuda::memory_order_acquire)
+					       cuda::memory_order_relaxed)
 				     : 0;
 	base = __shfl_sync(vmask, base, leader);
 	uint64_t pos = base + __popc(vmask & ((1u << lane) - 1));
 	bool room = c.dev_head && pos - cached < c.nslots;
-	if (block) {
-		if (!room)
-			wait_room(c, pos);
-		__syncwarp(); /* every lane's slot is free before any lane writes */
-		store_tag_units(c, t, per, 0, base);
-		for (uint32_t r0 = 8; r0 < per; r0 += 8) {
-			load_tag_units(t, per, r0, lane, msg, len);
-			store_tag_units(c, t, per, r0, base);
-		}
-		return 0;
-	}
 	if (c.format == GPUQ_CHAN_FMT_SEQ) {
 		bool big = len >= 256, coop = __isGlobal(msg) && ((uintptr_t)msg & 15) == 0;
 
@@ -656,7 +708,7 @@ GPUQ_DEV int gpuq_dev_send(gpuq_dev_chan c, const void *msg, uint32_t len)
 	if (c.dev_head && c.format == GPUQ_CHAN_FMT_TAG) {
 		/* A sender mapping: read the cached head while the take is in flight. */
 		uint64_t cached = cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_head).load(
-			cuda::memory_order_acquire);
+			cuda::memory_order_relaxed);
 		uint64_t pos = gpuq_detail::take(c, 1);
 
 		if (pos - cached < c.nslots)
