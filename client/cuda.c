@@ -217,7 +217,7 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_c
 {
 	struct gpuq_chan_hdr *h;
 	uint32_t none = 0, me = (uint32_t)getpid();
-	uint64_t head;
+	uint64_t head[2];
 	cudaError_t err;
 	void *mem, *d;
 	int r;
@@ -232,13 +232,13 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_c
 	r = gpuq_chan_map_cuda(ch, out);
 	if (r)
 		goto fail_owner;
-	err = cudaMalloc(&d, sizeof(uint64_t));
+	err = cudaMalloc(&d, 2 * sizeof(uint64_t));
 	if (err != cudaSuccess) {
 		r = cuda_errno(err);
 		goto fail_map;
 	}
-	head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-	err = cudaMemcpy(d, &head, sizeof(head), cudaMemcpyHostToDevice);
+	head[0] = head[1] = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+	err = cudaMemcpy(d, head, sizeof(head), cudaMemcpyHostToDevice);
 	if (err != cudaSuccess) {
 		r = cuda_errno(err);
 		cudaFree(d);
@@ -267,8 +267,8 @@ GPUQ_CUDA_API int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev
 	if (r)
 		return r;
 	h = mem;
-	/* The kernels published head as they went; make sure it is the last position they took. */
-	err = cudaMemcpy(&pos, dc->dev_rx, sizeof(pos), cudaMemcpyDeviceToHost);
+	/* The kernels published head as they went; make sure it is the last position they freed. */
+	err = cudaMemcpy(&pos, dc->dev_rx + 1, sizeof(pos), cudaMemcpyDeviceToHost);
 	if (err == cudaSuccess) {
 		cur = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
 		while (cur < pos &&

@@ -28,9 +28,10 @@ struct gpuq_dev_chan {
 	uint64_t *dev_tail;
 	uint64_t *dev_head;
 	/*
-	 * Set by gpuq_chan_map_cuda_receiver, else NULL: device memory holding
-	 * the next position this process's kernels receive, so a receive
-	 * claims its message without an atomic across the bus.
+	 * Set by gpuq_chan_map_cuda_receiver, else NULL: two counters in
+	 * device memory, the next position this process's kernels claim and
+	 * the next they free, so a receive claims its message without an
+	 * atomic across the bus.
 	 */
 	uint64_t *dev_rx;
 };

@@ -88,25 +88,6 @@ GPUQ_DEV void store_relaxed(uint64_t *p, uint64_t v)
 #endif
 }
 
-/*
- * Raises *p to v (system scope) without waiting for the result: how a
- * receiver mapping publishes head. It is issued after the instructions
- * that consumed the message's loads (GPUs issue in order, and an
- * instruction that uses a loaded value waits for it), so it cannot reach
- * the host before the reads of the slot it frees have completed.
- */
-GPUQ_DEV void publish_max(uint64_t *p, uint64_t v)
-{
-#ifdef __CUDA_ARCH__
-	asm volatile("red.relaxed.sys.global.max.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-#else
-	uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
-
-	while (cur < v && !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-		;
-#endif
-}
-
 /* TAG format: one 16-byte unit {d0, tag, d1, tag}, two single-copy-atomic 8-byte words. */
 struct unit {
 	uint32_t d0, t0, d1, t1;
@@ -437,47 +418,113 @@ GPUQ_DEV int read_at(const gpuq_dev_chan &c, uint64_t h, void *buf, uint32_t cap
 	return 1;
 }
 
+/* A receiver mapping's counters in device memory: [0] the next position to claim, [1] the next to free. */
+GPUQ_DEV uint64_t dev_fetch_add(uint64_t *p, uint64_t v)
+{
+#ifdef __CUDA_ARCH__
+	return cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*p).fetch_add(v, cuda::memory_order_relaxed);
+#else
+	return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+#endif
+}
+
+GPUQ_DEV uint64_t dev_load(uint64_t *p, bool acquire)
+{
+#ifdef __CUDA_ARCH__
+	cuda::atomic_ref<uint64_t, cuda::thread_scope_device> r(*p);
+	return acquire ? r.load(cuda::memory_order_acquire) : r.load(cuda::memory_order_relaxed);
+#else
+	return __atomic_load_n(p, acquire ? __ATOMIC_ACQUIRE : __ATOMIC_RELAXED);
+#endif
+}
+
+GPUQ_DEV bool dev_cas(uint64_t *p, uint64_t expect, uint64_t desired)
+{
+#ifdef __CUDA_ARCH__
+	return cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*p).compare_exchange_strong(
+		expect, desired, cuda::memory_order_relaxed);
+#else
+	return __atomic_compare_exchange_n(p, &expect, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+#endif
+}
+
+/*
+ * Frees position h for the senders, after it was copied out: in position
+ * order (a receiver whose message came before another's frees first), so
+ * head, a plain store, only grows. done is what the caller last saw in
+ * dev_rx[1].
+ */
+GPUQ_DEV void release_rx(const gpuq_dev_chan &c, uint64_t h, uint64_t done)
+{
+	unsigned n = 0;
+
+	while (done != h) {
+		backoff(&n);
+		done = dev_load(&c.dev_rx[1], false);
+	}
+	(void)dev_load(&c.dev_rx[1], true); /* acquire: the previous freer's head store comes first */
+	store_relaxed(&c.hdr->head, h + 1);
+#ifdef __CUDA_ARCH__
+	cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(c.dev_rx[1]).store(h + 1, cuda::memory_order_release);
+#else
+	__atomic_store_n(&c.dev_rx[1], h + 1, __ATOMIC_RELEASE);
+#endif
+}
+
+/*
+ * gpuq_dev_recv and gpuq_dev_try_recv through a receiver mapping. A
+ * blocking receive takes its position first (an atomic add that runs
+ * while it waits for the message, not after), polls that slot alone,
+ * copies, and frees it. A try takes a position only once its message is
+ * there (a compare-and-swap), so it never holds one it cannot fill.
+ */
+GPUQ_DEV int recv_mapped(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool wait)
+{
+	unsigned n = 0;
+	uint32_t len = 0;
+
+	if (wait) {
+		uint64_t h = dev_fetch_add(&c.dev_rx[0], 1), done = dev_load(&c.dev_rx[1], false);
+
+		/* Ours alone: only a sender can change the slot, and not before we free it. */
+		while (read_at(c, h, buf, cap, &len) != 1)
+			backoff(&n);
+		release_rx(c, h, done);
+		return (int)len;
+	}
+	for (;;) {
+		uint64_t h = dev_load(&c.dev_rx[0], false), done = dev_load(&c.dev_rx[1], false);
+		int st = read_at(c, h, buf, cap, &len);
+
+		if (st == 0)
+			return -EAGAIN;
+		if (st == 1 && dev_cas(&c.dev_rx[0], h, h + 1)) {
+			release_rx(c, h, done);
+			return (int)len;
+		}
+		/* another receiver took it, or the slot is a lap ahead of a stale h: look again */
+	}
+}
+
 /* The receive loop of gpuq_dev_recv (wait) and gpuq_dev_try_recv. */
 GPUQ_DEV int recv(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool wait)
 {
 	unsigned n = 0;
-
 	uint64_t h = 0;
 	bool reload = true;
 
+	if (c.dev_rx)
+		return recv_mapped(c, buf, cap, wait);
 	for (;;) {
 		uint32_t len = 0;
 
-		if (!reload)
-			; /* the slot was empty: nobody can have claimed h since; poll the slot alone */
-		else if (!c.dev_rx)
+		if (reload) /* else the slot was empty: nobody can have claimed h since; poll the slot alone */
 			h = load_relaxed(&c.hdr->head);
-		else
-#ifdef __CUDA_ARCH__
-			h = cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_rx).load(
-				cuda::memory_order_relaxed);
-#else
-			h = __atomic_load_n(c.dev_rx, __ATOMIC_ACQUIRE);
-#endif
 		reload = true;
 		int st = read_at(c, h, buf, cap, &len);
 
 		if (st == 1) {
 			/* Copied first, now claimed; a lost claim means the copy may be torn: drop it. */
-			if (c.dev_rx) {
-#ifdef __CUDA_ARCH__
-				uint64_t e = h;
-				if (!cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_rx)
-					     .compare_exchange_strong(e, h + 1, cuda::memory_order_acq_rel))
-					continue;
-#else
-				if (!__atomic_compare_exchange_n(c.dev_rx, &h, h + 1, false, __ATOMIC_ACQ_REL,
-								 __ATOMIC_RELAXED))
-					continue;
-#endif
-				publish_max(&c.hdr->head, h + 1);
-				return (int)len;
-			}
 			if (!cas_acq_rel(&c.hdr->head, h, h + 1))
 				continue; /* another receiver took it */
 			return (int)len;

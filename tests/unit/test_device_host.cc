@@ -178,11 +178,11 @@ enum send_mode { SEND, TRY_SEND, BATCH };
 void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nslots, bool rx_mapping = false)
 {
 	ring r(sizeof(msg), nslots);
-	uint64_t rx_pos = 0;
+	uint64_t rx_pos[2] = {0, 0};
 
-	/* A receiver mapping: receivers claim from a private counter and publish head with a max. */
+	/* A receiver mapping: receivers claim from a private counter and free positions in order. */
 	if (rx_mapping)
-		r.c.dev_rx = &rx_pos;
+		r.c.dev_rx = rx_pos;
 	const uint64_t total = (uint64_t)nsenders * per_sender;
 	std::vector<std::atomic<uint8_t>> seen(total);
 	std::atomic<uint64_t> received{0};
