@@ -309,17 +309,19 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 			l = ch->slot_size;
 		nw = 2 * gpuq_chan_tag_units(l);
 		n = l < cap ? l : (uint32_t)cap;
-		whole = n / 4;
-		for (i = 0; i < nw; i++) {
-			uint64_t v = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+		whole = n / 8;
+		/* A unit (two words) at a time; the payload is each word's low half. */
+		for (i = 0; i < nw; i += 2) {
+			uint64_t v0 = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+			uint64_t v1 = __atomic_load_n(&w[i + 1], __ATOMIC_RELAXED);
+			uint64_t p = (v0 & 0xffffffffu) | v1 << 32;
 
-			if ((uint32_t)(v >> 32) != tag)
+			if ((uint32_t)(v0 >> 32) != tag || (uint32_t)(v1 >> 32) != tag)
 				return 0; /* still on its way (the GPU's writes land in any order), or torn by a newer lap */
-			/* The payload is the word's low half (little-endian: its first 4 bytes). */
-			if (i < whole)
-				memcpy(d + 4 * i, &v, 4);
+			if (i / 2 < whole)
+				memcpy(d + 4 * i, &p, 8);
 			else if (4 * i < n)
-				memcpy(d + 4 * i, &v, n - 4 * i);
+				memcpy(d + 4 * i, &p, n - 4 * i);
 		}
 	} else {
 		struct gpuq_chan_slot *s = (struct gpuq_chan_slot *)slot;

@@ -655,7 +655,7 @@ __device__ __forceinline__ void store_tag_units(const gpuq_dev_chan &c, const ta
  * covering 512 contiguous bytes (lane i writes unit i of the block, from
  * whichever message it belongs to) instead of every lane writing 16 bytes
  * into its own slot: a quarter of the bus transactions. The cached head and
- * the first units are loaded while the take is in flight. PER: units per
+ * the messages are loaded while the take is in flight. PER: units per
  * slot, or 0 to take it from the channel.
  */
 template <uint32_t PER>
@@ -669,10 +669,10 @@ __device__ __forceinline__ int send_block(const gpuq_dev_chan &c, const void *ms
 				     : 0;
 	tag_units t;
 
-	__syncwarp(); /* every lane's message, written before the call, is visible to the others */
-	load_tag_units(t, per, 0, lane, gmsg, len);
 	if (lane == 0)
 		base = take(c, 32);
+	__syncwarp(); /* every lane's message, written before the call, is visible to the others */
+	load_tag_units(t, per, 0, lane, gmsg, len);
 	base = __shfl_sync(0xffffffffu, base, 0);
 	if (!c.dev_head || base + lane - cached >= c.nslots)
 		wait_room(c, base + lane);
