@@ -44,6 +44,14 @@
  *     GPU reader gets a small message with one load. Memory starts zeroed
  *     (lap 0 never occurs).
  *
+ * Mappings that keep an end in device memory (libgpuq-cuda): a sender
+ * mapping takes positions from a device counter instead of tail and caches
+ * head there; a receiver mapping takes positions from a device counter
+ * (a blocking receive takes its position before the message is there),
+ * copies, and frees positions in order with a plain store to head. While
+ * one is in place, tail_owner / rx_owner name its process and CPU senders /
+ * receivers are refused.
+ *
  * Sleeping receivers: a receiver that found nothing for a while sets
  * rx_waiting, re-checks, and sleeps on the channel's eventfd. gpuqd watches
  * the channels whose rx_waiting is set and writes the eventfd when the head

@@ -29,6 +29,14 @@
  * channel on one side, as its direction says: kernels only send on a
  * GPU-to-CPU channel and only receive on a CPU-to-GPU one. Any number of
  * threads, warps and blocks may share one end.
+ *
+ * Speed: map with gpuq_chan_map_cuda_sender (kernels that send) or
+ * gpuq_chan_map_cuda_receiver (kernels that receive): positions then live
+ * in device memory, and a message crosses the bus once. Send small
+ * messages with gpuq_dev_send_warp from a full warp, from global memory
+ * (8-byte aligned): the warp then writes its 32 slots as one block. Long
+ * messages (slots over 256 bytes) from global memory, 16-byte aligned, are
+ * copied by the whole warp. bench/RESULTS.md has the figures.
  */
 
 #include <errno.h>
@@ -880,7 +888,12 @@ GPUQ_DEV int gpuq_dev_recv(gpuq_dev_chan c, void *buf, uint32_t cap)
 	return gpuq_detail::recv(c, buf, cap, true);
 }
 
-/* Like gpuq_dev_recv, but returns -EAGAIN at once when no message is ready. */
+/*
+ * Like gpuq_dev_recv, but returns -EAGAIN at once when no message is
+ * ready. Through a receiver mapping, a try that got a message frees it
+ * after the earlier positions other threads hold are freed: it can wait
+ * that long (until their messages arrive), never for its own.
+ */
 GPUQ_DEV int gpuq_dev_try_recv(gpuq_dev_chan c, void *buf, uint32_t cap)
 {
 	return gpuq_detail::recv(c, buf, cap, false);
