@@ -66,7 +66,7 @@ int main(int argc, char **argv)
 {
 	const char *sock = argc == 3 && !strcmp(argv[1], "--socket") ? argv[2] : NULL;
 	gpuq_chan_t *in = NULL, *out = NULL;
-	struct gpuq_dev_chan din, dout;
+	struct gpuq_dev_chan din = {}, dout = {};
 	uint32_t sent = 0, got = 0, wrong = 0, i;
 	unsigned per_worker[WORKERS] = {0};
 	char wname[64], rname[64];
@@ -82,7 +82,8 @@ int main(int argc, char **argv)
 	snprintf(rname, sizeof(rname), "results.%d", (int)getpid());
 	if ((r = gpuq_chan_create(q, wname, sizeof(struct work), 256, GPUQ_CHAN_CPU_TO_GPU, &in)) ||
 	    (r = gpuq_chan_create(q, rname, sizeof(struct answer), 256, GPUQ_CHAN_GPU_TO_CPU, &out)) ||
-	    (r = gpuq_chan_map_cuda(in, &din)) || (r = gpuq_chan_map_cuda(out, &dout))) {
+	    /* This process's kernels are the work channel's only receivers and the results' only senders. */
+	    (r = gpuq_chan_map_cuda_receiver(in, &din)) || (r = gpuq_chan_map_cuda_sender(out, &dout))) {
 		fprintf(stderr, "chan_persistent: set-up: %s\n", strerror(-r));
 		goto out;
 	}
@@ -127,10 +128,10 @@ int main(int argc, char **argv)
 		       per_worker[i + 7]);
 	rc = got == ITEMS && !wrong && err == cudaSuccess ? 0 : 1;
 out:
-	if (in)
-		gpuq_chan_unmap_cuda(in);
-	if (out)
-		gpuq_chan_unmap_cuda(out);
+	if (din.dev_rx)
+		gpuq_chan_unmap_cuda_receiver(in, &din);
+	if (dout.dev_tail)
+		gpuq_chan_unmap_cuda_sender(out, &dout);
 	gpuq_chan_close(in);
 	gpuq_chan_close(out);
 	gpuq_close(q);

@@ -112,7 +112,8 @@ int main(int argc, char **argv)
 		_exit(consume(sock, name));
 	if (pid < 0)
 		goto out_chan;
-	if ((r = gpuq_chan_map_cuda(ch, &dc))) {
+	/* This process's kernel is the only sender: keep the channel's tail in its device memory. */
+	if ((r = gpuq_chan_map_cuda_sender(ch, &dc))) {
 		fprintf(stderr, "chan_stream: map: %s\n", strerror(-r));
 		kill(pid, SIGTERM);
 		waitpid(pid, NULL, 0);
@@ -130,7 +131,7 @@ int main(int argc, char **argv)
 		printf("chan_stream: kernel sent %llu results; consumer got them all\n", (unsigned long long)TOTAL);
 		rc = 0;
 	}
-	gpuq_chan_unmap_cuda(ch);
+	gpuq_chan_unmap_cuda_sender(ch, &dc);
 out_chan:
 	gpuq_chan_close(ch);
 out_close:
