@@ -459,8 +459,9 @@ GPUQ_DEV bool dev_cas(uint64_t *p, uint64_t expect, uint64_t desired)
 /*
  * Frees position h for the senders, after it was copied out: in position
  * order (a receiver whose message came before another's frees first), so
- * head, a plain store, only grows. done is what the caller last saw in
- * dev_rx[1].
+ * head, a plain store, only grows. done is what the caller saw in
+ * dev_rx[1], with an acquire load (so the previous freer's head store
+ * comes before ours), taken early where it costs nothing.
  */
 GPUQ_DEV void release_rx(const gpuq_dev_chan &c, uint64_t h, uint64_t done)
 {
@@ -468,9 +469,8 @@ GPUQ_DEV void release_rx(const gpuq_dev_chan &c, uint64_t h, uint64_t done)
 
 	while (done != h) {
 		backoff(&n);
-		done = dev_load(&c.dev_rx[1], false);
+		done = dev_load(&c.dev_rx[1], true);
 	}
-	(void)dev_load(&c.dev_rx[1], true); /* acquire: the previous freer's head store comes first */
 	store_relaxed(&c.hdr->head, h + 1);
 #ifdef __CUDA_ARCH__
 	cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(c.dev_rx[1]).store(h + 1, cuda::memory_order_release);
@@ -492,7 +492,7 @@ GPUQ_DEV int recv_mapped(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool w
 	uint32_t len = 0;
 
 	if (wait) {
-		uint64_t h = dev_fetch_add(&c.dev_rx[0], 1), done = dev_load(&c.dev_rx[1], false);
+		uint64_t h = dev_fetch_add(&c.dev_rx[0], 1), done = dev_load(&c.dev_rx[1], true);
 
 		/* Ours alone: only a sender can change the slot, and not before we free it. */
 		while (read_at(c, h, buf, cap, &len) != 1)
@@ -501,7 +501,7 @@ GPUQ_DEV int recv_mapped(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool w
 		return (int)len;
 	}
 	for (;;) {
-		uint64_t h = dev_load(&c.dev_rx[0], false), done = dev_load(&c.dev_rx[1], false);
+		uint64_t h = dev_load(&c.dev_rx[0], false), done = dev_load(&c.dev_rx[1], true);
 		int st = read_at(c, h, buf, cap, &len);
 
 		if (st == 0)
