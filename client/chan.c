@@ -167,6 +167,27 @@ GPUQ_API void gpuq_chan_close(gpuq_chan_t *ch)
 	free(ch);
 }
 
+GPUQ_API int gpuq_chan_own(gpuq_chan_t *ch, unsigned end, int own)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
+	Gpuq__ChanOwn co = GPUQ__CHAN_OWN__INIT;
+	int r;
+
+	if (!ch || (end != GPUQ_CHAN_SEND && end != GPUQ_CHAN_RECV))
+		return -EINVAL;
+	co.chan_id = ch->id;
+	co.end = end == GPUQ_CHAN_SEND ? 1 : 2; /* proto ChanOwn.end */
+	co.own = !!own;
+	req.body_case = GPUQ__MSG__BODY_CHAN_OWN;
+	req.chan_own = &co;
+	pthread_mutex_lock(&ch->q->lock);
+	r = client_call(ch->q, &req, GPUQ__MSG__BODY_OK, &rep);
+	if (!r)
+		frame_free(rep);
+	pthread_mutex_unlock(&ch->q->lock);
+	return r;
+}
+
 GPUQ_API int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots,
 			    unsigned *direction, void **mem, size_t *mem_size)
 {

@@ -148,7 +148,6 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 GPUQ_CUDA_API int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 {
 	struct gpuq_chan_hdr *h;
-	uint32_t none = 0, me = (uint32_t)getpid();
 	uint64_t init[2];
 	cudaError_t err;
 	void *mem, *d;
@@ -158,10 +157,10 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_cha
 	if (r)
 		return r;
 	h = mem;
-	/* One process's kernels own the tail: positions come from its device memory. */
-	if (!__atomic_compare_exchange_n(&h->tail_owner, &none, me, 0, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE))
-		return -EBUSY;
+	/* One process's kernels own the tail (gpuqd keeps the mark): positions come from its device memory. */
+	r = gpuq_chan_own(ch, GPUQ_CHAN_SEND, 1);
+	if (r)
+		return r;
 	r = gpuq_chan_map_cuda(ch, out);
 	if (r)
 		goto fail_owner;
@@ -184,7 +183,7 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_cha
 fail_map:
 	gpuq_chan_unmap_cuda(ch);
 fail_owner:
-	__atomic_store_n(&h->tail_owner, 0, __ATOMIC_RELEASE);
+	gpuq_chan_own(ch, GPUQ_CHAN_SEND, 0);
 	return r;
 }
 
@@ -208,15 +207,17 @@ GPUQ_CUDA_API int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_c
 		__atomic_store_n(&h->tail, tail, __ATOMIC_RELEASE);
 	cudaFree(dc->dev_tail);
 	dc->dev_tail = dc->dev_head = NULL;
-	__atomic_store_n(&h->tail_owner, 0, __ATOMIC_RELEASE);
-	r = gpuq_chan_unmap_cuda(ch);
+	r = gpuq_chan_own(ch, GPUQ_CHAN_SEND, 0);
+	if (!r)
+		r = gpuq_chan_unmap_cuda(ch);
+	else
+		gpuq_chan_unmap_cuda(ch);
 	return err != cudaSuccess ? cuda_errno(err) : r;
 }
 
 GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 {
 	struct gpuq_chan_hdr *h;
-	uint32_t none = 0, me = (uint32_t)getpid();
 	uint64_t head[2];
 	cudaError_t err;
 	void *mem, *d;
@@ -226,9 +227,10 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_c
 	if (r)
 		return r;
 	h = mem;
-	/* One process's kernels own head: the next position comes from its device memory. */
-	if (!__atomic_compare_exchange_n(&h->rx_owner, &none, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		return -EBUSY;
+	/* One process's kernels own head (gpuqd keeps the mark): positions come from its device memory. */
+	r = gpuq_chan_own(ch, GPUQ_CHAN_RECV, 1);
+	if (r)
+		return r;
 	r = gpuq_chan_map_cuda(ch, out);
 	if (r)
 		goto fail_owner;
@@ -249,7 +251,7 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_c
 fail_map:
 	gpuq_chan_unmap_cuda(ch);
 fail_owner:
-	__atomic_store_n(&h->rx_owner, 0, __ATOMIC_RELEASE);
+	gpuq_chan_own(ch, GPUQ_CHAN_RECV, 0);
 	return r;
 }
 
@@ -277,8 +279,11 @@ GPUQ_CUDA_API int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev
 	}
 	cudaFree(dc->dev_rx);
 	dc->dev_rx = NULL;
-	__atomic_store_n(&h->rx_owner, 0, __ATOMIC_RELEASE);
-	r = gpuq_chan_unmap_cuda(ch);
+	r = gpuq_chan_own(ch, GPUQ_CHAN_RECV, 0);
+	if (!r)
+		r = gpuq_chan_unmap_cuda(ch);
+	else
+		gpuq_chan_unmap_cuda(ch);
 	return err != cudaSuccess ? cuda_errno(err) : r;
 }
 

@@ -197,6 +197,45 @@ void chan_unref(struct chan_registry *r, struct chan *c)
 	chan_free(c);
 }
 
+static uint32_t *owner_field(struct chan *c, unsigned end)
+{
+	return end == CHAN_END_SEND ? &c->hdr->tail_owner : &c->hdr->rx_owner;
+}
+
+int chan_own(struct chan *c, unsigned end, uint32_t token)
+{
+	uint32_t none = 0;
+
+	if (!__atomic_compare_exchange_n(owner_field(c, end), &none, token, 0, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	return 0;
+}
+
+void chan_disown(struct chan *c, unsigned end, int repair)
+{
+	if (end == CHAN_END_SEND && repair) {
+		uint32_t format = gpuq_chan_format(c->slot_size);
+		unsigned shift = gpuq_chan_lap_shift(c->nslots);
+		uint64_t stride = gpuq_chan_stride(c->slot_size);
+		uint64_t head = __atomic_load_n(&c->hdr->head, __ATOMIC_ACQUIRE), pos = head;
+
+		/* Slot addresses from gpuqd's own geometry; at most one ring's worth. */
+		while (pos - head < c->nslots &&
+		       gpuq_chan_slot_state((const uint8_t *)c->hdr + GPUQ_CHAN_HDR_SIZE +
+						    (pos & (c->nslots - 1)) * stride,
+					    pos, format, shift) == 1)
+			pos++;
+		__atomic_store_n(&c->hdr->tail, pos, __ATOMIC_RELEASE);
+		log_warn("channel '%s': its GPU senders went away without unmapping; %llu message(s) left to read",
+			 c->name, (unsigned long long)(pos - head));
+	} else if (repair) {
+		log_warn("channel '%s': its GPU receivers went away without unmapping; CPU receivers may take over",
+			 c->name);
+	}
+	__atomic_store_n(owner_field(c, end), 0, __ATOMIC_RELEASE);
+}
+
 /*
  * Is the message at head there? (What a sleeping receiver waits for.) The
  * slot address comes from gpuqd's own geometry: head is client-written, but

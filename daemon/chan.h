@@ -60,6 +60,23 @@ struct chan *chan_open(struct chan_registry *r, const char *name, int send, int 
 		       gid_t gid, int *err);
 /* Drops a reference; the last one frees the channel. */
 void chan_unref(struct chan_registry *r, struct chan *c);
+
+/* The ends of a channel a process's kernels can own (proto ChanOwn.end). */
+#define CHAN_END_SEND 1u
+#define CHAN_END_RECV 2u
+/*
+ * Marks end as owned by token (a nonzero pid) in the shared header, where
+ * libgpuq refuses CPU senders or receivers meanwhile. -EBUSY when someone
+ * owns it already.
+ */
+int chan_own(struct chan *c, unsigned end, uint32_t token);
+/*
+ * Clears the mark. repair: the owner went away without handing its end
+ * back; for the send end, tail goes back to the first position from head
+ * that holds no message (the owner's kernels took positions from a device
+ * counter; what they took and never filled would stall every receiver).
+ */
+void chan_disown(struct chan *c, unsigned end, int repair);
 /* Checks a name: [A-Za-z0-9._-], 1 to 63 characters. */
 int chan_name_valid(const char *name);
 

@@ -411,6 +411,40 @@ static void on_chan_close(struct conn *c, uint64_t seq, const Gpuq__ChanClose *c
 	reply_ok(c, seq, 0);
 }
 
+static void on_chan_own(struct conn *c, uint64_t seq, const Gpuq__ChanOwn *co)
+{
+	uint8_t *own;
+	struct chan *ch = session_chan_get(c->sess, co->chan_id, &own);
+	int r;
+
+	if (!ch) {
+		conn_send_error(c, seq, -ENOENT, "no channel %u open in this session", co->chan_id);
+		return;
+	}
+	if (co->end != CHAN_END_SEND && co->end != CHAN_END_RECV) {
+		conn_send_error(c, seq, -EINVAL, "channel end %u: 1 (send) or 2 (receive)", co->end);
+		return;
+	}
+	if (!co->own) {
+		if (!(*own & co->end)) {
+			conn_send_error(c, seq, -EINVAL, "this session does not own that end of channel %u",
+					co->chan_id);
+			return;
+		}
+		chan_disown(ch, co->end, 0);
+		*own &= (uint8_t)~co->end;
+		reply_ok(c, seq, 0);
+		return;
+	}
+	r = *own & co->end ? -EBUSY : chan_own(ch, co->end, c->pid > 0 ? (uint32_t)c->pid : 1u);
+	if (r) {
+		conn_send_error(c, seq, r, "that end of channel %u is already kept by a GPU", co->chan_id);
+		return;
+	}
+	*own |= (uint8_t)co->end;
+	reply_ok(c, seq, 0);
+}
+
 static void on_status(struct conn *c, uint64_t seq)
 {
 	struct server *srv = c->srv;
@@ -549,6 +583,9 @@ void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
 		break;
 	case GPUQ__MSG__BODY_CHAN_CLOSE:
 		on_chan_close(c, seq, m->chan_close);
+		break;
+	case GPUQ__MSG__BODY_CHAN_OWN:
+		on_chan_own(c, seq, m->chan_own);
 		break;
 	case GPUQ__MSG__BODY_STATUS_REQ:
 		on_status(c, seq);

@@ -73,21 +73,47 @@ int session_open_data(struct session *s, struct backend *be, struct engine **eng
 int session_chan_add(struct session *s, struct chan *c)
 {
 	struct chan **n;
+	uint8_t *o;
 	unsigned i;
 
 	for (i = 0; i < s->nchans; i++)
 		if (!s->chans[i]) {
 			s->chans[i] = c;
+			s->chan_own[i] = 0;
 			return (int)i + 1;
 		}
 	if (s->nchans >= 4096)
 		return -EMFILE;
+	o = realloc(s->chan_own, s->nchans + 1);
+	if (!o)
+		return -ENOMEM;
+	s->chan_own = o;
 	n = realloc(s->chans, (s->nchans + 1) * sizeof(*n));
 	if (!n)
 		return -ENOMEM;
 	s->chans = n;
+	s->chan_own[s->nchans] = 0;
 	s->chans[s->nchans++] = c;
 	return (int)s->nchans;
+}
+
+struct chan *session_chan_get(struct session *s, uint32_t id, uint8_t **own)
+{
+	if (id == 0 || id > s->nchans || !s->chans[id - 1])
+		return NULL;
+	if (own)
+		*own = &s->chan_own[id - 1];
+	return s->chans[id - 1];
+}
+
+/* Gives back what the session still owns of channel slot i: its process went away without doing so. */
+static void disown_all(struct session *s, unsigned i)
+{
+	if (s->chan_own[i] & CHAN_END_SEND)
+		chan_disown(s->chans[i], CHAN_END_SEND, 1);
+	if (s->chan_own[i] & CHAN_END_RECV)
+		chan_disown(s->chans[i], CHAN_END_RECV, 1);
+	s->chan_own[i] = 0;
 }
 
 struct chan *session_chan_take(struct session *s, uint32_t id)
@@ -96,6 +122,7 @@ struct chan *session_chan_take(struct session *s, uint32_t id)
 
 	if (id == 0 || id > s->nchans || !s->chans[id - 1])
 		return NULL;
+	disown_all(s, id - 1);
 	c = s->chans[id - 1];
 	s->chans[id - 1] = NULL;
 	return c;
@@ -108,9 +135,12 @@ void session_destroy(struct session *s)
 	if (!s)
 		return;
 	for (i = 0; i < s->nchans; i++)
-		if (s->chans[i])
+		if (s->chans[i]) {
+			disown_all(s, i);
 			chan_unref(s->chreg, s->chans[i]);
+		}
 	free(s->chans);
+	free(s->chan_own);
 	/* First no engine may touch the session; then its memory can go. */
 	for (i = 0; i < s->nengines; i++)
 		engine_detach(s->engines[i], s);

@@ -45,6 +45,7 @@ struct session {
 	struct session_eng eng[SHM_MAX_DEVICES];
 	struct chan_registry *chreg; /* where the channels below live */
 	struct chan **chans;         /* channels this session opened; id = index + 1 */
+	uint8_t *chan_own;           /* per channel: the CHAN_END_* bits this session owns (ChanOwn) */
 	unsigned nchans;
 };
 
@@ -55,8 +56,14 @@ struct session *session_create(uint64_t id, struct backend *be, uint64_t quota, 
  * session_destroy drops every reference still held.
  */
 int session_chan_add(struct session *s, struct chan *c);
-/* Forgets channel id; returns it (for chan_unref) or NULL when id is not open. */
+/*
+ * Forgets channel id; returns it (for chan_unref) or NULL when id is not
+ * open. An end the session still owned is given back first, the ring
+ * repaired (chan_disown).
+ */
 struct chan *session_chan_take(struct session *s, uint32_t id);
+/* Channel id of this session, or NULL; *own (if not NULL) points at its ownership bits. */
+struct chan *session_chan_get(struct session *s, uint32_t id, uint8_t **own);
 
 /* Detaches from the engines, frees every buffer and the shared memory. */
 void session_destroy(struct session *s);

@@ -327,6 +327,16 @@ int gpuq_chan_fd(gpuq_chan_t *ch);
 /* The channel's geometry and its shared memory (for gpuq_chan_map_cuda and the curious). */
 int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots, unsigned *direction,
 		   void **mem, size_t *mem_size);
+/*
+ * Takes (own != 0) or gives back one end of ch, GPUQ_CHAN_SEND or
+ * GPUQ_CHAN_RECV, for this process's kernels, which then keep it in device
+ * memory; gpuq_chan_map_cuda_sender/_receiver (libgpuq-cuda) call it.
+ * Meanwhile CPU senders (receivers) get -EBUSY, as does a second owner.
+ * Should the session end without giving the end back (the process died),
+ * gpuqd clears the mark and repairs the ring, so CPU processes can take
+ * over. Returns 0 or -errno (-EBUSY, -EINVAL, -ENOENT, -ENOTCONN).
+ */
+int gpuq_chan_own(gpuq_chan_t *ch, unsigned end, int own);
 
 #ifdef __cplusplus
 }

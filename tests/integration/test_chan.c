@@ -318,13 +318,8 @@ END_TEST
  * Sends the way a kernel does: straight into the shared ring, without
  * touching the eventfd. Only gpuqd can wake a receiver that sleeps.
  */
-static void raw_send(gpuq_chan_t *ch, const void *msg, uint32_t len)
+static void raw_put(struct gpuq_chan_hdr *h, uint64_t pos, const void *msg, uint32_t len)
 {
-	struct gpuq_chan_hdr *h;
-	uint64_t pos;
-
-	gpuq_chan_info(ch, NULL, NULL, NULL, (void **)&h, NULL);
-	pos = __atomic_fetch_add(&h->tail, 1, __ATOMIC_ACQ_REL);
 	/* Room once the slot's last-lap message has been read (head past it). */
 	while (pos - __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) >= h->nslots)
 		;
@@ -349,6 +344,118 @@ static void raw_send(gpuq_chan_t *ch, const void *msg, uint32_t len)
 	s->len = len;
 	__atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
 }
+
+static void raw_send(gpuq_chan_t *ch, const void *msg, uint32_t len)
+{
+	struct gpuq_chan_hdr *h;
+
+	gpuq_chan_info(ch, NULL, NULL, NULL, (void **)&h, NULL);
+	raw_put(h, __atomic_fetch_add(&h->tail, 1, __ATOMIC_ACQ_REL), msg, len);
+}
+
+static struct gpuq_chan_hdr *hdr_of(gpuq_chan_t *ch)
+{
+	void *mem = NULL;
+
+	gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
+	return mem;
+}
+
+/* Waits (up to 5 s) for gpuqd to clear an owner mark after its session ended. */
+static int wait_cleared(uint32_t *field)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (!__atomic_load_n(field, __ATOMIC_ACQUIRE))
+			return 1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+/* An end taken for a GPU: CPU users of that end and a second owner are refused until it is given back. */
+START_TEST(owned_ends)
+{
+	gpuq_t *q = session(), *q2 = session();
+	gpuq_chan_t *ch, *other;
+	struct msg m;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "owned", SLOT(_i), 8, GPUQ_CHAN_GPU_TO_CPU, &ch), 0);
+	ck_assert_int_eq(gpuq_chan_open(q2, "owned", GPUQ_CHAN_SEND | GPUQ_CHAN_RECV, &other), 0);
+	make_msg(&m, 0, 0);
+	ck_assert_int_eq(gpuq_chan_own(ch, GPUQ_CHAN_SEND, 1), 0);
+	ck_assert_int_eq(gpuq_chan_own(ch, GPUQ_CHAN_SEND, 1), -EBUSY);
+	ck_assert_int_eq(gpuq_chan_own(other, GPUQ_CHAN_SEND, 1), -EBUSY);
+	ck_assert_int_eq(gpuq_chan_own(other, GPUQ_CHAN_SEND, 0), -EINVAL); /* not its to give back */
+	ck_assert_int_eq(gpuq_chan_own(ch, 7, 1), -EINVAL);
+	ck_assert_int_eq(gpuq_chan_send(other, &m, sizeof(m), 0), -EBUSY);
+	ck_assert_int_eq(gpuq_chan_own(ch, GPUQ_CHAN_SEND, 0), 0);
+	ck_assert_int_eq(gpuq_chan_send(other, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert_int_eq(gpuq_chan_own(other, GPUQ_CHAN_RECV, 1), 0);
+	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), -EBUSY);
+	/* Closing a channel gives back what the session owned of it. */
+	gpuq_chan_close(other);
+	ck_assert_uint_eq(hdr_of(ch)->rx_owner, 0);
+	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert(msg_ok(&m));
+	gpuq_chan_close(ch);
+	gpuq_close(q2);
+	gpuq_close(q);
+}
+END_TEST
+
+/*
+ * A process whose "kernels" own the send end dies mid-stream: it filled two
+ * positions from its own counter (as a sender mapping does) and took a
+ * third it never filled. gpuqd clears the mark and sets tail back to the
+ * hole: the two messages are read, and CPU senders carry on after them.
+ * A dead owner of the receive end is cleared likewise.
+ */
+START_TEST(owner_dies_others_take_over)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	struct msg m;
+	pid_t pid;
+	int st;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "orphan", SLOT(_i), 8, GPUQ_CHAN_GPU_TO_CPU | 0666, &ch), 0);
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		gpuq_t *c;
+		gpuq_chan_t *mine;
+		struct msg k;
+
+		if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "orphan", GPUQ_CHAN_SEND | GPUQ_CHAN_RECV, &mine) ||
+		    gpuq_chan_own(mine, GPUQ_CHAN_SEND, 1) || gpuq_chan_own(mine, GPUQ_CHAN_RECV, 1))
+			_exit(10);
+		struct gpuq_chan_hdr *h = hdr_of(mine);
+		uint64_t next = h->tail; /* the "device counter" */
+		for (uint32_t i = 0; i < 2; i++) {
+			make_msg(&k, 7, i);
+			raw_put(h, next++, &k, sizeof(k));
+		}
+		next++; /* taken, never filled */
+		_exit(0); /* no give-back, no close */
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_msg(wait_cleared(&hdr_of(ch)->tail_owner), "gpuqd did not clear the dead sender's mark");
+	ck_assert_msg(wait_cleared(&hdr_of(ch)->rx_owner), "gpuqd did not clear the dead receiver's mark");
+	ck_assert_uint_eq(hdr_of(ch)->tail, 2);
+	for (uint32_t i = 0; i < 2; i++) {
+		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+		ck_assert(msg_ok(&m) && m.sender == 7 && m.n == i);
+	}
+	make_msg(&m, 1, 0);
+	ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+	ck_assert(msg_ok(&m) && m.sender == 1 && m.n == 0);
+	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), -EAGAIN);
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
 
 START_TEST(sleeping_receiver_woken_by_gpuqd)
 {
@@ -607,6 +714,8 @@ int main(void)
 	tcase_add_loop_test(tc, full_ring_backpressure, 0, 2);
 	tcase_add_loop_test(tc, many_senders_order_and_integrity, 0, 2);
 	tcase_add_loop_test(tc, many_receivers_batches, 0, 2);
+	tcase_add_loop_test(tc, owned_ends, 0, 2);
+	tcase_add_loop_test(tc, owner_dies_others_take_over, 0, 2);
 	tcase_add_loop_test(tc, sleeping_receiver_woken_by_gpuqd, 0, 2);
 	tcase_add_loop_test(tc, fd_for_event_loops, 0, 2);
 	tcase_add_loop_test(tc, receiver_dies_another_takes_over, 0, 2);
