@@ -145,7 +145,13 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 	return 0;
 }
 
-GPUQ_CUDA_API int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
+/*
+ * Takes end (GPUQ_CHAN_SEND or _RECV) of ch for this process's kernels
+ * (gpuqd keeps the mark), maps the ring and puts the end's two counters in
+ * device memory: for the send end the next position to take and the last
+ * head seen, for the receive end the next position to claim and to free.
+ */
+static int map_end(gpuq_chan_t *ch, unsigned end, struct gpuq_dev_chan *out, uint64_t **dev)
 {
 	struct gpuq_chan_hdr *h;
 	uint64_t init[2];
@@ -157,134 +163,119 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_cha
 	if (r)
 		return r;
 	h = mem;
-	/* One process's kernels own the tail (gpuqd keeps the mark): positions come from its device memory. */
-	r = gpuq_chan_own(ch, GPUQ_CHAN_SEND, 1);
+	r = gpuq_chan_own(ch, end, 1);
 	if (r)
 		return r;
 	r = gpuq_chan_map_cuda(ch, out);
 	if (r)
 		goto fail_owner;
-	err = cudaMalloc(&d, 2 * sizeof(uint64_t));
+	err = cudaMalloc(&d, sizeof(init));
 	if (err != cudaSuccess) {
 		r = cuda_errno(err);
 		goto fail_map;
 	}
-	init[0] = __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE);
 	init[1] = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+	init[0] = end == GPUQ_CHAN_SEND ? __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE) : init[1];
 	err = cudaMemcpy(d, init, sizeof(init), cudaMemcpyHostToDevice);
 	if (err != cudaSuccess) {
 		r = cuda_errno(err);
 		cudaFree(d);
 		goto fail_map;
 	}
-	out->dev_tail = (uint64_t *)d;
-	out->dev_head = (uint64_t *)d + 1;
+	*dev = d;
 	return 0;
 fail_map:
 	gpuq_chan_unmap_cuda(ch);
 fail_owner:
-	gpuq_chan_own(ch, GPUQ_CHAN_SEND, 0);
+	gpuq_chan_own(ch, end, 0);
 	return r;
+}
+
+/*
+ * Undoes map_end once the kernels finished: hands the end's position back
+ * to the ring (the send end's tail; the receive end's head, which the
+ * kernels kept up to date, raised to the last position they freed), frees
+ * the counters, gives the end back and unmaps.
+ */
+static int unmap_end(gpuq_chan_t *ch, unsigned end, uint64_t *dev)
+{
+	struct gpuq_chan_hdr *h;
+	uint64_t pos[2], cur;
+	cudaError_t err;
+	void *mem;
+	int r;
+
+	r = gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
+	if (r)
+		return r;
+	h = mem;
+	err = cudaMemcpy(pos, dev, sizeof(pos), cudaMemcpyDeviceToHost);
+	if (err == cudaSuccess && end == GPUQ_CHAN_SEND) {
+		__atomic_store_n(&h->tail, pos[0], __ATOMIC_RELEASE);
+	} else if (err == cudaSuccess) {
+		cur = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+		while (cur < pos[1] &&
+		       !__atomic_compare_exchange_n(&h->head, &cur, pos[1], 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			;
+	}
+	cudaFree(dev);
+	r = gpuq_chan_own(ch, end, 0);
+	if (!r)
+		r = gpuq_chan_unmap_cuda(ch);
+	else
+		gpuq_chan_unmap_cuda(ch);
+	return err != cudaSuccess ? cuda_errno(err) : r;
+}
+
+GPUQ_CUDA_API int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
+{
+	uint64_t *d;
+	int r;
+
+	if (!ch || !out)
+		return -EINVAL;
+	r = map_end(ch, GPUQ_CHAN_SEND, out, &d);
+	if (r)
+		return r;
+	out->dev_tail = d;
+	out->dev_head = d + 1;
+	return 0;
 }
 
 GPUQ_CUDA_API int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc)
 {
-	struct gpuq_chan_hdr *h;
-	uint64_t tail;
-	cudaError_t err;
-	void *mem;
-	int r;
+	uint64_t *d;
 
-	if (!dc || !dc->dev_tail)
+	if (!ch || !dc || !dc->dev_tail)
 		return -EINVAL;
-	r = gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
-	if (r)
-		return r;
-	h = mem;
-	/* Hand the positions back to the ring, for whoever sends next. */
-	err = cudaMemcpy(&tail, dc->dev_tail, sizeof(tail), cudaMemcpyDeviceToHost);
-	if (err == cudaSuccess)
-		__atomic_store_n(&h->tail, tail, __ATOMIC_RELEASE);
-	cudaFree(dc->dev_tail);
+	d = dc->dev_tail;
 	dc->dev_tail = dc->dev_head = NULL;
-	r = gpuq_chan_own(ch, GPUQ_CHAN_SEND, 0);
-	if (!r)
-		r = gpuq_chan_unmap_cuda(ch);
-	else
-		gpuq_chan_unmap_cuda(ch);
-	return err != cudaSuccess ? cuda_errno(err) : r;
+	return unmap_end(ch, GPUQ_CHAN_SEND, d);
 }
 
 GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 {
-	struct gpuq_chan_hdr *h;
-	uint64_t head[2];
-	cudaError_t err;
-	void *mem, *d;
+	uint64_t *d;
 	int r;
 
-	r = gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
+	if (!ch || !out)
+		return -EINVAL;
+	r = map_end(ch, GPUQ_CHAN_RECV, out, &d);
 	if (r)
 		return r;
-	h = mem;
-	/* One process's kernels own head (gpuqd keeps the mark): positions come from its device memory. */
-	r = gpuq_chan_own(ch, GPUQ_CHAN_RECV, 1);
-	if (r)
-		return r;
-	r = gpuq_chan_map_cuda(ch, out);
-	if (r)
-		goto fail_owner;
-	err = cudaMalloc(&d, 2 * sizeof(uint64_t));
-	if (err != cudaSuccess) {
-		r = cuda_errno(err);
-		goto fail_map;
-	}
-	head[0] = head[1] = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-	err = cudaMemcpy(d, head, sizeof(head), cudaMemcpyHostToDevice);
-	if (err != cudaSuccess) {
-		r = cuda_errno(err);
-		cudaFree(d);
-		goto fail_map;
-	}
-	out->dev_rx = (uint64_t *)d;
+	out->dev_rx = d;
 	return 0;
-fail_map:
-	gpuq_chan_unmap_cuda(ch);
-fail_owner:
-	gpuq_chan_own(ch, GPUQ_CHAN_RECV, 0);
-	return r;
 }
 
 GPUQ_CUDA_API int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc)
 {
-	struct gpuq_chan_hdr *h;
-	uint64_t pos, cur;
-	cudaError_t err;
-	void *mem;
-	int r;
+	uint64_t *d;
 
-	if (!dc || !dc->dev_rx)
+	if (!ch || !dc || !dc->dev_rx)
 		return -EINVAL;
-	r = gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
-	if (r)
-		return r;
-	h = mem;
-	/* The kernels published head as they went; make sure it is the last position they freed. */
-	err = cudaMemcpy(&pos, dc->dev_rx + 1, sizeof(pos), cudaMemcpyDeviceToHost);
-	if (err == cudaSuccess) {
-		cur = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-		while (cur < pos &&
-		       !__atomic_compare_exchange_n(&h->head, &cur, pos, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-			;
-	}
-	cudaFree(dc->dev_rx);
+	d = dc->dev_rx;
 	dc->dev_rx = NULL;
-	r = gpuq_chan_own(ch, GPUQ_CHAN_RECV, 0);
-	if (!r)
-		r = gpuq_chan_unmap_cuda(ch);
-	else
-		gpuq_chan_unmap_cuda(ch);
-	return err != cudaSuccess ? cuda_errno(err) : r;
+	return unmap_end(ch, GPUQ_CHAN_RECV, d);
 }
 
 GPUQ_CUDA_API int gpuq_chan_unmap_cuda(gpuq_chan_t *ch)
