@@ -17,10 +17,10 @@
 #include "gpuq/gpuq.h"
 #include "gpuq/gpuq_chan.h"
 #include "gpuq/gpuq_cuda.h"
+#include "gpu_test.h"
 #include "harness.h"
 #include "test_chan_gpu.h"
 
-#define EXIT_SKIP 77
 #define TIMEOUT_MS 20000
 
 #define CK_CUDA(call)                                                                          \
@@ -451,47 +451,8 @@ static Suite *chan_gpu_suite(void)
 	return s;
 }
 
-static int gpu_usable(void)
-{
-	int status;
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		perror("test_chan_gpu: fork");
-		exit(99);
-	}
-	if (pid == 0) {
-		int count = 0;
-		cudaError_t err = cudaGetDeviceCount(&count);
-
-		if (err != cudaSuccess || count < 1) {
-			fprintf(stderr, "test_chan_gpu: no GPU: %s\n",
-				err != cudaSuccess ? cudaGetErrorString(err) : "no CUDA devices");
-			_exit(EXIT_SKIP);
-		}
-		_exit(0);
-	}
-	if (waitpid(pid, &status, 0) < 0) {
-		perror("test_chan_gpu: waitpid");
-		exit(99);
-	}
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ENODEV;
-}
-
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	if (gpu_usable() != 0)
-		return EXIT_SKIP;
-	setenv("GPUQ_TEST_BACKEND", "cuda", 1);
 	harness_seed();
-	sr = srunner_create(chan_gpu_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return gpu_test_main("test_chan_gpu", chan_gpu_suite());
 }

@@ -19,8 +19,8 @@
 #include "daemon/backend.h"
 #include "daemon/log.h"
 #include "kernels/kernels.h"
+#include "tests/gpu/gpu_test.h"
 
-#define EXIT_SKIP 77
 #define MIB (1024ULL * 1024)
 
 #define CK_CUDA(call)                                                                          \
@@ -1103,51 +1103,9 @@ static Suite *cuda_backend_suite(void)
 	return s;
 }
 
-/*
- * 0 when a GPU is usable. Asked in a child process: CUDA initialised in this
- * process before Check forks each test would be unusable in the tests.
- */
-static int gpu_usable(void)
-{
-	int status;
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		perror("test_cuda_backend: fork");
-		exit(99);
-	}
-	if (pid == 0) {
-		int count = 0;
-		cudaError_t err = cudaGetDeviceCount(&count);
-
-		if (err != cudaSuccess) {
-			fprintf(stderr, "test_cuda_backend: no GPU: cudaGetDeviceCount: %s\n",
-				cudaGetErrorString(err));
-			_exit(EXIT_SKIP);
-		}
-		if (count < 1) {
-			fprintf(stderr, "test_cuda_backend: no GPU: no CUDA devices\n");
-			_exit(EXIT_SKIP);
-		}
-		_exit(0);
-	}
-	if (waitpid(pid, &status, 0) < 0) {
-		perror("test_cuda_backend: waitpid");
-		exit(99);
-	}
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ENODEV;
-}
-
 int main(void)
 {
 	const char *env = getenv("GPUQ_TEST_SEED");
-	SRunner *sr;
-	int failed;
-
-	if (gpu_usable() != 0)
-		return EXIT_SKIP;
 
 	if (env && *env) {
 		test_seed = (uint32_t)strtoul(env, NULL, 0);
@@ -1160,10 +1118,5 @@ int main(void)
 	printf("test_cuda_backend: seed %u (GPUQ_TEST_SEED=%u repeats this run)\n", test_seed,
 	       test_seed);
 	fflush(stdout);
-
-	sr = srunner_create(cuda_backend_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return gpu_test_main("test_cuda_backend", cuda_backend_suite());
 }

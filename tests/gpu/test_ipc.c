@@ -15,10 +15,10 @@
 
 #include "gpuq/gpuq.h"
 #include "gpuq/gpuq_cuda.h"
+#include "gpu_test.h"
 #include "harness.h"
 #include "ipc_kernel.h"
 
-#define EXIT_SKIP 77
 /* An odd element count over 4 MiB: chunked sends, and a tail the kernel's grid must reach. */
 #define NELEM ((size_t)(1u << 20) + 7)
 #define NBYTES (NELEM * sizeof(uint32_t))
@@ -272,55 +272,8 @@ static Suite *ipc_suite(void)
 	return s;
 }
 
-/*
- * 0 when a GPU is usable. Asked in a child process: this process must not
- * touch CUDA before it connects to gpuqd (MPS) nor before Check forks.
- */
-static int gpu_usable(void)
-{
-	int status;
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		perror("test_ipc: fork");
-		exit(99);
-	}
-	if (pid == 0) {
-		int count = 0;
-		cudaError_t err = cudaGetDeviceCount(&count);
-
-		if (err != cudaSuccess) {
-			fprintf(stderr, "test_ipc: no GPU: cudaGetDeviceCount: %s\n",
-				cudaGetErrorString(err));
-			_exit(EXIT_SKIP);
-		}
-		if (count < 1) {
-			fprintf(stderr, "test_ipc: no GPU: no CUDA devices\n");
-			_exit(EXIT_SKIP);
-		}
-		_exit(0);
-	}
-	if (waitpid(pid, &status, 0) < 0) {
-		perror("test_ipc: waitpid");
-		exit(99);
-	}
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ENODEV;
-}
-
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	if (gpu_usable() != 0)
-		return EXIT_SKIP;
-	setenv("GPUQ_TEST_BACKEND", "cuda", 1);
 	harness_seed();
-	sr = srunner_create(ipc_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return gpu_test_main("test_ipc", ipc_suite());
 }

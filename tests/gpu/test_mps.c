@@ -12,6 +12,7 @@
 #include <cuda_runtime_api.h>
 
 #include "gpuq/gpuq.h"
+#include "gpu_test.h"
 #include "harness.h"
 
 static struct daemon_proc d;
@@ -59,38 +60,17 @@ START_TEST(mps_mode_steers_clients)
 }
 END_TEST
 
-static int have_gpu(void)
-{
-	pid_t pid = fork();
-	int st, n = 0;
-
-	/* Probe in a child: the parent's CUDA must start after the connect. */
-	if (pid == 0)
-		_exit(cudaGetDeviceCount(&n) == cudaSuccess && n > 0 ? 0 : 1);
-	return waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
 int main(void)
 {
 	Suite *s = suite_create("mps");
 	TCase *tc = tcase_create("mps");
-	SRunner *sr;
-	int failed;
 
-	if (!have_gpu()) {
-		fprintf(stderr, "test_mps: no GPU\n");
-		return 77;
-	}
-	setenv("GPUQ_TEST_BACKEND", "cuda", 1);
 	setenv("GPUQ_TEST_SHARING", "mps", 1);
 	unsetenv("CUDA_MPS_PIPE_DIRECTORY");
 	unsetenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, mps_mode_steers_clients);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	harness_seed();
+	return gpu_test_main("test_mps", s);
 }
