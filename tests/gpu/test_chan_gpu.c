@@ -224,6 +224,8 @@ START_TEST(test_stream_block)
 {
 	stream_case(5, 32, 128, 32, 256, 64);
 	stream_case(5, 8, 64, 100, 32, 64); /* a ring of 32: every warp waits, and its block wraps */
+	stream_case(5, 16, 64, 20, 64, 80);  /* 10 units a slot: the block send's general form, two rounds */
+	stream_case(5, 8, 64, 20, 64, 256);  /* 32 units a slot: four rounds */
 }
 END_TEST
 
