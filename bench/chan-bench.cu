@@ -18,10 +18,7 @@
  * (timeout 0: a receiver that polls makes no system call). With many
  * blocks, each receiver thread has its own channel (the blocks are dealt
  * out among them), as the raw rings are dealt out among the threads; one
- * extra row shows a single channel shared by every receiver thread, another
- * one warp sending four 64 B messages a lane per call
- * (gpuq_dev_send_warp_n: one take for 128 positions) beside the raw ring's
- * one-warp figure.
+ * extra row shows a single channel shared by every receiver thread.
  * Latency: a host <-> persistent-kernel ping-pong of 8 B messages (the
  * kernel's channels mapped with gpuq_chan_map_cuda_receiver/_sender; the
  * raw one is a tagged word each way); one way is RTT/2.
@@ -148,20 +145,15 @@ __global__ void raw_produce_seq(uint8_t *rings, uint64_t ring_bytes, uint32_t ns
 	}
 }
 
-/* Block b sends on channel b % nchan; per_call messages a lane per call (gpuq_dev_send_warp_n when > 1). */
-template <uint32_t PER_CALL>
+/* Block b sends on channel b % nchan. */
 __global__ void gq_produce(const gpuq_dev_chan *chans, uint32_t nchan, uint32_t size, const uint8_t *src,
-			   uint32_t calls)
+			   uint32_t per_lane)
 {
 	const gpuq_dev_chan c = chans[blockIdx.x % nchan];
-	const uint8_t *s = src + (threadIdx.x % 32) * size * PER_CALL;
+	const uint8_t *s = src + (threadIdx.x % 32) * size;
 
-	for (uint32_t i = 0; i < calls; i++) {
-		if (PER_CALL > 1)
-			gpuq_dev_send_warp_n(c, s, size, size, PER_CALL);
-		else
-			gpuq_dev_send_warp(c, s, size);
-	}
+	for (uint32_t i = 0; i < per_lane; i++)
+		gpuq_dev_send_warp(c, s, size);
 }
 
 __global__ void gq_echo(gpuq_dev_chan in, gpuq_dev_chan out, uint32_t n)
@@ -210,10 +202,10 @@ static uint64_t cell_msgs(const cell &c, uint32_t warps)
  * gpuq: nchan channels (block b sends on b % nchan), rx receiver threads;
  * thread k receives from channel k % nchan (shared when rx > nchan).
  */
-static double run_gpuq(gpuq_t *q, const cell &c, const uint8_t *src, int rx, int nchan, uint32_t per_call = 1)
+static double run_gpuq(gpuq_t *q, const cell &c, const uint8_t *src, int rx, int nchan)
 {
 	uint32_t nslots = c.size >= 16384 ? 1024 : c.size >= 1024 ? 4096 : 8192;
-	uint64_t total = cell_msgs(c, c.blocks * per_call);
+	uint64_t total = cell_msgs(c, c.blocks);
 	std::vector<gpuq_chan_t *> ch(nchan);
 	std::vector<gpuq_dev_chan> dc(nchan);
 	gpuq_dev_chan *ddc;
@@ -233,11 +225,7 @@ static double run_gpuq(gpuq_t *q, const cell &c, const uint8_t *src, int rx, int
 	CK(cudaMalloc((void **)&ddc, nchan * sizeof(gpuq_dev_chan)));
 	CK(cudaMemcpy(ddc, dc.data(), nchan * sizeof(gpuq_dev_chan), cudaMemcpyHostToDevice));
 	double t0 = now_s();
-	uint32_t calls = (uint32_t)(total / (c.blocks * 32 * per_call));
-	if (per_call == 4)
-		gq_produce<4><<<c.blocks, 32>>>(ddc, nchan, c.size, src, calls);
-	else
-		gq_produce<1><<<c.blocks, 32>>>(ddc, nchan, c.size, src, calls);
+	gq_produce<<<c.blocks, 32>>>(ddc, nchan, c.size, src, (uint32_t)(total / (c.blocks * 32)));
 	CK(cudaGetLastError());
 	std::vector<std::thread> th;
 	for (int k = 0; k < rx; k++)
@@ -549,9 +537,6 @@ int main(int argc, char **argv)
 	/* For the record: one channel that every receiver thread shares (they contend for its head). */
 	cell shared{"one warp per SM", 16384, (uint32_t)prop.multiProcessorCount, 0, 0};
 	shared.gq_mps = run_gpuq(q, shared, src, O.rx, 1);
-	/* For the record: one warp sending four 64 B messages a lane per call (one take for 128 positions). */
-	cell four{"one warp, 4/call", 64, 1, 0, cells[0].raw_mps};
-	four.gq_mps = run_gpuq(q, four, src, 1, 1, 4);
 	uint32_t n = O.quick ? 2000 : 20000;
 	lat lr = ping_raw(n), lg = ping_gpuq(q, n);
 
@@ -584,8 +569,7 @@ int main(int argc, char **argv)
 			       i ? "," : "", cells[i].size, cells[i].name, cells[i].blocks, cells[i].gq_mps,
 			       cells[i].raw_mps, cells[i].gq_mps * cells[i].size / 1e9,
 			       cells[i].raw_mps * cells[i].size / 1e9, cells[i].gq_mps / cells[i].raw_mps);
-		printf("],\"shared_channel_16k_gb_per_s\":%.3f,\"send_warp_n4_64b_msgs_per_s\":%.0f",
-		       shared.gq_mps * 16384 / 1e9, four.gq_mps);
+		printf("],\"shared_channel_16k_gb_per_s\":%.3f", shared.gq_mps * 16384 / 1e9);
 		printf(",\"latency_us\":{\"gpuq_rtt_p50\":%.3f,\"gpuq_rtt_p99\":%.3f,\"raw_rtt_p50\":%.3f,"
 		       "\"raw_rtt_p99\":%.3f},\"targets\":[",
 		       lg.p50, lg.p99, lr.p50, lr.p99);
@@ -604,9 +588,6 @@ int main(int argc, char **argv)
 			       100 * c.gq_mps / c.raw_mps);
 		printf("%-8u %-16s %12.2f %12s %10.2f   (one channel shared by %d receiver threads)\n", 16384u,
 		       "one warp per SM", shared.gq_mps / 1e6, "", shared.gq_mps * 16384 / 1e9, O.rx);
-		printf("%-8u %-16s %12.2f %12.2f %10.2f %10.2f %6.0f%%  (gpuq_dev_send_warp_n, 4 a lane)\n", 64u,
-		       four.name, four.gq_mps / 1e6, four.raw_mps / 1e6, four.gq_mps * 64 / 1e9,
-		       four.raw_mps * 64 / 1e9, 100 * four.gq_mps / four.raw_mps);
 		printf("\nping-pong, 8 B each way (us)   RTT p50   RTT p99   one-way p50 (RTT/2)\n");
 		printf("  gpuq channels              %8.2f  %8.2f  %8.2f\n", lg.p50, lg.p99, lg.p50 / 2);
 		printf("  raw tagged mailbox         %8.2f  %8.2f  %8.2f\n", lr.p50, lr.p99, lr.p50 / 2);

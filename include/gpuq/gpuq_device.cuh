@@ -667,8 +667,7 @@ __device__ __forceinline__ void store_tag_units(const gpuq_dev_chan &c, const ta
  * slot, or 0 to take it from the channel.
  */
 template <uint32_t PER>
-__device__ __forceinline__ int send_block(const gpuq_dev_chan &c, const void *msg, uint32_t stride, uint32_t len,
-					  uint32_t n)
+__device__ __forceinline__ int send_block(const gpuq_dev_chan &c, const void *msg, uint32_t len)
 {
 	unsigned lane = lane_id();
 	uint32_t per = PER ? PER : c.slot_size / 8;
@@ -679,40 +678,19 @@ __device__ __forceinline__ int send_block(const gpuq_dev_chan &c, const void *ms
 	tag_units t;
 
 	if (lane == 0)
-		base = take(c, 32ull * n);
+		base = take(c, 32);
 	__syncwarp(); /* every lane's message, written before the call, is visible to the others */
 	load_tag_units(t, per, 0, lane, gmsg, len);
 	base = __shfl_sync(0xffffffffu, base, 0);
-	for (uint32_t j = 0; j < n; j++) {
-		uint64_t pos = base + 32ull * j;
-
-		if (j)
-			load_tag_units(t, per, 0, lane, gmsg + (unsigned long long)j * stride, len);
-		if (!c.dev_head || pos + lane - cached >= c.nslots)
-			wait_room(c, pos + lane);
-		__syncwarp(); /* every lane's slot is free before any lane writes */
-		store_tag_units(c, t, per, 0, pos);
-		for (uint32_t r0 = 8; r0 < per; r0 += 8) {
-			load_tag_units(t, per, r0, lane, gmsg + (unsigned long long)j * stride, len);
-			store_tag_units(c, t, per, r0, pos);
-		}
+	if (!c.dev_head || base + lane - cached >= c.nslots)
+		wait_room(c, base + lane);
+	__syncwarp(); /* every lane's slot is free before any lane writes */
+	store_tag_units(c, t, per, 0, base);
+	for (uint32_t r0 = 8; r0 < per; r0 += 8) {
+		load_tag_units(t, per, r0, lane, gmsg, len);
+		store_tag_units(c, t, per, r0, base);
 	}
 	return 0;
-}
-
-/* send_block with the unit count made a constant for the usual slot sizes. */
-__device__ __forceinline__ int send_block_any(const gpuq_dev_chan &c, const void *msg, uint32_t stride, uint32_t len,
-					      uint32_t n)
-{
-	/* A constant unit count lets the compiler turn divisions into shifts and drop the tests. */
-	switch (c.slot_size) {
-	case 16: return send_block<2>(c, msg, stride, len, n);
-	case 32: return send_block<4>(c, msg, stride, len, n);
-	case 64: return send_block<8>(c, msg, stride, len, n);
-	case 128: return send_block<16>(c, msg, stride, len, n);
-	case 256: return send_block<32>(c, msg, stride, len, n);
-	default: return send_block<0>(c, msg, stride, len, n);
-	}
 }
 
 /* Warp-aggregated send for the lanes in mask (all of which must call it together). */
@@ -729,8 +707,17 @@ __device__ __forceinline__ int send_lanes(const gpuq_dev_chan &c, const void *ms
 	bool block = c.format == GPUQ_CHAN_FMT_TAG && vmask == 0xffffffffu &&
 		     __all_sync(vmask, __isGlobal(msg) && ((uintptr_t)msg & 7) == 0);
 
-	if (block)
-		return send_block_any(c, msg, 0, len, 1);
+	if (block) {
+		/* A constant unit count lets the compiler turn divisions into shifts and drop the tests. */
+		switch (c.slot_size) {
+		case 16: return send_block<2>(c, msg, len);
+		case 32: return send_block<4>(c, msg, len);
+		case 64: return send_block<8>(c, msg, len);
+		case 128: return send_block<16>(c, msg, len);
+		case 256: return send_block<32>(c, msg, len);
+		default: return send_block<0>(c, msg, len);
+		}
+	}
 	if (lane == leader)
 		base = take(c, __popc(vmask));
 	/* The cached head is read while the take is in flight: two latencies overlap. */
@@ -873,39 +860,6 @@ GPUQ_DEV int gpuq_dev_send_warp(gpuq_dev_chan c, const void *msg, uint32_t len)
 	return gpuq_detail::send_lanes(c, msg, len, 0xffffffffu);
 #else
 	return gpuq_dev_send(c, msg, len);
-#endif
-}
-
-/*
- * gpuq_dev_send_warp for n messages per lane, all 32 lanes of a full,
- * converged warp together: lane i's message j is the len bytes at
- * msg + j * stride and takes position base + 32 j + i, so each lane's
- * messages arrive in order. When the block send applies (small slots,
- * every message in global memory, 8-byte aligned, stride a multiple of 8)
- * one atomic takes all 32 n positions; otherwise it is n calls of
- * gpuq_dev_send_warp. A lane whose len is over slot_size gets -EMSGSIZE
- * and sends nothing; the others return 0. On the host it is n sends.
- */
-GPUQ_DEV int gpuq_dev_send_warp_n(gpuq_dev_chan c, const void *msg, uint32_t stride, uint32_t len, uint32_t n)
-{
-#ifdef __CUDA_ARCH__
-	bool ok = len <= c.slot_size;
-
-	if (!n)
-		return 0;
-	if (__all_sync(0xffffffffu, ok && c.format == GPUQ_CHAN_FMT_TAG && __isGlobal(msg) &&
-					     ((uintptr_t)msg & 7) == 0 && (stride & 7) == 0))
-		return gpuq_detail::send_block_any(c, msg, stride, len, n);
-	int r = 0;
-	for (uint32_t j = 0; j < n; j++)
-		r = gpuq_detail::send_lanes(c, (const uint8_t *)msg + (uint64_t)j * stride, len, 0xffffffffu);
-	return r;
-#else
-	int r = 0;
-
-	for (uint32_t j = 0; j < n && !r; j++)
-		r = gpuq_dev_send(c, (const uint8_t *)msg + (uint64_t)j * stride, len);
-	return r;
 #endif
 }
 

@@ -55,34 +55,6 @@ __global__ void produce_big_kernel(gpuq_dev_chan c, unsigned per_thread, uint8_t
 		gpuq_dev_chan_done(c);
 }
 
-/* Mode 6: four messages a lane per call (gpuq_dev_send_warp_n), built side by side in global memory. */
-__global__ void produce_n_kernel(gpuq_dev_chan c, unsigned per_thread, uint8_t *scratch)
-{
-	uint32_t sender = blockIdx.x * blockDim.x + threadIdx.x;
-	uint8_t *my = scratch + (size_t)sender * CHAN_TEST_BIG_MAX;
-
-	for (uint32_t i = 0; i < per_thread; i += 4) {
-		for (uint32_t j = 0; j < 4; j++) {
-			chan_test_msg m;
-			uint8_t *d = my + 64 * j;
-
-			m.sender = sender;
-			m.seq = i + j;
-			m.sum = chan_test_sum(sender, i + j);
-			m.nsum = ~m.sum;
-			m.pad = 0;
-			memcpy(d, &m, sizeof(m));
-			for (uint32_t k = sizeof(m); k < 64; k++)
-				d[k] = chan_test_byte(sender, i + j, k);
-		}
-		/* Every message 64 bytes long here; the checker knows mode 6's lengths. */
-		gpuq_dev_send_warp_n(c, my, 64, 64, 4);
-	}
-	__syncthreads();
-	if (threadIdx.x == 0)
-		gpuq_dev_chan_done(c);
-}
-
 __global__ void worker_kernel(gpuq_dev_chan in, gpuq_dev_chan out)
 {
 	uint32_t worker = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
@@ -102,7 +74,7 @@ __global__ void worker_kernel(gpuq_dev_chan in, gpuq_dev_chan out)
 extern "C" cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads,
 					 unsigned per_thread, int mode, cudaStream_t stream)
 {
-	if (mode == 4 || mode == 5 || mode == 6) {
+	if (mode == 4 || mode == 5) {
 		static uint8_t *scratch;
 		static size_t have;
 		size_t need = (size_t)blocks * threads * CHAN_TEST_BIG_MAX;
@@ -116,10 +88,7 @@ extern "C" cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks
 				return e;
 			have = need;
 		}
-		if (mode == 6)
-			produce_n_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, scratch);
-		else
-			produce_big_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, scratch, mode == 5);
+		produce_big_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, scratch, mode == 5);
 		return cudaGetLastError();
 	}
 	produce_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, mode);

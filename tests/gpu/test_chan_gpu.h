@@ -74,9 +74,7 @@ struct chan_test_result {
  * even blocks warp, odd blocks single; 3: gpuq_dev_send_active from odd
  * lanes only; 4: gpuq_dev_send_warp of mode 4's long messages, built in
  * global memory (the warp copies them together); 5: the same with
- * chan_test_small_len() messages (the warp writes its slots as one block);
- * 6: gpuq_dev_send_warp_n, four 64-byte messages a lane per call
- * (per_thread a multiple of 4).
+ * chan_test_small_len() messages (the warp writes its slots as one block).
  * Thread 0 of each block
  * calls gpuq_dev_chan_done at the end.
  */

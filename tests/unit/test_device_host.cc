@@ -167,7 +167,7 @@ void test_backpressure()
 	CHECK(gpuq_dev_try_recv(r.c, &out, sizeof(out)) == -EAGAIN, "drained");
 }
 
-enum send_mode { SEND, TRY_SEND, BATCH, WARP_N };
+enum send_mode { SEND, TRY_SEND, BATCH };
 
 /*
  * nsenders threads × per_sender messages through a small ring, mixing the
@@ -193,7 +193,7 @@ void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nsl
 		s.store(0);
 	for (unsigned s = 0; s < nsenders; s++) {
 		th.emplace_back([&, s] {
-			send_mode mode = (send_mode)(s % 4);
+			send_mode mode = (send_mode)(s % 3);
 			msg batch[32];
 			uint32_t lens[32];
 			for (uint32_t i = 0; i < per_sender;) {
@@ -204,13 +204,6 @@ void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nsl
 						lens[k] = sizeof(msg);
 					}
 					if (gpuq_dev_send_batch(r.c, batch, sizeof(msg), lens, n))
-						bad++;
-					i += n;
-				} else if (mode == WARP_N) {
-					uint32_t n = per_sender - i < 4 ? per_sender - i : 4;
-					for (uint32_t k = 0; k < n; k++)
-						batch[k] = make_msg(s, i + k);
-					if (gpuq_dev_send_warp_n(r.c, batch, sizeof(msg), sizeof(msg), n))
 						bad++;
 					i += n;
 				} else if (mode == TRY_SEND) {
