@@ -315,16 +315,17 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t cap, size_t *len)
 {
 	uint8_t *slot = slot_of(ch, pos);
-	int st = gpuq_chan_slot_state(slot, pos, ch->format, ch->lap_shift);
 	uint32_t l;
 
-	if (st != 1)
-		return st;
 	if (ch->format == GPUQ_CHAN_FMT_TAG) {
 		const uint64_t *w = (const uint64_t *)slot;
 		uint8_t *d = buf;
-		uint32_t tag = (uint32_t)(__atomic_load_n(&w[0], __ATOMIC_RELAXED) >> 32), nw, whole, i, n;
+		uint64_t v0 = __atomic_load_n(&w[0], __ATOMIC_ACQUIRE), v1;
+		uint32_t tag = (uint32_t)(v0 >> 32), nw, whole, i, n;
+		int16_t lap = (int16_t)((uint16_t)(tag >> 16) - (uint16_t)((pos >> ch->lap_shift) + 1));
 
+		if (lap)
+			return lap < 0 ? 0 : -1; /* not there yet, or a later lap's: head moved on */
 		l = tag & 0xffff;
 		if (l > ch->slot_size)
 			l = ch->slot_size;
@@ -333,12 +334,14 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 		whole = n / 8;
 		/* A unit (two words) at a time; the payload is each word's low half. */
 		for (i = 0; i < nw; i += 2) {
-			uint64_t v0 = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
-			uint64_t v1 = __atomic_load_n(&w[i + 1], __ATOMIC_RELAXED);
-			uint64_t p = (v0 & 0xffffffffu) | v1 << 32;
+			uint64_t p;
 
+			if (i)
+				v0 = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+			v1 = __atomic_load_n(&w[i + 1], __ATOMIC_RELAXED);
 			if ((uint32_t)(v0 >> 32) != tag || (uint32_t)(v1 >> 32) != tag)
 				return 0; /* still on its way (the GPU's writes land in any order), or torn by a newer lap */
+			p = (v0 & 0xffffffffu) | v1 << 32;
 			if (i / 2 < whole)
 				memcpy(d + 4 * i, &p, 8);
 			else if (4 * i < n)
@@ -346,7 +349,10 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 		}
 	} else {
 		struct gpuq_chan_slot *s = (struct gpuq_chan_slot *)slot;
+		int st = gpuq_chan_slot_state(slot, pos, ch->format, ch->lap_shift);
 
+		if (st != 1)
+			return st;
 		l = s->len;
 		if (l > ch->slot_size)
 			l = ch->slot_size;
