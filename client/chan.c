@@ -263,8 +263,8 @@ static void put(const struct gpuq_chan *ch, uint64_t pos, const void *msg, uint3
 GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, int timeout_ms)
 {
 	struct gpuq_chan_hdr *h;
-	uint64_t deadline, spin_end = 0, pos;
-	int r;
+	uint64_t deadline = 0, spin_end = 0, pos;
+	int r, timed = 0;
 
 	if (!ch || (len && !msg))
 		return -EINVAL;
@@ -273,7 +273,6 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 		return -EMSGSIZE;
 	if (__atomic_load_n(&h->tail_owner, __ATOMIC_ACQUIRE))
 		return -EBUSY; /* a GPU keeps this channel's tail: its kernels are the senders */
-	deadline = deadline_of(timeout_ms);
 	pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
 	for (;;) {
 		uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
@@ -282,6 +281,10 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 			/* Full: position pos's slot still holds an unread message. */
 			if (timeout_ms == 0)
 				return -EAGAIN;
+			if (!timed) { /* the clock is read only once there is a wait to time */
+				deadline = deadline_of(timeout_ms);
+				timed = 1;
+			}
 			r = nap(deadline, &spin_end);
 			if (r)
 				return r;
@@ -434,12 +437,11 @@ static void arm(gpuq_chan_t *ch)
 static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens, unsigned max,
 		     int timeout_ms)
 {
-	uint64_t deadline, spin_end = 0;
-	int n;
+	uint64_t deadline = 0, spin_end = 0;
+	int n, timed = 0;
 
 	if (__atomic_load_n(&ch->hdr->rx_owner, __ATOMIC_ACQUIRE))
 		return -EBUSY; /* a GPU keeps this channel's head: its kernels are the receivers */
-	deadline = deadline_of(timeout_ms);
 	for (;;) {
 		struct pollfd p = { .fd = ch->efd, .events = POLLIN };
 		uint64_t t, v;
@@ -451,6 +453,10 @@ static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens
 		if (timeout_ms == 0)
 			break;
 		t = now_ns();
+		if (!timed) { /* the clock is read only once there is a wait to time */
+			deadline = deadline_of(timeout_ms);
+			timed = 1;
+		}
 		if (deadline && t >= deadline)
 			return -ETIMEDOUT;
 		if (!spin_end)
