@@ -30,6 +30,12 @@ struct gpuq_chan {
 	 */
 	uint32_t slot_size, nslots, direction, format, lap_shift;
 	uint64_t stride;
+	/*
+	 * The last head this process saw: head only grows, so while
+	 * pos - head_seen < nslots a send has room without reading the
+	 * shared head (a line the receivers keep writing).
+	 */
+	uint64_t head_seen;
 };
 
 /* Slot of position pos, from the private geometry: always inside the mapping. */
@@ -275,8 +281,12 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 		return -EBUSY; /* a GPU keeps this channel's tail: its kernels are the senders */
 	pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
 	for (;;) {
-		uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+		uint64_t head = __atomic_load_n(&ch->head_seen, __ATOMIC_RELAXED);
 
+		if (pos - head >= ch->nslots) {
+			head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+			__atomic_store_n(&ch->head_seen, head, __ATOMIC_RELAXED);
+		}
 		if (pos - head >= ch->nslots && (int64_t)(pos - head) > 0) {
 			/* Full: position pos's slot still holds an unread message. */
 			if (timeout_ms == 0)
@@ -297,7 +307,12 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 		put(ch, pos, msg, (uint32_t)len);
 		break;
 	}
-	/* A CPU sender wakes a sleeping receiver itself; gpuqd does it for kernels. */
+	/*
+	 * A CPU sender wakes a sleeping receiver itself; gpuqd does it for
+	 * kernels. No CPU receiver sleeps while a GPU keeps the receive end.
+	 */
+	if (__atomic_load_n(&h->rx_owner, __ATOMIC_RELAXED))
+		return (ssize_t)len;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&h->rx_waiting, __ATOMIC_RELAXED) &&
 	    __atomic_exchange_n(&h->rx_waiting, 0, __ATOMIC_ACQ_REL)) {
