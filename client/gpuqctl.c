@@ -20,6 +20,7 @@ static void usage(FILE *f)
 		   "  status    daemon state: version, backend, sessions, buffers, requests\n"
 		   "  devices   the devices gpuqd serves\n"
 		   "  clients   connected client sessions\n"
+		   "  channels  channels you may see, their rings and GPU ends\n"
 		   "  version   gpuqctl's and gpuqd's versions\n"
 		   "Options:\n"
 		   "  -s, --socket PATH  gpuqd's socket (default $%s, else %s)\n"
@@ -233,6 +234,58 @@ static int cmd_clients(gpuq_t *q)
 	return EXIT_OK;
 }
 
+static int cmd_channels(gpuq_t *q)
+{
+	struct gpuq_channel_info *ch;
+	int i, n = gpuq_channels(q, &ch);
+
+	if (n < 0)
+		return fail(q, "channels", n);
+	if (json) {
+		printf("{\"schema_version\":%d,\"channels\":[", JSON_SCHEMA_VERSION);
+		for (i = 0; i < n; i++) {
+			printf("%s{\"name\":", i ? "," : "");
+			json_str(ch[i].name);
+			printf(",\"uid\":%u,\"gid\":%u,\"mode\":\"%04o\",\"direction\":\"%s\",\"slot_size\":%u,"
+			       "\"nslots\":%u,\"users\":%u,\"head\":%llu,\"tail\":%llu,\"gpu_sender_pid\":%u,"
+			       "\"gpu_receiver_pid\":%u,\"receivers_asleep\":%s,\"senders_done\":%u}",
+			       ch[i].uid, ch[i].gid, ch[i].mode,
+			       ch[i].direction == GPUQ_CHAN_CPU_TO_GPU ? "cpu-to-gpu" : "gpu-to-cpu", ch[i].slot_size,
+			       ch[i].nslots, ch[i].users, (unsigned long long)ch[i].head,
+			       (unsigned long long)ch[i].tail, ch[i].gpu_sender, ch[i].gpu_receiver,
+			       ch[i].receivers_asleep ? "true" : "false", ch[i].senders_done);
+		}
+		printf("]}\n");
+	} else {
+		printf("%-24s %-6s %-5s %-10s %6s %7s %5s %9s %s\n", "NAME", "UID", "MODE", "DIRECTION", "SLOT",
+		       "SLOTS", "USERS", "QUEUED", "GPU ENDS");
+		for (i = 0; i < n; i++) {
+			char queued[24], ends[48];
+
+			/* While a GPU keeps the send end, the kernels' count is in device memory. */
+			if (ch[i].gpu_sender)
+				snprintf(queued, sizeof(queued), "-");
+			else
+				snprintf(queued, sizeof(queued), "%llu",
+					 (unsigned long long)(ch[i].tail - ch[i].head));
+			if (ch[i].gpu_sender && ch[i].gpu_receiver)
+				snprintf(ends, sizeof(ends), "send (pid %u), receive (pid %u)", ch[i].gpu_sender,
+					 ch[i].gpu_receiver);
+			else if (ch[i].gpu_sender)
+				snprintf(ends, sizeof(ends), "send (pid %u)", ch[i].gpu_sender);
+			else if (ch[i].gpu_receiver)
+				snprintf(ends, sizeof(ends), "receive (pid %u)", ch[i].gpu_receiver);
+			else
+				snprintf(ends, sizeof(ends), "-");
+			printf("%-24s %-6u %04o  %-10s %6u %7u %5u %9s %s%s\n", ch[i].name, ch[i].uid, ch[i].mode,
+			       ch[i].direction == GPUQ_CHAN_CPU_TO_GPU ? "cpu-to-gpu" : "gpu-to-cpu", ch[i].slot_size,
+			       ch[i].nslots, ch[i].users, queued, ends, ch[i].receivers_asleep ? " (receivers asleep)" : "");
+		}
+	}
+	free(ch);
+	return EXIT_OK;
+}
+
 static int cmd_version(gpuq_t *q)
 {
 	struct gpuq_status st;
@@ -268,6 +321,7 @@ int main(int argc, char **argv)
 		{ "status", cmd_status },
 		{ "devices", cmd_devices },
 		{ "clients", cmd_clients },
+		{ "channels", cmd_channels },
 		{ "version", cmd_version },
 	};
 	const char *sock = NULL;

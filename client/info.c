@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "gpuq/gpuq_chan.h"
 
 GPUQ_API int gpuq_status(gpuq_t *q, struct gpuq_status *st)
 {
@@ -90,6 +91,53 @@ GPUQ_API int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out)
 		arr[i].buffers = c->buffers;
 		arr[i].buffer_bytes = c->buffer_bytes;
 		arr[i].requests = c->requests;
+	}
+	frame_free(rep);
+	*out = arr;
+	return (int)n;
+}
+
+GPUQ_API int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
+	Gpuq__ChannelsReq cr = GPUQ__CHANNELS_REQ__INIT;
+	struct gpuq_channel_info *arr;
+	size_t i, n;
+	int r;
+
+	if (!q || !out)
+		return -EINVAL;
+	req.body_case = GPUQ__MSG__BODY_CHANNELS_REQ;
+	req.channels_req = &cr;
+	pthread_mutex_lock(&q->lock);
+	r = client_call(q, &req, GPUQ__MSG__BODY_CHANNELS, &rep);
+	pthread_mutex_unlock(&q->lock);
+	if (r)
+		return r;
+	n = rep->channels->n_channels;
+	arr = calloc(n ? n : 1, sizeof(*arr));
+	if (!arr) {
+		frame_free(rep);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		const Gpuq__ChannelInfo *c = rep->channels->channels[i];
+
+		snprintf(arr[i].name, sizeof(arr[i].name), "%s", c->name);
+		arr[i].uid = c->uid;
+		arr[i].gid = c->gid;
+		arr[i].mode = c->mode & 0777;
+		arr[i].slot_size = c->slot_size;
+		arr[i].nslots = c->nslots;
+		arr[i].direction = c->direction == GPUQ_CHAN_DIR_CPU_TO_GPU ? GPUQ_CHAN_CPU_TO_GPU
+									   : GPUQ_CHAN_GPU_TO_CPU;
+		arr[i].users = c->users;
+		arr[i].head = c->head;
+		arr[i].tail = c->tail;
+		arr[i].gpu_sender = c->gpu_sender;
+		arr[i].gpu_receiver = c->gpu_receiver;
+		arr[i].receivers_asleep = c->receivers_asleep;
+		arr[i].senders_done = c->senders_done;
 	}
 	frame_free(rep);
 	*out = arr;

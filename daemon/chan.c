@@ -158,6 +158,45 @@ static int allowed(const struct chan *c, int send, int recv, uid_t uid, gid_t gi
 	return 1;
 }
 
+int chan_list(struct chan_registry *r, uid_t uid, gid_t gid, struct chan_info **out)
+{
+	struct chan_info *arr;
+	struct chan *c;
+	int n = 0;
+
+	pthread_mutex_lock(&r->lock);
+	arr = calloc(r->count ? r->count : 1, sizeof(*arr));
+	if (!arr) {
+		pthread_mutex_unlock(&r->lock);
+		return -ENOMEM;
+	}
+	for (c = r->list; c && (unsigned)n < r->count; c = c->next) {
+		struct chan_info *ci = &arr[n];
+		const struct gpuq_chan_hdr *h = c->hdr;
+
+		if (uid != 0 && uid != getuid() && !allowed(c, 1, 0, uid, gid) && !allowed(c, 0, 1, uid, gid))
+			continue; /* no access at all */
+		snprintf(ci->name, sizeof(ci->name), "%s", c->name);
+		ci->uid = c->uid;
+		ci->gid = c->gid;
+		ci->mode = c->mode;
+		ci->users = c->refs;
+		ci->slot_size = c->slot_size;
+		ci->nslots = c->nslots;
+		ci->direction = c->direction;
+		ci->head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
+		ci->tail = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
+		ci->tail_owner = __atomic_load_n(&h->tail_owner, __ATOMIC_RELAXED);
+		ci->rx_owner = __atomic_load_n(&h->rx_owner, __ATOMIC_RELAXED);
+		ci->rx_waiting = __atomic_load_n(&h->rx_waiting, __ATOMIC_RELAXED);
+		ci->senders_done = __atomic_load_n(&h->senders_done, __ATOMIC_RELAXED);
+		n++;
+	}
+	pthread_mutex_unlock(&r->lock);
+	*out = arr;
+	return n;
+}
+
 struct chan *chan_open(struct chan_registry *r, const char *name, int send, int recv, uid_t uid,
 		       gid_t gid, int *err)
 {

@@ -61,6 +61,24 @@ struct chan *chan_open(struct chan_registry *r, const char *name, int send, int 
 /* Drops a reference; the last one frees the channel. */
 void chan_unref(struct chan_registry *r, struct chan *c);
 
+/* A channel as `gpuqctl channels` shows it (proto ChannelInfo). */
+struct chan_info {
+	char name[GPUQ_CHAN_NAME_MAX];
+	uid_t uid;
+	gid_t gid;
+	unsigned mode, users;
+	uint32_t slot_size, nslots, direction;
+	uint64_t head, tail;
+	uint32_t tail_owner, rx_owner, rx_waiting, senders_done;
+};
+
+/*
+ * The channels a peer with uid/gid may see: all for root and for gpuqd's
+ * own user, else those its mode bits give it any access to. Returns how
+ * many, with *out (free()) holding them, or -ENOMEM.
+ */
+int chan_list(struct chan_registry *r, uid_t uid, gid_t gid, struct chan_info **out);
+
 /* The ends of a channel a process's kernels can own (proto ChanOwn.end). */
 #define CHAN_END_SEND 1u
 #define CHAN_END_RECV 2u

@@ -445,6 +445,55 @@ static void on_chan_own(struct conn *c, uint64_t seq, const Gpuq__ChanOwn *co)
 	reply_ok(c, seq, 0);
 }
 
+static void on_channels(struct conn *c, uint64_t seq)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Channels ch = GPUQ__CHANNELS__INIT;
+	Gpuq__ChannelInfo *infos = NULL, **ptrs = NULL;
+	struct chan_info *list = NULL;
+	int n = chan_list(c->srv->chans, c->uid, c->gid, &list), i;
+
+	if (n < 0) {
+		conn_send_error(c, seq, n, "listing channels: %s", strerror(-n));
+		return;
+	}
+	infos = calloc((size_t)n + 1, sizeof(*infos));
+	ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
+	if (!infos || !ptrs) {
+		conn_send_error(c, seq, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		Gpuq__ChannelInfo *ci = &infos[i];
+
+		gpuq__channel_info__init(ci);
+		ci->name = list[i].name;
+		ci->uid = (uint32_t)list[i].uid;
+		ci->gid = (uint32_t)list[i].gid;
+		ci->mode = list[i].mode;
+		ci->slot_size = list[i].slot_size;
+		ci->nslots = list[i].nslots;
+		ci->direction = list[i].direction;
+		ci->users = list[i].users;
+		ci->head = list[i].head;
+		ci->tail = list[i].tail;
+		ci->gpu_sender = list[i].tail_owner;
+		ci->gpu_receiver = list[i].rx_owner;
+		ci->receivers_asleep = list[i].rx_waiting != 0;
+		ci->senders_done = list[i].senders_done;
+		ptrs[i] = ci;
+	}
+	ch.n_channels = (size_t)n;
+	ch.channels = ptrs;
+	m.body_case = GPUQ__MSG__BODY_CHANNELS;
+	m.channels = &ch;
+	conn_send(c, &m, seq);
+out:
+	free(ptrs);
+	free(infos);
+	free(list);
+}
+
 static void on_status(struct conn *c, uint64_t seq)
 {
 	struct server *srv = c->srv;
@@ -592,6 +641,9 @@ void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
 		break;
 	case GPUQ__MSG__BODY_CLIENTS_REQ:
 		on_clients(c, seq);
+		break;
+	case GPUQ__MSG__BODY_CHANNELS_REQ:
+		on_channels(c, seq);
 		break;
 	case GPUQ__MSG__BODY__NOT_SET:
 		log_info("pid %d sent an unknown message", (int)c->pid);

@@ -168,6 +168,25 @@ struct gpuq_client_info {
  */
 int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out);
 
+struct gpuq_channel_info {
+	char name[64];
+	unsigned uid, gid, mode;
+	unsigned slot_size, nslots;
+	unsigned direction; /* GPUQ_CHAN_GPU_TO_CPU or GPUQ_CHAN_CPU_TO_GPU */
+	unsigned users;     /* sessions that have it open */
+	uint64_t head, tail; /* from the shared header; tail lags while a GPU keeps the send end */
+	unsigned gpu_sender, gpu_receiver; /* pids whose GPUs keep an end (gpuq_chan_own), 0: none */
+	int receivers_asleep;
+	unsigned senders_done;
+};
+
+/*
+ * Lists the channels this peer may see (all for root and gpuqd's user,
+ * else those it has access to). On success *out is an array of the
+ * returned count of entries, to be released with free().
+ */
+int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out);
+
 /*
  * ---- The data path ----
  *

@@ -655,6 +655,57 @@ START_TEST(corrupt_header_harms_nobody)
 }
 END_TEST
 
+/* gpuq_channels (gpuqctl channels) shows each channel's geometry, users, ring and GPU ends. */
+START_TEST(listing)
+{
+	gpuq_t *q = session(), *q2 = session();
+	gpuq_chan_t *a, *b, *b2;
+	struct gpuq_channel_info *list;
+	struct msg m;
+	int n, i, seen = 0;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "list.a", 64, 8, GPUQ_CHAN_GPU_TO_CPU | 0640, &a), 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "list.b", 1024, 16, GPUQ_CHAN_CPU_TO_GPU, &b), 0);
+	ck_assert_int_eq(gpuq_chan_open(q2, "list.b", GPUQ_CHAN_RECV, &b2), 0);
+	make_msg(&m, 0, 0);
+	ck_assert_int_eq(gpuq_chan_send(a, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert_int_eq(gpuq_chan_send(a, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert_int_eq(gpuq_chan_own(b2, GPUQ_CHAN_RECV, 1), 0);
+	n = gpuq_channels(q, &list);
+	ck_assert_int_eq(n, 2);
+	for (i = 0; i < n; i++) {
+		ck_assert_uint_eq(list[i].uid, getuid());
+		if (!strcmp(list[i].name, "list.a")) {
+			seen++;
+			ck_assert_uint_eq(list[i].mode, 0640);
+			ck_assert_uint_eq(list[i].slot_size, 64);
+			ck_assert_uint_eq(list[i].nslots, 8);
+			ck_assert_uint_eq(list[i].direction, GPUQ_CHAN_GPU_TO_CPU);
+			ck_assert_uint_eq(list[i].users, 1);
+			ck_assert_uint_eq(list[i].tail - list[i].head, 2);
+			ck_assert_uint_eq(list[i].gpu_sender, 0);
+			ck_assert_uint_eq(list[i].gpu_receiver, 0);
+		} else if (!strcmp(list[i].name, "list.b")) {
+			seen++;
+			ck_assert_uint_eq(list[i].mode, 0600);
+			ck_assert_uint_eq(list[i].slot_size, 1024);
+			ck_assert_uint_eq(list[i].direction, GPUQ_CHAN_CPU_TO_GPU);
+			ck_assert_uint_eq(list[i].users, 2);
+			ck_assert_uint_ne(list[i].gpu_receiver, 0);
+		}
+	}
+	ck_assert_int_eq(seen, 2);
+	free(list);
+	gpuq_chan_close(b2);
+	gpuq_chan_close(b);
+	gpuq_chan_close(a);
+	ck_assert_int_eq(gpuq_channels(q, &list), 0);
+	free(list);
+	gpuq_close(q2);
+	gpuq_close(q);
+}
+END_TEST
+
 START_TEST(permissions)
 {
 	gpuq_t *q = session();
@@ -687,6 +738,12 @@ START_TEST(permissions)
 			_exit(23);
 		if (gpuq_chan_open(c, "public", GPUQ_CHAN_RECV, &x) != 0)
 			_exit(24);
+		/* The listing shows nobody only the channel it has access to. */
+		struct gpuq_channel_info *list;
+		int n = gpuq_channels(c, &list);
+		if (n != 1 || strcmp(list[0].name, "public") || list[0].users != 2)
+			_exit(25);
+		free(list);
 		gpuq_chan_close(x);
 		gpuq_close(c);
 		_exit(0);
@@ -715,6 +772,7 @@ int main(void)
 	tcase_add_loop_test(tc, many_senders_order_and_integrity, 0, 2);
 	tcase_add_loop_test(tc, many_receivers_batches, 0, 2);
 	tcase_add_loop_test(tc, owned_ends, 0, 2);
+	tcase_add_test(tc, listing);
 	tcase_add_loop_test(tc, owner_dies_others_take_over, 0, 2);
 	tcase_add_loop_test(tc, sleeping_receiver_woken_by_gpuqd, 0, 2);
 	tcase_add_loop_test(tc, fd_for_event_loops, 0, 2);

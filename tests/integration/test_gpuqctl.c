@@ -911,6 +911,42 @@ START_TEST(permission_denied)
 }
 END_TEST
 
+/* `gpuqctl channels`: a table with the channel's row, and the same in --json. */
+START_TEST(channels_human_and_json)
+{
+	gpuq_t *q = connect_ok("ctl-chan");
+	gpuq_chan_t *ch;
+	int arr, k;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "ctl.results", 64, 32, GPUQ_CHAN_GPU_TO_CPU | 0640, &ch), 0);
+	ck_assert_int_eq(gpuq_chan_send(ch, "x", 1, 0), 1);
+	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "channels"), 0);
+	ck_assert_msg(!strncmp(out, "NAME ", 5), "no header: %s", out);
+	ck_assert_msg(strstr(out, "ctl.results") && strstr(out, "0640") && strstr(out, "gpu-to-cpu"),
+		      "no row for the channel: %s", out);
+	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "--json", "channels"), 0);
+	json_ok();
+	arr = jget(&jd, 0, "channels");
+	ck_assert_int_ge(arr, 0);
+	ck_assert_int_eq(jd.n[arr].type, J_ARR);
+	ck_assert_int_eq(jcount(&jd, arr), 1);
+	k = jd.n[arr].child;
+	ck_assert_str_eq(jstr(&jd, k, "name", NULL), "ctl.results");
+	ck_assert_str_eq(jstr(&jd, k, "mode", NULL), "0640");
+	ck_assert_str_eq(jstr(&jd, k, "direction", NULL), "gpu-to-cpu");
+	ck_assert_uint_eq(juint(&jd, k, "slot_size"), 64);
+	ck_assert_uint_eq(juint(&jd, k, "nslots"), 32);
+	ck_assert_uint_eq(juint(&jd, k, "users"), 1);
+	ck_assert_uint_eq(juint(&jd, k, "tail") - juint(&jd, k, "head"), 1);
+	ck_assert_uint_eq(juint(&jd, k, "uid"), (unsigned long long)getuid());
+	gpuq_chan_close(ch);
+	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "--json", "channels"), 0);
+	json_ok();
+	ck_assert_int_eq(jcount(&jd, jget(&jd, 0, "channels")), 0);
+	gpuq_close(q);
+}
+END_TEST
+
 static Suite *gpuqctl_suite(void)
 {
 	Suite *s = suite_create("gpuqctl");
@@ -930,6 +966,7 @@ static Suite *gpuqctl_suite(void)
 	tcase_add_test(tc, clients_human);
 	tcase_add_test(tc, clients_json);
 	tcase_add_test(tc, clients_odd_name);
+	tcase_add_test(tc, channels_human_and_json);
 	tcase_add_test(tc, version_human_and_json);
 	tcase_add_test(tc, socket_choice);
 	tcase_add_test(tc, usage_errors);
