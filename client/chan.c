@@ -402,8 +402,12 @@ static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, si
 				k++;
 				continue;
 			}
-			if (st < 0 && !k)
-				goto reload; /* head moved on under us */
+			if (st < 0 && !k) {
+				/* A later lap: head moved on under us, unless it did not (a scribbled slot). */
+				if (__atomic_load_n(&h->head, __ATOMIC_ACQUIRE) == pos)
+					return -EAGAIN;
+				goto reload;
+			}
 			break;
 		}
 		if (!k)

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <unistd.h>
@@ -104,6 +105,80 @@ GPUQ_CUDA_API int gpuq_buf_unmap_cuda(void *devptr)
 	return ret;
 }
 
+/*
+ * How many mappings of each channel's memory this process holds: the
+ * memory is registered with CUDA once, on the first, and unregistered on
+ * the last unmap (a sender and a receiver mapping of one channel, say).
+ */
+#define MAPPED_MAX 256
+static struct {
+	void *mem;
+	unsigned refs;
+	int ours; /* registered here (not by the caller before the first map) */
+} mapped[MAPPED_MAX];
+static pthread_mutex_t mapped_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Registers mem (size bytes) unless this process already has; counts the mapping. */
+static int mapped_get(void *mem, size_t size)
+{
+	cudaError_t err;
+	int i, slot = -1, r = 0;
+
+	pthread_mutex_lock(&mapped_lock);
+	for (i = 0; i < MAPPED_MAX; i++) {
+		if (mapped[i].mem == mem) {
+			mapped[i].refs++;
+			goto out;
+		}
+		if (!mapped[i].mem && slot < 0)
+			slot = i;
+	}
+	if (slot < 0) {
+		r = -EMFILE;
+		goto out;
+	}
+	/* Portable: kernels on any of the process's devices may use the ring. */
+	err = cudaHostRegister(mem, size, cudaHostRegisterMapped | cudaHostRegisterPortable);
+	if (err == cudaErrorHostMemoryAlreadyRegistered)
+		(void)cudaGetLastError(); /* the caller registered it itself: leave that to them */
+	else if (err != cudaSuccess) {
+		r = cuda_errno(err);
+		goto out;
+	}
+	mapped[slot].mem = mem;
+	mapped[slot].refs = 1;
+	mapped[slot].ours = err != cudaErrorHostMemoryAlreadyRegistered;
+out:
+	pthread_mutex_unlock(&mapped_lock);
+	return r;
+}
+
+/* Drops one mapping of mem; unregisters it with the last. -EINVAL when this process has none. */
+static int mapped_put(void *mem)
+{
+	cudaError_t err = cudaSuccess;
+	int i, r = -EINVAL;
+
+	pthread_mutex_lock(&mapped_lock);
+	for (i = 0; i < MAPPED_MAX; i++) {
+		if (mapped[i].mem != mem)
+			continue;
+		r = 0;
+		if (--mapped[i].refs == 0) {
+			if (mapped[i].ours)
+				err = cudaHostUnregister(mem);
+			mapped[i].mem = NULL;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&mapped_lock);
+	if (err != cudaSuccess) {
+		(void)cudaGetLastError();
+		r = cuda_errno(err);
+	}
+	return r;
+}
+
 GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 {
 	size_t slot_size, mem_size;
@@ -123,15 +198,14 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 	 */
 	if (mem_size < gpuq_chan_size((uint32_t)slot_size, nslots))
 		return -EPROTO;
-	/* Portable: kernels on any of the process's devices may use the ring. */
-	err = cudaHostRegister(mem, mem_size, cudaHostRegisterMapped | cudaHostRegisterPortable);
-	if (err == cudaErrorHostMemoryAlreadyRegistered)
-		(void)cudaGetLastError(); /* someone mapped it already (a second map of this channel): use theirs */
-	else if (err != cudaSuccess)
-		return cuda_errno(err);
+	r = mapped_get(mem, mem_size);
+	if (r)
+		return r;
 	err = cudaHostGetDevicePointer(&dev, mem, 0);
-	if (err != cudaSuccess)
+	if (err != cudaSuccess) {
+		mapped_put(mem);
 		return cuda_errno(err);
+	}
 	out->hdr = dev;
 	out->slots = (uint8_t *)dev + GPUQ_CHAN_HDR_SIZE;
 	out->slot_size = (uint32_t)slot_size;
@@ -219,12 +293,22 @@ static int unmap_end(gpuq_chan_t *ch, unsigned end, uint64_t *dev)
 			;
 	}
 	cudaFree(dev);
+	if (err != cudaSuccess) {
+		/*
+		 * The position could not be handed back (the context is broken):
+		 * keep the end marked; gpuqd repairs the ring when this session
+		 * ends. Giving it back now would let CPU users work from a stale
+		 * tail or head.
+		 */
+		gpuq_chan_unmap_cuda(ch);
+		return cuda_errno(err);
+	}
 	r = gpuq_chan_own(ch, end, 0);
 	if (!r)
 		r = gpuq_chan_unmap_cuda(ch);
 	else
 		gpuq_chan_unmap_cuda(ch);
-	return err != cudaSuccess ? cuda_errno(err) : r;
+	return r;
 }
 
 GPUQ_CUDA_API int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
@@ -280,7 +364,6 @@ GPUQ_CUDA_API int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev
 
 GPUQ_CUDA_API int gpuq_chan_unmap_cuda(gpuq_chan_t *ch)
 {
-	cudaError_t err;
 	void *mem;
 	int r;
 
@@ -289,10 +372,5 @@ GPUQ_CUDA_API int gpuq_chan_unmap_cuda(gpuq_chan_t *ch)
 	r = gpuq_chan_info(ch, NULL, NULL, NULL, &mem, NULL);
 	if (r)
 		return r;
-	err = cudaHostUnregister(mem);
-	if (err == cudaErrorHostMemoryNotRegistered || err == cudaErrorInvalidValue) {
-		(void)cudaGetLastError();
-		return -EINVAL;
-	}
-	return cuda_errno(err);
+	return mapped_put(mem);
 }

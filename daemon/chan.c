@@ -251,20 +251,59 @@ int chan_own(struct chan *c, unsigned end, uint32_t token)
 	return 0;
 }
 
+/* The slot of position pos, from gpuqd's own geometry. */
+static uint8_t *slot_ptr(const struct chan *c, uint64_t pos)
+{
+	return (uint8_t *)c->hdr + GPUQ_CHAN_HDR_SIZE + (pos & (c->nslots - 1)) * gpuq_chan_stride(c->slot_size);
+}
+
+/* Is the whole message of position pos in its slot (every unit, for TAG)? */
+static int slot_complete(const struct chan *c, uint64_t pos)
+{
+	uint32_t format = gpuq_chan_format(c->slot_size), tag, len, i;
+	const uint64_t *w = (const uint64_t *)slot_ptr(c, pos);
+
+	if (gpuq_chan_slot_state(w, pos, format, gpuq_chan_lap_shift(c->nslots)) != 1)
+		return 0;
+	if (format != GPUQ_CHAN_FMT_TAG)
+		return 1;
+	tag = (uint32_t)(__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) >> 32);
+	len = tag & 0xffff;
+	if (len > c->slot_size)
+		return 0;
+	for (i = 0; i < 2 * gpuq_chan_tag_units(len); i++)
+		if ((uint32_t)(__atomic_load_n(&w[i], __ATOMIC_RELAXED) >> 32) != tag)
+			return 0;
+	return 1;
+}
+
 void chan_disown(struct chan *c, unsigned end, int repair)
 {
 	if (end == CHAN_END_SEND && repair) {
-		uint32_t format = gpuq_chan_format(c->slot_size);
-		unsigned shift = gpuq_chan_lap_shift(c->nslots);
-		uint64_t stride = gpuq_chan_stride(c->slot_size);
-		uint64_t head = __atomic_load_n(&c->hdr->head, __ATOMIC_ACQUIRE), pos = head;
+		uint64_t head = __atomic_load_n(&c->hdr->head, __ATOMIC_ACQUIRE), pos = head, p;
 
-		/* Slot addresses from gpuqd's own geometry; at most one ring's worth. */
-		while (pos - head < c->nslots &&
-		       gpuq_chan_slot_state((const uint8_t *)c->hdr + GPUQ_CHAN_HDR_SIZE +
-						    (pos & (c->nslots - 1)) * stride,
-					    pos, format, shift) == 1)
+		/* Keep the messages up to the first position the dead sender did not fill whole... */
+		while (pos - head < c->nslots && slot_complete(c, pos))
 			pos++;
+		/*
+		 * ...and empty every slot after it, up to a ring past head: the
+		 * next senders take those positions again, and a message the
+		 * dead sender left there would pass for theirs.
+		 */
+		for (p = pos; p - head < c->nslots; p++) {
+			uint8_t *slot = slot_ptr(c, p);
+
+			if (gpuq_chan_format(c->slot_size) == GPUQ_CHAN_FMT_TAG) {
+				/* Every word tagged with the lap before p's: not there yet, whatever the lap count. */
+				uint64_t w = (uint64_t)gpuq_chan_tag(p - c->nslots, gpuq_chan_lap_shift(c->nslots), 0)
+					     << 32,
+					 i;
+
+				for (i = 0; i < gpuq_chan_stride(c->slot_size) / 8; i++)
+					__atomic_store_n((uint64_t *)slot + i, w, __ATOMIC_RELAXED);
+			} else
+				__atomic_store_n(&((struct gpuq_chan_slot *)slot)->seq, p, __ATOMIC_RELAXED);
+		}
 		__atomic_store_n(&c->hdr->tail, pos, __ATOMIC_RELEASE);
 		log_warn("channel '%s': its GPU senders went away without unmapping; %llu message(s) left to read",
 			 c->name, (unsigned long long)(pos - head));

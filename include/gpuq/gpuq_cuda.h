@@ -68,7 +68,9 @@ int gpuq_buf_unmap_cuda(void *devptr);
  * and fills *out with device pointers into it. Pass *out by value to kernels
  * that include gpuq_device.cuh. The mapping stays valid until
  * gpuq_chan_unmap_cuda; unmap before gpuq_chan_close, and only once no
- * kernel uses it. Map a channel once per process.
+ * kernel uses it. Mappings of one channel are counted (a sender and a
+ * receiver mapping, say): the memory stays registered until the last is
+ * undone. Memory the caller registered itself stays registered.
  *
  * Returns 0 or -errno: -EINVAL (NULL argument), -EPROTO (the channel's
  * header is not one this library knows), -ENODEV (no usable CUDA device),
@@ -105,6 +107,15 @@ int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
  */
 int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
 int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
+/*
+ * Both mappings take their end through gpuq_chan_own, and require that no
+ * CPU thread is using that end at the time: a CPU sender (receiver) that is
+ * already inside gpuq_chan_send (recv) can still take a position the
+ * kernels take too. Map before CPU users start, or stop them first. When
+ * an unmap cannot read the kernels' position back (a broken CUDA context)
+ * it keeps the end marked and fails; gpuqd repairs the ring when the
+ * session ends.
+ */
 
 #ifdef __cplusplus
 }

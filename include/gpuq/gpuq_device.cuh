@@ -494,6 +494,17 @@ GPUQ_DEV int recv_mapped(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool w
 	if (wait) {
 		uint64_t h = dev_fetch_add(&c.dev_rx[0], 1), done = dev_load(&c.dev_rx[1], true);
 
+		/*
+		 * A position taken a ring or more ahead of the freed ones waits
+		 * in device memory first: its slot still holds an older lap's
+		 * message, whose tag could match after the lap count wraps, and
+		 * polling host memory from many such waiters only slows the rest.
+		 */
+		while (h - done >= c.nslots) {
+			backoff(&n);
+			done = dev_load(&c.dev_rx[1], true);
+		}
+		n = 0;
 		/* Ours alone: only a sender can change the slot, and not before we free it. */
 		while (read_at(c, h, buf, cap, &len) != 1)
 			backoff(&n);
@@ -526,7 +537,7 @@ GPUQ_DEV int recv(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool wait)
 	for (;;) {
 		uint32_t len = 0;
 
-		if (reload) /* else the slot was empty: nobody can have claimed h since; poll the slot alone */
+		if (reload)
 			h = load_relaxed(&c.hdr->head);
 		reload = true;
 		int st = read_at(c, h, buf, cap, &len);
@@ -537,13 +548,17 @@ GPUQ_DEV int recv(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool wait)
 				continue; /* another receiver took it */
 			return (int)len;
 		}
-		if (st == 0) { /* not published yet: empty, or its sender is still writing */
-			if (!wait)
-				return -EAGAIN;
-			backoff(&n);
-			reload = false;
+		if (st < 0) {
+			/* A later lap: head moved on under us, unless it did not (a scribbled slot): then wait. */
+			if (load_relaxed(&c.hdr->head) != h)
+				continue;
+			st = 0;
 		}
-		/* st < 0: head moved on under us; reload it. */
+		/* st == 0: not published yet: empty, or its sender is still writing */
+		if (!wait)
+			return -EAGAIN;
+		backoff(&n);
+		reload = false; /* nobody can claim h before it fills: poll the slot alone */
 	}
 }
 
@@ -704,7 +719,13 @@ __device__ __forceinline__ int send_lanes(const gpuq_dev_chan &c, const void *ms
 	if (!ok)
 		return -EMSGSIZE; /* only the lanes with sendable messages take positions */
 	unsigned leader = __ffs(vmask) - 1;
-	bool block = c.format == GPUQ_CHAN_FMT_TAG && vmask == 0xffffffffu &&
+	/*
+	 * The warp-wide writes wait until every lane's slot is free before any
+	 * lane writes: on a ring smaller than the warp's share, a lane would
+	 * wait for a position of its own warp. There each lane goes alone.
+	 */
+	bool fits = __popc(vmask) <= c.nslots;
+	bool block = fits && c.format == GPUQ_CHAN_FMT_TAG && vmask == 0xffffffffu &&
 		     __all_sync(vmask, __isGlobal(msg) && ((uintptr_t)msg & 7) == 0);
 
 	if (block) {
@@ -727,7 +748,7 @@ __device__ __forceinline__ int send_lanes(const gpuq_dev_chan &c, const void *ms
 	base = __shfl_sync(vmask, base, leader);
 	uint64_t pos = base + __popc(vmask & ((1u << lane) - 1));
 	bool room = c.dev_head && pos - cached < c.nslots;
-	if (c.format == GPUQ_CHAN_FMT_SEQ) {
+	if (fits && c.format == GPUQ_CHAN_FMT_SEQ) {
 		bool big = len >= 256, coop = __isGlobal(msg) && ((uintptr_t)msg & 15) == 0;
 
 		if (__any_sync(vmask, big) && __all_sync(vmask, coop)) {

@@ -201,6 +201,7 @@ END_TEST
 START_TEST(test_stream_warp)
 {
 	stream_case(1, 64, 128, 32, 256, SLOT(_i));
+	stream_case(1, 8, 64, 8, 16, SLOT(_i)); /* a ring smaller than a warp: lanes go alone */
 }
 END_TEST
 
@@ -226,6 +227,7 @@ START_TEST(test_stream_block)
 	stream_case(5, 8, 64, 100, 32, 64); /* a ring of 32: every warp waits, and its block wraps */
 	stream_case(5, 16, 64, 20, 64, 80);  /* 10 units a slot: the block send's general form, two rounds */
 	stream_case(5, 8, 64, 20, 64, 256);  /* 32 units a slot: four rounds */
+	stream_case(5, 4, 64, 8, 16, 64);    /* a ring smaller than a warp */
 }
 END_TEST
 

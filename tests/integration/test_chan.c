@@ -405,9 +405,11 @@ END_TEST
 
 /*
  * A process whose "kernels" own the send end dies mid-stream: it filled two
- * positions from its own counter (as a sender mapping does) and took a
- * third it never filled. gpuqd clears the mark and sets tail back to the
- * hole: the two messages are read, and CPU senders carry on after them.
+ * positions from its own counter (as a sender mapping does), wrote only the
+ * first unit of a third, and filled a fourth whole. gpuqd clears the mark,
+ * sets tail back to the third and empties the slots after it: the two
+ * messages are read, and CPU senders carry on after them, their messages
+ * never mistaken for the dead sender's leftovers.
  * A dead owner of the receive end is cleared likewise.
  */
 START_TEST(owner_dies_others_take_over)
@@ -435,7 +437,17 @@ START_TEST(owner_dies_others_take_over)
 			make_msg(&k, 7, i);
 			raw_put(h, next++, &k, sizeof(k));
 		}
-		next++; /* taken, never filled */
+		if (h->format == GPUQ_CHAN_FMT_TAG) {
+			/* Killed halfway through a message: its first unit landed, the rest did not. */
+			uint64_t *w = (uint64_t *)((uint8_t *)h + h->slots_off + (next & (h->nslots - 1)) * h->stride);
+			uint64_t tag = (uint64_t)gpuq_chan_tag(next, gpuq_chan_lap_shift(h->nslots), sizeof(k)) << 32;
+
+			w[0] = tag | 1;
+			w[1] = tag | 2;
+		}
+		next++; /* taken, never filled whole */
+		make_msg(&k, 7, 99);
+		raw_put(h, next++, &k, sizeof(k)); /* whole, but after the gap: must not pass for a later sender's */
 		_exit(0); /* no give-back, no close */
 	}
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
@@ -447,11 +459,14 @@ START_TEST(owner_dies_others_take_over)
 		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
 		ck_assert(msg_ok(&m) && m.sender == 7 && m.n == i);
 	}
-	make_msg(&m, 1, 0);
-	ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
-	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
-	ck_assert(msg_ok(&m) && m.sender == 1 && m.n == 0);
-	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), -EAGAIN);
+	/* CPU senders carry on at the gap; the dead sender's leftovers never come out. */
+	for (uint32_t i = 0; i < 3; i++) {
+		make_msg(&m, 1, i);
+		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+		ck_assert_msg(msg_ok(&m) && m.sender == 1 && m.n == i, "got sender %u n %u", m.sender, m.n);
+		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), -EAGAIN);
+	}
 	gpuq_chan_close(ch);
 	gpuq_close(q);
 }
