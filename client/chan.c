@@ -246,6 +246,7 @@ static void put(const struct gpuq_chan *ch, uint64_t pos, const void *msg, uint3
 
 	if (ch->format == GPUQ_CHAN_FMT_TAG) {
 		uint64_t tag = (uint64_t)gpuq_chan_tag(pos, ch->lap_shift, len) << 32, *w = (uint64_t *)slot;
+		uint64_t rest = (uint64_t)gpuq_chan_tag_rest(pos, ch->lap_shift) << 32;
 		uint32_t nw = 2 * gpuq_chan_tag_units(len), i;
 
 		for (i = nw; i-- > 0;) {
@@ -255,7 +256,7 @@ static void put(const struct gpuq_chan *ch, uint64_t pos, const void *msg, uint3
 				memcpy(&d, (const uint8_t *)msg + off, 4);
 			else if (off < len)
 				memcpy(&d, (const uint8_t *)msg + off, len - off);
-			__atomic_store_n(&w[i], tag | d, i ? __ATOMIC_RELAXED : __ATOMIC_RELEASE);
+			__atomic_store_n(&w[i], (i < 2 ? tag : rest) | d, i ? __ATOMIC_RELAXED : __ATOMIC_RELEASE);
 		}
 		return;
 	}
@@ -339,12 +340,12 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 		const uint64_t *w = (const uint64_t *)slot;
 		uint8_t *d = buf;
 		uint64_t v0 = __atomic_load_n(&w[0], __ATOMIC_ACQUIRE), v1;
-		uint32_t tag = (uint32_t)(v0 >> 32), nw, whole, i, n;
-		int16_t lap = (int16_t)((uint16_t)(tag >> 16) - (uint16_t)((pos >> ch->lap_shift) + 1));
+		uint32_t tag = (uint32_t)(v0 >> 32), rest = gpuq_chan_tag_rest(pos, ch->lap_shift), nw, whole, i, n;
+		int lap = gpuq_chan_tag_lap(tag, pos, ch->lap_shift);
 
 		if (lap)
 			return lap < 0 ? 0 : -1; /* not there yet, or a later lap's: head moved on */
-		l = tag & 0xffff;
+		l = gpuq_chan_tag_len(tag);
 		if (l > ch->slot_size)
 			l = ch->slot_size;
 		nw = 2 * gpuq_chan_tag_units(l);
@@ -357,7 +358,7 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 			if (i)
 				v0 = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
 			v1 = __atomic_load_n(&w[i + 1], __ATOMIC_RELAXED);
-			if ((uint32_t)(v0 >> 32) != tag || (uint32_t)(v1 >> 32) != tag)
+			if ((uint32_t)(v0 >> 32) != (i ? rest : tag) || (uint32_t)(v1 >> 32) != (i ? rest : tag))
 				return 0; /* still on its way (the GPU's writes land in any order), or torn by a newer lap */
 			p = (v0 & 0xffffffffu) | v1 << 32;
 			if (i / 2 < whole)

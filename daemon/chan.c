@@ -268,11 +268,12 @@ static int slot_complete(const struct chan *c, uint64_t pos)
 	if (format != GPUQ_CHAN_FMT_TAG)
 		return 1;
 	tag = (uint32_t)(__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) >> 32);
-	len = tag & 0xffff;
+	len = gpuq_chan_tag_len(tag);
 	if (len > c->slot_size)
 		return 0;
 	for (i = 0; i < 2 * gpuq_chan_tag_units(len); i++)
-		if ((uint32_t)(__atomic_load_n(&w[i], __ATOMIC_RELAXED) >> 32) != tag)
+		if ((uint32_t)(__atomic_load_n(&w[i], __ATOMIC_RELAXED) >> 32) !=
+		    (i < 2 ? tag : gpuq_chan_tag_rest(pos, gpuq_chan_lap_shift(c->nslots))))
 			return 0;
 	return 1;
 }

@@ -34,8 +34,11 @@
  *     payload, makes them visible (a system-scope fence) and then stores
  *     seq = p + 1; the message at p is there when seq == p + 1.
  *   - TAG (small slots): the slot is an array of 8-byte words, each holding
- *     4 payload bytes (low half) and a 32-bit tag (high half):
- *     tag = (lap << 16) | len, lap = ((p >> log2(nslots)) + 1) & 0xffff.
+ *     4 payload bytes (low half) and a 32-bit tag (high half). With
+ *     lap = (p >> log2(nslots)) + 1, the two words of unit 0 carry
+ *     (lap << 9) | len (23 bits of lap, 9 of length) and the other words
+ *     lap itself (32 bits): a unit a later message of the slot did not
+ *     rewrite passes for a new one only 2^32 laps later.
  *     A message of len bytes fills max(1, ceil(len / 8)) 16-byte units
  *     (two words each; padding bytes are 0), every word carrying the same
  *     tag. Aligned 8-byte stores are single-copy atomic on the CPU and
@@ -146,10 +149,33 @@ static inline unsigned gpuq_chan_lap_shift(uint32_t nslots)
 	return s;
 }
 
-/* TAG format: the tag of a message of len bytes at position pos. */
+/* TAG format: the tag of unit 0 of a message of len bytes (<= 511) at position pos. */
 static inline uint32_t gpuq_chan_tag(uint64_t pos, unsigned lap_shift, uint32_t len)
 {
-	return ((uint32_t)((pos >> lap_shift) + 1) << 16) | len;
+	return ((uint32_t)((pos >> lap_shift) + 1) << 9) | len;
+}
+
+/* TAG format: the tag of the units after unit 0 at position pos. */
+static inline uint32_t gpuq_chan_tag_rest(uint64_t pos, unsigned lap_shift)
+{
+	return (uint32_t)((pos >> lap_shift) + 1);
+}
+
+/* TAG format: the length in a unit-0 tag. */
+static inline uint32_t gpuq_chan_tag_len(uint32_t tag)
+{
+	return tag & 0x1ff;
+}
+
+/*
+ * TAG format: how unit-0 tag stands to position pos: 0 its lap, < 0 an
+ * earlier one (not there yet), > 0 a later one (head moved on).
+ */
+static inline int gpuq_chan_tag_lap(uint32_t tag, uint64_t pos, unsigned lap_shift)
+{
+	uint32_t d = ((tag >> 9) - (uint32_t)((pos >> lap_shift) + 1)) & 0x7fffff;
+
+	return d == 0 ? 0 : (d & 0x400000) ? -1 : 1;
 }
 
 /*
@@ -162,7 +188,7 @@ static inline int gpuq_chan_slot_state(const void *slot, uint64_t pos, uint32_t 
 {
 	if (format == GPUQ_CHAN_FMT_TAG) {
 		uint64_t w = __atomic_load_n((const uint64_t *)slot, __ATOMIC_ACQUIRE);
-		int16_t d = (int16_t)((uint16_t)(w >> 48) - (uint16_t)((pos >> lap_shift) + 1));
+		int d = gpuq_chan_tag_lap((uint32_t)(w >> 32), pos, lap_shift);
 
 		return d == 0 ? 1 : d < 0 ? 0 : -1;
 	} else {

@@ -318,7 +318,21 @@ GPUQ_DEV void wait_room(const gpuq_dev_chan &c, uint64_t pos)
 /* TAG format: the tag of a message of len bytes at pos. */
 GPUQ_DEV uint32_t tag_of(const gpuq_dev_chan &c, uint64_t pos, uint32_t len)
 {
-	return ((uint32_t)((pos >> c.lap_shift) + 1) << 16) | len;
+	return ((uint32_t)((pos >> c.lap_shift) + 1) << 9) | len;
+}
+
+/* TAG format: the tag of the units after unit 0 (gpuq_chan.h): the lap, 32 bits. */
+GPUQ_DEV uint32_t rest_of(const gpuq_dev_chan &c, uint64_t pos)
+{
+	return (uint32_t)((pos >> c.lap_shift) + 1);
+}
+
+/* TAG format: 0 when unit-0 tag is position h's lap, < 0 an earlier lap, > 0 a later one. */
+GPUQ_DEV int lap_cmp(const gpuq_dev_chan &c, uint32_t tag, uint64_t h)
+{
+	uint32_t d = ((tag >> 9) - (uint32_t)((h >> c.lap_shift) + 1)) & 0x7fffff;
+
+	return d == 0 ? 0 : (d & 0x400000) ? -1 : 1;
 }
 
 /* Bytes off..off+3 of a message of len bytes as a little-endian word, zero past len. */
@@ -338,18 +352,19 @@ GPUQ_DEV void put_tag(const gpuq_dev_chan &c, uint64_t pos, const void *msg, uin
 {
 	uint8_t *slot = slot_at(c, pos);
 	const uint8_t *m = (const uint8_t *)msg;
-	uint32_t tag = tag_of(c, pos, len), units = len ? (len + 7) / 8 : 1;
+	uint32_t tag = tag_of(c, pos, len), rest = rest_of(c, pos), units = len ? (len + 7) / 8 : 1;
 
 	/* Unit 0 last: a CPU reader that sees it sees the rest (the GPU gives no such order; readers check every unit). */
 	for (uint32_t u = units; u-- > 0;) {
+		uint32_t t = u ? rest : tag;
 #ifdef __CUDA_ARCH__
 		if (8 * u + 8 <= len && ((uintptr_t)m & 7) == 0) {
 			uint2 v = *(const uint2 *)(m + 8 * u);
-			store_unit(slot + 16 * u, v.x, v.y, tag);
+			store_unit(slot + 16 * u, v.x, v.y, t);
 			continue;
 		}
 #endif
-		store_unit(slot + 16 * u, word_at(m, 8 * u, len), word_at(m, 8 * u + 4, len), tag);
+		store_unit(slot + 16 * u, word_at(m, 8 * u, len), word_at(m, 8 * u + 4, len), t);
 	}
 }
 
@@ -386,8 +401,8 @@ GPUQ_DEV int read_at(const gpuq_dev_chan &c, uint64_t h, void *buf, uint32_t cap
 
 	if (c.format == GPUQ_CHAN_FMT_TAG) {
 		unit u = load_unit(slot);
-		int16_t lap = (int16_t)((uint16_t)(u.t0 >> 16) - (uint16_t)((h >> c.lap_shift) + 1));
-		uint32_t l, units, n;
+		int lap = lap_cmp(c, u.t0, h);
+		uint32_t l, units, n, rest = rest_of(c, h);
 
 		if (lap != 0)
 			return lap < 0 ? 0 : -1;
@@ -395,7 +410,7 @@ GPUQ_DEV int read_at(const gpuq_dev_chan &c, uint64_t h, void *buf, uint32_t cap
 			return 0; /* the unit's second word is still on its way */
 		uint32_t tag = u.t0;
 
-		l = tag & 0xffff;
+		l = tag & 0x1ff;
 		if (l > c.slot_size)
 			l = c.slot_size; /* the sender's word: never past the slot */
 		units = l ? (l + 7) / 8 : 1;
@@ -403,7 +418,7 @@ GPUQ_DEV int read_at(const gpuq_dev_chan &c, uint64_t h, void *buf, uint32_t cap
 		for (uint32_t k = 0; k < units; k++) {
 			if (k) {
 				u = load_unit(slot + 16 * k);
-				if (u.t0 != tag || u.t1 != tag)
+				if (u.t0 != rest || u.t1 != rest)
 					return 0; /* on its way, or a torn read beside a newer lap */
 			}
 			uint32_t w[2] = {u.d0, u.d1};
@@ -668,7 +683,7 @@ __device__ __forceinline__ void store_tag_units(const gpuq_dev_chan &c, const ta
 		if (r0 + k >= per)
 			break;
 		store_unit_if(slot_at(c, base + t.m[k]) + 16 * t.u[k], t.v[k].x, t.v[k].y,
-			      tag_of(c, base + t.m[k], t.l[k]), t.l[k] != ~0u);
+			      t.u[k] ? rest_of(c, base + t.m[k]) : tag_of(c, base + t.m[k], t.l[k]), t.l[k] != ~0u);
 	}
 }
 

@@ -326,6 +326,7 @@ static void raw_put(struct gpuq_chan_hdr *h, uint64_t pos, const void *msg, uint
 	if (h->format == GPUQ_CHAN_FMT_TAG) {
 		uint64_t *wd = (uint64_t *)((uint8_t *)h + h->slots_off + (pos & (h->nslots - 1)) * h->stride);
 		uint64_t tag = (uint64_t)gpuq_chan_tag(pos, gpuq_chan_lap_shift(h->nslots), len) << 32;
+		uint64_t rest = (uint64_t)gpuq_chan_tag_rest(pos, gpuq_chan_lap_shift(h->nslots)) << 32;
 		uint32_t i;
 
 		/* Every word with its tag; in no particular order, like a GPU's stores. */
@@ -334,7 +335,7 @@ static void raw_put(struct gpuq_chan_hdr *h, uint64_t pos, const void *msg, uint
 
 			if (4 * i < len)
 				memcpy(&v, (const uint8_t *)msg + 4 * i, len - 4 * i < 4 ? len - 4 * i : 4);
-			__atomic_store_n(&wd[i], tag | v, __ATOMIC_RELAXED);
+			__atomic_store_n(&wd[i], (i < 2 ? tag : rest) | v, __ATOMIC_RELAXED);
 		}
 		return;
 	}

@@ -276,7 +276,7 @@ void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nsl
 	CHECK(gpuq_dev_try_recv(r.c, &m, sizeof(m)) == -EAGAIN, "drained");
 }
 
-/* A ring that laps many times: positions keep counting, and (TAG) the 16-bit lap wraps around. */
+/* A ring that laps many times: positions keep counting, laps keep matching. */
 void test_laps()
 {
 	ring r(16, 2);
@@ -294,6 +294,28 @@ void test_laps()
 	CHECK(r.ready(n - 1) && !r.ready(n) && !r.ready(n + 1), "position %u is the last published", n - 1);
 }
 
+/*
+ * Positions where the lap counts wrap: unit 0's 23-bit lap and the other
+ * units' 32-bit one (a fresh ring started there, as after 2^23 or 2^32
+ * laps), messages of two units so both tags are checked.
+ */
+void test_lap_wrap()
+{
+	for (uint64_t laps : {1ull << 23, 1ull << 32}) {
+		ring r(16, 2);
+		uint64_t start = (laps - 3) << 1; /* 2 slots: lap = pos >> 1 */
+
+		r.c.hdr->tail = r.c.hdr->head = start;
+		for (uint32_t i = 0; i < 20; i++) {
+			msg m = make_msg(9, i), out;
+			CHECK(gpuq_dev_send(r.c, &m, sizeof(m)) == 0 && gpuq_dev_recv(r.c, &out, sizeof(out)) == sizeof(out) &&
+				      out.seq == i && out.sum == checksum(9, i),
+			      "lap wrap at %llu laps, message %u", (unsigned long long)laps, i);
+		}
+		CHECK(r.c.hdr->head == start + 20, "head %llu", (unsigned long long)r.c.hdr->head);
+	}
+}
+
 } /* namespace */
 
 int main()
@@ -306,6 +328,7 @@ int main()
 		test_lengths();
 		test_backpressure();
 		test_laps();
+		test_lap_wrap();
 		stress(8, 20000, 1, 64);
 		stress(8, 20000, 2, 64);
 		stress(4, 5000, 3, 4); /* a tiny ring: senders wait on full slots all the time */
