@@ -316,6 +316,35 @@ void test_lap_wrap()
 	}
 }
 
+/*
+ * A TAG slot whose unit 0 is the new message's but whose second unit a
+ * message 65536 laps earlier left (same length; every message between was
+ * shorter): the second unit's 32-bit lap tells them apart, so the message
+ * is not taken until its own second unit lands.
+ */
+void test_stale_unit()
+{
+	if (g_extra)
+		return; /* TAG only */
+	ring r(16, 2);
+	const uint64_t pos = 65536ull * 2 + 6, old = pos - 65536ull * 2; /* same slot, 65536 laps apart */
+	uint64_t *w = (uint64_t *)(r.c.slots + (pos & 1) * r.c.stride);
+	msg out;
+
+	r.c.hdr->tail = r.c.hdr->head = pos;
+	w[0] = (uint64_t)gpuq_chan_tag(pos, r.c.lap_shift, sizeof(msg)) << 32 | 1;
+	w[1] = (uint64_t)gpuq_chan_tag(pos, r.c.lap_shift, sizeof(msg)) << 32 | 2;
+	w[2] = (uint64_t)gpuq_chan_tag_rest(old, r.c.lap_shift) << 32 | 3;
+	w[3] = (uint64_t)gpuq_chan_tag_rest(old, r.c.lap_shift) << 32 | 4;
+	r.c.hdr->tail = pos + 1;
+	CHECK(gpuq_dev_try_recv(r.c, &out, sizeof(out)) == -EAGAIN, "a stale second unit passed for the new one");
+	w[2] = (uint64_t)gpuq_chan_tag_rest(pos, r.c.lap_shift) << 32 | 3;
+	w[3] = (uint64_t)gpuq_chan_tag_rest(pos, r.c.lap_shift) << 32 | 4;
+	CHECK(gpuq_dev_try_recv(r.c, &out, sizeof(out)) == (int)sizeof(msg), "the whole message");
+	uint32_t want[4] = {1, 2, 3, 4};
+	CHECK(!std::memcmp(&out, want, sizeof(want)), "its bytes");
+}
+
 } /* namespace */
 
 int main()
@@ -329,6 +358,7 @@ int main()
 		test_backpressure();
 		test_laps();
 		test_lap_wrap();
+		test_stale_unit();
 		stress(8, 20000, 1, 64);
 		stress(8, 20000, 2, 64);
 		stress(4, 5000, 3, 4); /* a tiny ring: senders wait on full slots all the time */
