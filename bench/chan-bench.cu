@@ -20,8 +20,10 @@
  * out among them), as the raw rings are dealt out among the threads; one
  * extra row shows a single channel shared by every receiver thread.
  * Latency: a host <-> persistent-kernel ping-pong of 8 B messages (the
- * kernel's channels mapped with gpuq_chan_map_cuda_receiver/_sender; the
- * raw one is a tagged word each way); one way is RTT/2.
+ * kernel's channels mapped with gpuq_chan_map_cuda_receiver/_sender, the
+ * kernel receiving through a receiver handle, then again with
+ * gpuq_dev_recv; the raw one is a tagged unit each way); one way is
+ * RTT/2.
  *
  * gpuqd: --socket PATH uses a running one; otherwise the bench starts
  * $GPUQD or ../daemon/gpuqd beside itself with the host backend (channels
@@ -156,14 +158,17 @@ __global__ void gq_produce(const gpuq_dev_chan *chans, uint32_t nchan, uint32_t 
 		gpuq_dev_send_warp(c, s, size);
 }
 
-__global__ void gq_echo(gpuq_dev_chan in, gpuq_dev_chan out, uint32_t n)
+/* The persistent kernel of the ping-pong: receives through a receiver handle, or with gpuq_dev_recv. */
+__global__ void gq_echo(gpuq_dev_chan in, gpuq_dev_chan out, uint32_t n, int handle)
 {
+	gpuq_dev_receiver r = gpuq_dev_receiver_begin(in);
 	uint64_t buf[8];
 
 	for (uint32_t i = 0; i < n; i++) {
-		int len = gpuq_dev_recv(in, buf, sizeof(buf));
+		int len = handle ? gpuq_dev_receiver_recv(&r, buf, sizeof(buf)) : gpuq_dev_recv(in, buf, sizeof(buf));
 		gpuq_dev_send(out, buf, (uint32_t)len);
 	}
+	gpuq_dev_receiver_end(&r);
 }
 
 /* The raw mailbox: one tagged 16-byte unit each way ({data, tag, data, tag}; tag = round). */
@@ -343,7 +348,7 @@ static lat summarize(std::vector<double> &v)
 	return lat{v[v.size() / 2] * 1e6, v[(size_t)(v.size() * 0.99)] * 1e6};
 }
 
-static lat ping_gpuq(gpuq_t *q, uint32_t n)
+static lat ping_gpuq(gpuq_t *q, uint32_t n, int handle)
 {
 	gpuq_chan_t *in = NULL, *out = NULL;
 	gpuq_dev_chan din, dout;
@@ -356,7 +361,7 @@ static lat ping_gpuq(gpuq_t *q, uint32_t n)
 		fprintf(stderr, "chan-bench: ping channels: %s\n", strerror(-r));
 		exit(1);
 	}
-	gq_echo<<<1, 1>>>(din, dout, n);
+	gq_echo<<<1, 1>>>(din, dout, n, handle);
 	CK(cudaGetLastError());
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t m = i, back = 0;
@@ -538,7 +543,7 @@ int main(int argc, char **argv)
 	cell shared{"one warp per SM", 16384, (uint32_t)prop.multiProcessorCount, 0, 0};
 	shared.gq_mps = run_gpuq(q, shared, src, O.rx, 1);
 	uint32_t n = O.quick ? 2000 : 20000;
-	lat lr = ping_raw(n), lg = ping_gpuq(q, n);
+	lat lr = ping_raw(n), lg = ping_gpuq(q, n, 1), ls = ping_gpuq(q, n, 0);
 
 	std::vector<target> t;
 	auto add = [&](const char *what, double v, double limit, bool higher) {
@@ -552,13 +557,15 @@ int main(int argc, char **argv)
 	};
 	add("64 B from one warp >= 30 M msgs/s", cells[0].gq_mps / 1e6, 30, true);
 	add("16 KiB from many blocks >= 40 GB/s", cells[5].gq_mps * 16384 / 1e9, 40, true);
-	add("one-way latency (RTT/2) p50 <= 2 us", lg.p50 / 2, 2, false);
+	add("one-way p50 (RTT/2) <= 2 us, receiver handle", lg.p50 / 2, 2, false);
+	add("  the same with gpuq_dev_recv", ls.p50 / 2, 2, false);
 	for (auto &c : cells) {
 		char w[96];
 		snprintf(w, sizeof(w), "%u B %s >= 85%% of raw ring", c.size, c.name);
 		add(w, 100 * c.gq_mps / c.raw_mps, 85, true);
 	}
-	add("latency p50 >= 85% of raw ring (raw/gpuq)", 100 * lr.p50 / lg.p50, 85, true);
+	add("latency p50 >= 85% of raw (raw/gpuq), handle", 100 * lr.p50 / lg.p50, 85, true);
+	add("  the same with gpuq_dev_recv", 100 * lr.p50 / ls.p50, 85, true);
 
 	if (O.json) {
 		printf("{\"device\":\"%s\",\"quick\":%s,\"rx_threads\":%d,\"throughput\":[", prop.name,
@@ -570,9 +577,9 @@ int main(int argc, char **argv)
 			       cells[i].raw_mps, cells[i].gq_mps * cells[i].size / 1e9,
 			       cells[i].raw_mps * cells[i].size / 1e9, cells[i].gq_mps / cells[i].raw_mps);
 		printf("],\"shared_channel_16k_gb_per_s\":%.3f", shared.gq_mps * 16384 / 1e9);
-		printf(",\"latency_us\":{\"gpuq_rtt_p50\":%.3f,\"gpuq_rtt_p99\":%.3f,\"raw_rtt_p50\":%.3f,"
-		       "\"raw_rtt_p99\":%.3f},\"targets\":[",
-		       lg.p50, lg.p99, lr.p50, lr.p99);
+		printf(",\"latency_us\":{\"gpuq_rtt_p50\":%.3f,\"gpuq_rtt_p99\":%.3f,\"gpuq_shared_recv_rtt_p50\":%.3f,"
+		       "\"gpuq_shared_recv_rtt_p99\":%.3f,\"raw_rtt_p50\":%.3f,\"raw_rtt_p99\":%.3f},\"targets\":[",
+		       lg.p50, lg.p99, ls.p50, ls.p99, lr.p50, lr.p99);
 		for (size_t i = 0; i < t.size(); i++)
 			printf("%s{\"target\":\"%s\",\"value\":%.3f,\"verdict\":\"%s\"}", i ? "," : "", t[i].what,
 			       t[i].value, t[i].pass ? "PASS" : "MISS");
@@ -589,7 +596,8 @@ int main(int argc, char **argv)
 		printf("%-8u %-16s %12.2f %12s %10.2f   (one channel shared by %d receiver threads)\n", 16384u,
 		       "one warp per SM", shared.gq_mps / 1e6, "", shared.gq_mps * 16384 / 1e9, O.rx);
 		printf("\nping-pong, 8 B each way (us)   RTT p50   RTT p99   one-way p50 (RTT/2)\n");
-		printf("  gpuq channels              %8.2f  %8.2f  %8.2f\n", lg.p50, lg.p99, lg.p50 / 2);
+		printf("  gpuq, receiver handle      %8.2f  %8.2f  %8.2f\n", lg.p50, lg.p99, lg.p50 / 2);
+		printf("  gpuq, gpuq_dev_recv        %8.2f  %8.2f  %8.2f\n", ls.p50, ls.p99, ls.p50 / 2);
 		printf("  raw tagged mailbox         %8.2f  %8.2f  %8.2f\n", lr.p50, lr.p99, lr.p50 / 2);
 		printf("  (host->kernel and kernel->host are each taken as RTT/2: no shared clock)\n\n");
 		for (auto &x : t)

@@ -287,6 +287,7 @@ static int unmap_end(gpuq_chan_t *ch, unsigned end, uint64_t *dev)
 	if (err == cudaSuccess && end == GPUQ_CHAN_SEND) {
 		__atomic_store_n(&h->tail, pos[0], __ATOMIC_RELEASE);
 	} else if (err == cudaSuccess) {
+		pos[1] &= ~GPUQ_DEV_RX_UNFENCED; /* the kernels ended: their stores are all in */
 		cur = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
 		while (cur < pos[1] &&
 		       !__atomic_compare_exchange_n(&h->head, &cur, pos[1], 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))

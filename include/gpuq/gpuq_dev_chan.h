@@ -36,4 +36,11 @@ struct gpuq_dev_chan {
 	uint64_t *dev_rx;
 };
 
+/*
+ * Top bit of dev_rx[1]: the free it counts was made by a receiver handle
+ * (gpuq_dev_receiver_begin) without a fence, so its store to the ring's
+ * head may still be on its way; the rest of the word is the position.
+ */
+#define GPUQ_DEV_RX_UNFENCED (1ull << 63)
+
 #endif

@@ -234,12 +234,15 @@ END_TEST
 /*
  * CPU -> persistent kernel -> CPU: work items in on one channel, results
  * back on another. _i bit 0: through a receiver mapping (in) and a sender
- * mapping (out); bit 1: 512-byte slots (SEQ format) instead of small ones.
+ * mapping (out); bit 1: 512-byte slots (SEQ format) instead of small ones;
+ * 4..7: half the workers receive through handles; 8..11: one worker alone,
+ * through a handle.
  */
 START_TEST(test_persistent)
 {
-	enum { BLOCKS = 16, WARPS = 2, ITEMS = 50000 };
-	int mapped = _i & 1;
+	enum { ITEMS = 50000 };
+	int mapped = _i & 1, handles = _i >= 4;
+	unsigned blocks = _i >= 8 ? 1 : 16, warps = _i >= 8 ? 1 : 2;
 	size_t extra = (_i & 2) ? 512 : 0;
 	gpuq_t *q = connect_ok("test_chan_gpu");
 	gpuq_chan_t *in = NULL, *out = NULL;
@@ -266,7 +269,7 @@ START_TEST(test_persistent)
 		ck_assert_int_eq(gpuq_chan_map_cuda(in, &din), 0);
 		ck_assert_int_eq(gpuq_chan_map_cuda(out, &dout), 0);
 	}
-	CK_CUDA(chan_test_worker(din, dout, BLOCKS, WARPS, 0));
+	CK_CUDA(chan_test_worker(din, dout, blocks, warps, handles, 0));
 	/* One thread feeds and drains without blocking on either ring: both are far smaller than the work. */
 	while (got < ITEMS) {
 		struct chan_test_result r;
@@ -291,7 +294,7 @@ START_TEST(test_persistent)
 			done[r.id] = 1;
 		got++;
 	}
-	for (stops = 0; stops < BLOCKS * WARPS; stops++) {
+	for (stops = 0; stops < blocks * warps; stops++) {
 		struct chan_test_work w = { CHAN_TEST_STOP, 0 };
 
 		ck_assert_int_eq(gpuq_chan_send(in, &w, sizeof(w), TIMEOUT_MS), sizeof(w));
@@ -448,7 +451,7 @@ static Suite *chan_gpu_suite(void)
 	tcase_add_loop_test(tc, test_stream_mixed, 0, 2);
 	tcase_add_test(tc, test_stream_long);
 	tcase_add_test(tc, test_stream_block);
-	tcase_add_loop_test(tc, test_persistent, 0, 4);
+	tcase_add_loop_test(tc, test_persistent, 0, 12);
 	tcase_add_test(tc, test_leftover);
 	tcase_add_test(tc, test_receiver_handover);
 	suite_add_tcase(s, tc);

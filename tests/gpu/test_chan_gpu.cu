@@ -55,20 +55,25 @@ __global__ void produce_big_kernel(gpuq_dev_chan c, unsigned per_thread, uint8_t
 		gpuq_dev_chan_done(c);
 }
 
-__global__ void worker_kernel(gpuq_dev_chan in, gpuq_dev_chan out)
+/* Lane 0 of each warp is a worker; with handles, even workers receive through a receiver handle (some never end it). */
+__global__ void worker_kernel(gpuq_dev_chan in, gpuq_dev_chan out, int handles)
 {
 	uint32_t worker = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+	bool handle = handles && worker % 2 == 0;
+	gpuq_dev_receiver hr = gpuq_dev_receiver_begin(in);
 
 	if (threadIdx.x % 32)
 		return;
 	for (;;) {
 		chan_test_work w;
-		int n = gpuq_dev_recv(in, &w, sizeof(w));
+		int n = handle ? gpuq_dev_receiver_recv(&hr, &w, sizeof(w)) : gpuq_dev_recv(in, &w, sizeof(w));
 		if (n != (int)sizeof(w) || w.id == CHAN_TEST_STOP)
 			break;
 		chan_test_result r = {w.id, w.x * w.x + 1, worker, 0};
 		gpuq_dev_send(out, &r, sizeof(r));
 	}
+	if (worker % 4 == 0)
+		gpuq_dev_receiver_end(&hr);
 }
 
 extern "C" cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads,
@@ -96,8 +101,8 @@ extern "C" cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks
 }
 
 extern "C" cudaError_t chan_test_worker(struct gpuq_dev_chan in, struct gpuq_dev_chan out, unsigned blocks,
-					unsigned warps, cudaStream_t stream)
+					unsigned warps, int handles, cudaStream_t stream)
 {
-	worker_kernel<<<blocks, warps * 32, 0, stream>>>(in, out);
+	worker_kernel<<<blocks, warps * 32, 0, stream>>>(in, out, handles);
 	return cudaGetLastError();
 }

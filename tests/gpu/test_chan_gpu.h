@@ -80,9 +80,13 @@ struct chan_test_result {
  */
 cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads, unsigned per_thread,
 			      int mode, cudaStream_t stream);
-/* A persistent grid of blocks x warps workers (lane 0 of each warp): work in, results out, until STOP. */
+/*
+ * A persistent grid of blocks x warps workers (lane 0 of each warp): work
+ * in, results out, until STOP. handles: even workers receive through a
+ * gpuq_dev_receiver handle.
+ */
 cudaError_t chan_test_worker(struct gpuq_dev_chan in, struct gpuq_dev_chan out, unsigned blocks, unsigned warps,
-			     cudaStream_t stream);
+			     int handles, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

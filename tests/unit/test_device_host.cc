@@ -175,13 +175,20 @@ enum send_mode { SEND, TRY_SEND, BATCH };
  * exactly once, intact, and each receiver must see each sender's messages
  * in increasing order (with one receiver: exactly in order).
  */
-void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nslots, bool rx_mapping = false)
+enum rx_mode { RX_RING, RX_MAPPING, RX_HANDLES };
+
+/*
+ * RX_MAPPING: receivers claim from a private counter and free positions in
+ * order (a receiver mapping). RX_HANDLES: the same, with every other
+ * receiver using a receiver handle, which it ends and begins again now and
+ * then, or drops without ending.
+ */
+void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nslots, rx_mode rx = RX_RING)
 {
 	ring r(sizeof(msg), nslots);
 	uint64_t rx_pos[2] = {0, 0};
 
-	/* A receiver mapping: receivers claim from a private counter and free positions in order. */
-	if (rx_mapping)
+	if (rx != RX_RING)
 		r.c.dev_rx = rx_pos;
 	const uint64_t total = (uint64_t)nsenders * per_sender;
 	std::vector<std::atomic<uint8_t>> seen(total);
@@ -226,18 +233,33 @@ void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nsl
 	for (unsigned k = 0; k < nrecv; k++) {
 		th.emplace_back([&, k] {
 			std::vector<int64_t> last(nsenders, -1);
-			unsigned spins = 0;
+			unsigned spins = 0, got = 0;
+			bool handle = rx == RX_HANDLES && k % 4 < 2;
+			gpuq_dev_receiver hr = gpuq_dev_receiver_begin(r.c);
 			for (;;) {
 				msg m;
+				int n;
+				if (handle && ++got % 997 == 0) {
+					if (got % 2)
+						gpuq_dev_receiver_end(&hr);
+					hr = gpuq_dev_receiver_begin(r.c);
+				}
 				/* Odd receivers poll with try_recv, even ones block in recv. */
-				int n = (k & 1) ? gpuq_dev_try_recv(r.c, &m, sizeof(m)) : gpuq_dev_recv(r.c, &m, sizeof(m));
+				if (handle)
+					n = (k & 1) ? gpuq_dev_receiver_try_recv(&hr, &m, sizeof(m))
+						    : gpuq_dev_receiver_recv(&hr, &m, sizeof(m));
+				else
+					n = (k & 1) ? gpuq_dev_try_recv(r.c, &m, sizeof(m)) : gpuq_dev_recv(r.c, &m, sizeof(m));
 				if (n == -EAGAIN) {
 					gpuq_detail::backoff(&spins);
 					continue;
 				}
 				spins = 0;
-				if (n == (int)sizeof(msg) && m.sender == ~0u)
+				if (n == (int)sizeof(msg) && m.sender == ~0u) {
+					if (k % 8 == 0)
+						gpuq_dev_receiver_end(&hr);
 					break;
+				}
 				if (n != (int)sizeof(msg) || m.sender >= nsenders || m.seq >= per_sender ||
 				    m.sum != checksum(m.sender, m.seq)) {
 					bad++;
@@ -272,6 +294,10 @@ void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nsl
 	CHECK(received.load() == total, "received %llu", (unsigned long long)received.load());
 	CHECK(r.c.hdr->head == total + nrecv && r.c.hdr->tail == total + nrecv, "head %llu tail %llu",
 	      (unsigned long long)r.c.hdr->head, (unsigned long long)r.c.hdr->tail);
+	if (rx != RX_RING)
+		CHECK(rx_pos[0] == total + nrecv && (rx_pos[1] & ~GPUQ_DEV_RX_UNFENCED) == total + nrecv,
+		      "receiver mapping: claimed %llu, freed %llu", (unsigned long long)rx_pos[0],
+		      (unsigned long long)(rx_pos[1] & ~GPUQ_DEV_RX_UNFENCED));
 	msg m;
 	CHECK(gpuq_dev_try_recv(r.c, &m, sizeof(m)) == -EAGAIN, "drained");
 }
@@ -362,7 +388,9 @@ int main()
 		stress(8, 20000, 1, 64);
 		stress(8, 20000, 2, 64);
 		stress(4, 5000, 3, 4); /* a tiny ring: senders wait on full slots all the time */
-		stress(4, 20000, 2, 64, true);
+		stress(4, 20000, 2, 64, RX_MAPPING);
+		stress(4, 20000, 1, 64, RX_HANDLES); /* one handle: every free skips the fence */
+		stress(4, 20000, 5, 16, RX_HANDLES); /* handles and shared receivers free in turn */
 	}
 	double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	std::printf("test_device_host: %s (%d failures, %.2f s)\n", failures ? "FAIL" : "PASS", failures, s);
