@@ -113,8 +113,9 @@ __global__ void raw_produce_tag(uint8_t *rings, uint64_t ring_bytes, uint32_t ns
 			uint32_t m = q / per, u = q - m * per;
 			uint64_t pos = tail + m;
 			uint2 v = *(const uint2 *)(src + m * size + 8 * u);
+			uint32_t lap = (uint32_t)((pos >> shift) + 1);
 			raw_store_unit(slots + (pos & (nslots - 1)) * stride + 16 * u, v.x, v.y,
-				       ((uint32_t)((pos >> shift) + 1) << 16) | size);
+				       u ? lap : (lap << 9) | size);
 		}
 	}
 }
@@ -266,12 +267,12 @@ static double run_gpuq(gpuq_t *q, const cell &c, const uint8_t *src, int rx, int
 static bool raw_read_tag(const uint8_t *slot, uint64_t pos, uint32_t shift, uint32_t size, uint8_t *buf)
 {
 	const uint64_t *w = (const uint64_t *)slot;
-	uint32_t tag = ((uint32_t)((pos >> shift) + 1) << 16) | size;
+	uint32_t lap = (uint32_t)((pos >> shift) + 1), tag0 = (lap << 9) | size;
 
 	for (uint32_t i = 0; i < size / 4; i++) {
 		uint64_t v = __atomic_load_n(&w[i], __ATOMIC_ACQUIRE);
 		uint32_t d = (uint32_t)v;
-		if ((uint32_t)(v >> 32) != tag)
+		if ((uint32_t)(v >> 32) != (i < 2 ? tag0 : lap))
 			return false;
 		memcpy(buf + 4 * i, &d, 4);
 	}
