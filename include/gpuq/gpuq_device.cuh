@@ -820,14 +820,26 @@ GPUQ_DEV int gpuq_dev_send(gpuq_dev_chan c, const void *msg, uint32_t len)
 #ifdef __CUDA_ARCH__
 	if (c.dev_head && c.format == GPUQ_CHAN_FMT_TAG) {
 		/* A sender mapping: read the cached head while the take is in flight. */
-		uint64_t cached = cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_head).load(
-			cuda::memory_order_relaxed);
-		uint64_t pos = gpuq_detail::take(c, 1);
+		cuda::atomic_ref<uint64_t, cuda::thread_scope_device> cached_ref(*c.dev_head);
+		uint64_t cached = cached_ref.load(cuda::memory_order_relaxed);
+		uint64_t pos = gpuq_detail::take(c, 1), used = pos - cached;
 
-		if (pos - cached < c.nslots)
+		if (used >= c.nslots) {
+			gpuq_detail::put(c, pos, msg, len); /* waits for room */
+		} else if (used < c.nslots - c.nslots / 4) {
 			gpuq_detail::put_tag(c, pos, msg, len);
-		else
-			gpuq_detail::put(c, pos, msg, len);
+		} else {
+			/*
+			 * Three quarters of the room last seen are used: read head
+			 * now, but wait for it only after the message is on its
+			 * way, so no message waits a bus round trip for a head
+			 * read while there is room.
+			 */
+			uint64_t h = gpuq_detail::load_relaxed(&c.hdr->head);
+
+			gpuq_detail::put_tag(c, pos, msg, len);
+			cached_ref.fetch_max(h, cuda::memory_order_relaxed);
+		}
 		return 0;
 	}
 #endif
