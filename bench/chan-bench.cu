@@ -25,6 +25,9 @@
  * gpuq_dev_recv; the raw one is a tagged unit each way); one way is
  * RTT/2.
  *
+ * Every cell and the ping-pong run --rounds times (raw and gpuq in turn);
+ * the figures are the medians.
+ *
  * gpuqd: --socket PATH uses a running one; otherwise the bench starts
  * $GPUQD or ../daemon/gpuqd beside itself with the host backend (channels
  * are host memory either way) on a private socket.
@@ -63,9 +66,9 @@
 	} while (0)
 
 static struct {
-	int quick, json, rx;
+	int quick, json, rx, rounds;
 	const char *sock;
-} O = {0, 0, 0, NULL};
+} O = {0, 0, 0, 0, NULL};
 
 static double now_s()
 {
@@ -192,8 +195,15 @@ __global__ void raw_echo(uint8_t *ping, uint8_t *pong, uint32_t n)
 struct cell {
 	const char *name;
 	uint32_t size, blocks;
-	double gq_mps, raw_mps; /* messages per second */
+	double gq_mps, raw_mps;   /* messages per second, the median of the rounds */
+	double ratio_lo, ratio_hi; /* gpuq / raw, the lowest and highest of the rounds */
 };
+
+static double median(std::vector<double> v)
+{
+	std::sort(v.begin(), v.end());
+	return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
 
 static uint64_t cell_msgs(const cell &c, uint32_t warps)
 {
@@ -496,6 +506,7 @@ int main(int argc, char **argv)
 					     {"json", no_argument, NULL, 'j'},
 					     {"socket", required_argument, NULL, 's'},
 					     {"rx-threads", required_argument, NULL, 'r'},
+					     {"rounds", required_argument, NULL, 'n'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	int o;
@@ -506,13 +517,16 @@ int main(int argc, char **argv)
 		case 'j': O.json = 1; break;
 		case 's': O.sock = optarg; break;
 		case 'r': O.rx = atoi(optarg); break;
+		case 'n': O.rounds = atoi(optarg); break;
 		default:
-			fprintf(stderr, "usage: chan-bench [--quick] [--json] [--socket PATH] [--rx-threads N]\n");
+			fprintf(stderr, "usage: chan-bench [--quick] [--json] [--socket PATH] [--rx-threads N] [--rounds N]\n");
 			return o == 'h' ? 0 : 2;
 		}
 	}
 	if (O.rx <= 0)
 		O.rx = std::max(1, std::min(8, (int)sysconf(_SC_NPROCESSORS_ONLN) - 2));
+	if (O.rounds <= 0)
+		O.rounds = O.quick ? 3 : 5;
 
 	gpuq_t *q = connect_gpuqd(); /* before the first CUDA call */
 	cudaDeviceProp prop;
@@ -523,28 +537,52 @@ int main(int argc, char **argv)
 
 	std::vector<cell> cells;
 	for (uint32_t size : {64u, 1024u, 16384u}) {
-		cells.push_back(cell{"one warp", size, 1, 0, 0});
-		cells.push_back(cell{"one warp per SM", size, (uint32_t)prop.multiProcessorCount, 0, 0});
+		cells.push_back(cell{"one warp", size, 1, 0, 0, 0, 0});
+		cells.push_back(cell{"one warp per SM", size, (uint32_t)prop.multiProcessorCount, 0, 0, 0, 0});
 	}
 	{
 		/* Warm-up: first launches, first registrations. */
-		cell w{"warm", 64, 1, 0, 0};
+		cell w{"warm", 64, 1, 0, 0, 0, 0};
 		int quick = O.quick;
 		O.quick = 1;
 		run_gpuq(q, w, src, 1, 1);
 		run_raw(w, src, 1);
 		O.quick = quick;
 	}
+	/*
+	 * Each cell runs O.rounds times, raw and gpuq in turn, and reports
+	 * the medians: one run of either swings by a fifth from run to run
+	 * (on the same machine, for reasons outside both), which a single
+	 * pair turns into a ratio that swings as much.
+	 */
 	for (auto &c : cells) {
 		int rx = c.blocks == 1 ? 1 : O.rx;
-		c.raw_mps = run_raw(c, src, rx);
-		c.gq_mps = run_gpuq(q, c, src, rx, rx);
+		std::vector<double> raw, gq;
+		c.ratio_lo = 1e9;
+		c.ratio_hi = 0;
+		for (int r = 0; r < O.rounds; r++) {
+			raw.push_back(run_raw(c, src, rx));
+			gq.push_back(run_gpuq(q, c, src, rx, rx));
+			c.ratio_lo = std::min(c.ratio_lo, gq.back() / raw.back());
+			c.ratio_hi = std::max(c.ratio_hi, gq.back() / raw.back());
+		}
+		c.raw_mps = median(raw);
+		c.gq_mps = median(gq);
 	}
 	/* For the record: one channel that every receiver thread shares (they contend for its head). */
-	cell shared{"one warp per SM", 16384, (uint32_t)prop.multiProcessorCount, 0, 0};
+	cell shared{"one warp per SM", 16384, (uint32_t)prop.multiProcessorCount, 0, 0, 0, 0};
 	shared.gq_mps = run_gpuq(q, shared, src, O.rx, 1);
 	uint32_t n = O.quick ? 2000 : 20000;
-	lat lr = ping_raw(n), lg = ping_gpuq(q, n, 1), ls = ping_gpuq(q, n, 0);
+	std::vector<double> p50[3], p99[3];
+	for (int r = 0; r < O.rounds; r++) {
+		lat l[3] = {ping_raw(n), ping_gpuq(q, n, 1), ping_gpuq(q, n, 0)};
+		for (int k = 0; k < 3; k++) {
+			p50[k].push_back(l[k].p50);
+			p99[k].push_back(l[k].p99);
+		}
+	}
+	lat lr = {median(p50[0]), median(p99[0])}, lg = {median(p50[1]), median(p99[1])},
+	    ls = {median(p50[2]), median(p99[2])};
 
 	std::vector<target> t;
 	auto add = [&](const char *what, double v, double limit, bool higher) {
@@ -569,14 +607,16 @@ int main(int argc, char **argv)
 	add("  the same with gpuq_dev_recv", 100 * lr.p50 / ls.p50, 85, true);
 
 	if (O.json) {
-		printf("{\"device\":\"%s\",\"quick\":%s,\"rx_threads\":%d,\"throughput\":[", prop.name,
-		       O.quick ? "true" : "false", O.rx);
+		printf("{\"device\":\"%s\",\"quick\":%s,\"rx_threads\":%d,\"rounds\":%d,\"throughput\":[",
+		       prop.name, O.quick ? "true" : "false", O.rx, O.rounds);
 		for (size_t i = 0; i < cells.size(); i++)
 			printf("%s{\"size\":%u,\"senders\":\"%s\",\"warps\":%u,\"gpuq_msgs_per_s\":%.0f,"
-			       "\"raw_msgs_per_s\":%.0f,\"gpuq_gb_per_s\":%.3f,\"raw_gb_per_s\":%.3f,\"ratio\":%.3f}",
+			       "\"raw_msgs_per_s\":%.0f,\"gpuq_gb_per_s\":%.3f,\"raw_gb_per_s\":%.3f,\"ratio\":%.3f,"
+			       "\"ratio_lowest\":%.3f,\"ratio_highest\":%.3f}",
 			       i ? "," : "", cells[i].size, cells[i].name, cells[i].blocks, cells[i].gq_mps,
 			       cells[i].raw_mps, cells[i].gq_mps * cells[i].size / 1e9,
-			       cells[i].raw_mps * cells[i].size / 1e9, cells[i].gq_mps / cells[i].raw_mps);
+			       cells[i].raw_mps * cells[i].size / 1e9, cells[i].gq_mps / cells[i].raw_mps,
+			       cells[i].ratio_lo, cells[i].ratio_hi);
 		printf("],\"shared_channel_16k_gb_per_s\":%.3f", shared.gq_mps * 16384 / 1e9);
 		printf(",\"latency_us\":{\"gpuq_rtt_p50\":%.3f,\"gpuq_rtt_p99\":%.3f,\"gpuq_shared_recv_rtt_p50\":%.3f,"
 		       "\"gpuq_shared_recv_rtt_p99\":%.3f,\"raw_rtt_p50\":%.3f,\"raw_rtt_p99\":%.3f},\"targets\":[",
@@ -586,17 +626,19 @@ int main(int argc, char **argv)
 			       t[i].value, t[i].pass ? "PASS" : "MISS");
 		printf("]}\n");
 	} else {
-		printf("chan-bench on %s (%d SMs), %d receiver threads for many-block cells%s\n\n", prop.name,
+		printf("chan-bench on %s (%d SMs), %d receiver threads for many-block cells%s\n", prop.name,
 		       prop.multiProcessorCount, O.rx, O.quick ? ", --quick" : "");
-		printf("%-8s %-16s %12s %12s %10s %10s %7s\n", "size", "senders", "gpuq M/s", "raw M/s", "gpuq GB/s",
-		       "raw GB/s", "ratio");
+		printf("medians of %d rounds, raw and gpuq in turn; range: the rounds' lowest and highest ratio\n\n",
+		       O.rounds);
+		printf("%-8s %-16s %12s %12s %10s %10s %7s %11s\n", "size", "senders", "gpuq M/s", "raw M/s",
+		       "gpuq GB/s", "raw GB/s", "ratio", "range");
 		for (auto &c : cells)
-			printf("%-8u %-16s %12.2f %12.2f %10.2f %10.2f %6.0f%%\n", c.size, c.name, c.gq_mps / 1e6,
-			       c.raw_mps / 1e6, c.gq_mps * c.size / 1e9, c.raw_mps * c.size / 1e9,
-			       100 * c.gq_mps / c.raw_mps);
+			printf("%-8u %-16s %12.2f %12.2f %10.2f %10.2f %6.0f%% %4.0f-%3.0f%%\n", c.size, c.name,
+			       c.gq_mps / 1e6, c.raw_mps / 1e6, c.gq_mps * c.size / 1e9, c.raw_mps * c.size / 1e9,
+			       100 * c.gq_mps / c.raw_mps, 100 * c.ratio_lo, 100 * c.ratio_hi);
 		printf("%-8u %-16s %12.2f %12s %10.2f   (one channel shared by %d receiver threads)\n", 16384u,
 		       "one warp per SM", shared.gq_mps / 1e6, "", shared.gq_mps * 16384 / 1e9, O.rx);
-		printf("\nping-pong, 8 B each way (us)   RTT p50   RTT p99   one-way p50 (RTT/2)\n");
+		printf("\nping-pong, 8 B each way (us)   RTT p50   RTT p99   one-way p50 (RTT/2)   (medians of the rounds)\n");
 		printf("  gpuq, receiver handle      %8.2f  %8.2f  %8.2f\n", lg.p50, lg.p99, lg.p50 / 2);
 		printf("  gpuq, gpuq_dev_recv        %8.2f  %8.2f  %8.2f\n", ls.p50, ls.p99, ls.p50 / 2);
 		printf("  raw tagged mailbox         %8.2f  %8.2f  %8.2f\n", lr.p50, lr.p99, lr.p50 / 2);
