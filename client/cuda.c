@@ -250,6 +250,12 @@ static int map_end(gpuq_chan_t *ch, unsigned end, struct gpuq_dev_chan *out, uin
 	}
 	init[1] = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
 	init[0] = end == GPUQ_CHAN_SEND ? __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE) : init[1];
+	if ((init[0] | init[1]) & GPUQ_DEV_RX_UNFENCED) {
+		/* Positions never get there from 0; the header was scribbled on, and the counters need that bit. */
+		cudaFree(d);
+		r = -EPROTO;
+		goto fail_map;
+	}
 	err = cudaMemcpy(d, init, sizeof(init), cudaMemcpyHostToDevice);
 	if (err != cudaSuccess) {
 		r = cuda_errno(err);

@@ -479,11 +479,15 @@ GPUQ_DEV bool dev_cas(uint64_t *p, uint64_t expect, uint64_t desired)
  *
  * Our head store must land after the previous freer's. That freer either
  * made its store visible before counting the free (a release: a fence that
- * waits for the store to cross the bus, about 0.3 us), or, a receiver
- * handle, counted it at once with GPUQ_DEV_RX_UNFENCED set: then the next
- * freer is the same thread (its two stores to head stay in order) or reads
- * head back until that store is in. mine is the handle's last count, or
- * NULL for the shared calls, which always fence.
+ * waits for the store to cross the bus, about 0.3 us), or counted it at
+ * once with GPUQ_DEV_RX_UNFENCED set. Only a receiver handle does that,
+ * and only when it freed the position before too: then the next freer is
+ * most likely that thread again (its two stores to head stay in order);
+ * any other thread reads head back until that store is in. A thread
+ * receiving alone so pays one fence, then none; threads taking turns pay
+ * the fence, as without handles; a switch from a lone handle to another
+ * thread costs one read of head. mine is the handle's last count (0:
+ * none), or NULL for the shared calls, which always fence.
  */
 GPUQ_DEV void release_rx(const gpuq_dev_chan &c, uint64_t h, uint64_t done, uint64_t *mine)
 {
@@ -493,13 +497,16 @@ GPUQ_DEV void release_rx(const gpuq_dev_chan &c, uint64_t h, uint64_t done, uint
 		backoff(&n);
 		done = dev_load(&c.dev_rx[1], true);
 	}
-	if ((done & GPUQ_DEV_RX_UNFENCED) && !(mine && *mine == done)) {
+	/* This handle freed h - 1: only the freer of h - 1 counts up to h. */
+	bool after_me = mine && *mine && (*mine & ~GPUQ_DEV_RX_UNFENCED) == h;
+
+	if ((done & GPUQ_DEV_RX_UNFENCED) && !after_me) {
 		n = 0;
 		while ((int64_t)(load_acquire(&c.hdr->head) - h) < 0)
 			backoff(&n);
 	}
 	store_relaxed(&c.hdr->head, h + 1);
-	if (mine) {
+	if (after_me) {
 		*mine = (h + 1) | GPUQ_DEV_RX_UNFENCED;
 #ifdef __CUDA_ARCH__
 		cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(c.dev_rx[1]).store(*mine, cuda::memory_order_relaxed);
@@ -513,6 +520,8 @@ GPUQ_DEV void release_rx(const gpuq_dev_chan &c, uint64_t h, uint64_t done, uint
 #else
 	__atomic_store_n(&c.dev_rx[1], h + 1, __ATOMIC_RELEASE);
 #endif
+	if (mine)
+		*mine = h + 1;
 }
 
 /*
@@ -972,12 +981,14 @@ GPUQ_DEV int gpuq_dev_try_recv(gpuq_dev_chan c, void *buf, uint32_t cap)
 /*
  * A receiver handle: one thread's own way to receive, for a thread that
  * receives many messages in a row (a persistent kernel's feeder). Through
- * a receiver mapping it frees each message without waiting for that to
- * cross the bus (about 0.3 us less per message than gpuq_dev_recv, which
- * must, because any thread may free next); the next thread that frees
- * after it reads the ring's head back once instead. Without a receiver
- * mapping it is gpuq_dev_recv. Other threads may go on receiving on the
- * channel meanwhile, with handles or without.
+ * a receiver mapping, once it has freed one message it frees the next
+ * without waiting for that to cross the bus (about 0.3 us less per
+ * message than gpuq_dev_recv, which must, because any thread may free
+ * next); the first other thread that frees after it reads the ring's head
+ * back once instead. Without a receiver mapping it is gpuq_dev_recv.
+ * Other threads may go on receiving on the channel meanwhile, with
+ * handles or without; where they take turns, a handle costs what
+ * gpuq_dev_recv does.
  *
  * Keep a handle in the thread that began it (a copy used by another
  * thread breaks the order of head's stores) and end it when the thread is
@@ -986,7 +997,7 @@ GPUQ_DEV int gpuq_dev_try_recv(gpuq_dev_chan c, void *buf, uint32_t cap)
  */
 struct gpuq_dev_receiver {
 	gpuq_dev_chan c;
-	uint64_t last; /* the dev_rx[1] this handle wrote last, 0: none */
+	uint64_t last; /* the count this handle wrote to dev_rx[1] last, 0: none */
 };
 
 GPUQ_DEV gpuq_dev_receiver gpuq_dev_receiver_begin(gpuq_dev_chan c)

@@ -3,6 +3,8 @@
 
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +233,31 @@ START_TEST(test_stream_block)
 }
 END_TEST
 
+/* Watches a ring's head while kernels free its slots: it must never go back. */
+struct head_watch {
+	struct gpuq_chan_hdr *hdr;
+	volatile int stop;
+	uint64_t backwards, reads;
+	pthread_t th;
+};
+
+static void *head_watch_run(void *arg)
+{
+	struct head_watch *w = arg;
+	uint64_t last = 0;
+
+	while (!w->stop) {
+		uint64_t h = __atomic_load_n(&w->hdr->head, __ATOMIC_ACQUIRE);
+
+		if (h < last)
+			w->backwards++;
+		last = h;
+		w->reads++;
+		sched_yield();
+	}
+	return NULL;
+}
+
 /*
  * CPU -> persistent kernel -> CPU: work items in on one channel, results
  * back on another. _i bit 0: through a receiver mapping (in) and a sender
@@ -269,6 +296,12 @@ START_TEST(test_persistent)
 		ck_assert_int_eq(gpuq_chan_map_cuda(in, &din), 0);
 		ck_assert_int_eq(gpuq_chan_map_cuda(out, &dout), 0);
 	}
+	struct head_watch watch = { 0 };
+	void *in_mem;
+
+	ck_assert_int_eq(gpuq_chan_info(in, NULL, NULL, NULL, &in_mem, NULL), 0);
+	watch.hdr = in_mem;
+	ck_assert_int_eq(pthread_create(&watch.th, NULL, head_watch_run, &watch), 0);
 	CK_CUDA(chan_test_worker(din, dout, blocks, warps, handles, 0));
 	/* One thread feeds and drains without blocking on either ring: both are far smaller than the work. */
 	while (got < ITEMS) {
@@ -300,6 +333,10 @@ START_TEST(test_persistent)
 		ck_assert_int_eq(gpuq_chan_send(in, &w, sizeof(w), TIMEOUT_MS), sizeof(w));
 	}
 	CK_CUDA(cudaDeviceSynchronize());
+	watch.stop = 1;
+	pthread_join(watch.th, NULL);
+	ck_assert_msg(!watch.backwards, "the work ring's head went back %llu times in %llu reads",
+		      (unsigned long long)watch.backwards, (unsigned long long)watch.reads);
 	ck_assert_msg(!bad, "%u wrong or duplicated results", bad);
 	ck_assert_int_eq(gpuq_chan_recv(out, &(struct chan_test_result){ 0 }, sizeof(struct chan_test_result), 0),
 			 -EAGAIN);

@@ -275,6 +275,19 @@ void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nsl
 			}
 		});
 	}
+	/* Head, as senders see it, must never go back (a smaller store landing after a larger one). */
+	std::atomic<bool> stop{false};
+	std::atomic<uint64_t> backwards{0};
+	std::thread observer([&] {
+		uint64_t last = 0;
+		while (!stop.load(std::memory_order_relaxed)) {
+			uint64_t h = __atomic_load_n(&r.c.hdr->head, __ATOMIC_ACQUIRE);
+			if (h < last)
+				backwards++;
+			last = h;
+			std::this_thread::yield(); /* a watcher, not a competitor for the cores */
+		}
+	});
 	for (unsigned s = 0; s < nsenders; s++)
 		th[s].join();
 	for (unsigned k = 0; k < nrecv; k++) {
@@ -283,6 +296,9 @@ void stress(unsigned nsenders, unsigned per_sender, unsigned nrecv, uint32_t nsl
 	}
 	for (unsigned k = 0; k < nrecv; k++)
 		th[nsenders + k].join();
+	stop = true;
+	observer.join();
+	CHECK(!backwards, "head went back %llu times", (unsigned long long)backwards.load());
 	uint64_t missing = 0;
 	for (auto &s : seen)
 		missing += s.load() == 0;
