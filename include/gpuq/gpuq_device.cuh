@@ -525,6 +525,21 @@ GPUQ_DEV void release_rx(const gpuq_dev_chan &c, uint64_t h, uint64_t done, uint
 }
 
 /*
+ * A handle about to wait (or to end) makes its last, unfenced head store
+ * land, and says so in dev_rx[1] if nobody freed since: a receiver that
+ * stops freeing must not leave senders waiting on a store nothing forces
+ * out, and the next freer then need not read head back.
+ */
+GPUQ_DEV void settle(const gpuq_dev_chan &c, uint64_t *mine)
+{
+	if (!mine || !(*mine & GPUQ_DEV_RX_UNFENCED))
+		return;
+	fence_system();
+	dev_cas(&c.dev_rx[1], *mine, *mine & ~GPUQ_DEV_RX_UNFENCED);
+	*mine &= ~GPUQ_DEV_RX_UNFENCED;
+}
+
+/*
  * gpuq_dev_recv and gpuq_dev_try_recv through a receiver mapping (mine:
  * see release_rx). A blocking receive takes its position first (an atomic
  * add that runs while it waits for the message, not after), polls that
@@ -552,8 +567,11 @@ GPUQ_DEV int recv_mapped(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool w
 		}
 		n = 0;
 		/* Ours alone: only a sender can change the slot, and not before we free it. */
-		while (read_at(c, h, buf, cap, &len) != 1)
+		while (read_at(c, h, buf, cap, &len) != 1) {
+			if (n == 8)
+				settle(c, mine); /* waiting a while: a sender may be waiting on our last free */
 			backoff(&n);
+		}
 		release_rx(c, h, done, mine);
 		return (int)len;
 	}
@@ -561,8 +579,10 @@ GPUQ_DEV int recv_mapped(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool w
 		uint64_t h = dev_load(&c.dev_rx[0], false), done = dev_load(&c.dev_rx[1], true);
 		int st = read_at(c, h, buf, cap, &len);
 
-		if (st == 0)
+		if (st == 0) {
+			settle(c, mine);
 			return -EAGAIN;
+		}
 		if (st == 1 && dev_cas(&c.dev_rx[0], h, h + 1)) {
 			release_rx(c, h, done, mine);
 			return (int)len;
@@ -1024,17 +1044,8 @@ GPUQ_DEV int gpuq_dev_receiver_try_recv(gpuq_dev_receiver *r, void *buf, uint32_
 /* Ends a handle: waits until its last free is visible and says so, so the next freer need not read head back. */
 GPUQ_DEV void gpuq_dev_receiver_end(gpuq_dev_receiver *r)
 {
-	if (!r->c.dev_rx || !(r->last & GPUQ_DEV_RX_UNFENCED))
-		return;
-#ifdef __CUDA_ARCH__
-	cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(r->c.dev_rx[1])
-		.compare_exchange_strong(r->last, r->last & ~GPUQ_DEV_RX_UNFENCED, cuda::memory_order_release,
-					 cuda::memory_order_relaxed);
-#else
-	uint64_t expect = r->last;
-	__atomic_compare_exchange_n(&r->c.dev_rx[1], &expect, r->last & ~GPUQ_DEV_RX_UNFENCED, false,
-				    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
-#endif
+	if (r->c.dev_rx)
+		gpuq_detail::settle(r->c, &r->last);
 	r->last = 0;
 }
 

@@ -407,6 +407,7 @@ int main()
 		stress(4, 20000, 2, 64, RX_MAPPING);
 		stress(4, 20000, 1, 64, RX_HANDLES); /* one handle: every free skips the fence */
 		stress(4, 20000, 5, 16, RX_HANDLES); /* handles and shared receivers free in turn */
+		stress(4, 5000, 2, 4, RX_HANDLES);   /* a tiny ring: handles wait, and settle, all the time */
 	}
 	double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	std::printf("test_device_host: %s (%d failures, %.2f s)\n", failures ? "FAIL" : "PASS", failures, s);
