@@ -111,6 +111,7 @@ struct backend {
 	char reason[256];                  /* why this backend was chosen (auto) */
 	uint64_t crossover[BACKEND_MAX_DEVICES]; /* small/large split, bytes, per device */
 	unsigned xfer_max_batch;           /* most transfers per xfer_submit */
+	int copy_server;                   /* cuda: serve small batches from a persistent block (set before xfer_start) */
 	void *priv;                        /* backend-private state */
 };
 

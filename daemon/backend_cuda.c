@@ -46,6 +46,20 @@
 #define CAL_CE_TIE 0.97
 /* Done words sit a cache line apart: each is polled, and written by its own stream. */
 #define DONE_STRIDE 64
+/*
+ * The copy server (kern_copy_server): small-lane batches of at most
+ * GPUQ_CS_MAX_DESCS copies and CS_MAX_BYTES go to it when it is on. Its
+ * ring holds a command for every batch the two small lanes may have in
+ * flight, so a slot is never rewritten before the server took it.
+ */
+#define CS_SLOTS (2 * XFER_INFLIGHT)
+#define CS_MAX_BYTES (16u << 10)
+/*
+ * A server gets a STOP once it is this old (at the next batch), and the
+ * small lanes use their streams until its successor runs: calls that wait
+ * for the whole device (cudaFree) then wait this long at most.
+ */
+#define CS_LIFE_NS 2000000LL
 
 static const char *const lane_names[LANE_COUNT] = {
 	[LANE_H2D_SMALL] = "h2d-small",
@@ -67,7 +81,25 @@ struct cuda_lane {
 	struct gpuq_copy_desc *slots; /* XFER_INFLIGHT slots of descriptors; NULL: no kernel */
 	uint64_t slots_dev;           /* their device address */
 	uint64_t seq;                 /* last batch submitted */
+	uint64_t stream_last;         /* last batch submitted on the stream */
+	uint64_t cs_last;             /* last batch submitted to the copy server */
 	int broken;                   /* a failed submission left work queued: refuse more */
+};
+
+/* The copy server of a device: its commands, its stream, whether one runs. */
+struct cuda_cs {
+	_Atomic uint64_t *ring; /* CS_SLOTS commands of GPUQ_CS_WORDS words, host view */
+	uint64_t ring_dev;
+	_Atomic uint64_t *gone; /* [0]: where a server that left says from which command on; [1]: it runs */
+	uint64_t gone_dev;
+	cudaStream_t stream;
+	uint32_t next;   /* number of the next command */
+	uint32_t resume; /* first command no server took, while none runs */
+	int running;     /* launched, and not known to have left */
+	int stopping;    /* a STOP is posted to the running one: no more commands for it */
+	int64_t born;    /* when the running one was launched */
+	struct gpuq_cs_done done;
+	uint64_t launches; /* also the running one's generation (gone[1] once it runs) */
 };
 
 /* The data path of one device, between xfer_start and xfer_stop. */
@@ -77,6 +109,7 @@ struct cuda_xfer {
 	PFN_cuStreamWriteValue64_v11070 write_value64; /* NULL: kern_write_u64 writes done words */
 	void *host_mem;                                /* cudaHostAlloc: done words, then slots */
 	struct cuda_lane lane[LANE_COUNT];
+	struct cuda_cs cs;                             /* ring == NULL: no copy server */
 };
 
 /* One usable device. */
@@ -241,6 +274,7 @@ static int cuda_dev_open(struct cuda_dev *d, int ordinal)
 }
 
 static void xfer_release(struct cuda_dev *d);
+static int64_t now_ns(void);
 
 static void cuda_dev_close(struct cuda_dev *d)
 {
@@ -642,6 +676,124 @@ static int done_write(const struct cuda_xfer *xf, struct cuda_lane *l, uint64_t 
 	return 0;
 }
 
+/* Does the batch go to the copy server: few copies, few bytes (empty ones count for nothing). */
+static int cs_fits(const struct backend_xfer *x, unsigned n)
+{
+	uint64_t bytes = 0;
+	unsigned m = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!x[i].len)
+			continue;
+		bytes += x[i].len;
+		m++;
+	}
+	return m <= GPUQ_CS_MAX_DESCS && bytes <= CS_MAX_BYTES;
+}
+
+/* Notes that the running server left: from which command the next one starts. */
+static void cs_check(struct cuda_cs *cs)
+{
+	uint64_t g;
+
+	if (!cs->running)
+		return;
+	g = atomic_load_explicit(cs->gone, memory_order_acquire);
+	if (!g)
+		return;
+	cs->running = 0;
+	cs->stopping = 0;
+	cs->resume = (uint32_t)g;
+}
+
+/* Does the running server take commands now (it started, and no STOP went to it)? */
+static int cs_ready(struct cuda_cs *cs)
+{
+	cs_check(cs);
+	return cs->running && !cs->stopping && atomic_load_explicit(&cs->gone[1], memory_order_acquire) == cs->launches;
+}
+
+/* Starts a server at the first command no server took. Device d is current. */
+static int cs_launch(struct cuda_dev *d)
+{
+	struct cuda_cs *cs = &d->xf.cs;
+	int ret;
+
+	atomic_store_explicit(cs->gone, 0, memory_order_relaxed);
+	ret = kern_copy_server((const uint64_t *)(uintptr_t)cs->ring_dev, CS_SLOTS, cs->done, cs->resume,
+			       (uint64_t *)(uintptr_t)cs->gone_dev, cs->launches + 1, cs->stream);
+	if (ret)
+		return ret;
+	cs->running = 1;
+	cs->stopping = 0;
+	cs->born = now_ns();
+	cs->launches++;
+	return 0;
+}
+
+/* Starts a server if none runs and commands wait: after one left on its own (the engine polls here). */
+static void cs_kick(struct cuda_dev *d)
+{
+	struct cuda_cs *cs = &d->xf.cs;
+
+	if (!cs->ring)
+		return;
+	cs_check(cs);
+	if (!cs->running && cs->resume != cs->next && cuda_dev_enter(d) == 0)
+		cs_launch(d); /* a failure is retried at the next poll */
+}
+
+/* Posts one command: its words with their tag, the header last (the server checks every tag anyway). */
+static void cs_post(struct cuda_cs *cs, uint32_t op, unsigned lane, uint64_t seq, const struct backend_xfer *x,
+		    unsigned n)
+{
+	uint32_t k = cs->next++, data[GPUQ_CS_WORDS], m = 0, w;
+	_Atomic uint64_t *slot = cs->ring + (size_t)((k - 1) % CS_SLOTS) * GPUQ_CS_WORDS;
+	uint64_t tag = (uint64_t)k << 32;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!x[i].len)
+			continue;
+		data[3 + 5 * m] = (uint32_t)x[i].src;
+		data[4 + 5 * m] = (uint32_t)(x[i].src >> 32);
+		data[5 + 5 * m] = (uint32_t)x[i].dst;
+		data[6 + 5 * m] = (uint32_t)(x[i].dst >> 32);
+		data[7 + 5 * m] = (uint32_t)x[i].len;
+		m++;
+	}
+	data[0] = op | lane << 4 | m << 8;
+	data[1] = (uint32_t)seq;
+	data[2] = (uint32_t)(seq >> 32);
+	w = op == GPUQ_CS_OP_BATCH ? 3 + 5 * m : 1;
+	for (uint32_t i = w; i-- > 1;)
+		atomic_store_explicit(&slot[i], tag | data[i], memory_order_relaxed);
+	atomic_store_explicit(&slot[0], tag | data[0], memory_order_release);
+}
+
+/*
+ * Hands a batch that cs_fits to the copy server if one runs and takes
+ * commands: returns 1 (posted), or 0 (use the stream; a server is started
+ * for the next batches if none runs). A server past CS_LIFE_NS gets a STOP
+ * instead, and its successor starts with a later batch.
+ */
+static int cs_submit(struct cuda_dev *d, unsigned lane, uint64_t seq, const struct backend_xfer *x, unsigned n)
+{
+	struct cuda_cs *cs = &d->xf.cs;
+
+	if (cs_ready(cs)) {
+		if (now_ns() - cs->born < CS_LIFE_NS) {
+			cs_post(cs, GPUQ_CS_OP_BATCH, lane, seq, x, n);
+			return 1;
+		}
+		cs_post(cs, GPUQ_CS_OP_STOP, 0, 0, NULL, 0);
+		cs->stopping = 1;
+		return 0;
+	}
+	if (!cs->running && cs->resume == cs->next)
+		cs_launch(d); /* a failure: tried again at the next batch */
+	return 0;
+}
+
 /*
  * The data path's hot call: no allocation, no lock, no log on success.
  * The engine has validated every address; nothing is checked here but the
@@ -665,8 +817,10 @@ static int64_t cuda_xfer_submit(struct backend *be, unsigned dev, unsigned lane,
 	l = &d->xf.lane[lane];
 	if (l->broken)
 		return -EIO;
-	if (l->seq - atomic_load_explicit(l->done, memory_order_acquire) >= XFER_INFLIGHT)
+	if (l->seq - atomic_load_explicit(l->done, memory_order_acquire) >= XFER_INFLIGHT) {
+		cs_kick(d);
 		return -EAGAIN;
+	}
 	/* Kernels go to the current device: the engine thread's unless someone switched it. */
 	if (cudaGetDevice(&cur) != cudaSuccess || cur != d->ordinal) {
 		ret = cuda_dev_enter(d);
@@ -678,6 +832,19 @@ static int64_t cuda_xfer_submit(struct backend *be, unsigned dev, unsigned lane,
 	switch (lane) {
 	case LANE_H2D_SMALL:
 	case LANE_D2H_SMALL:
+		if (d->xf.cs.ring) {
+			uint64_t done = atomic_load_explicit(l->done, memory_order_acquire);
+
+			/* One way at a time per lane, so that its batches stay in order. */
+			if (cs_fits(x, n) && done >= l->stream_last && cs_submit(d, lane, seq, x, n)) {
+				l->cs_last = l->seq = seq;
+				return (int64_t)seq;
+			}
+			if (done < l->cs_last) {
+				cs_kick(d);
+				return -EAGAIN; /* the server's batches first */
+			}
+		}
 		if (n <= XFER_LONE_CE)
 			ret = lane_copies(l, x, n, 0, &issued);
 		else
@@ -703,17 +870,101 @@ static int64_t cuda_xfer_submit(struct backend *be, unsigned dev, unsigned lane,
 		return ret;
 	}
 	l->seq = seq;
+	l->stream_last = seq;
 	return (int64_t)seq;
 }
 
-/* No CUDA call: one load of a word the GPU writes. */
+/*
+ * No CUDA call but when a copy server left with commands still to take:
+ * then it launches the next one (the engine polls this while batches are
+ * in flight, so a command posted as a server left waits one poll).
+ */
 static uint64_t cuda_xfer_done(struct backend *be, unsigned dev, unsigned lane)
 {
 	struct cuda_dev *d = cuda_dev_get(be, dev);
+	struct cuda_lane *l;
+	uint64_t done;
 
 	if (!d || lane >= LANE_COUNT || !d->xf.lane[lane].done)
 		return 0;
-	return atomic_load_explicit(d->xf.lane[lane].done, memory_order_acquire);
+	l = &d->xf.lane[lane];
+	done = atomic_load_explicit(l->done, memory_order_acquire);
+	if (done < l->cs_last)
+		cs_kick(d);
+	return done;
+}
+
+/* Lets the copy server finish every command posted, then frees it. Device d is current. */
+static void cs_release(struct cuda_dev *d)
+{
+	struct cuda_cs *cs = &d->xf.cs;
+	cudaError_t err;
+
+	if (cs->ring && cs->stream) {
+		/* Until a server has taken every command, the STOP last (one may leave on its own first). */
+		cs_post(cs, GPUQ_CS_OP_STOP, 0, 0, NULL, 0);
+		for (;;) {
+			cs_check(cs);
+			if (!cs->running && (cs->resume == cs->next || cs_launch(d)))
+				break;
+			err = cudaStreamSynchronize(cs->stream);
+			if (err != cudaSuccess) {
+				cuda_fail("cudaStreamSynchronize", err);
+				break;
+			}
+		}
+		log_debug("cuda: device %d: copy server launched %llu times", d->ordinal,
+			  (unsigned long long)cs->launches);
+	}
+	if (cs->stream && (err = cudaStreamDestroy(cs->stream)) != cudaSuccess)
+		cuda_fail("cudaStreamDestroy", err);
+	if (cs->ring && (err = cudaFreeHost((void *)cs->ring)) != cudaSuccess)
+		cuda_fail("cudaFreeHost", err);
+	memset(cs, 0, sizeof(*cs));
+}
+
+/*
+ * Sets up the copy server of d (none runs until the first command): its
+ * ring and gone word in mapped host memory, and its stream. On failure the
+ * device goes on without one.
+ */
+static void cs_setup(struct cuda_dev *d, unsigned dev)
+{
+	struct cuda_cs *cs = &d->xf.cs;
+	const size_t ring_bytes = (size_t)CS_SLOTS * GPUQ_CS_WORDS * 8;
+	uint8_t *host = NULL, *dp = NULL;
+	cudaError_t err;
+
+	err = cudaHostAlloc((void **)&host, ring_bytes + 64, cudaHostAllocMapped);
+	if (err != cudaSuccess) {
+		cuda_fail("cudaHostAlloc", err);
+		goto off;
+	}
+	memset(host, 0, ring_bytes + 64);
+	cs->ring = (_Atomic uint64_t *)host;
+	cs->gone = (_Atomic uint64_t *)(host + ring_bytes);
+	err = cudaHostGetDevicePointer((void **)&dp, host, 0);
+	if (err != cudaSuccess) {
+		cuda_fail("cudaHostGetDevicePointer", err);
+		goto off;
+	}
+	cs->ring_dev = (uint64_t)(uintptr_t)dp;
+	cs->gone_dev = (uint64_t)(uintptr_t)(dp + ring_bytes);
+	err = cudaStreamCreateWithFlags(&cs->stream, cudaStreamNonBlocking);
+	if (err != cudaSuccess) {
+		cs->stream = NULL;
+		cuda_fail("cudaStreamCreateWithFlags", err);
+		goto off;
+	}
+	for (unsigned i = 0; i < LANE_COUNT && i < GPUQ_CS_LANES; i++)
+		cs->done.word[i] = (uint64_t *)(uintptr_t)d->xf.lane[i].done_dev;
+	cs->next = cs->resume = 1;
+	log_info("cuda: device %u: small batches (up to %u copies, %u KiB) go to a copy server", dev,
+		 GPUQ_CS_MAX_DESCS, CS_MAX_BYTES >> 10);
+	return;
+off:
+	log_warn("cuda: device %u: no copy server", dev);
+	cs_release(d);
 }
 
 /* Waits for and frees whatever xfer_start set up (also half of it). Device d is current. */
@@ -721,6 +972,8 @@ static void xfer_release(struct cuda_dev *d)
 {
 	struct cuda_xfer *xf = &d->xf;
 	cudaError_t err;
+
+	cs_release(d);
 
 	for (unsigned i = 0; i < LANE_COUNT; i++) {
 		struct cuda_lane *l = &xf->lane[i];
@@ -1052,6 +1305,8 @@ static int cuda_xfer_start(struct backend *be, unsigned dev)
 	xf->crossover = crossover;
 	if (dev < BACKEND_MAX_DEVICES)
 		be->crossover[dev] = crossover;
+	if (be->copy_server)
+		cs_setup(d, dev);
 	xf->started = 1;
 	return 0;
 

@@ -55,6 +55,46 @@ int kern_copy_batch(const struct gpuq_copy_desc *descs, unsigned n, cudaStream_t
 #define GPUQ_COPY_WARP_MAX 8192u
 
 /*
+ * The copy server: one persistent block that performs small batches posted
+ * in a ring of commands in mapped host memory, so a batch costs no launch
+ * (a launch and its completion cost ~6 us; a command the server polls,
+ * ~1 us). Each command is GPUQ_CS_WORDS 8-byte words; word w holds 4 bytes
+ * of data (low half) and the tag (high half): the command's number, 1, 2,
+ * ... in posting order, truncated to 32 bits. The server takes command c
+ * from slot (c - 1) % nslots once every word it needs carries tag c, so the
+ * order in which the words land does not matter. Data words:
+ *   0: op (GPUQ_CS_OP_*) | lane << 4 | ndescs << 8
+ *   1, 2: the batch's sequence number, low and high half
+ *   3 + 5i .. 7 + 5i: descriptor i: src low, src high, dst low, dst high, len
+ * After a batch's copies are visible system-wide the server stores its
+ * sequence number into done[lane] (device-visible, 8-byte aligned).
+ * Commands are taken one at a time, in order, so a lane's batches complete
+ * in order.
+ */
+#define GPUQ_CS_WORDS 32u
+#define GPUQ_CS_MAX_DESCS 5u
+#define GPUQ_CS_OP_BATCH 1u
+#define GPUQ_CS_OP_STOP 2u
+#define GPUQ_CS_LANES 8u
+struct gpuq_cs_done {
+	uint64_t *word[GPUQ_CS_LANES];
+};
+
+/*
+ * Launches a copy server on stream, starting at command number first: ring
+ * is the device address of nslots commands (zeroed at first, so no tag
+ * matches before a command is posted). Once running it stores gen into
+ * gone[1]. It ends at a STOP command, or on its own after ~0.2 ms without
+ * commands (calls that wait for the whole device must not wait for ever).
+ * Either way it stores (1 << 32) | c into gone[0] (gone: two device-visible
+ * words), c being the first command it did not take, and the caller
+ * launches another from c when it needs one. 0 once launched, -EINVAL for
+ * a NULL or misaligned ring or gone, -EIO when the launch failed (logged).
+ */
+int kern_copy_server(const uint64_t *ring, unsigned nslots, struct gpuq_cs_done done, uint32_t first,
+		     uint64_t *gone, uint64_t gen, cudaStream_t stream);
+
+/*
  * Stores value into the 8 bytes at dst (device-visible, 8-byte aligned:
  * typically mapped host memory) once everything queued before it on stream
  * has completed, with a system-scope fence on both sides, so a host that

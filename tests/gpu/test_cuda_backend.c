@@ -730,6 +730,7 @@ static void xplan_check(const struct plan *p, const uint8_t *got, const uint8_t 
  * D2H result is read straight from the arena once xfer_done says so: the
  * done word must not overtake the data.
  */
+/* _i: the copy server on (it takes the small lanes' small batches) or off. */
 START_TEST(test_xfer_lanes)
 {
 	uint8_t *ref1 = calloc(1, HALF), *ref2 = calloc(1, HALF), *ref3 = calloc(1, HALF);
@@ -753,6 +754,7 @@ START_TEST(test_xfer_lanes)
 	ck_assert_int_eq(be.ops->host_register(&be, r.p, REGION), -EEXIST);
 	rnd_fill(r.p, HALF);
 
+	be.copy_server = _i;
 	xfer_start0();
 	printf("xfer: crossover %" PRIu64 " KiB\n", be.crossover[0] >> 10);
 	ck_assert_uint_ge(be.crossover[0], 4096);
@@ -823,6 +825,69 @@ START_TEST(test_xfer_lanes)
 	free(ref3);
 	free(ref2);
 	free(ref1);
+}
+END_TEST
+
+/*
+ * The copy server: small batches and big ones take turns on both small
+ * lanes without waiting for each other, all to one destination, so the
+ * last batch's data must be what stays (a batch overtaking an earlier one
+ * shows); then a server that left after going idle is replaced.
+ */
+START_TEST(test_xfer_server)
+{
+	enum { ROUNDS = 3000, SRC = 4096 };
+	struct backend_xfer x[8];
+	uint8_t *got = xmalloc(SRC);
+	uint64_t d1 = alloc(HALF), seq, last[LANE_COUNT] = { 0 };
+	unsigned big = 0;
+	struct region r;
+
+	region_open(&r);
+	for (unsigned k = 0; k < 64; k++)
+		memset(r.p + (size_t)k * SRC, (int)(k * 7 + 1), SRC);
+	be.copy_server = 1;
+	xfer_start0();
+	for (unsigned k = 0; k < ROUNDS; k++) {
+		unsigned lane = k % 2 ? LANE_D2H_SMALL : LANE_H2D_SMALL, n = 1;
+		uint64_t src = r.dev + (uint64_t)(k % 64) * SRC;
+
+		if (lane == LANE_H2D_SMALL) {
+			/* Every 5th: eight copies, past what the server takes; the last one counts. */
+			if (k % 5 == 4) {
+				n = 8;
+				big++;
+				for (unsigned i = 0; i < 7; i++)
+					x[i] = (struct backend_xfer){ .dst = d1 + SRC + i * SRC, .src = src, .len = SRC };
+			}
+			x[n - 1] = (struct backend_xfer){ .dst = d1, .src = src, .len = SRC };
+		} else {
+			/* Device to host: a copy of what d1 holds, to a spare page. */
+			x[0] = (struct backend_xfer){ .dst = r.dev + HALF, .src = d1 + 8 * SRC, .len = SRC };
+		}
+		seq = submit(lane, x, n);
+		ck_assert_uint_eq(seq, last[lane] + 1);
+		last[lane] = seq;
+		(void)be.ops->xfer_done(&be, 0, LANE_H2D_SMALL);
+		(void)be.ops->xfer_done(&be, 0, LANE_D2H_SMALL);
+	}
+	wait_done(LANE_H2D_SMALL, last[LANE_H2D_SMALL]);
+	wait_done(LANE_D2H_SMALL, last[LANE_D2H_SMALL]);
+	from_dev(got, d1, SRC);
+	/* The last h2d round was ROUNDS - 2. */
+	ck_assert_msg(first_diff(got, r.p + (size_t)((ROUNDS - 2) % 64) * SRC, SRC) < 0,
+		      "the last batch's data did not stay (%u big batches among them)", big);
+
+	/* Idle long enough for the server to leave: the next batch starts another. */
+	usleep(5000);
+	x[0] = (struct backend_xfer){ .dst = d1, .src = r.dev + 5 * SRC, .len = SRC };
+	wait_done(LANE_H2D_SMALL, submit(LANE_H2D_SMALL, x, 1));
+	from_dev(got, d1, SRC);
+	ck_assert_msg(first_diff(got, r.p + 5 * SRC, SRC) < 0, "after the server left");
+	be.ops->xfer_stop(&be, 0);
+	region_close(&r);
+	release(d1);
+	free(got);
 }
 END_TEST
 
@@ -986,6 +1051,24 @@ START_TEST(test_xfer_perf)
 	printf("perf: h2d-large 32 MiB: one copy %.1f GB/s, as 8 x 4 MiB %.1f GB/s\n", one, split);
 	xfill(x, 1, d1, r.dev + HALF, HALF);
 	printf("perf: d2h-large 32 MiB: %.1f GB/s\n", stream_gbs(LANE_D2H_LARGE, x, 1, 8));
+	be.ops->xfer_stop(&be, 0);
+
+	/* The same lone small batches through the copy server. */
+	be.copy_server = 1;
+	xfer_start0();
+	xfill(x, 1, r.dev, d1, 4096);
+	(void)lone_batch_ns(LANE_H2D_SMALL, x, 1, 7); /* the first launch */
+	printf("perf: copy server: h2d-small one 4 KiB copy: %.1f us submit to done\n",
+	       lone_batch_ns(LANE_H2D_SMALL, x, 1, 63) * 1e-3);
+	xfill(x, 3, r.dev, d1, 4096);
+	printf("perf: copy server: h2d-small batch of 3 x 4 KiB: %.1f us submit to done\n",
+	       lone_batch_ns(LANE_H2D_SMALL, x, 3, 63) * 1e-3);
+	xfill(x, 1, d1, r.dev + HALF, 4096);
+	printf("perf: copy server: d2h-small one 4 KiB copy: %.1f us submit to done\n",
+	       lone_batch_ns(LANE_D2H_SMALL, x, 1, 63) * 1e-3);
+	xfill(x, 1, r.dev, d1, 256);
+	printf("perf: copy server: h2d-small one 256 B copy: %.1f us submit to done\n",
+	       lone_batch_ns(LANE_H2D_SMALL, x, 1, 63) * 1e-3);
 
 	be.ops->xfer_stop(&be, 0);
 	region_close(&r);
@@ -1096,7 +1179,8 @@ static Suite *cuda_backend_suite(void)
 	tc = tcase_create("xfer");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_xfer_lanes);
+	tcase_add_loop_test(tc, test_xfer_lanes, 0, 2);
+	tcase_add_test(tc, test_xfer_server);
 	tcase_add_test(tc, test_xfer_full);
 	tcase_add_test(tc, test_xfer_perf);
 	suite_add_tcase(s, tc);
