@@ -4,6 +4,7 @@
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -891,6 +892,90 @@ START_TEST(test_xfer_server)
 }
 END_TEST
 
+/* An engine stand-in: one small H2D batch after another, each waited for, until stop. */
+struct traffic {
+	volatile int stop;
+	struct backend_xfer x;
+	uint64_t batches, errors;
+};
+
+static void *traffic_run(void *arg)
+{
+	struct traffic *t = arg;
+
+	while (!t->stop) {
+		int64_t seq = be.ops->xfer_submit(&be, 0, LANE_H2D_SMALL, &t->x, 1), deadline;
+
+		if (seq == -EAGAIN) {
+			(void)be.ops->xfer_done(&be, 0, LANE_H2D_SMALL);
+			continue;
+		}
+		if (seq < 0) {
+			t->errors++;
+			return NULL;
+		}
+		deadline = now_ns() + WAIT_NS;
+		while (be.ops->xfer_done(&be, 0, LANE_H2D_SMALL) < (uint64_t)seq)
+			if (now_ns() > deadline) {
+				t->errors++;
+				return NULL;
+			}
+		t->batches++;
+	}
+	return NULL;
+}
+
+/*
+ * Calls that wait for the whole device (cudaFree, cudaHostUnregister) made
+ * while small batches keep the copy server busy: they wait for the server
+ * of the moment, which is replaced every few ms, not for ever.
+ */
+START_TEST(test_xfer_server_waits)
+{
+	struct traffic t = { 0 };
+	struct region r, r2;
+	uint64_t d1 = alloc(HALF);
+	int64_t worst_free = 0, worst_unreg = 0;
+	pthread_t th;
+
+	region_open(&r);
+	be.copy_server = 1;
+	xfer_start0();
+	t.x = (struct backend_xfer){ .dst = d1, .src = r.dev, .len = 4096 };
+	ck_assert_int_eq(pthread_create(&th, NULL, traffic_run, &t), 0);
+	usleep(5000);
+	for (int i = 0; i < 20; i++) {
+		uint64_t a = alloc(1 * MIB);
+		int64_t t0 = now_ns(), dt;
+
+		release(a);
+		dt = now_ns() - t0;
+		worst_free = dt > worst_free ? dt : worst_free;
+		if (i % 5 == 0) {
+			region_open(&r2);
+			t0 = now_ns();
+			be.ops->host_unregister(&be, r2.p);
+			dt = now_ns() - t0;
+			worst_unreg = dt > worst_unreg ? dt : worst_unreg;
+			ck_assert_int_eq(munmap(r2.p, REGION), 0);
+			close(r2.fd);
+		}
+	}
+	t.stop = 1;
+	pthread_join(th, NULL);
+	printf("copy server busy: %" PRIu64 " batches meanwhile; slowest mem_free %.2f ms, host_unregister %.2f ms\n",
+	       t.batches, worst_free * 1e-6, worst_unreg * 1e-6);
+	ck_assert_msg(!t.errors, "a batch failed or hung while memory was freed");
+	ck_assert_uint_ge(t.batches, 100);
+	ck_assert_msg(worst_free < 200000000LL && worst_unreg < 200000000LL,
+		      "a device-wide wait took %.1f / %.1f ms beside the copy server", worst_free * 1e-6,
+		      worst_unreg * 1e-6);
+	be.ops->xfer_stop(&be, 0);
+	region_close(&r);
+	release(d1);
+}
+END_TEST
+
 /*
  * A lane that is not polled fills up: xfer_submit says -EAGAIN instead of
  * queueing without bound, and everything queued still completes.
@@ -1181,6 +1266,7 @@ static Suite *cuda_backend_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_xfer_lanes, 0, 2);
 	tcase_add_test(tc, test_xfer_server);
+	tcase_add_test(tc, test_xfer_server_waits);
 	tcase_add_test(tc, test_xfer_full);
 	tcase_add_test(tc, test_xfer_perf);
 	suite_add_tcase(s, tc);
