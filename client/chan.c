@@ -284,8 +284,10 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 	for (;;) {
 		uint64_t head = __atomic_load_n(&ch->head_seen, __ATOMIC_RELAXED);
 
+		if (pos & GPUQ_CHAN_HELD)
+			return -EBUSY; /* a GPU took the tail after our first look */
 		if (pos - head >= ch->nslots) {
-			head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+			head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD;
 			__atomic_store_n(&ch->head_seen, head, __ATOMIC_RELAXED);
 		}
 		if (pos - head >= ch->nslots && (int64_t)(pos - head) > 0) {
@@ -387,7 +389,7 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
  * them all with one CAS on head. When another receiver claimed some of
  * them meanwhile, the copies past its claim are still whole (their slots
  * cannot be refilled while head is below them): keep those, retry.
- * Returns how many (>= 1), or -EAGAIN.
+ * Returns how many (>= 1), -EAGAIN, or -EBUSY (a GPU holds the head).
  */
 static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, size_t *lens, unsigned max)
 {
@@ -396,6 +398,8 @@ static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, si
 	unsigned k = 0;
 
 	for (;;) {
+		if (pos & GPUQ_CHAN_HELD)
+			return -EBUSY; /* a GPU took the head */
 		while (k < max) {
 			int st = read_at(ch, pos + k, bufs + (size_t)k * stride, stride, &lens[k]);
 
@@ -434,7 +438,7 @@ reload:
 
 static int head_ready(const struct gpuq_chan *ch)
 {
-	uint64_t pos = __atomic_load_n(&ch->hdr->head, __ATOMIC_ACQUIRE);
+	uint64_t pos = __atomic_load_n(&ch->hdr->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD;
 
 	return gpuq_chan_slot_state(slot_of(ch, pos), pos, ch->format, ch->lap_shift) == 1;
 }
@@ -470,6 +474,8 @@ static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens
 		n = try_take(ch, bufs, stride, lens, max);
 		if (n >= 0)
 			break;
+		if (n == -EBUSY)
+			return n;
 		if (timeout_ms == 0)
 			break;
 		t = now_ns();

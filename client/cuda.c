@@ -228,7 +228,7 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 static int map_end(gpuq_chan_t *ch, unsigned end, struct gpuq_dev_chan *out, uint64_t **dev)
 {
 	struct gpuq_chan_hdr *h;
-	uint64_t init[2];
+	uint64_t init[2], *word, cur;
 	cudaError_t err;
 	void *mem, *d;
 	int r;
@@ -248,18 +248,29 @@ static int map_end(gpuq_chan_t *ch, unsigned end, struct gpuq_dev_chan *out, uin
 		r = cuda_errno(err);
 		goto fail_map;
 	}
-	init[1] = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-	init[0] = end == GPUQ_CHAN_SEND ? __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE) : init[1];
-	if ((init[0] | init[1]) & GPUQ_DEV_RX_UNFENCED) {
-		/* Positions never get there from 0; the header was scribbled on, and the counters need that bit. */
+	/*
+	 * Hold the end's word (GPUQ_CHAN_HELD, gpuq_chan.h): a CPU user that
+	 * read it before gpuqd recorded us cannot take a position any more.
+	 */
+	word = end == GPUQ_CHAN_SEND ? &h->tail : &h->head;
+	cur = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+	while (!(cur & GPUQ_CHAN_HELD) &&
+	       !__atomic_compare_exchange_n(word, &cur, cur | GPUQ_CHAN_HELD, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	if (cur & GPUQ_CHAN_HELD) {
+		/* Held without an owner in gpuqd's books: a header scribbled on (positions never get there). */
 		cudaFree(d);
 		r = -EPROTO;
 		goto fail_map;
 	}
+	init[1] = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD;
+	init[0] = end == GPUQ_CHAN_SEND ? cur : init[1];
 	err = cudaMemcpy(d, init, sizeof(init), cudaMemcpyHostToDevice);
 	if (err != cudaSuccess) {
 		r = cuda_errno(err);
 		cudaFree(d);
+		/* No kernel has the counters: the word is as we held it; let it go. */
+		__atomic_store_n(word, cur, __ATOMIC_RELEASE);
 		goto fail_map;
 	}
 	*dev = d;
@@ -294,9 +305,11 @@ static int unmap_end(gpuq_chan_t *ch, unsigned end, uint64_t *dev)
 		__atomic_store_n(&h->tail, pos[0], __ATOMIC_RELEASE);
 	} else if (err == cudaSuccess) {
 		pos[1] &= ~GPUQ_DEV_RX_UNFENCED; /* the kernels ended: their stores are all in */
+		/* Head, released: the last position the kernels freed, or later if their last store beat ours. */
 		cur = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-		while (cur < pos[1] &&
-		       !__atomic_compare_exchange_n(&h->head, &cur, pos[1], 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		while (!__atomic_compare_exchange_n(&h->head, &cur,
+						    (cur & ~GPUQ_CHAN_HELD) > pos[1] ? cur & ~GPUQ_CHAN_HELD : pos[1], 0,
+						    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 			;
 	}
 	cudaFree(dev);

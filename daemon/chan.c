@@ -184,8 +184,9 @@ int chan_list(struct chan_registry *r, uid_t uid, gid_t gid, struct chan_info **
 		ci->slot_size = c->slot_size;
 		ci->nslots = c->nslots;
 		ci->direction = c->direction;
-		ci->head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
-		ci->tail = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
+		/* Positions only; GPUQ_CHAN_HELD shows as the owners. */
+		ci->head = __atomic_load_n(&h->head, __ATOMIC_RELAXED) & ~GPUQ_CHAN_HELD;
+		ci->tail = __atomic_load_n(&h->tail, __ATOMIC_RELAXED) & ~GPUQ_CHAN_HELD;
 		ci->tail_owner = __atomic_load_n(&h->tail_owner, __ATOMIC_RELAXED);
 		ci->rx_owner = __atomic_load_n(&h->rx_owner, __ATOMIC_RELAXED);
 		ci->rx_waiting = __atomic_load_n(&h->rx_waiting, __ATOMIC_RELAXED);
@@ -281,7 +282,7 @@ static int slot_complete(const struct chan *c, uint64_t pos)
 void chan_disown(struct chan *c, unsigned end, int repair)
 {
 	if (end == CHAN_END_SEND && repair) {
-		uint64_t head = __atomic_load_n(&c->hdr->head, __ATOMIC_ACQUIRE), pos = head, p;
+		uint64_t head = __atomic_load_n(&c->hdr->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD, pos = head, p;
 
 		/* Keep the messages up to the first position the dead sender did not fill whole... */
 		while (pos - head < c->nslots && slot_complete(c, pos))
@@ -308,9 +309,14 @@ void chan_disown(struct chan *c, unsigned end, int repair)
 		__atomic_store_n(&c->hdr->tail, pos, __ATOMIC_RELEASE);
 		log_warn("channel '%s': its GPU senders went away without unmapping; %llu message(s) left to read",
 			 c->name, (unsigned long long)(pos - head));
-	} else if (repair) {
-		log_warn("channel '%s': its GPU receivers went away without unmapping; CPU receivers may take over",
-			 c->name);
+	} else if (end != CHAN_END_SEND) {
+		/* The dead receivers' last head stands (they stored it whole); the end is let go. */
+		__atomic_fetch_and(&c->hdr->head, ~GPUQ_CHAN_HELD, __ATOMIC_ACQ_REL);
+		if (repair)
+			log_warn("channel '%s': its GPU receivers went away without unmapping; CPU receivers may take over",
+				 c->name);
+	} else {
+		__atomic_fetch_and(&c->hdr->tail, ~GPUQ_CHAN_HELD, __ATOMIC_ACQ_REL);
 	}
 	__atomic_store_n(owner_field(c, end), 0, __ATOMIC_RELEASE);
 }
@@ -322,7 +328,7 @@ void chan_disown(struct chan *c, unsigned end, int repair)
  */
 static int head_ready(const struct chan *c)
 {
-	uint64_t head = __atomic_load_n(&c->hdr->head, __ATOMIC_ACQUIRE);
+	uint64_t head = __atomic_load_n(&c->hdr->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD;
 	const uint8_t *slot = (const uint8_t *)c->hdr + GPUQ_CHAN_HDR_SIZE +
 			      (head & (c->nslots - 1)) * gpuq_chan_stride(c->slot_size);
 

@@ -53,7 +53,12 @@
  * (a blocking receive takes its position before the message is there),
  * copies, and frees positions in order with a plain store to head. While
  * one is in place, tail_owner / rx_owner name its process and CPU senders /
- * receivers are refused.
+ * receivers are refused. The mapping also sets GPUQ_CHAN_HELD in tail (send
+ * end) or head (receive end) with a CAS, after gpuqd recorded the owner: a
+ * CPU sender or receiver that read the word before then cannot take a
+ * position too (its CAS fails, and it finds the bit: -EBUSY). A held tail
+ * stays where the mapping took it from; a held head keeps moving, bit set.
+ * Everyone else masks the bit off; giving the end back clears it.
  *
  * Sleeping receivers: a receiver that found nothing for a while sets
  * rx_waiting, re-checks, and sleeps on the channel's eventfd. gpuqd watches
@@ -62,7 +67,9 @@
  */
 
 #define GPUQ_CHAN_MAGIC 0x6e616863u /* "chan" */
-#define GPUQ_CHAN_VERSION 3u
+#define GPUQ_CHAN_VERSION 4u
+/* Bit 63 of tail or head: a GPU mapping holds that end (above). Positions stay below it. */
+#define GPUQ_CHAN_HELD (1ull << 63)
 #define GPUQ_CHAN_NAME_MAX 64
 #define GPUQ_CHAN_HDR_SIZE 4096u
 #define GPUQ_CHAN_SLOT_HDR 16u /* SEQ format: seq, len, 0 */

@@ -108,13 +108,13 @@ int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
 int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 /*
- * Both mappings take their end through gpuq_chan_own, and require that no
- * CPU thread is using that end at the time: a CPU sender (receiver) that is
- * already inside gpuq_chan_send (recv) can still take a position the
- * kernels take too. Map before CPU users start, or stop them first. When
- * an unmap cannot read the kernels' position back (a broken CUDA context)
- * it keeps the end marked and fails; gpuqd repairs the ring when the
- * session ends.
+ * Both mappings take their end through gpuq_chan_own, then hold its word in
+ * the ring (GPUQ_CHAN_HELD, gpuq_chan.h) so that a CPU sender (receiver)
+ * already inside gpuq_chan_send (recv) when the end was taken cannot take a
+ * position too: it gets -EBUSY. CPU users may keep going while kernels map
+ * and unmap an end; they are refused while it is held. When an unmap cannot
+ * read the kernels' position back (a broken CUDA context) it keeps the end
+ * marked and fails; gpuqd repairs the ring when the session ends.
  */
 
 #ifdef __cplusplus

@@ -302,7 +302,7 @@ GPUQ_DEV void wait_room(const gpuq_dev_chan &c, uint64_t pos)
 		if (pos - cached.load(cuda::memory_order_relaxed) < c.nslots)
 			return;
 		for (;;) {
-			uint64_t h = load_acquire(&c.hdr->head);
+			uint64_t h = load_acquire(&c.hdr->head) & ~GPUQ_CHAN_HELD;
 
 			cached.fetch_max(h, cuda::memory_order_acq_rel);
 			if (pos - h < c.nslots)
@@ -311,7 +311,7 @@ GPUQ_DEV void wait_room(const gpuq_dev_chan &c, uint64_t pos)
 		}
 	}
 #endif
-	while (pos - load_acquire(&c.hdr->head) >= c.nslots)
+	while (pos - (load_acquire(&c.hdr->head) & ~GPUQ_CHAN_HELD) >= c.nslots)
 		backoff(&n);
 }
 
@@ -502,10 +502,10 @@ GPUQ_DEV void release_rx(const gpuq_dev_chan &c, uint64_t h, uint64_t done, uint
 
 	if ((done & GPUQ_DEV_RX_UNFENCED) && !after_me) {
 		n = 0;
-		while ((int64_t)(load_acquire(&c.hdr->head) - h) < 0)
+		while ((int64_t)((load_acquire(&c.hdr->head) & ~GPUQ_CHAN_HELD) - h) < 0)
 			backoff(&n);
 	}
-	store_relaxed(&c.hdr->head, h + 1);
+	store_relaxed(&c.hdr->head, (h + 1) | GPUQ_CHAN_HELD); /* the end stays held (gpuq_chan.h) */
 	if (after_me) {
 		*mine = (h + 1) | GPUQ_DEV_RX_UNFENCED;
 #ifdef __CUDA_ARCH__
@@ -864,7 +864,7 @@ GPUQ_DEV int gpuq_dev_send(gpuq_dev_chan c, const void *msg, uint32_t len)
 			 * way, so no message waits a bus round trip for a head
 			 * read while there is room.
 			 */
-			uint64_t h = gpuq_detail::load_relaxed(&c.hdr->head);
+			uint64_t h = gpuq_detail::load_relaxed(&c.hdr->head) & ~GPUQ_CHAN_HELD;
 
 			gpuq_detail::put_tag(c, pos, msg, len);
 			cached_ref.fetch_max(h, cuda::memory_order_relaxed);
@@ -894,7 +894,7 @@ GPUQ_DEV int gpuq_dev_try_send(gpuq_dev_chan c, const void *msg, uint32_t len)
 	for (;;) {
 		uint64_t t = gpuq_detail::load_relaxed(tail);
 
-		if ((int64_t)(t - gpuq_detail::load_acquire(&c.hdr->head)) >= (int64_t)c.nslots)
+		if ((int64_t)(t - (gpuq_detail::load_acquire(&c.hdr->head) & ~GPUQ_CHAN_HELD)) >= (int64_t)c.nslots)
 			return -EAGAIN; /* full: the slot still holds an unread message */
 		if (gpuq_detail::cas(tail, t, t + 1)) {
 			gpuq_detail::put(c, t, msg, len);

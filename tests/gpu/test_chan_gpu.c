@@ -247,7 +247,7 @@ static void *head_watch_run(void *arg)
 	uint64_t last = 0;
 
 	while (!w->stop) {
-		uint64_t h = __atomic_load_n(&w->hdr->head, __ATOMIC_ACQUIRE);
+		uint64_t h = __atomic_load_n(&w->hdr->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD;
 
 		if (h < last)
 			w->backwards++;
@@ -357,6 +357,130 @@ START_TEST(test_persistent)
 	}
 	gpuq_chan_close(in);
 	gpuq_chan_close(out);
+	gpuq_close(q);
+}
+END_TEST
+
+/* A CPU sender beside GPU mappings that come and go: it retries while the GPU holds the tail. */
+struct cpu_sender {
+	gpuq_chan_t *ch;
+	uint32_t id, n;
+	uint64_t busy;
+	int err;
+};
+
+static void *cpu_send_run(void *arg)
+{
+	struct cpu_sender *s = arg;
+
+	for (uint32_t i = 0; i < s->n;) {
+		uint64_t sum = chan_test_sum(s->id, i);
+		struct chan_test_msg m = { s->id, i, sum, ~sum, 0 };
+		ssize_t r = gpuq_chan_send(s->ch, &m, sizeof(m), 0);
+
+		if (r == (ssize_t)sizeof(m))
+			i++;
+		else if (r == -EBUSY)
+			s->busy++;
+		else if (r != -EAGAIN) {
+			s->err = (int)r;
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* Counts every message by (sender, seq); CPU senders' ids start at CPU_ID0. */
+#define CPU_ID0 1000000u
+struct counter {
+	gpuq_chan_t *ch;
+	uint32_t gpu_senders, gpu_per, cpu_senders, cpu_per;
+	uint64_t want, got, bad;
+	uint16_t *count;
+	int err;
+};
+
+static void *count_run(void *arg)
+{
+	struct counter *c = arg;
+
+	while (c->got < c->want) {
+		struct chan_test_msg m;
+		ssize_t r = gpuq_chan_recv(c->ch, &m, sizeof(m), TIMEOUT_MS);
+		uint64_t at;
+
+		if (r < 0) {
+			c->err = (int)r;
+			return NULL;
+		}
+		c->got++;
+		if (r != (ssize_t)sizeof(m) || m.sum != chan_test_sum(m.sender, m.seq) || m.nsum != ~m.sum) {
+			c->bad++;
+			continue;
+		}
+		if (m.sender < c->gpu_senders && m.seq < c->gpu_per)
+			at = (uint64_t)m.sender * c->gpu_per + m.seq;
+		else if (m.sender >= CPU_ID0 && m.sender - CPU_ID0 < c->cpu_senders && m.seq < c->cpu_per)
+			at = (uint64_t)c->gpu_senders * c->gpu_per + (uint64_t)(m.sender - CPU_ID0) * c->cpu_per + m.seq;
+		else {
+			c->bad++;
+			continue;
+		}
+		c->count[at]++;
+	}
+	return NULL;
+}
+
+/*
+ * CPU senders keep sending while, round after round, a kernel maps the
+ * send end, sends, and gives it back: no position is taken twice (every
+ * GPU message arrives once a round, every CPU one once, all intact).
+ */
+START_TEST(test_map_beside_cpu_senders)
+{
+	enum { ROUNDS = 20, BLOCKS = 4, THREADS = 64, PER = 16, CPUS = 2, CPU_PER = 20000 };
+	gpuq_t *q = connect_ok("test_chan_gpu");
+	gpuq_chan_t *ch = NULL;
+	struct gpuq_dev_chan dc;
+	struct cpu_sender snd[CPUS];
+	struct counter cnt = { 0 };
+	pthread_t sth[CPUS], rth;
+	uint64_t n = (uint64_t)BLOCKS * THREADS * PER + CPUS * CPU_PER, wrong = 0, busy = 0;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "mapflip", sizeof(struct chan_test_msg), 256, GPUQ_CHAN_GPU_TO_CPU, &ch),
+			 0);
+	cnt = (struct counter){ .ch = ch, .gpu_senders = BLOCKS * THREADS, .gpu_per = PER, .cpu_senders = CPUS,
+				.cpu_per = CPU_PER, .want = (uint64_t)BLOCKS * THREADS * PER * ROUNDS + CPUS * CPU_PER };
+	cnt.count = calloc(n, sizeof(*cnt.count));
+	ck_assert_ptr_nonnull(cnt.count);
+	ck_assert_int_eq(pthread_create(&rth, NULL, count_run, &cnt), 0);
+	for (unsigned k = 0; k < CPUS; k++) {
+		snd[k] = (struct cpu_sender){ .ch = ch, .id = CPU_ID0 + k, .n = CPU_PER };
+		ck_assert_int_eq(pthread_create(&sth[k], NULL, cpu_send_run, &snd[k]), 0);
+	}
+	for (unsigned r = 0; r < ROUNDS; r++) {
+		ck_assert_int_eq(gpuq_chan_map_cuda_sender(ch, &dc), 0);
+		CK_CUDA(chan_test_produce(dc, BLOCKS, THREADS, PER, 1, 0));
+		CK_CUDA(cudaDeviceSynchronize());
+		ck_assert_int_eq(gpuq_chan_unmap_cuda_sender(ch, &dc), 0);
+		usleep(200);
+	}
+	for (unsigned k = 0; k < CPUS; k++) {
+		pthread_join(sth[k], NULL);
+		ck_assert_msg(!snd[k].err, "CPU sender %u: %s", k, strerror(-snd[k].err));
+		busy += snd[k].busy;
+	}
+	pthread_join(rth, NULL);
+	ck_assert_msg(!cnt.err, "receiver: %s after %llu", strerror(-cnt.err), (unsigned long long)cnt.got);
+	for (uint64_t i = 0; i < n; i++)
+		wrong += cnt.count[i] != (i < (uint64_t)BLOCKS * THREADS * PER ? ROUNDS : 1);
+	printf("test_chan_gpu: %u map rounds beside %u CPU senders: %llu messages, %llu refusals while held\n",
+	       ROUNDS, CPUS, (unsigned long long)cnt.got, (unsigned long long)busy);
+	ck_assert_msg(!cnt.bad && !wrong, "%llu corrupt, %llu (sender, seq) counted wrong", (unsigned long long)cnt.bad,
+		      (unsigned long long)wrong);
+	ck_assert_int_eq(gpuq_chan_recv(ch, &(struct chan_test_msg){ 0 }, sizeof(struct chan_test_msg), 0), -EAGAIN);
+	free(cnt.count);
+	gpuq_chan_close(ch);
 	gpuq_close(q);
 }
 END_TEST
@@ -491,6 +615,7 @@ static Suite *chan_gpu_suite(void)
 	tcase_add_loop_test(tc, test_persistent, 0, 12);
 	tcase_add_test(tc, test_leftover);
 	tcase_add_test(tc, test_receiver_handover);
+	tcase_add_test(tc, test_map_beside_cpu_senders);
 	suite_add_tcase(s, tc);
 	return s;
 }

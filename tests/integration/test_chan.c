@@ -321,7 +321,7 @@ END_TEST
 static void raw_put(struct gpuq_chan_hdr *h, uint64_t pos, const void *msg, uint32_t len)
 {
 	/* Room once the slot's last-lap message has been read (head past it). */
-	while (pos - __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) >= h->nslots)
+	while (pos - (__atomic_load_n(&h->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD) >= h->nslots)
 		;
 	if (h->format == GPUQ_CHAN_FMT_TAG) {
 		uint64_t *wd = (uint64_t *)((uint8_t *)h + h->slots_off + (pos & (h->nslots - 1)) * h->stride);
@@ -393,9 +393,25 @@ START_TEST(owned_ends)
 	ck_assert_int_eq(gpuq_chan_send(other, &m, sizeof(m), 0), (ssize_t)sizeof(m));
 	ck_assert_int_eq(gpuq_chan_own(other, GPUQ_CHAN_RECV, 1), 0);
 	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), -EBUSY);
-	/* Closing a channel gives back what the session owned of it. */
+	/*
+	 * The held bit alone (as a mapping sets it, right after gpuqd recorded
+	 * the owner) stops a CPU user that looked at the owner before: tail
+	 * and head stay as they are.
+	 */
+	{
+		struct gpuq_chan_hdr *h = hdr_of(ch);
+		uint64_t tail = h->tail;
+
+		__atomic_fetch_or(&h->tail, GPUQ_CHAN_HELD, __ATOMIC_SEQ_CST);
+		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), -EBUSY);
+		ck_assert_uint_eq(h->tail, tail | GPUQ_CHAN_HELD);
+		__atomic_fetch_and(&h->tail, ~GPUQ_CHAN_HELD, __ATOMIC_SEQ_CST);
+	}
+	/* Closing a channel gives back what the session owned of it, held bit included. */
+	__atomic_fetch_or(&hdr_of(ch)->head, GPUQ_CHAN_HELD, __ATOMIC_SEQ_CST);
 	gpuq_chan_close(other);
 	ck_assert_uint_eq(hdr_of(ch)->rx_owner, 0);
+	ck_assert_uint_eq(hdr_of(ch)->head & GPUQ_CHAN_HELD, 0);
 	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
 	ck_assert(msg_ok(&m));
 	gpuq_chan_close(ch);
@@ -434,6 +450,10 @@ START_TEST(owner_dies_others_take_over)
 			_exit(10);
 		struct gpuq_chan_hdr *h = hdr_of(mine);
 		uint64_t next = h->tail; /* the "device counter" */
+
+		/* Held, as the mappings hold them. */
+		__atomic_fetch_or(&h->tail, GPUQ_CHAN_HELD, __ATOMIC_SEQ_CST);
+		__atomic_fetch_or(&h->head, GPUQ_CHAN_HELD, __ATOMIC_SEQ_CST);
 		for (uint32_t i = 0; i < 2; i++) {
 			make_msg(&k, 7, i);
 			raw_put(h, next++, &k, sizeof(k));
@@ -456,6 +476,7 @@ START_TEST(owner_dies_others_take_over)
 	ck_assert_msg(wait_cleared(&hdr_of(ch)->tail_owner), "gpuqd did not clear the dead sender's mark");
 	ck_assert_msg(wait_cleared(&hdr_of(ch)->rx_owner), "gpuqd did not clear the dead receiver's mark");
 	ck_assert_uint_eq(hdr_of(ch)->tail, 2);
+	ck_assert_uint_eq(hdr_of(ch)->head, 0); /* let go, at the position it had */
 	for (uint32_t i = 0; i < 2; i++) {
 		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
 		ck_assert(msg_ok(&m) && m.sender == 7 && m.n == i);
