@@ -284,8 +284,15 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 	for (;;) {
 		uint64_t head = __atomic_load_n(&ch->head_seen, __ATOMIC_RELAXED);
 
-		if (pos & GPUQ_CHAN_HELD)
-			return -EBUSY; /* a GPU took the tail after our first look */
+		if (pos & GPUQ_CHAN_HELD) {
+			if (__atomic_load_n(&h->tail_owner, __ATOMIC_ACQUIRE))
+				return -EBUSY; /* a GPU took the tail after our first look */
+			/* Held by nobody (what a dead owner's kernels left): let it go, look again. */
+			__atomic_compare_exchange_n(&h->tail, &pos, pos & ~GPUQ_CHAN_HELD, 0, __ATOMIC_ACQ_REL,
+						    __ATOMIC_ACQUIRE);
+			pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
+			continue;
+		}
 		if (pos - head >= ch->nslots) {
 			head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD;
 			__atomic_store_n(&ch->head_seen, head, __ATOMIC_RELAXED);
@@ -398,8 +405,19 @@ static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, si
 	unsigned k = 0;
 
 	for (;;) {
-		if (pos & GPUQ_CHAN_HELD)
-			return -EBUSY; /* a GPU took the head */
+		if (pos & GPUQ_CHAN_HELD) {
+			if (__atomic_load_n(&h->rx_owner, __ATOMIC_ACQUIRE))
+				return -EBUSY; /* a GPU took the head */
+			/*
+			 * Held by nobody: a dead owner's kernels stored head after
+			 * gpuqd let the end go. Let it go again, look again.
+			 */
+			__atomic_compare_exchange_n(&h->head, &pos, pos & ~GPUQ_CHAN_HELD, 0, __ATOMIC_ACQ_REL,
+						    __ATOMIC_ACQUIRE);
+			pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+			k = 0;
+			continue;
+		}
 		while (k < max) {
 			int st = read_at(ch, pos + k, bufs + (size_t)k * stride, stride, &lens[k]);
 

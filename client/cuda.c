@@ -257,12 +257,8 @@ static int map_end(gpuq_chan_t *ch, unsigned end, struct gpuq_dev_chan *out, uin
 	while (!(cur & GPUQ_CHAN_HELD) &&
 	       !__atomic_compare_exchange_n(word, &cur, cur | GPUQ_CHAN_HELD, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		;
-	if (cur & GPUQ_CHAN_HELD) {
-		/* Held without an owner in gpuqd's books: a header scribbled on (positions never get there). */
-		cudaFree(d);
-		r = -EPROTO;
-		goto fail_map;
-	}
+	/* Already held: left so by an owner gone before us (gpuqd gave us the end); it is ours now. */
+	cur &= ~GPUQ_CHAN_HELD;
 	init[1] = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD;
 	init[0] = end == GPUQ_CHAN_SEND ? cur : init[1];
 	err = cudaMemcpy(d, init, sizeof(init), cudaMemcpyHostToDevice);

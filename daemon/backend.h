@@ -112,6 +112,7 @@ struct backend {
 	uint64_t crossover[BACKEND_MAX_DEVICES]; /* small/large split, bytes, per device */
 	unsigned xfer_max_batch;           /* most transfers per xfer_submit */
 	int copy_server;                   /* cuda: serve small batches from a persistent block (set before xfer_start) */
+	uint64_t copy_server_batches[BACKEND_MAX_DEVICES]; /* batches it was given (engine thread) */
 	void *priv;                        /* backend-private state */
 };
 

@@ -52,7 +52,7 @@
  * ring holds a command for every batch the two small lanes may have in
  * flight, so a slot is never rewritten before the server took it.
  */
-#define CS_SLOTS (2 * XFER_INFLIGHT)
+#define CS_SLOTS (4 * XFER_INFLIGHT) /* a power of two (command numbers wrap at 2^32), room for STOPs */
 #define CS_MAX_BYTES (16u << 10)
 /*
  * A server gets a STOP once it is this old (at the next batch), and the
@@ -97,9 +97,11 @@ struct cuda_cs {
 	uint32_t resume; /* first command no server took, while none runs */
 	int running;     /* launched, and not known to have left */
 	int stopping;    /* a STOP is posted to the running one: no more commands for it */
+	uint32_t stop_no; /* that STOP's number */
 	int64_t born;    /* when the running one was launched */
 	struct gpuq_cs_done done;
 	uint64_t launches; /* also the running one's generation (gone[1] once it runs) */
+	uint64_t batches;  /* batches posted to a server */
 };
 
 /* The data path of one device, between xfer_start and xfer_stop. */
@@ -702,8 +704,11 @@ static void cs_check(struct cuda_cs *cs)
 	if (!g)
 		return;
 	cs->running = 0;
-	cs->stopping = 0;
 	cs->resume = (uint32_t)g;
+	/* It left idle just before our STOP, the last command: nobody need take that one. */
+	if (cs->stopping && cs->resume == cs->stop_no && cs->stop_no + 1 == cs->next)
+		cs->resume = cs->next;
+	cs->stopping = 0;
 }
 
 /* Does the running server take commands now (it started, and no STOP went to it)? */
@@ -783,8 +788,10 @@ static int cs_submit(struct cuda_dev *d, unsigned lane, uint64_t seq, const stru
 	if (cs_ready(cs)) {
 		if (now_ns() - cs->born < CS_LIFE_NS) {
 			cs_post(cs, GPUQ_CS_OP_BATCH, lane, seq, x, n);
+			cs->batches++;
 			return 1;
 		}
+		cs->stop_no = cs->next;
 		cs_post(cs, GPUQ_CS_OP_STOP, 0, 0, NULL, 0);
 		cs->stopping = 1;
 		return 0;
@@ -838,6 +845,8 @@ static int64_t cuda_xfer_submit(struct backend *be, unsigned dev, unsigned lane,
 			/* One way at a time per lane, so that its batches stay in order. */
 			if (cs_fits(x, n) && done >= l->stream_last && cs_submit(d, lane, seq, x, n)) {
 				l->cs_last = l->seq = seq;
+				if (dev < BACKEND_MAX_DEVICES)
+					be->copy_server_batches[dev]++;
 				return (int64_t)seq;
 			}
 			if (done < l->cs_last) {
@@ -902,7 +911,9 @@ static void cs_release(struct cuda_dev *d)
 
 	if (cs->ring && cs->stream) {
 		/* Until a server has taken every command, the STOP last (one may leave on its own first). */
-		cs_post(cs, GPUQ_CS_OP_STOP, 0, 0, NULL, 0);
+		cs_check(cs);
+		if (cs->running || cs->resume != cs->next)
+			cs_post(cs, GPUQ_CS_OP_STOP, 0, 0, NULL, 0);
 		for (;;) {
 			cs_check(cs);
 			if (!cs->running && (cs->resume == cs->next || cs_launch(d)))
@@ -913,8 +924,8 @@ static void cs_release(struct cuda_dev *d)
 				break;
 			}
 		}
-		log_debug("cuda: device %d: copy server launched %llu times", d->ordinal,
-			  (unsigned long long)cs->launches);
+		log_debug("cuda: device %d: copy server launched %llu times, %llu batches", d->ordinal,
+			  (unsigned long long)cs->launches, (unsigned long long)cs->batches);
 	}
 	if (cs->stream && (err = cudaStreamDestroy(cs->stream)) != cudaSuccess)
 		cuda_fail("cudaStreamDestroy", err);

@@ -207,7 +207,7 @@ static __global__ void __launch_bounds__(CS_THREADS)
 {
 	__shared__ uint32_t w[GPUQ_CS_WORDS];
 	const unsigned lane = threadIdx.x & 31;
-	uint64_t last = globaltimer();
+	uint64_t last = __shfl_sync(FULL_MASK, globaltimer(), 0);
 
 	/* Running: say so (gone[1]), so gpuqd hands commands to this server rather than waiting for it. */
 	if (threadIdx.x == 0)
@@ -251,6 +251,13 @@ static __global__ void __launch_bounds__(CS_THREADS)
 			return;
 		}
 		if (op == GPUQ_CS_OP_BATCH && n <= GPUQ_CS_MAX_DESCS && ln < GPUQ_CS_LANES) {
+			/*
+			 * Acquire before reading the sources: this block lives for
+			 * many batches, and a line an earlier batch pulled into L1
+			 * (the same arena bytes, since rewritten by the client)
+			 * must not be read again. A kernel launch would start clean.
+			 */
+			__threadfence_system();
 			for (unsigned i = 0; i < n; i++) {
 				const uint32_t *e = &w[3 + 5 * i];
 

@@ -58,7 +58,11 @@
  * CPU sender or receiver that read the word before then cannot take a
  * position too (its CAS fails, and it finds the bit: -EBUSY). A held tail
  * stays where the mapping took it from; a held head keeps moving, bit set.
- * Everyone else masks the bit off; giving the end back clears it.
+ * CPU users and gpuqd mask the bit off; giving the end back clears it. A
+ * bit held with no owner recorded (the kernels of an owner that died
+ * stored head after gpuqd let the end go) is cleared by the next CPU user.
+ * Kernels using a plain mapping (gpuq_chan_map_cuda) must not use an end
+ * that a mapping holds: they do not look at the bit.
  *
  * Sleeping receivers: a receiver that found nothing for a while sets
  * rx_waiting, re-checks, and sleeps on the channel's eventfd. gpuqd watches
