@@ -88,7 +88,11 @@ struct backend_ops {
 	 * number in its lane (1, 2, ...) or -EAGAIN when the lane has too many
 	 * batches in flight, -EINVAL for a batch over xfer_max_batch, -EIO.
 	 * xfer_done returns the highest sequence number of the lane whose
-	 * batch has completed; it never blocks and makes no system call.
+	 * batch has completed; it never blocks. It makes no system call, but
+	 * for one case on cuda: when a copy server left with commands still
+	 * to take, the call that notices launches the next one. The engine
+	 * polls xfer_done while batches are in flight, so such commands wait
+	 * one poll.
 	 */
 	int (*xfer_start)(struct backend *be, unsigned dev);
 	void (*xfer_stop)(struct backend *be, unsigned dev);
