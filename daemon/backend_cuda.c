@@ -101,7 +101,6 @@ struct cuda_cs {
 	int64_t born;    /* when the running one was launched */
 	struct gpuq_cs_done done;
 	uint64_t launches; /* also the running one's generation (gone[1] once it runs) */
-	uint64_t batches;  /* batches posted to a server */
 };
 
 /* The data path of one device, between xfer_start and xfer_stop. */
@@ -788,7 +787,6 @@ static int cs_submit(struct cuda_dev *d, unsigned lane, uint64_t seq, const stru
 	if (cs_ready(cs)) {
 		if (now_ns() - cs->born < CS_LIFE_NS) {
 			cs_post(cs, GPUQ_CS_OP_BATCH, lane, seq, x, n);
-			cs->batches++;
 			return 1;
 		}
 		cs->stop_no = cs->next;
@@ -924,8 +922,8 @@ static void cs_release(struct cuda_dev *d)
 				break;
 			}
 		}
-		log_debug("cuda: device %d: copy server launched %llu times, %llu batches", d->ordinal,
-			  (unsigned long long)cs->launches, (unsigned long long)cs->batches);
+		log_debug("cuda: device %d: copy server launched %llu times", d->ordinal,
+			  (unsigned long long)cs->launches);
 	}
 	if (cs->stream && (err = cudaStreamDestroy(cs->stream)) != cudaSuccess)
 		cuda_fail("cudaStreamDestroy", err);
