@@ -23,7 +23,7 @@ export GPUQ_TEST_BACKEND
 
 failed=0
 passed=0
-for t in test_daemon test_badinput test_gpuqctl test_datapath; do
+for t in test_daemon test_badinput test_gpuqctl test_datapath test_soak; do
 	"$GPUQ_BUILDDIR/tests/integration/$t"
 	rc=$?
 	case $rc in
