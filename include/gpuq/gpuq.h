@@ -311,8 +311,10 @@ int gpuq_chan_create(gpuq_t *q, const char *name, size_t slot_size, unsigned nsl
 		     unsigned flags, gpuq_chan_t **out);
 /*
  * Opens an existing channel. flags: GPUQ_CHAN_SEND and/or GPUQ_CHAN_RECV;
- * sending needs the write bit, receiving the read bit. Errors: -ENOENT,
- * -EACCES.
+ * sending needs the write bit, receiving the read bit; the group bits
+ * count for the channel's group as the opener's primary or supplementary
+ * group. Errors: -ENOENT, -EACCES, -EINVAL (neither flag, or a bad name),
+ * -EUSERS (GPUQ_CHAN_SENDERS_MAX sending openers already).
  */
 int gpuq_chan_open(gpuq_t *q, const char *name, unsigned flags, gpuq_chan_t **out);
 /* Closes the handle; the channel goes when the last session closes it. NULL is a no-op. */
@@ -343,6 +345,14 @@ int gpuq_chan_recv_batch(gpuq_chan_t *ch, void *bufs, size_t stride, size_t *len
  * loops). Receiving until the channel is empty re-arms it. Owned by ch.
  */
 int gpuq_chan_fd(gpuq_chan_t *ch);
+/*
+ * The ends gpuqd granted this opener: GPUQ_CHAN_SEND and/or GPUQ_CHAN_RECV
+ * (the creator gets both). The regions of the shared memory this opener may
+ * not write are mapped read-only (gpuq_chan.h, "Regions"); sending without
+ * the send end, or receiving (gpuq_chan_recv, _recv_batch, _fd) without the
+ * receive end, returns -EBADF. Or -EINVAL for NULL.
+ */
+int gpuq_chan_ends(gpuq_chan_t *ch);
 /* The channel's geometry and its shared memory (for gpuq_chan_map_cuda and the curious). */
 int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots, unsigned *direction,
 		   void **mem, size_t *mem_size);
