@@ -51,8 +51,8 @@ struct gpuq {
 	uint8_t *arena;
 	uint64_t arena_size;
 	unsigned ndevices;
-	int cq_efd;
-	int dev_efd[SHM_MAX_DEVICES];
+	int sock; /* our end of the session socket: doorbells out, wakes in */
+	int dead; /* 0, or why gpuqd stopped serving: -ESHUTDOWN, -EPROTO, -ECONNRESET */
 	uint32_t sq_tail[SHM_MAX_DEVICES];
 	uint32_t cq_head[SHM_MAX_DEVICES];
 	uint32_t outstanding[SHM_MAX_DEVICES];
