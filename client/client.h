@@ -82,6 +82,8 @@ int client_call(struct gpuq *q, Gpuq__Msg *req, int want_body, Gpuq__Msg **rep);
 /* Maps the data path from the Welcome's fds (in q->rx_fds). Returns 0 or -errno. */
 int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices);
 void client_data_close(struct gpuq *q);
+/* Takes in every posted completion (nonblocking). Returns how many. */
+unsigned client_reap(struct gpuq *q);
 /* Records which device a buffer lives on (dev < 0: forget it). */
 void client_buf_note(struct gpuq *q, uint32_t id, int dev);
 

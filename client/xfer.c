@@ -280,6 +280,18 @@ static unsigned reap(struct gpuq *q)
 	return n;
 }
 
+unsigned client_reap(struct gpuq *q)
+{
+	unsigned n = 0;
+
+	if (!q->shm)
+		return 0;
+	pthread_mutex_lock(&q->dlock);
+	n = reap(q);
+	pthread_mutex_unlock(&q->dlock);
+	return n;
+}
+
 /* Is any completion posted and not yet reaped? Caller holds dlock. */
 static int cq_pending(struct gpuq *q)
 {
