@@ -51,8 +51,8 @@ struct gpuq {
 	uint8_t *arena;
 	uint64_t arena_size;
 	unsigned ndevices;
-	int cq_efd;
-	int dev_efd[SHM_MAX_DEVICES];
+	int sock; /* our end of the session socket: doorbells out, wakes in */
+	int dead; /* 0, or why gpuqd stopped serving: -ESHUTDOWN, -EPROTO, -ECONNRESET */
 	uint32_t sq_tail[SHM_MAX_DEVICES];
 	uint32_t cq_head[SHM_MAX_DEVICES];
 	uint32_t outstanding[SHM_MAX_DEVICES];
@@ -82,6 +82,8 @@ int client_call(struct gpuq *q, Gpuq__Msg *req, int want_body, Gpuq__Msg **rep);
 /* Maps the data path from the Welcome's fds (in q->rx_fds). Returns 0 or -errno. */
 int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices);
 void client_data_close(struct gpuq *q);
+/* Takes in every posted completion (nonblocking). Returns how many. */
+unsigned client_reap(struct gpuq *q);
 /* Records which device a buffer lives on (dev < 0: forget it). */
 void client_buf_note(struct gpuq *q, uint32_t id, int dev);
 

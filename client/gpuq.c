@@ -193,9 +193,7 @@ GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts
 		return -ENOMEM;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_mutex_init(&q->dlock, NULL);
-	q->cq_efd = -1;
-	for (int i = 0; i < SHM_MAX_DEVICES; i++)
-		q->dev_efd[i] = -1;
+	q->sock = -1;
 	q->max_frame = FRAME_MAX_LIMIT; /* until the Welcome names the cap */
 	q->fd = open_socket(path, errbuf, errlen);
 	if (q->fd < 0) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,9 +45,9 @@ int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices)
 	unsigned i;
 	int r;
 
-	for (i = 0; i < SHM_MAX_DEVICES; i++)
-		q->dev_efd[i] = -1;
-	if (q->rx_nfds < 2 + ndevices || ndevices > SHM_MAX_DEVICES || ndevices == 0)
+	q->sock = -1;
+	/* Protocol 2: the session memfd and our end of the session socket. */
+	if (q->rx_nfds < 2 || ndevices > SHM_MAX_DEVICES || ndevices == 0)
 		return client_fail(q, -EPROTO, "gpuqd sent %u descriptors for %u device(s)",
 				   q->rx_nfds, ndevices);
 	if (fstat(q->rx_fds[0], &st) < 0 || (uint64_t)st.st_size < shm_size ||
@@ -70,10 +71,8 @@ int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices)
 	q->ndevices = ndevices;
 	/* The memfd's mapping keeps the memory; the fd itself is not needed. */
 	close(q->rx_fds[0]);
-	q->cq_efd = q->rx_fds[1];
-	for (i = 0; i < ndevices; i++)
-		q->dev_efd[i] = q->rx_fds[2 + i];
-	for (i = 2 + ndevices; i < q->rx_nfds; i++)
+	q->sock = q->rx_fds[1];
+	for (i = 2; i < q->rx_nfds; i++)
 		close(q->rx_fds[i]);
 	q->rx_nfds = 0;
 	r = arena_init(&q->alloc, q->arena_size);
@@ -96,11 +95,9 @@ void client_data_close(struct gpuq *q)
 	free(q->pollq);
 	free(q->buf_dev);
 	arena_fini(&q->alloc);
-	for (i = 0; i < SHM_MAX_DEVICES; i++)
-		if (q->dev_efd[i] >= 0)
-			close(q->dev_efd[i]);
-	if (q->cq_efd >= 0)
-		close(q->cq_efd);
+	if (q->sock >= 0)
+		close(q->sock);
+	q->sock = -1;
 	if (q->shm)
 		munmap(q->shm, q->shm_size);
 	q->shm = NULL;
@@ -283,6 +280,18 @@ static unsigned reap(struct gpuq *q)
 	return n;
 }
 
+unsigned client_reap(struct gpuq *q)
+{
+	unsigned n = 0;
+
+	if (!q->shm)
+		return 0;
+	pthread_mutex_lock(&q->dlock);
+	n = reap(q);
+	pthread_mutex_unlock(&q->dlock);
+	return n;
+}
+
 /* Is any completion posted and not yet reaped? Caller holds dlock. */
 static int cq_pending(struct gpuq *q)
 {
@@ -296,22 +305,49 @@ static int cq_pending(struct gpuq *q)
 }
 
 /*
+ * Empties our end of the session socket. On EOF gpuqd has ended the
+ * session: q->dead says why (from srv_state, which gpuqd set first).
+ * Caller holds dlock.
+ */
+static void drain_sock(struct gpuq *q)
+{
+	char buf[64];
+
+	for (;;) {
+		ssize_t n = recv(q->sock, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (!q->dead) {
+			uint32_t st = atomic_load_explicit(&q->hdr->srv_state.v, memory_order_acquire);
+
+			q->dead = st == SHM_STATE_SHUTDOWN ? -ESHUTDOWN
+				  : st == SHM_STATE_BROKEN ? -EPROTO
+							   : -ECONNRESET;
+		}
+		return;
+	}
+}
+
+/*
  * Sleeps until gpuqd posts a completion (or timeout_ms passes, -1 = no
  * limit). Caller holds dlock; it is released while asleep.
  */
 static void sleep_for_completion(struct gpuq *q, int timeout_ms)
 {
-	struct pollfd p = { .fd = q->cq_efd, .events = POLLIN };
-	uint64_t v;
+	struct pollfd p = { .fd = q->sock, .events = POLLIN };
 
 	atomic_store_explicit(&q->hdr->cq_waiting.v, 1, memory_order_seq_cst);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (cq_pending(q))
 		return;
 	pthread_mutex_unlock(&q->dlock);
-	if (poll(&p, 1, timeout_ms) > 0 && read(q->cq_efd, &v, sizeof(v)) < 0)
-		(void)0; /* another waiter took the count: fine, the CQ is what counts */
+	poll(&p, 1, timeout_ms);
 	pthread_mutex_lock(&q->dlock);
+	/* Another waiter may have drained it already: fine, the CQ is what counts. */
+	drain_sock(q);
 }
 
 /*
@@ -329,6 +365,8 @@ static int progress_until(struct gpuq *q, int (*cond)(struct gpuq *, void *), vo
 		reap(q);
 		if (cond(q, arg))
 			return 0;
+		if (q->dead)
+			return q->dead;
 		t = now_ns();
 		if (deadline_ns && t >= deadline_ns)
 			return -ETIMEDOUT;
@@ -354,13 +392,17 @@ static int ring_has_room(struct gpuq *q, void *arg)
 	       q->sq_tail[dev] - head < q->hdr->sq_entries;
 }
 
-/* Queues one request on dev's ring and rings the doorbell if the engine sleeps. Holds dlock. */
-static void push_sqe(struct gpuq *q, unsigned dev, const struct shm_sqe *e)
+/*
+ * Queues one request on dev's ring and rings the doorbell if the engine
+ * sleeps. Returns 0, or why gpuqd is gone. Holds dlock.
+ */
+static int push_sqe(struct gpuq *q, unsigned dev, const struct shm_sqe *e)
 {
 	struct shm_ringctl *ctl = &q->hdr->ctl[dev];
 
-	if (!ring_has_room(q, (void *)(uintptr_t)dev))
-		progress_until(q, ring_has_room, (void *)(uintptr_t)dev, 0);
+	if (!ring_has_room(q, (void *)(uintptr_t)dev) &&
+	    progress_until(q, ring_has_room, (void *)(uintptr_t)dev, 0))
+		return q->dead;
 	sq_of(q, dev)[q->sq_tail[dev] & (q->hdr->sq_entries - 1)] = *e;
 	q->sq_tail[dev]++;
 	q->outstanding[dev]++;
@@ -368,11 +410,10 @@ static void push_sqe(struct gpuq *q, unsigned dev, const struct shm_sqe *e)
 	/* Pairs with the engine's fence between raising NEED_WAKEUP and its last look. */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&ctl->sq_flags.v, memory_order_relaxed) & SHM_NEED_WAKEUP) {
-		uint64_t one = 1;
-
-		if (write(q->dev_efd[dev], &one, sizeof(one)) < 0)
-			(void)0; /* EAGAIN: the counter is already non-zero, the engine will wake */
+		if (send(q->sock, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			(void)0; /* EAGAIN: gpuqd's end is readable already, the engine will wake */
 	}
+	return 0;
 }
 
 struct stage_wait {
@@ -434,7 +475,12 @@ static int submit(struct gpuq *q, uint8_t op, uint32_t id, uint64_t off, const v
 				req_put(q, r);
 				return -EMSGSIZE;
 			}
-			progress_until(q, stage_possible, &w, 0);
+			if (progress_until(q, stage_possible, &w, 0)) {
+				if (w.off >= 0)
+					arena_put(&q->alloc, (uint64_t)w.off);
+				req_put(q, r);
+				return q->dead;
+			}
 			if (w.off < 0) {
 				req_put(q, r);
 				return -ENOMEM;
@@ -448,7 +494,12 @@ static int submit(struct gpuq *q, uint8_t op, uint32_t id, uint64_t off, const v
 		}
 	}
 	e.user_data = (uint64_t)r->gen << 32 | r->index;
-	push_sqe(q, (unsigned)dev, &e);
+	if (push_sqe(q, (unsigned)dev, &e)) {
+		if (r->bounce >= 0)
+			arena_put(&q->alloc, (uint64_t)r->bounce);
+		req_put(q, r);
+		return q->dead;
+	}
 	if (out)
 		*out = r;
 	return 0;
@@ -533,11 +584,14 @@ GPUQ_API int gpuq_wait(gpuq_t *q, gpuq_req_t *req, struct gpuq_completion *c)
 {
 	if (!q || !req || req->state == REQ_FREE || !req->has_handle)
 		return -EINVAL;
+	int r;
+
 	pthread_mutex_lock(&q->dlock);
-	progress_until(q, req_done, req, 0);
-	finish(q, req, c);
+	r = progress_until(q, req_done, req, 0);
+	if (!r)
+		finish(q, req, c);
 	pthread_mutex_unlock(&q->dlock);
-	return 0;
+	return r;
 }
 
 GPUQ_API int gpuq_waitall(gpuq_t *q, gpuq_req_t **reqs, unsigned n, struct gpuq_completion *cs)
@@ -572,21 +626,14 @@ GPUQ_API int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int
 				   timeout_ms < 0 ? 0 : now_ns() + (uint64_t)timeout_ms * 1000000);
 	while (n < max && q->pq_head != q->pq_tail)
 		out[n++] = q->pollq[q->pq_head++ % q->pq_cap];
-	if (q->fd_mode && q->pq_head == q->pq_tail) {
-		uint64_t v;
-
+	if (q->fd_mode && q->pq_head == q->pq_tail && !q->dead) {
 		/* Drained: clear the fd, then ask to be woken for the next completion. */
-		if (read(q->cq_efd, &v, sizeof(v)) < 0)
-			(void)0;
+		drain_sock(q);
 		atomic_store_explicit(&q->hdr->cq_waiting.v, 1, memory_order_seq_cst);
 		atomic_thread_fence(memory_order_seq_cst);
-		if (cq_pending(q)) {
-			uint64_t one = 1;
-
-			/* Raced with a completion: make the fd readable ourselves. */
-			if (write(q->cq_efd, &one, sizeof(one)) < 0)
-				(void)0;
-		}
+		/* Raced with a completion: a doorbell makes gpuqd answer with a wake. */
+		if (cq_pending(q) && send(q->sock, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			(void)0;
 	}
 	pthread_mutex_unlock(&q->dlock);
 	if (r == -ETIMEDOUT)
@@ -603,15 +650,12 @@ GPUQ_API int gpuq_fd(gpuq_t *q)
 		q->fd_mode = 1;
 		atomic_store_explicit(&q->hdr->cq_waiting.v, 1, memory_order_seq_cst);
 		atomic_thread_fence(memory_order_seq_cst);
-		if (cq_pending(q) || q->pq_head != q->pq_tail) {
-			uint64_t one = 1;
-
-			if (write(q->cq_efd, &one, sizeof(one)) < 0)
-				(void)0;
-		}
+		/* Pending in the CQ: a doorbell makes gpuqd answer with a wake. */
+		if (cq_pending(q) && send(q->sock, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			(void)0;
 	}
 	pthread_mutex_unlock(&q->dlock);
-	return q->cq_efd;
+	return q->sock;
 }
 
 /* ---- blocking transfers ---- */
@@ -651,7 +695,12 @@ static ssize_t blocking(gpuq_t *q, uint8_t op, uint32_t id, uint64_t offset, voi
 		}
 		if (!nwin)
 			break;
-		progress_until(q, req_done, win[0], 0);
+		r = progress_until(q, req_done, win[0], 0);
+		if (r) {
+			/* gpuqd is gone: nothing in the window will complete. */
+			err = r;
+			break;
+		}
 		if (win[0]->result < 0 && !err)
 			err = win[0]->result;
 		else if (win[0]->result > 0)

@@ -58,7 +58,9 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 
 		if (arena > srv->cfg->arena_max)
 			arena = srv->cfg->arena_max;
-		r = session_open_data(c->sess, srv->be, srv->engines, srv->nengines, depth, arena);
+		c->sess->broken_efd = srv->broken_efd;
+		r = session_open_data(c->sess, srv->be, srv->engines, srv->nengines, srv->doorbell,
+				      depth, arena);
 		if (r) {
 			log_err("session %llu: setting up %llu bytes of shared memory: %s",
 				(unsigned long long)c->sess->id, (unsigned long long)arena,
@@ -73,7 +75,7 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 	c->state = CONN_READY;
 	log_info("session %llu started: pid %d uid %u gid %u name '%s' arena %llu bytes",
 		 (unsigned long long)c->sess->id, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid,
-		 c->sess->name, (unsigned long long)c->sess->shm.hdr->arena_size);
+		 c->sess->name, (unsigned long long)c->sess->shm.geom.arena_size);
 	w.proto_version = GPUQ_PROTO_VERSION;
 	w.server_version = (char *)PACKAGE_VERSION;
 	w.session_id = c->sess->id;
@@ -88,14 +90,10 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 	m.body_case = GPUQ__MSG__BODY_WELCOME;
 	m.welcome = &w;
 	{
-		int fds[2 + SHM_MAX_DEVICES];
-		unsigned i, n = 0;
+		/* Protocol 2: the memfd and the client's end of the session socket, whatever ndevices. */
+		int fds[2] = { c->sess->shm.memfd, c->sess->client_sock };
 
-		fds[n++] = c->sess->shm.memfd;
-		fds[n++] = c->sess->cq_efd;
-		for (i = 0; i < srv->nengines && n < FRAME_MAX_FDS; i++)
-			fds[n++] = srv->engines[i]->efd;
-		conn_send_fds(c, &m, seq, fds, n);
+		conn_send_fds(c, &m, seq, fds, 2);
 	}
 	server_notify_status(srv);
 }
@@ -195,7 +193,10 @@ static void on_buf_free(struct conn *c, uint64_t seq, const Gpuq__BufFree *f)
 	pthread_mutex_lock(&c->sess->lock);
 	r = buf_free(&c->sess->bufs, f->buf_id);
 	pthread_mutex_unlock(&c->sess->lock);
-	if (r)
+	if (r == -EBUSY)
+		conn_send_error(c, seq, r, "buffer %u has transfers in flight; free it once they complete",
+				f->buf_id);
+	else if (r)
 		conn_send_error(c, seq, r, "no buffer %u in this session", f->buf_id);
 	else
 		reply_ok(c, seq, 0);

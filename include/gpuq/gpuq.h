@@ -84,6 +84,13 @@ int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, unsigned max);
  * -ERANGE (offset/length outside the buffer).
  */
 int gpuq_buf_alloc(gpuq_t *q, unsigned device, size_t size, uint32_t *id);
+/*
+ * Frees buffer id. Transfers already taken by gpuqd on it finish first:
+ * gpuqd refuses to free a buffer with transfers in flight (BufFree answers
+ * -EBUSY), and gpuq_buf_free then takes in completions and asks again, so
+ * it returns once the buffer is freed (their completions report success).
+ * Requests on id that gpuqd had not taken yet complete with -ENOENT.
+ */
 int gpuq_buf_free(gpuq_t *q, uint32_t id);
 
 /*
@@ -276,8 +283,10 @@ int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int timeout_
 
 /*
  * An fd that is readable while completions are pending, for epoll,
- * libevent or io_uring loops. When it polls readable, call gpuq_poll (or
- * gpuq_test); draining the completions re-arms it. Owned by q.
+ * libevent or io_uring loops: the session's socket (protocol 2), on which
+ * gpuqd sends a byte to wake a sleeping client. When it polls readable,
+ * call gpuq_poll (or gpuq_test); draining the completions re-arms it. EOF
+ * (POLLHUP) on it means gpuqd ended the session. Owned by q.
  */
 int gpuq_fd(gpuq_t *q);
 
