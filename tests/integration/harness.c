@@ -88,6 +88,18 @@ int harness_wait_notify(struct daemon_proc *d, const char *what, int ms)
 	}
 }
 
+void harness_drain_notify(struct daemon_proc *d)
+{
+	char buf[1024];
+	ssize_t n;
+
+	while ((n = recv(d->notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) > 0) {
+		buf[n] = '\0';
+		if (!strncmp(buf, "STATUS=", 7))
+			snprintf(d->status, sizeof(d->status), "%s", buf + 7);
+	}
+}
+
 void harness_print_log(struct daemon_proc *d)
 {
 	char line[1024];

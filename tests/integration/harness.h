@@ -40,6 +40,13 @@ int harness_stop(struct daemon_proc *d);
 int harness_kill_wait(struct daemon_proc *d, int sig);
 /* Waits up to ms for an sd_notify datagram containing what. Returns 0 or -ETIMEDOUT. */
 int harness_wait_notify(struct daemon_proc *d, const char *what, int ms);
+/*
+ * Reads every sd_notify datagram queued so far (keeping the last STATUS=).
+ * The queue holds only net.unix.max_dgram_qlen (often 10) datagrams, after
+ * which gpuqd's sd_notify blocks: a test that runs for many seconds calls
+ * this as it goes.
+ */
+void harness_drain_notify(struct daemon_proc *d);
 /* Does the daemon's log contain s? */
 int harness_log_contains(struct daemon_proc *d, const char *s);
 /* Is the daemon process still running? */

@@ -35,6 +35,14 @@ static void on_term(int sig)
 	stopping = 1;
 }
 
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
 static uint64_t rnd(uint64_t *x)
 {
 	*x ^= *x << 13;
@@ -223,6 +231,14 @@ static void run_cycles(int n, uint64_t *x)
 		kill(pid, SIGKILL);
 		ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
 		ck_assert_msg(harness_alive(&d), "gpuqd died in cycle %d", i);
+		harness_drain_notify(&d);
+		if (i % 100 == 99) {
+			long t = now_ms();
+
+			ck_assert_msg(harness_raw_status(&d, 5000, NULL) == 0,
+				      "gpuqd stopped answering after cycle %d", i);
+			fprintf(stderr, "cycle %d: status in %ld ms\n", i + 1, now_ms() - t);
+		}
 	}
 }
 
@@ -257,6 +273,7 @@ START_TEST(sigkill_cycles)
 	run_cycles(cycles, &x);
 	/* Teardown of the last victims is asynchronous: give it time. */
 	for (waited = 0; waited < 100; waited++) {
+		harness_drain_notify(&d);
 		snap(&end);
 		if (same_counts(&end, &base))
 			break;
