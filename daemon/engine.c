@@ -411,6 +411,8 @@ static void *engine_main(void *arg)
 	pthread_mutex_unlock(&e->lock);
 	if (r)
 		return NULL;
+	/* From here on nothing this thread logs (the backend's messages too) may block it. */
+	log_thread_nonblocking();
 
 	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
 		refresh(e);
