@@ -305,7 +305,9 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 				deadline = deadline_of(timeout_ms);
 				timed = 1;
 			}
-			r = nap(deadline, &spin_end);
+			r = client_alive(ch->q); /* gpuqd gone: nobody repairs or drains for us */
+			if (!r)
+				r = nap(deadline, &spin_end);
 			if (r)
 				return r;
 			pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
@@ -485,7 +487,9 @@ static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens
 	if (__atomic_load_n(&ch->hdr->rx_owner, __ATOMIC_ACQUIRE))
 		return -EBUSY; /* a GPU keeps this channel's head: its kernels are the receivers */
 	for (;;) {
-		struct pollfd p = { .fd = ch->efd, .events = POLLIN };
+		/* The session socket only for its POLLHUP: gpuqd's end wakes us at once. */
+		struct pollfd p[2] = { { .fd = ch->efd, .events = POLLIN },
+				       { .fd = client_sock(ch->q), .events = 0 } };
 		uint64_t t, v;
 		int ms;
 
@@ -515,7 +519,10 @@ static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens
 		ms = deadline ? (int)((deadline - t) / 1000000 + 1) : 1000;
 		if (ms > 1000)
 			ms = 1000; /* bounds the cost of a wakeup lost to a dead process */
-		if (poll(&p, 1, ms) > 0 && read(ch->efd, &v, sizeof(v)) < 0)
+		n = client_alive(ch->q);
+		if (n)
+			return n;
+		if (poll(p, 2, ms) > 0 && (p[0].revents & POLLIN) && read(ch->efd, &v, sizeof(v)) < 0)
 			(void)0;
 		spin_end = 0;
 	}
