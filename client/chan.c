@@ -383,7 +383,9 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 				deadline = deadline_of(timeout_ms);
 				timed = 1;
 			}
-			r = nap(deadline, &spin_end);
+			r = client_alive(ch->q); /* gpuqd gone: nobody repairs or drains for us */
+			if (!r)
+				r = nap(deadline, &spin_end);
 			if (r)
 				goto out;
 			pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
@@ -617,6 +619,12 @@ static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens
 		ms = deadline ? (int)((deadline - t) / 1000000 + 1) : 1000;
 		if (ms > 1000)
 			ms = 1000; /* bounds the cost of a wakeup lost to a dead process */
+		n = client_alive(ch->q); /* gpuqd gone: nothing will arrive */
+		if (n)
+			return n;
+		/* The futex does not see gpuqd die: wake often enough to notice within 100 ms. */
+		if (ms > 50)
+			ms = 50;
 		sleep_on_head(ch, ms);
 		spin_end = 0;
 	}

@@ -197,13 +197,10 @@ static unsigned harvest(struct engine *e, struct session *s)
 
 		if (i + ENGINE_PREFETCH < budget)
 			__builtin_prefetch(&sq[(se->sq_head + i + ENGINE_PREFETCH) & g->sq_mask]);
-		if (q.len == 0 && q.op >= SHM_OP_H2D && q.op <= SHM_OP_D2D) {
-			post_cqe(e, s, q.user_data, 0);
-			continue;
-		}
 		lane = request_translate(&q, g, arena_dev, &s->bufs, e->dev, crossover, &x, held);
-		if (lane < 0) {
-			post_cqe(e, s, q.user_data, lane);
+		/* Zero bytes move nothing, once the range is checked (offset == size is fine). */
+		if (lane < 0 || q.len == 0) {
+			post_cqe(e, s, q.user_data, lane < 0 ? lane : 0);
 			continue;
 		}
 		/* Under s->lock, so no BufFree can slip between the lookup and this. */
@@ -411,6 +408,8 @@ static void *engine_main(void *arg)
 	pthread_mutex_unlock(&e->lock);
 	if (r)
 		return NULL;
+	/* From here on nothing this thread logs (the backend's messages too) may block it. */
+	log_thread_nonblocking();
 
 	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
 		refresh(e);

@@ -61,6 +61,14 @@ const char *log_level_name(int level)
 	}
 }
 
+static _Thread_local int log_nonblocking;
+static _Thread_local struct log_rl log_thread_rl;
+
+void log_thread_nonblocking(void)
+{
+	log_nonblocking = 1;
+}
+
 void log_msg(int level, const char *fmt, ...)
 {
 	char line[1024];
@@ -71,6 +79,12 @@ void log_msg(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (log_nonblocking) {
+		/* Backend code called from an engine: the same rules as log_engine. */
+		if (log_ratelimit(&log_thread_rl))
+			log_async(level, "%s", line);
+		return;
+	}
 	pthread_mutex_lock(&log_lock);
 	if (log_journal) {
 		fprintf(stderr, "<%d>%s\n", level, line);

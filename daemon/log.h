@@ -13,7 +13,14 @@ int log_get_level(void);
 int log_level_parse(const char *s);
 const char *log_level_name(int level);
 
+/*
+ * Writes one line to stderr. On a thread marked with log_thread_nonblocking
+ * it does what log_engine does instead: rate-limited (per thread) and
+ * queued, never waiting on stderr or a lock.
+ */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Marks the calling thread as one that must never block in logging (the engines). */
+void log_thread_nonblocking(void);
 
 /*
  * For threads that must never block (the engines): formats the line and
