@@ -946,8 +946,8 @@ START_TEST(fd_doorbell_thief)
 {
 	struct raw_session rs;
 	long worst = 0;
+	int i, slow = 0;
 	pid_t pid;
-	int i;
 
 	open_raw(&rs);
 	clear_nonblock_all(&rs);
@@ -971,10 +971,20 @@ START_TEST(fd_doorbell_thief)
 		t = now_ms() - t - 3;
 		if (t > worst)
 			worst = t;
+		slow += t > 300;
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	ck_assert_msg(worst < 200, "a bystander send took %ld ms beside a doorbell thief", worst);
+	fprintf(stderr, "doorbell thief: worst bystander send %ld ms, %d of 40 over 300 ms\n", worst,
+		slow);
+	/*
+	 * A thief that wins the doorbell leaves the engine asleep until its
+	 * poll times out: most sends take about a second. One slow send on a
+	 * loaded machine is no such stall.
+	 */
+	ck_assert_msg(slow <= 2 && worst < 3000,
+		      "%d of 40 bystander sends took over 300 ms (worst %ld) beside a doorbell thief",
+		      slow, worst);
 	harness_raw_session_close(&rs);
 }
 END_TEST
