@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.h"
 
@@ -47,9 +48,22 @@ GPUQ_API int gpuq_buf_free(gpuq_t *q, uint32_t id)
 	f.buf_id = id;
 	req.body_case = GPUQ__MSG__BODY_BUF_FREE;
 	req.buf_free = &f;
-	pthread_mutex_lock(&q->lock);
-	r = client_call(q, &req, GPUQ__MSG__BODY_OK, &rep);
-	pthread_mutex_unlock(&q->lock);
+	for (unsigned backoff_us = 10;; backoff_us = backoff_us < 1000 ? backoff_us * 2 : 1000) {
+		struct timespec ts = { .tv_nsec = (long)backoff_us * 1000 };
+
+		pthread_mutex_lock(&q->lock);
+		r = client_call(q, &req, GPUQ__MSG__BODY_OK, &rep);
+		pthread_mutex_unlock(&q->lock);
+		/*
+		 * -EBUSY: gpuqd still moves data of ours to or from the buffer.
+		 * Those transfers finish on their own; take in their completions
+		 * meanwhile, and ask again until the buffer is gone.
+		 */
+		if (r != -EBUSY)
+			break;
+		client_reap(q);
+		nanosleep(&ts, NULL);
+	}
 	if (!r) {
 		frame_free(rep);
 		client_buf_note(q, id, -1);

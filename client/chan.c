@@ -2,11 +2,14 @@
 #include "build-config.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,8 +25,10 @@ struct gpuq_chan {
 	uint32_t id;
 	struct gpuq_chan_hdr *hdr;
 	size_t size;
-	int efd;
+	int efd; /* the read end of this opener's wake pipe (gpuqd writes it) */
 	int fd_mode;
+	int can_send, can_recv; /* the ends gpuqd granted: the rest is mapped read-only */
+	uint32_t row;           /* this opener's row of the pending table */
 	/*
 	 * The geometry as gpuqd announced it, checked once. Every process
 	 * with access can write the shared header: it is never read again.
@@ -52,21 +57,47 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Turns a ChanReply and its fds into an open channel. */
+/* Maps fd's first len bytes at addr (inside the reservation), writable or not. */
+static int map_region(void *addr, size_t len, int fd, int writable)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < len)
+		return -EPROTO;
+	if (mmap(addr, len, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED | MAP_FIXED, fd, 0) ==
+	    MAP_FAILED)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Turns a ChanReply and its fds (fixed page, receiver page, sender region,
+ * wake pipe) into an open channel: the three regions side by side, each
+ * writable only as gpuqd granted (its descriptors say so too).
+ */
 static int chan_map(struct gpuq *q, const Gpuq__ChanReply *rep, gpuq_chan_t **out)
 {
 	struct gpuq_chan_hdr *h;
 	struct gpuq_chan *ch;
-	struct stat st;
-	void *map;
+	uint8_t *map;
+	int r;
 
-	if (q->rx_nfds < 2 || fstat(q->rx_fds[0], &st) < 0 || (uint64_t)st.st_size < rep->size ||
-	    rep->size < GPUQ_CHAN_HDR_SIZE)
+	if (q->rx_nfds < 4 || rep->size < GPUQ_CHAN_HDR_SIZE || rep->size > SIZE_MAX ||
+	    rep->sender_row >= GPUQ_CHAN_SENDERS_MAX)
 		return client_fail(q, -EPROTO, "gpuqd sent an unusable channel");
-	map = mmap(NULL, rep->size, PROT_READ | PROT_WRITE, MAP_SHARED, q->rx_fds[0], 0);
+	map = mmap(NULL, rep->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (map == MAP_FAILED)
 		return client_fail(q, -errno, "mapping the channel: %s", strerror(errno));
-	h = map;
+	r = map_region(map, GPUQ_CHAN_FIXED_SIZE, q->rx_fds[0], 0);
+	if (!r)
+		r = map_region(map + GPUQ_CHAN_RX_OFF, GPUQ_CHAN_RX_SIZE, q->rx_fds[1], rep->can_recv);
+	if (!r)
+		r = map_region(map + GPUQ_CHAN_TX_OFF, rep->size - GPUQ_CHAN_TX_OFF, q->rx_fds[2], rep->can_send);
+	if (r) {
+		munmap(map, rep->size);
+		return client_fail(q, r, "mapping the channel: %s", strerror(-r));
+	}
+	h = (struct gpuq_chan_hdr *)map;
 	/* The reply says what gpuqd created; the header must agree. */
 	if (h->magic != GPUQ_CHAN_MAGIC || h->version != GPUQ_CHAN_VERSION || rep->nslots < 2 ||
 	    (rep->nslots & (rep->nslots - 1)) || rep->slot_size == 0 || rep->slot_size % 16 ||
@@ -91,11 +122,16 @@ static int chan_map(struct gpuq *q, const Gpuq__ChanReply *rep, gpuq_chan_t **ou
 	ch->format = gpuq_chan_format(rep->slot_size);
 	ch->stride = gpuq_chan_stride(rep->slot_size);
 	ch->lap_shift = gpuq_chan_lap_shift(rep->nslots);
+	ch->can_send = rep->can_send;
+	ch->can_recv = rep->can_recv;
+	ch->row = rep->sender_row;
 	ch->hdr = h;
 	ch->size = rep->size;
 	close(q->rx_fds[0]);
-	ch->efd = q->rx_fds[1];
-	while (q->rx_nfds > 2)
+	close(q->rx_fds[1]);
+	close(q->rx_fds[2]);
+	ch->efd = q->rx_fds[3];
+	while (q->rx_nfds > 4)
 		close(q->rx_fds[--q->rx_nfds]);
 	q->rx_nfds = 0;
 	*out = ch;
@@ -128,7 +164,8 @@ GPUQ_API int gpuq_chan_create(gpuq_t *q, const char *name, size_t slot_size, uns
 	    (dir != GPUQ_CHAN_GPU_TO_CPU && dir != GPUQ_CHAN_CPU_TO_GPU) ||
 	    (flags & ~(0777u | GPUQ_CHAN_GPU_TO_CPU | GPUQ_CHAN_CPU_TO_GPU)))
 		return -EINVAL;
-	cc.name = (char *)name;
+	cc.name.data = (uint8_t *)name;
+	cc.name.len = strlen(name);
 	cc.slot_size = (uint32_t)slot_size;
 	cc.nslots = nslots;
 	cc.direction = dir == GPUQ_CHAN_GPU_TO_CPU ? GPUQ_CHAN_DIR_GPU_TO_CPU : GPUQ_CHAN_DIR_CPU_TO_GPU;
@@ -146,7 +183,8 @@ GPUQ_API int gpuq_chan_open(gpuq_t *q, const char *name, unsigned flags, gpuq_ch
 	if (!q || !name || !out || !(flags & (GPUQ_CHAN_SEND | GPUQ_CHAN_RECV)) ||
 	    (flags & ~(GPUQ_CHAN_SEND | GPUQ_CHAN_RECV)))
 		return -EINVAL;
-	co.name = (char *)name;
+	co.name.data = (uint8_t *)name;
+	co.name.len = strlen(name);
 	co.send = !!(flags & GPUQ_CHAN_SEND);
 	co.recv = !!(flags & GPUQ_CHAN_RECV);
 	req.body_case = GPUQ__MSG__BODY_CHAN_OPEN;
@@ -213,6 +251,18 @@ GPUQ_API int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots
 	return 0;
 }
 
+GPUQ_API int gpuq_chan_ends(gpuq_chan_t *ch)
+{
+	if (!ch)
+		return -EINVAL;
+	return (ch->can_send ? (int)GPUQ_CHAN_SEND : 0) | (ch->can_recv ? (int)GPUQ_CHAN_RECV : 0);
+}
+
+static long futex(uint32_t *w, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, w, op, val, ts, NULL, 0);
+}
+
 /* Waits for something to change, or the deadline (0: none). Returns -ETIMEDOUT past it. */
 static int nap(uint64_t deadline, uint64_t *spin_end)
 {
@@ -267,14 +317,36 @@ static void put(const struct gpuq_chan *ch, uint64_t pos, const void *msg, uint3
 	__atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
 }
 
+/*
+ * Claims a way of this opener's row of the pending table (the position it
+ * is taking goes there before the take, so gpuqd can repair it should the
+ * process die: gpuq_chan.h, "Dead senders"). NULL when all are in use by
+ * other threads of this process: the caller waits.
+ */
+static uint64_t *pending_way(const struct gpuq_chan *ch, uint64_t pos)
+{
+	uint64_t *row = ch->hdr->pending[ch->row];
+	unsigned w;
+
+	for (w = 0; w < GPUQ_CHAN_PEND_WAYS; w++) {
+		uint64_t none = 0;
+
+		if (__atomic_compare_exchange_n(&row[w], &none, pos + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+			return &row[w];
+	}
+	return NULL;
+}
+
 GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, int timeout_ms)
 {
 	struct gpuq_chan_hdr *h;
-	uint64_t deadline = 0, spin_end = 0, pos;
+	uint64_t deadline = 0, spin_end = 0, pos, *way = NULL;
 	int r, timed = 0;
 
 	if (!ch || (len && !msg))
 		return -EINVAL;
+	if (!ch->can_send)
+		return -EBADF; /* opened to receive only: the ring is mapped read-only */
 	h = ch->hdr;
 	if (len > ch->slot_size)
 		return -EMSGSIZE;
@@ -285,8 +357,10 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 		uint64_t head = __atomic_load_n(&ch->head_seen, __ATOMIC_RELAXED);
 
 		if (pos & GPUQ_CHAN_HELD) {
-			if (__atomic_load_n(&h->tail_owner, __ATOMIC_ACQUIRE))
-				return -EBUSY; /* a GPU took the tail after our first look */
+			if (__atomic_load_n(&h->tail_owner, __ATOMIC_ACQUIRE)) {
+				r = -EBUSY; /* a GPU took the tail after our first look */
+				goto out;
+			}
 			/* Held by nobody (what a dead owner's kernels left): let it go, look again. */
 			__atomic_compare_exchange_n(&h->tail, &pos, pos & ~GPUQ_CHAN_HELD, 0, __ATOMIC_ACQ_REL,
 						    __ATOMIC_ACQUIRE);
@@ -297,47 +371,56 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 			head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD;
 			__atomic_store_n(&ch->head_seen, head, __ATOMIC_RELAXED);
 		}
-		if (pos - head >= ch->nslots && (int64_t)(pos - head) > 0) {
-			/* Full: position pos's slot still holds an unread message. */
-			if (timeout_ms == 0)
-				return -EAGAIN;
+		if (!way && !(pos - head >= ch->nslots && (int64_t)(pos - head) > 0))
+			way = pending_way(ch, pos);
+		if (!way || (pos - head >= ch->nslots && (int64_t)(pos - head) > 0)) {
+			/* Full (position pos's slot still holds an unread message), or no way free. */
+			if (timeout_ms == 0) {
+				r = -EAGAIN;
+				goto out;
+			}
 			if (!timed) { /* the clock is read only once there is a wait to time */
 				deadline = deadline_of(timeout_ms);
 				timed = 1;
 			}
-			r = nap(deadline, &spin_end);
+			r = client_alive(ch->q); /* gpuqd gone: nobody repairs or drains for us */
+			if (!r)
+				r = nap(deadline, &spin_end);
 			if (r)
-				return r;
+				goto out;
 			pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
 			continue;
 		}
-		if (!__atomic_compare_exchange_n(&h->tail, &pos, pos + 1, 1, __ATOMIC_RELAXED,
+		/* The position about to be taken is on record before the take. */
+		__atomic_store_n(way, pos + 1, __ATOMIC_SEQ_CST);
+		if (!__atomic_compare_exchange_n(&h->tail, &pos, pos + 1, 1, __ATOMIC_SEQ_CST,
 						 __ATOMIC_RELAXED))
 			continue; /* pos was reloaded by the failed CAS */
 		put(ch, pos, msg, (uint32_t)len);
 		break;
 	}
+	__atomic_store_n(way, 0, __ATOMIC_RELEASE);
 	/*
-	 * A CPU sender wakes a sleeping receiver itself; gpuqd does it for
-	 * kernels. No CPU receiver sleeps while a GPU keeps the receive end.
+	 * A CPU sender wakes a sleeping receiver itself (a futex, which needs
+	 * no write access); gpuqd does it for kernels and for event loops. No
+	 * CPU receiver sleeps while a GPU keeps the receive end.
 	 */
 	if (__atomic_load_n(&h->rx_owner, __ATOMIC_RELAXED))
 		return (ssize_t)len;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&h->rx_waiting, __ATOMIC_RELAXED) &&
-	    __atomic_exchange_n(&h->rx_waiting, 0, __ATOMIC_ACQ_REL)) {
-		uint64_t one = 1;
-
-		if (write(ch->efd, &one, sizeof(one)) < 0)
-			(void)0; /* counter saturated: receivers wake anyway */
-	}
+	if (__atomic_load_n(&h->rx_sleepers, __ATOMIC_RELAXED))
+		futex(gpuq_chan_futex_word(slot_of(ch, pos), ch->format), FUTEX_WAKE, INT_MAX, NULL);
 	return (ssize_t)len;
+out:
+	if (way)
+		__atomic_store_n(way, 0, __ATOMIC_RELEASE);
+	return r;
 }
 
 /*
  * Copies the message at pos into buf (cap bytes; *len is its full length)
- * if it is all there. Returns 1, 0 (not there yet) or -1 (the slot holds
- * a later lap: head moved on). The lengths are the sender's word: never
+ * if it is all there. Returns 1, 2 (a skip marker: no message), 0 (not
+ * there yet) or -1 (the slot holds a later lap: head moved on). The lengths are the sender's word: never
  * trusted past the slot.
  */
 static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t cap, size_t *len)
@@ -355,6 +438,8 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 		if (lap)
 			return lap < 0 ? 0 : -1; /* not there yet, or a later lap's: head moved on */
 		l = gpuq_chan_tag_len(tag);
+		if (l == GPUQ_CHAN_TAG_SKIP)
+			return 2; /* a dead sender's position, skipped by gpuqd */
 		if (l > ch->slot_size)
 			l = ch->slot_size;
 		nw = 2 * gpuq_chan_tag_units(l);
@@ -381,7 +466,9 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 
 		if (st != 1)
 			return st;
-		l = s->len;
+		l = __atomic_load_n(&s->len, __ATOMIC_RELAXED);
+		if (l == GPUQ_CHAN_SEQ_SKIP)
+			return 2;
 		if (l > ch->slot_size)
 			l = ch->slot_size;
 		memcpy(buf, s + 1, l < cap ? l : cap);
@@ -393,18 +480,19 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 
 /*
  * Takes up to max messages at head: copies them out first, then claims
- * them all with one CAS on head. When another receiver claimed some of
- * them meanwhile, the copies past its claim are still whole (their slots
- * cannot be refilled while head is below them): keep those, retry.
- * Returns how many (>= 1), -EAGAIN, or -EBUSY (a GPU holds the head).
+ * them all (and any skip markers among them) with one CAS on head. A lost
+ * CAS drops the copies (another receiver took some; slots may be refilled)
+ * and looks again. Returns how many (>= 1), -EAGAIN, or -EBUSY (a GPU
+ * holds the head).
  */
 static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, size_t *lens, unsigned max)
 {
 	struct gpuq_chan_hdr *h = ch->hdr;
 	uint64_t pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-	unsigned k = 0;
 
 	for (;;) {
+		unsigned k = 0, m = 0; /* positions looked at, messages copied */
+
 		if (pos & GPUQ_CHAN_HELD) {
 			if (__atomic_load_n(&h->rx_owner, __ATOMIC_ACQUIRE))
 				return -EBUSY; /* a GPU took the head */
@@ -415,13 +503,14 @@ static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, si
 			__atomic_compare_exchange_n(&h->head, &pos, pos & ~GPUQ_CHAN_HELD, 0, __ATOMIC_ACQ_REL,
 						    __ATOMIC_ACQUIRE);
 			pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-			k = 0;
 			continue;
 		}
-		while (k < max) {
-			int st = read_at(ch, pos + k, bufs + (size_t)k * stride, stride, &lens[k]);
+		while (m < max && k < ch->nslots) {
+			int st = read_at(ch, pos + k, bufs + (size_t)m * stride, stride, &lens[m]);
 
-			if (st == 1) {
+			if (st == 1)
+				m++;
+			if (st >= 1) {
 				k++;
 				continue;
 			}
@@ -429,6 +518,7 @@ static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, si
 				/* A later lap: head moved on under us, unless it did not (a scribbled slot). */
 				if (__atomic_load_n(&h->head, __ATOMIC_ACQUIRE) == pos)
 					return -EAGAIN;
+				k = 0;
 				goto reload;
 			}
 			break;
@@ -437,20 +527,14 @@ static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, si
 			return -EAGAIN;
 		uint64_t seen = pos;
 
-		if (__atomic_compare_exchange_n(&h->head, &seen, pos + k, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-			return (int)k;
-		if (seen > pos && seen < pos + k) {
-			unsigned lost = (unsigned)(seen - pos);
-
-			memmove(bufs, bufs + (size_t)lost * stride, (size_t)(k - lost) * stride);
-			memmove(lens, lens + lost, (k - lost) * sizeof(*lens));
-			k -= lost;
-			pos = seen;
+		if (__atomic_compare_exchange_n(&h->head, &seen, pos + k, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			if (m)
+				return (int)m;
+			pos += k; /* only skip markers: look past them */
 			continue;
 		}
 reload:
 		pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-		k = 0;
 	}
 }
 
@@ -461,18 +545,41 @@ static int head_ready(const struct gpuq_chan *ch)
 	return gpuq_chan_slot_state(slot_of(ch, pos), pos, ch->format, ch->lap_shift) == 1;
 }
 
-/* Asks to be woken (by gpuqd or a CPU sender) when the head slot fills. */
+/* Asks gpuqd to write the wake pipe when the head slot fills (event loops). */
 static void arm(gpuq_chan_t *ch)
 {
 	__atomic_store_n(&ch->hdr->rx_waiting, 1, __ATOMIC_SEQ_CST);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (head_ready(ch)) {
-		uint64_t one = 1;
+}
 
-		/* Raced with a sender: make the fd readable ourselves. */
-		if (write(ch->efd, &one, sizeof(one)) < 0)
-			(void)0;
-	}
+/* Empties the wake pipe without blocking, whatever the caller did to the fd's flags. */
+static void drain(gpuq_chan_t *ch)
+{
+	struct pollfd p = { .fd = ch->efd, .events = POLLIN };
+	char buf[256];
+
+	while (poll(&p, 1, 0) > 0 && (p.revents & POLLIN) && read(ch->efd, buf, sizeof(buf)) == (ssize_t)sizeof(buf))
+		;
+}
+
+/*
+ * Sleeps until the message at head may be there, up to ms: on the futex of
+ * the head slot (gpuq_chan.h, "Sleeping receivers"), counted in
+ * rx_sleepers so that senders know to wake it.
+ */
+static void sleep_on_head(gpuq_chan_t *ch, int ms)
+{
+	struct gpuq_chan_hdr *h = ch->hdr;
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	uint64_t pos;
+	uint32_t *fw, v;
+
+	__atomic_add_fetch(&h->rx_sleepers, 1, __ATOMIC_SEQ_CST);
+	pos = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST) & ~GPUQ_CHAN_HELD;
+	fw = gpuq_chan_futex_word(slot_of(ch, pos), ch->format);
+	v = __atomic_load_n(fw, __ATOMIC_SEQ_CST);
+	if (gpuq_chan_slot_state(slot_of(ch, pos), pos, ch->format, ch->lap_shift) != 1)
+		futex(fw, FUTEX_WAIT, v, &ts);
+	__atomic_sub_fetch(&h->rx_sleepers, 1, __ATOMIC_SEQ_CST);
 }
 
 /* gpuq_chan_recv and gpuq_chan_recv_batch: up to max messages, the first within timeout_ms. */
@@ -482,11 +589,12 @@ static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens
 	uint64_t deadline = 0, spin_end = 0;
 	int n, timed = 0;
 
+	if (!ch->can_recv)
+		return -EBADF; /* opened to send only: head is mapped read-only */
 	if (__atomic_load_n(&ch->hdr->rx_owner, __ATOMIC_ACQUIRE))
 		return -EBUSY; /* a GPU keeps this channel's head: its kernels are the receivers */
 	for (;;) {
-		struct pollfd p = { .fd = ch->efd, .events = POLLIN };
-		uint64_t t, v;
+		uint64_t t;
 		int ms;
 
 		n = try_take(ch, bufs, stride, lens, max);
@@ -507,23 +615,21 @@ static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens
 			spin_end = t + CHAN_SPIN_NS;
 		if (t < spin_end)
 			continue;
-		/* Polled long enough: sleep until gpuqd (or a CPU sender) rings. */
-		__atomic_store_n(&ch->hdr->rx_waiting, 1, __ATOMIC_SEQ_CST);
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		if (head_ready(ch))
-			continue;
+		/* Polled long enough: sleep until a CPU sender (or gpuqd, for kernels) wakes us. */
 		ms = deadline ? (int)((deadline - t) / 1000000 + 1) : 1000;
 		if (ms > 1000)
 			ms = 1000; /* bounds the cost of a wakeup lost to a dead process */
-		if (poll(&p, 1, ms) > 0 && read(ch->efd, &v, sizeof(v)) < 0)
-			(void)0;
+		n = client_alive(ch->q); /* gpuqd gone: nothing will arrive */
+		if (n)
+			return n;
+		/* The futex does not see gpuqd die: wake often enough to notice within 100 ms. */
+		if (ms > 50)
+			ms = 50;
+		sleep_on_head(ch, ms);
 		spin_end = 0;
 	}
 	if (ch->fd_mode && !head_ready(ch)) {
-		uint64_t v;
-
-		if (read(ch->efd, &v, sizeof(v)) < 0)
-			(void)0;
+		drain(ch);
 		arm(ch);
 	}
 	return n;
@@ -552,6 +658,8 @@ GPUQ_API int gpuq_chan_fd(gpuq_chan_t *ch)
 {
 	if (!ch)
 		return -EINVAL;
+	if (!ch->can_recv)
+		return -EBADF;
 	if (!ch->fd_mode) {
 		ch->fd_mode = 1;
 		arm(ch);

@@ -21,12 +21,17 @@ struct gpuq_req {
 	uint32_t gen;       /* bumped at each reuse: stale completions are recognised */
 	uint32_t index;
 	uint8_t state;      /* enum req_state */
-	uint8_t has_handle; /* completion goes to test/wait, not to gpuq_poll */
+	uint8_t has_handle; /* REQ_HANDLE_*: completion goes to test/wait, not to gpuq_poll */
+	uint8_t lost;       /* completed by libgpuq because gpuqd ended the session */
 	int64_t bounce;     /* arena offset of the staging copy, or -1 */
 	void *copy_out;     /* recv into non-arena memory: copy here on completion */
 	size_t len;
 	uint32_t next_free;
 };
+
+#define REQ_HANDLE_NONE 0   /* tag only: the completion goes to gpuq_poll */
+#define REQ_HANDLE_USER 1   /* the caller's gpuq_req_t: gpuq_test/gpuq_wait */
+#define REQ_HANDLE_INTERNAL 2 /* a blocking call's own window */
 
 #define REQ_BLOCK 1024
 #define REQ_NONE UINT32_MAX
@@ -51,8 +56,8 @@ struct gpuq {
 	uint8_t *arena;
 	uint64_t arena_size;
 	unsigned ndevices;
-	int cq_efd;
-	int dev_efd[SHM_MAX_DEVICES];
+	int sock; /* our end of the session socket: doorbells out, wakes in */
+	int dead; /* 0, or why gpuqd stopped serving: -ESHUTDOWN, -EPROTO, -ECONNRESET */
 	uint32_t sq_tail[SHM_MAX_DEVICES];
 	uint32_t cq_head[SHM_MAX_DEVICES];
 	uint32_t outstanding[SHM_MAX_DEVICES];
@@ -64,8 +69,25 @@ struct gpuq {
 	uint32_t pq_head, pq_tail, pq_cap;
 	uint8_t *buf_dev; /* buffer id -> device + 1; 0 = no such buffer */
 	uint32_t nbuf_dev;
-	int fd_mode;
+	uint32_t ndone_user; /* REQ_HANDLE_USER requests done and not yet collected */
 	unsigned spin_us;
+	_Atomic uint64_t next_check_ns; /* throttles the liveness look of nonsleeping calls */
+
+	/*
+	 * gpuq_fd: an epoll set of the session socket and a private eventfd
+	 * that libgpuq raises while completions wait in its own queues.
+	 * Created by the first gpuq_fd, kept across gpuq_reconnect.
+	 */
+	int fd_mode;
+	int epfd;
+	int efd;
+	int efd_set;
+
+	/* What gpuq_reconnect needs to say Hello again. */
+	char *path;
+	char *client_name;
+	uint64_t opt_arena_size;
+	uint32_t opt_queue_depth;
 };
 
 /*
@@ -82,6 +104,25 @@ int client_call(struct gpuq *q, Gpuq__Msg *req, int want_body, Gpuq__Msg **rep);
 /* Maps the data path from the Welcome's fds (in q->rx_fds). Returns 0 or -errno. */
 int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices);
 void client_data_close(struct gpuq *q);
+/*
+ * Puts the data path of an ended session away for a new one: the mapping
+ * and socket go; the request table stays (every entry free, so stale
+ * handles are refused, not followed), buffers and queued completions are
+ * forgotten. Caller holds q->lock; takes dlock.
+ */
+void client_data_reset(struct gpuq *q);
+/* Frees what gpuq_fd created. */
+void client_fd_close(struct gpuq *q);
+/*
+ * 0 while gpuqd serves the session, else why it ended (-ECONNRESET,
+ * -ESHUTDOWN, -EPROTO). Looks at the session socket at most once a
+ * millisecond (one poll(2) with no timeout); cheap otherwise.
+ */
+int client_alive(struct gpuq *q);
+/* The session socket (for a waiter that must notice gpuqd's end), or -1. */
+int client_sock(struct gpuq *q);
+/* Takes in every posted completion (nonblocking). Returns how many. */
+unsigned client_reap(struct gpuq *q);
 /* Records which device a buffer lives on (dev < 0: forget it). */
 void client_buf_note(struct gpuq *q, uint32_t id, int dev);
 

@@ -111,8 +111,13 @@ int client_rpc(struct gpuq *q, Gpuq__Msg *req, Gpuq__Msg **rep)
 			 * closed (e.g. too many clients): that reply, read above, wins.
 			 */
 			if (r)
-				return client_fail(q, r, "sending to gpuqd: %s", strerror(-r));
-			return rr;
+				rr = r;
+			/* A clean stop says so in the session header before the sockets close. */
+			if ((rr == -ECONNRESET || rr == -EPIPE) && q->hdr &&
+			    atomic_load_explicit(&q->hdr->srv_state.v, memory_order_acquire) ==
+				    SHM_STATE_SHUTDOWN)
+				rr = -ESHUTDOWN;
+			return client_fail(q, rr, "gpuqd closed the connection: %s", strerror(-rr));
 		}
 		/* An Error with seq 0 is the daemon speaking unprompted (closing). */
 		if (m->seq == req->seq || (m->seq == 0 && m->body_case == GPUQ__MSG__BODY_ERROR))
@@ -166,48 +171,29 @@ static int open_socket(const char *path, char *errbuf, size_t errlen)
 	return fd;
 }
 
-GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out,
-			       char *errbuf, size_t errlen)
+/*
+ * Connects q to gpuqd at q->path and says Hello with q's options: on
+ * success q has a fresh session (control socket and data path). On failure
+ * q is left without one, errbuf says why. Caller holds q->lock (or owns q).
+ */
+static int session_open(struct gpuq *q, char *errbuf, size_t errlen)
 {
-	const char *client_name = opts ? opts->client_name : NULL;
 	Gpuq__Msg req = GPUQ__MSG__INIT, *rep = NULL;
 	Gpuq__Hello hello = GPUQ__HELLO__INIT;
-	char dummy[1];
-	struct gpuq *q;
 	int r;
 
-	if (!errbuf || !errlen) {
-		errbuf = dummy;
-		errlen = sizeof(dummy);
-	}
-	errbuf[0] = '\0';
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (!path || !*path)
-		path = getenv(GPUQ_SOCKET_ENV);
-	if (!path || !*path)
-		path = GPUQ_DEFAULT_SOCKET;
-	q = calloc(1, sizeof(*q));
-	if (!q)
-		return -ENOMEM;
-	pthread_mutex_init(&q->lock, NULL);
-	pthread_mutex_init(&q->dlock, NULL);
-	q->cq_efd = -1;
-	for (int i = 0; i < SHM_MAX_DEVICES; i++)
-		q->dev_efd[i] = -1;
+	q->seq = 0;
 	q->max_frame = FRAME_MAX_LIMIT; /* until the Welcome names the cap */
-	q->fd = open_socket(path, errbuf, errlen);
+	q->fd = open_socket(q->path, errbuf, errlen);
 	if (q->fd < 0) {
 		r = q->fd;
-		goto fail;
+		q->fd = -1;
+		return r;
 	}
 	hello.proto_version = GPUQ_PROTO_VERSION;
-	hello.client_name = (char *)(client_name ? client_name : "");
-	hello.arena_size = opts ? opts->arena_size : 0;
-	if (!hello.arena_size && getenv("GPUQ_ARENA_SIZE"))
-		hello.arena_size = strtoull(getenv("GPUQ_ARENA_SIZE"), NULL, 0);
-	hello.queue_depth = opts ? opts->queue_depth : 0;
+	hello.client_name = q->client_name ? q->client_name : "";
+	hello.arena_size = q->opt_arena_size;
+	hello.queue_depth = q->opt_queue_depth;
 	req.body_case = GPUQ__MSG__BODY_HELLO;
 	req.hello = &hello;
 	r = client_call(q, &req, GPUQ__MSG__BODY_WELCOME, &rep);
@@ -247,11 +233,80 @@ GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts
 		goto fail;
 	}
 	frame_free(rep);
-	*out = q;
 	return 0;
 fail:
 	frame_free(rep);
+	client_data_reset(q);
+	while (q->rx_nfds)
+		close(q->rx_fds[--q->rx_nfds]);
+	if (q->fd >= 0)
+		close(q->fd);
+	q->fd = -1;
+	return r;
+}
+
+GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out,
+			       char *errbuf, size_t errlen)
+{
+	const char *client_name = opts ? opts->client_name : NULL;
+	char dummy[1];
+	struct gpuq *q;
+	int r;
+
+	if (!errbuf || !errlen) {
+		errbuf = dummy;
+		errlen = sizeof(dummy);
+	}
+	errbuf[0] = '\0';
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!path || !*path)
+		path = getenv(GPUQ_SOCKET_ENV);
+	if (!path || !*path)
+		path = GPUQ_DEFAULT_SOCKET;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_mutex_init(&q->dlock, NULL);
+	q->fd = q->sock = q->epfd = q->efd = -1;
+	q->path = strdup(path);
+	q->client_name = client_name ? strdup(client_name) : NULL;
+	if (!q->path || (client_name && !q->client_name)) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	q->opt_arena_size = opts ? opts->arena_size : 0;
+	if (!q->opt_arena_size && getenv("GPUQ_ARENA_SIZE"))
+		q->opt_arena_size = strtoull(getenv("GPUQ_ARENA_SIZE"), NULL, 0);
+	q->opt_queue_depth = opts ? opts->queue_depth : 0;
+	r = session_open(q, errbuf, errlen);
+	if (r)
+		goto fail;
+	*out = q;
+	return 0;
+fail:
 	gpuq_close(q);
+	return r;
+}
+
+GPUQ_API int gpuq_reconnect(gpuq_t *q)
+{
+	int r;
+
+	if (!q)
+		return -EINVAL;
+	pthread_mutex_lock(&q->lock);
+	/* The old session is over (or is ended here): its resources go with it. */
+	client_data_reset(q);
+	while (q->rx_nfds)
+		close(q->rx_fds[--q->rx_nfds]);
+	if (q->fd >= 0)
+		close(q->fd);
+	q->fd = -1;
+	r = session_open(q, q->errmsg, sizeof(q->errmsg));
+	pthread_mutex_unlock(&q->lock);
 	return r;
 }
 
@@ -279,6 +334,8 @@ GPUQ_API void gpuq_close(gpuq_t *q)
 		close(q->fd);
 	pthread_mutex_destroy(&q->dlock);
 	pthread_mutex_destroy(&q->lock);
+	free(q->path);
+	free(q->client_name);
 	free(q);
 }
 
@@ -289,12 +346,12 @@ GPUQ_API const char *gpuq_errmsg(gpuq_t *q)
 
 GPUQ_API uint64_t gpuq_session_id(gpuq_t *q)
 {
-	return q->session_id;
+	return q ? q->session_id : 0;
 }
 
 GPUQ_API const char *gpuq_backend(gpuq_t *q)
 {
-	return q->backend;
+	return q ? q->backend : "";
 }
 
 GPUQ_API const char *gpuq_version(void)

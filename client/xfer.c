@@ -5,7 +5,10 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,6 +17,8 @@
 
 /* How long a waiter spins on its CQ before it sleeps on the eventfd. */
 #define SPIN_US_DEFAULT 50
+/* How often a call that never sleeps looks whether gpuqd is still there. */
+#define LIVENESS_NS 1000000ull
 /* Chunk of a blocking transfer staged through the arena. */
 #define STAGE_CHUNK (4u << 20)
 
@@ -37,6 +42,10 @@ static struct shm_cqe *cq_of(struct gpuq *q, unsigned dev)
 				  q->hdr->ringset_size * dev + shm_cq_off(q->hdr->sq_entries));
 }
 
+static struct gpuq_req *req_at(struct gpuq *q, uint32_t idx);
+static void fd_update(struct gpuq *q);
+static void efd_clear(struct gpuq *q);
+
 int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices)
 {
 	struct stat st;
@@ -44,9 +53,9 @@ int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices)
 	unsigned i;
 	int r;
 
-	for (i = 0; i < SHM_MAX_DEVICES; i++)
-		q->dev_efd[i] = -1;
-	if (q->rx_nfds < 2 + ndevices || ndevices > SHM_MAX_DEVICES || ndevices == 0)
+	q->sock = -1;
+	/* Protocol 2: the session memfd and our end of the session socket. */
+	if (q->rx_nfds < 2 || ndevices > SHM_MAX_DEVICES || ndevices == 0)
 		return client_fail(q, -EPROTO, "gpuqd sent %u descriptors for %u device(s)",
 				   q->rx_nfds, ndevices);
 	if (fstat(q->rx_fds[0], &st) < 0 || (uint64_t)st.st_size < shm_size ||
@@ -70,16 +79,27 @@ int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices)
 	q->ndevices = ndevices;
 	/* The memfd's mapping keeps the memory; the fd itself is not needed. */
 	close(q->rx_fds[0]);
-	q->cq_efd = q->rx_fds[1];
-	for (i = 0; i < ndevices; i++)
-		q->dev_efd[i] = q->rx_fds[2 + i];
-	for (i = 2 + ndevices; i < q->rx_nfds; i++)
+	q->sock = q->rx_fds[1];
+	for (i = 2; i < q->rx_nfds; i++)
 		close(q->rx_fds[i]);
 	q->rx_nfds = 0;
 	r = arena_init(&q->alloc, q->arena_size);
 	if (r)
 		return client_fail(q, r, "out of memory");
-	q->free_req = REQ_NONE;
+	if (!q->nreqblk)
+		q->free_req = REQ_NONE;
+	if (q->fd_mode) {
+		/* gpuq_fd's epoll set outlives sessions: it watches the new socket now. */
+		struct epoll_event ev = { .events = EPOLLIN };
+
+		if (epoll_ctl(q->epfd, EPOLL_CTL_ADD, q->sock, &ev) < 0) {
+			r = -errno;
+			return client_fail(q, r, "watching the session socket: %s", strerror(-r));
+		}
+		pthread_mutex_lock(&q->dlock);
+		fd_update(q);
+		pthread_mutex_unlock(&q->dlock);
+	}
 	q->spin_us = SPIN_US_DEFAULT;
 	if (getenv("GPUQ_SPIN_US"))
 		q->spin_us = (unsigned)strtoul(getenv("GPUQ_SPIN_US"), NULL, 10);
@@ -96,14 +116,54 @@ void client_data_close(struct gpuq *q)
 	free(q->pollq);
 	free(q->buf_dev);
 	arena_fini(&q->alloc);
-	for (i = 0; i < SHM_MAX_DEVICES; i++)
-		if (q->dev_efd[i] >= 0)
-			close(q->dev_efd[i]);
-	if (q->cq_efd >= 0)
-		close(q->cq_efd);
+	if (q->sock >= 0)
+		close(q->sock);
+	q->sock = -1;
 	if (q->shm)
 		munmap(q->shm, q->shm_size);
 	q->shm = NULL;
+	client_fd_close(q);
+}
+
+void client_data_reset(struct gpuq *q)
+{
+	uint32_t i;
+
+	pthread_mutex_lock(&q->dlock);
+	/* Every handle of the old session is refused from now on, none is followed. */
+	q->free_req = REQ_NONE;
+	for (i = q->nreqblk * REQ_BLOCK; i-- > 0;) {
+		struct gpuq_req *r = req_at(q, i);
+
+		r->state = REQ_FREE;
+		r->bounce = -1;
+		r->copy_out = NULL;
+		r->next_free = q->free_req;
+		q->free_req = r->index;
+	}
+	q->ndone_user = 0;
+	q->pq_head = q->pq_tail = 0;
+	if (q->buf_dev)
+		memset(q->buf_dev, 0, q->nbuf_dev);
+	arena_fini(&q->alloc);
+	memset(&q->alloc, 0, sizeof(q->alloc));
+	if (q->sock >= 0)
+		close(q->sock); /* leaves gpuq_fd's epoll set with it */
+	q->sock = -1;
+	if (q->shm)
+		munmap(q->shm, q->shm_size);
+	q->shm = NULL;
+	q->hdr = NULL;
+	q->arena = NULL;
+	q->arena_size = 0;
+	q->dead = 0;
+	atomic_store_explicit(&q->next_check_ns, 0, memory_order_relaxed);
+	memset(q->sq_tail, 0, sizeof(q->sq_tail));
+	memset(q->cq_head, 0, sizeof(q->cq_head));
+	memset(q->outstanding, 0, sizeof(q->outstanding));
+	if (q->fd_mode)
+		efd_clear(q);
+	pthread_mutex_unlock(&q->dlock);
 }
 
 void client_buf_note(struct gpuq *q, uint32_t id, int dev)
@@ -244,6 +304,8 @@ static unsigned reap(struct gpuq *q)
 {
 	unsigned dev, n = 0;
 
+	if (q->dead)
+		return 0; /* every request was completed when the session ended */
 	for (dev = 0; dev < q->ndevices; dev++) {
 		struct shm_ringctl *ctl = &q->hdr->ctl[dev];
 		struct shm_cqe *cq = cq_of(q, dev);
@@ -271,7 +333,9 @@ static unsigned reap(struct gpuq *q)
 			r->bounce = -1;
 			r->result = c.res;
 			r->state = REQ_DONE;
-			if (!r->has_handle) {
+			if (r->has_handle == REQ_HANDLE_USER)
+				q->ndone_user++;
+			if (r->has_handle == REQ_HANDLE_NONE) {
 				/* Completions nobody waits for by handle go to gpuq_poll. */
 				if (pollq_push(q, r->tag, r->result) == 0)
 					req_put(q, r);
@@ -280,6 +344,18 @@ static unsigned reap(struct gpuq *q)
 		q->cq_head[dev] = head;
 		atomic_store_explicit(&ctl->cq_head.v, head, memory_order_release);
 	}
+	return n;
+}
+
+unsigned client_reap(struct gpuq *q)
+{
+	unsigned n = 0;
+
+	if (!q->shm)
+		return 0;
+	pthread_mutex_lock(&q->dlock);
+	n = reap(q);
+	pthread_mutex_unlock(&q->dlock);
 	return n;
 }
 
@@ -296,27 +372,195 @@ static int cq_pending(struct gpuq *q)
 }
 
 /*
- * Sleeps until gpuqd posts a completion (or timeout_ms passes, -1 = no
- * limit). Caller holds dlock; it is released while asleep.
+ * gpuqd has ended the session: records why (srv_state, which gpuqd set
+ * before its end of the socket closed) and completes every pending
+ * request with that error; nothing of gpuqd's will complete them now.
+ * Caller holds dlock.
+ */
+static void set_dead(struct gpuq *q)
+{
+	uint32_t st, i, dev;
+
+	if (q->dead)
+		return;
+	st = atomic_load_explicit(&q->hdr->srv_state.v, memory_order_acquire);
+	q->dead = st == SHM_STATE_SHUTDOWN ? -ESHUTDOWN : st == SHM_STATE_BROKEN ? -EPROTO
+										  : -ECONNRESET;
+	for (i = 0; i < q->nreqblk * REQ_BLOCK; i++) {
+		struct gpuq_req *r = req_at(q, i);
+
+		if (r->state != REQ_PENDING)
+			continue;
+		if (r->bounce >= 0)
+			arena_put(&q->alloc, (uint64_t)r->bounce);
+		r->bounce = -1;
+		r->copy_out = NULL;
+		r->result = q->dead;
+		r->lost = 1;
+		r->state = REQ_DONE;
+		if (r->has_handle == REQ_HANDLE_USER)
+			q->ndone_user++;
+		else if (r->has_handle == REQ_HANDLE_NONE && pollq_push(q, r->tag, r->result) == 0)
+			req_put(q, r);
+	}
+	for (dev = 0; dev < q->ndevices; dev++)
+		q->outstanding[dev] = 0;
+}
+
+/*
+ * Empties our end of the session socket. EOF (or a socket error) means
+ * gpuqd has ended the session. Caller holds dlock.
+ */
+static void drain_sock(struct gpuq *q)
+{
+	char buf[64];
+
+	if (q->dead)
+		return;
+	for (;;) {
+		ssize_t n = recv(q->sock, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		set_dead(q);
+		return;
+	}
+}
+
+/*
+ * Has gpuqd closed its end? Looks without taking anything from the socket
+ * (wakes there may be meant for another waiter or for gpuq_fd's owner).
+ */
+static int sock_hup(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = 0 };
+
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* Throttled liveness look for calls that never sleep. Caller holds dlock. */
+static int check_alive(struct gpuq *q)
+{
+	uint64_t t;
+
+	if (q->dead)
+		return q->dead;
+	t = now_ns();
+	if (t < atomic_load_explicit(&q->next_check_ns, memory_order_relaxed))
+		return 0;
+	atomic_store_explicit(&q->next_check_ns, t + LIVENESS_NS, memory_order_relaxed);
+	if (sock_hup(q->sock))
+		set_dead(q);
+	return q->dead;
+}
+
+int client_alive(struct gpuq *q)
+{
+	int r;
+
+	if (!q)
+		return 0;
+	/* Most calls come back here within the millisecond: no lock for them. */
+	if (now_ns() < atomic_load_explicit(&q->next_check_ns, memory_order_relaxed))
+		return __atomic_load_n(&q->dead, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&q->dlock);
+	r = q->shm ? check_alive(q) : -ENOTCONN;
+	pthread_mutex_unlock(&q->dlock);
+	return r;
+}
+
+int client_sock(struct gpuq *q)
+{
+	return q ? __atomic_load_n(&q->sock, __ATOMIC_RELAXED) : -1;
+}
+
+/* ---- gpuq_fd ---- */
+
+static void efd_raise(struct gpuq *q)
+{
+	uint64_t one = 1;
+
+	if (q->efd_set)
+		return;
+	if (write(q->efd, &one, sizeof(one)) == sizeof(one))
+		q->efd_set = 1;
+}
+
+static void efd_clear(struct gpuq *q)
+{
+	uint64_t v;
+
+	if (!q->efd_set)
+		return;
+	if (read(q->efd, &v, sizeof(v)) < 0)
+		(void)0; /* EAGAIN: already clear */
+	q->efd_set = 0;
+}
+
+/*
+ * Keeps gpuq_fd's promise; run at the end of every data-path call while
+ * fd mode is on. Completions that libgpuq holds (gpuq_poll's queue, done
+ * requests not yet collected) or that a CQ holds unreaped, and the end of
+ * the session, make the private eventfd readable. With nothing pending it
+ * is cleared and cq_waiting armed, so gpuqd's next completion sends a byte
+ * on the socket; the CQ is looked at again after arming, so a completion
+ * posted just before is not missed. A sleeper that took gpuqd's byte
+ * leaves cq_waiting clear: it is armed here again. No system call unless
+ * the eventfd's state changes. Caller holds dlock.
+ */
+static void fd_update(struct gpuq *q)
+{
+	if (!q->fd_mode || !q->shm)
+		return;
+	if (q->dead || q->pq_head != q->pq_tail || q->ndone_user || cq_pending(q)) {
+		efd_raise(q);
+		return;
+	}
+	efd_clear(q);
+	if (!atomic_load_explicit(&q->hdr->cq_waiting.v, memory_order_relaxed)) {
+		atomic_store_explicit(&q->hdr->cq_waiting.v, 1, memory_order_seq_cst);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (cq_pending(q))
+			efd_raise(q);
+	}
+}
+
+/* Leaves a data-path call: gpuq_fd's state first, then the lock. */
+static void data_unlock(struct gpuq *q)
+{
+	fd_update(q);
+	pthread_mutex_unlock(&q->dlock);
+}
+
+/*
+ * Sleeps until gpuqd posts a completion or ends the session (or timeout_ms
+ * passes, -1 = no limit). Caller holds dlock; it is released while asleep.
  */
 static void sleep_for_completion(struct gpuq *q, int timeout_ms)
 {
-	struct pollfd p = { .fd = q->cq_efd, .events = POLLIN };
-	uint64_t v;
+	struct pollfd p = { .fd = q->sock, .events = POLLIN };
 
 	atomic_store_explicit(&q->hdr->cq_waiting.v, 1, memory_order_seq_cst);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (cq_pending(q))
 		return;
 	pthread_mutex_unlock(&q->dlock);
-	if (poll(&p, 1, timeout_ms) > 0 && read(q->cq_efd, &v, sizeof(v)) < 0)
-		(void)0; /* another waiter took the count: fine, the CQ is what counts */
+	/* POLLHUP ends the sleep at once when gpuqd goes. */
+	poll(&p, 1, timeout_ms);
 	pthread_mutex_lock(&q->dlock);
+	/* Another waiter may have drained it already: fine, the CQ is what counts. */
+	drain_sock(q);
 }
 
 /*
  * Makes progress until cond(q, arg) holds: reaps, spins for spin_us, then
- * sleeps. deadline_ns 0 = none. Returns 0, or -ETIMEDOUT. Caller holds dlock.
+ * sleeps. deadline_ns 0 = none. Returns 0, -ETIMEDOUT, or why gpuqd ended
+ * the session (then every pending request is complete, with that error).
+ * Caller holds dlock.
  */
 static int progress_until(struct gpuq *q, int (*cond)(struct gpuq *, void *), void *arg,
 			  uint64_t deadline_ns)
@@ -329,6 +573,8 @@ static int progress_until(struct gpuq *q, int (*cond)(struct gpuq *, void *), vo
 		reap(q);
 		if (cond(q, arg))
 			return 0;
+		if (q->dead)
+			return q->dead;
 		t = now_ns();
 		if (deadline_ns && t >= deadline_ns)
 			return -ETIMEDOUT;
@@ -354,13 +600,20 @@ static int ring_has_room(struct gpuq *q, void *arg)
 	       q->sq_tail[dev] - head < q->hdr->sq_entries;
 }
 
-/* Queues one request on dev's ring and rings the doorbell if the engine sleeps. Holds dlock. */
-static void push_sqe(struct gpuq *q, unsigned dev, const struct shm_sqe *e)
+/*
+ * Queues one request on dev's ring and rings the doorbell if the engine
+ * sleeps. Returns 0, or why gpuqd is gone. Holds dlock.
+ */
+static int push_sqe(struct gpuq *q, unsigned dev, const struct shm_sqe *e)
 {
 	struct shm_ringctl *ctl = &q->hdr->ctl[dev];
+	int r;
 
-	if (!ring_has_room(q, (void *)(uintptr_t)dev))
-		progress_until(q, ring_has_room, (void *)(uintptr_t)dev, 0);
+	if (!ring_has_room(q, (void *)(uintptr_t)dev)) {
+		r = progress_until(q, ring_has_room, (void *)(uintptr_t)dev, 0);
+		if (r || q->dead)
+			return r ? r : q->dead; /* a dead session's ring has room: nobody reads it */
+	}
 	sq_of(q, dev)[q->sq_tail[dev] & (q->hdr->sq_entries - 1)] = *e;
 	q->sq_tail[dev]++;
 	q->outstanding[dev]++;
@@ -368,11 +621,10 @@ static void push_sqe(struct gpuq *q, unsigned dev, const struct shm_sqe *e)
 	/* Pairs with the engine's fence between raising NEED_WAKEUP and its last look. */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&ctl->sq_flags.v, memory_order_relaxed) & SHM_NEED_WAKEUP) {
-		uint64_t one = 1;
-
-		if (write(q->dev_efd[dev], &one, sizeof(one)) < 0)
-			(void)0; /* EAGAIN: the counter is already non-zero, the engine will wake */
+		if (send(q->sock, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+			set_dead(q); /* EPIPE: gpuqd is gone; the request was completed with the error */
 	}
+	return 0;
 }
 
 struct stage_wait {
@@ -395,17 +647,21 @@ static int stage_possible(struct gpuq *q, void *arg)
 }
 
 /*
- * Queues a transfer. host/len is the host side (NULL for D2D). Returns 0 with
- * *out set (when want_handle) or -errno. Caller holds dlock.
+ * Queues a transfer. host/len is the host side (NULL for D2D). handle is
+ * REQ_HANDLE_*. Returns 0 with *out set (for a handle) or -errno. Caller
+ * holds dlock.
  */
 static int submit(struct gpuq *q, uint8_t op, uint32_t id, uint64_t off, const void *host,
-		  size_t len, uint32_t src_id, uint64_t src_off, uint64_t tag, int want_handle,
+		  size_t len, uint32_t src_id, uint64_t src_off, uint64_t tag, int handle,
 		  struct gpuq_req **out)
 {
 	struct shm_sqe e = { .op = op, .buf = id, .buf_off = off, .len = len };
 	struct gpuq_req *r;
-	int dev = buf_device(q, id);
+	int dev, err;
 
+	if (check_alive(q))
+		return q->dead;
+	dev = buf_device(q, id);
 	if (dev < 0)
 		return dev;
 	if (op == SHM_OP_D2D) {
@@ -422,7 +678,8 @@ static int submit(struct gpuq *q, uint8_t op, uint32_t id, uint64_t off, const v
 	if (!r)
 		return -ENOMEM;
 	r->tag = tag;
-	r->has_handle = want_handle;
+	r->has_handle = (uint8_t)handle;
+	r->lost = 0;
 	r->len = len;
 	if (op != SHM_OP_D2D && len) {
 		if (in_arena(q, host, len)) {
@@ -434,7 +691,15 @@ static int submit(struct gpuq *q, uint8_t op, uint32_t id, uint64_t off, const v
 				req_put(q, r);
 				return -EMSGSIZE;
 			}
-			progress_until(q, stage_possible, &w, 0);
+			err = progress_until(q, stage_possible, &w, 0);
+			if (!err)
+				err = q->dead;
+			if (err) {
+				if (w.off >= 0)
+					arena_put(&q->alloc, (uint64_t)w.off);
+				req_put(q, r);
+				return err;
+			}
 			if (w.off < 0) {
 				req_put(q, r);
 				return -ENOMEM;
@@ -448,7 +713,13 @@ static int submit(struct gpuq *q, uint8_t op, uint32_t id, uint64_t off, const v
 		}
 	}
 	e.user_data = (uint64_t)r->gen << 32 | r->index;
-	push_sqe(q, (unsigned)dev, &e);
+	err = push_sqe(q, (unsigned)dev, &e);
+	if (err) {
+		if (r->bounce >= 0)
+			arena_put(&q->alloc, (uint64_t)r->bounce);
+		req_put(q, r);
+		return err;
+	}
 	if (out)
 		*out = r;
 	return 0;
@@ -459,14 +730,15 @@ static int req_done(struct gpuq *q, void *arg)
 	return ((struct gpuq_req *)arg)->state == REQ_DONE;
 }
 
-static int finish(struct gpuq *q, struct gpuq_req *r, struct gpuq_completion *c)
+static void finish(struct gpuq *q, struct gpuq_req *r, struct gpuq_completion *c)
 {
 	if (c) {
 		c->tag = r->tag;
 		c->result = r->result;
 	}
+	if (r->has_handle == REQ_HANDLE_USER && q->ndone_user)
+		q->ndone_user--;
 	req_put(q, r);
-	return 0;
 }
 
 static int check_args(gpuq_t *q, const void *host, size_t len)
@@ -484,8 +756,9 @@ GPUQ_API int gpuq_isend(gpuq_t *q, uint32_t id, uint64_t offset, const void *src
 	if (r)
 		return r;
 	pthread_mutex_lock(&q->dlock);
-	r = submit(q, SHM_OP_H2D, id, offset, src, len, 0, 0, tag, req != NULL, req);
-	pthread_mutex_unlock(&q->dlock);
+	r = submit(q, SHM_OP_H2D, id, offset, src, len, 0, 0, tag,
+		   req ? REQ_HANDLE_USER : REQ_HANDLE_NONE, req);
+	data_unlock(q);
 	return r;
 }
 
@@ -497,8 +770,9 @@ GPUQ_API int gpuq_irecv(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size
 	if (r)
 		return r;
 	pthread_mutex_lock(&q->dlock);
-	r = submit(q, SHM_OP_D2H, id, offset, dst, len, 0, 0, tag, req != NULL, req);
-	pthread_mutex_unlock(&q->dlock);
+	r = submit(q, SHM_OP_D2H, id, offset, dst, len, 0, 0, tag,
+		   req ? REQ_HANDLE_USER : REQ_HANDLE_NONE, req);
+	data_unlock(q);
 	return r;
 }
 
@@ -510,47 +784,86 @@ GPUQ_API int gpuq_icopy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t s
 	if (!q || !q->shm)
 		return -EINVAL;
 	pthread_mutex_lock(&q->dlock);
-	r = submit(q, SHM_OP_D2D, dst_id, dst_off, NULL, len, src_id, src_off, tag, req != NULL,
-		   req);
-	pthread_mutex_unlock(&q->dlock);
+	r = submit(q, SHM_OP_D2D, dst_id, dst_off, NULL, len, src_id, src_off, tag,
+		   req ? REQ_HANDLE_USER : REQ_HANDLE_NONE, req);
+	data_unlock(q);
 	return r;
+}
+
+/* Is req a live handle of the caller's? Caller holds dlock. */
+static int user_req_ok(const struct gpuq_req *req)
+{
+	return req && req->state != REQ_FREE && req->has_handle == REQ_HANDLE_USER;
 }
 
 GPUQ_API int gpuq_test(gpuq_t *q, gpuq_req_t *req, int *done, struct gpuq_completion *c)
 {
-	if (!q || !req || !done || req->state == REQ_FREE || !req->has_handle)
+	if (!q || !q->shm || !req || !done)
 		return -EINVAL;
 	pthread_mutex_lock(&q->dlock);
+	if (!user_req_ok(req)) {
+		pthread_mutex_unlock(&q->dlock);
+		return -EINVAL;
+	}
 	reap(q);
+	if (req->state != REQ_DONE)
+		check_alive(q); /* a dead gpuqd completes it with the error */
 	*done = req->state == REQ_DONE;
 	if (*done)
 		finish(q, req, c);
-	pthread_mutex_unlock(&q->dlock);
+	data_unlock(q);
 	return 0;
+}
+
+/* Waits for one checked handle. Caller holds dlock. */
+static int wait_one(struct gpuq *q, struct gpuq_req *req, struct gpuq_completion *c)
+{
+	int r = progress_until(q, req_done, req, 0);
+
+	if (req->state != REQ_DONE)
+		return r;
+	/* Completed by the session's end: the error is the wait's too. */
+	r = req->lost ? (int)req->result : 0;
+	finish(q, req, c);
+	return r;
 }
 
 GPUQ_API int gpuq_wait(gpuq_t *q, gpuq_req_t *req, struct gpuq_completion *c)
 {
-	if (!q || !req || req->state == REQ_FREE || !req->has_handle)
+	int r;
+
+	if (!q || !q->shm || !req)
 		return -EINVAL;
 	pthread_mutex_lock(&q->dlock);
-	progress_until(q, req_done, req, 0);
-	finish(q, req, c);
-	pthread_mutex_unlock(&q->dlock);
-	return 0;
+	r = user_req_ok(req) ? wait_one(q, req, c) : -EINVAL;
+	data_unlock(q);
+	return r;
 }
 
 GPUQ_API int gpuq_waitall(gpuq_t *q, gpuq_req_t **reqs, unsigned n, struct gpuq_completion *cs)
 {
 	unsigned i;
-	int r;
+	int r = 0, e;
 
+	if (!q || !q->shm || (n && !reqs))
+		return -EINVAL;
+	pthread_mutex_lock(&q->dlock);
+	/* All checked before any is waited for (and released). */
 	for (i = 0; i < n; i++) {
-		r = gpuq_wait(q, reqs[i], cs ? &cs[i] : NULL);
-		if (r)
-			return r;
+		if (!user_req_ok(reqs[i])) {
+			data_unlock(q);
+			return -EINVAL;
+		}
 	}
-	return 0;
+	for (i = 0; i < n; i++) {
+		e = wait_one(q, reqs[i], cs ? &cs[i] : NULL);
+		if (e && !r)
+			r = e; /* the session ended: the rest are complete already */
+		if (e && reqs[i]->state == REQ_PENDING)
+			break;
+	}
+	data_unlock(q);
+	return r;
 }
 
 static int pollq_nonempty(struct gpuq *q, void *arg)
@@ -566,52 +879,61 @@ GPUQ_API int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int
 	if (!q || !q->shm || (max && !out))
 		return -EINVAL;
 	pthread_mutex_lock(&q->dlock);
+	if (q->fd_mode)
+		drain_sock(q); /* the fd's byte is taken first: a later one stays for the next wake */
 	reap(q);
-	if (q->pq_head == q->pq_tail && timeout_ms != 0)
-		r = progress_until(q, pollq_nonempty, NULL,
-				   timeout_ms < 0 ? 0 : now_ns() + (uint64_t)timeout_ms * 1000000);
+	if (q->pq_head == q->pq_tail) {
+		if (timeout_ms != 0)
+			r = progress_until(q, pollq_nonempty, NULL,
+					   timeout_ms < 0 ? 0
+							  : now_ns() + (uint64_t)timeout_ms * 1000000);
+		else
+			r = check_alive(q);
+	}
 	while (n < max && q->pq_head != q->pq_tail)
 		out[n++] = q->pollq[q->pq_head++ % q->pq_cap];
-	if (q->fd_mode && q->pq_head == q->pq_tail) {
-		uint64_t v;
-
-		/* Drained: clear the fd, then ask to be woken for the next completion. */
-		if (read(q->cq_efd, &v, sizeof(v)) < 0)
-			(void)0;
-		atomic_store_explicit(&q->hdr->cq_waiting.v, 1, memory_order_seq_cst);
-		atomic_thread_fence(memory_order_seq_cst);
-		if (cq_pending(q)) {
-			uint64_t one = 1;
-
-			/* Raced with a completion: make the fd readable ourselves. */
-			if (write(q->cq_efd, &one, sizeof(one)) < 0)
-				(void)0;
-		}
-	}
-	pthread_mutex_unlock(&q->dlock);
+	data_unlock(q);
+	if (n)
+		return (int)n; /* the completions first; the session's end comes next time */
 	if (r == -ETIMEDOUT)
 		r = 0;
-	return r < 0 ? r : (int)n;
+	return r;
 }
 
 GPUQ_API int gpuq_fd(gpuq_t *q)
 {
+	struct epoll_event ev = { .events = EPOLLIN };
+	int r;
+
 	if (!q || !q->shm)
 		return -EINVAL;
 	pthread_mutex_lock(&q->dlock);
 	if (!q->fd_mode) {
-		q->fd_mode = 1;
-		atomic_store_explicit(&q->hdr->cq_waiting.v, 1, memory_order_seq_cst);
-		atomic_thread_fence(memory_order_seq_cst);
-		if (cq_pending(q) || q->pq_head != q->pq_tail) {
-			uint64_t one = 1;
-
-			if (write(q->cq_efd, &one, sizeof(one)) < 0)
-				(void)0;
+		q->epfd = epoll_create1(EPOLL_CLOEXEC);
+		q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (q->epfd < 0 || q->efd < 0 || epoll_ctl(q->epfd, EPOLL_CTL_ADD, q->efd, &ev) < 0 ||
+		    epoll_ctl(q->epfd, EPOLL_CTL_ADD, q->sock, &ev) < 0) {
+			r = -errno;
+			client_fd_close(q);
+			pthread_mutex_unlock(&q->dlock);
+			return r;
 		}
+		q->efd_set = 0;
+		q->fd_mode = 1;
 	}
-	pthread_mutex_unlock(&q->dlock);
-	return q->cq_efd;
+	data_unlock(q);
+	return q->epfd;
+}
+
+void client_fd_close(struct gpuq *q)
+{
+	if (q->epfd >= 0)
+		close(q->epfd);
+	if (q->efd >= 0)
+		close(q->efd);
+	q->epfd = q->efd = -1;
+	q->efd_set = 0;
+	q->fd_mode = 0;
 }
 
 /* ---- blocking transfers ---- */
@@ -641,7 +963,7 @@ static ssize_t blocking(gpuq_t *q, uint8_t op, uint32_t id, uint64_t offset, voi
 			size_t n = len - sent < chunk ? len - sent : chunk;
 
 			r = submit(q, op, id, offset + sent, host ? (uint8_t *)host + sent : NULL, n,
-				   src_id, src_off + sent, 0, 1, &win[nwin]);
+				   src_id, src_off + sent, 0, REQ_HANDLE_INTERNAL, &win[nwin]);
 			if (r) {
 				err = r;
 				break;
@@ -651,7 +973,15 @@ static ssize_t blocking(gpuq_t *q, uint8_t op, uint32_t id, uint64_t offset, voi
 		}
 		if (!nwin)
 			break;
-		progress_until(q, req_done, win[0], 0);
+		r = progress_until(q, req_done, win[0], 0);
+		if (r) {
+			/* gpuqd is gone: the window was completed with the error. */
+			err = r;
+			for (i = 0; i < nwin; i++)
+				if (win[i]->state == REQ_DONE)
+					finish(q, win[i], NULL);
+			break;
+		}
 		if (win[0]->result < 0 && !err)
 			err = win[0]->result;
 		else if (win[0]->result > 0)
@@ -661,7 +991,7 @@ static ssize_t blocking(gpuq_t *q, uint8_t op, uint32_t id, uint64_t offset, voi
 			win[i - 1] = win[i];
 		nwin--;
 	} while (nwin || (sent < len && !err));
-	pthread_mutex_unlock(&q->dlock);
+	data_unlock(q);
 	if (err)
 		return (ssize_t)err;
 	return (ssize_t)done;

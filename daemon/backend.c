@@ -30,27 +30,35 @@ const char *backend_kind_name(enum backend_kind kind)
 	}
 }
 
-static int open_ops(struct backend *be, const struct backend_ops *ops, uint64_t host_mem)
+static int open_ops(struct backend *be, const struct backend_ops *ops, uint64_t host_mem,
+		    unsigned host_devices)
 {
 	memset(be, 0, sizeof(*be));
 	be->ops = ops;
 	be->host_mem = host_mem;
+	be->host_devices = host_devices;
 	return ops->init(be);
 }
 
 int backend_open(struct backend *be, enum backend_kind kind, uint64_t host_mem)
 {
+	return backend_open_ex(be, kind, host_mem, 1);
+}
+
+int backend_open_ex(struct backend *be, enum backend_kind kind, uint64_t host_mem,
+		    unsigned host_devices)
+{
 	char why[sizeof(be->reason) / 2];
 	int r;
 
 	if (kind == BACKEND_HOST) {
-		r = open_ops(be, &backend_host_ops, host_mem);
+		r = open_ops(be, &backend_host_ops, host_mem, host_devices);
 		if (!r)
 			snprintf(be->reason, sizeof(be->reason), "host backend requested");
 		return r;
 	}
 #ifdef HAVE_CUDA
-	r = open_ops(be, &backend_cuda_ops, host_mem);
+	r = open_ops(be, &backend_cuda_ops, host_mem, host_devices);
 	if (!r || kind == BACKEND_CUDA)
 		return r;
 	snprintf(why, sizeof(why), "%.*s", (int)sizeof(why) - 1, be->reason);
@@ -62,7 +70,7 @@ int backend_open(struct backend *be, enum backend_kind kind, uint64_t host_mem)
 	}
 	snprintf(why, sizeof(why), "this gpuqd was built without CUDA");
 #endif
-	r = open_ops(be, &backend_host_ops, host_mem);
+	r = open_ops(be, &backend_host_ops, host_mem, host_devices);
 	if (!r)
 		snprintf(be->reason, sizeof(be->reason), "no usable GPU (%s), using host", why);
 	return r;

@@ -112,6 +112,7 @@ struct backend {
 	const struct backend_ops *ops;
 	unsigned ndevices;
 	uint64_t host_mem;                 /* host backend: bytes of "device" memory */
+	unsigned host_devices;             /* host backend: how many devices (1..16) */
 	char reason[256];                  /* why this backend was chosen (auto) */
 	uint64_t crossover[BACKEND_MAX_DEVICES]; /* small/large split, bytes, per device */
 	unsigned xfer_max_batch;           /* most transfers per xfer_submit */
@@ -138,6 +139,9 @@ const char *backend_kind_name(enum backend_kind kind);
  * built without CUDA).
  */
 int backend_open(struct backend *be, enum backend_kind kind, uint64_t host_mem);
+/* As backend_open; the host backend then has host_devices (1..16) devices sharing host_mem. */
+int backend_open_ex(struct backend *be, enum backend_kind kind, uint64_t host_mem,
+		    unsigned host_devices);
 void backend_close(struct backend *be);
 
 /*

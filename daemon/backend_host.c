@@ -10,33 +10,43 @@
 #include "backend.h"
 
 /*
- * One stand-in device with host_mem bytes of "device memory". Allocations are
- * kept on a list so mem_free returns their size to the pool and rejects any
- * address it never handed out without touching memory it does not own.
+ * host_devices stand-in devices (1..16, so multi-GPU sessions can be tested
+ * without GPUs) sharing host_mem bytes of "device memory". Allocations are
+ * kept on a doubly linked list so mem_free gives their size back in O(1)
+ * and fini frees what is left; each carries a magic and its own address,
+ * checked before mem_free trusts it.
  */
+#define HOST_ALLOC_MAGIC 0x67707568616c6cull
+
 struct host_alloc {
-	struct host_alloc *next;
+	struct host_alloc *next, *prev;
+	uint64_t magic;
 	uint64_t size;
+	unsigned dev;
 	max_align_t data[];
 };
 
 struct host_priv {
 	uint64_t used;
 	struct host_alloc *allocs;
-	uint64_t seq[LANE_COUNT]; /* engine thread only */
+	uint64_t seq[BACKEND_MAX_DEVICES][LANE_COUNT]; /* seq[dev]: that engine's thread only */
 };
 
 static int host_init(struct backend *be)
 {
 	struct host_priv *p = calloc(1, sizeof(*p));
+	unsigned dev;
 
 	if (!p)
 		return -ENOMEM;
 	be->priv = p;
-	be->ndevices = 1;
+	be->ndevices = be->host_devices ? be->host_devices : 1;
+	if (be->ndevices > BACKEND_MAX_DEVICES)
+		be->ndevices = BACKEND_MAX_DEVICES;
 	be->xfer_max_batch = 4096;
 	/* Same split as a GPU would likely pick, so both paths get exercised. */
-	be->crossover[0] = 256u << 10;
+	for (dev = 0; dev < be->ndevices; dev++)
+		be->crossover[dev] = 256u << 10;
 	return 0;
 }
 
@@ -59,7 +69,10 @@ static int host_device_info(struct backend *be, unsigned dev, struct backend_dev
 	if (dev >= be->ndevices)
 		return -ENODEV;
 	memset(info, 0, sizeof(*info));
-	snprintf(info->name, sizeof(info->name), "host memory (no GPU)");
+	if (be->ndevices > 1)
+		snprintf(info->name, sizeof(info->name), "host memory (no GPU) #%u", dev);
+	else
+		snprintf(info->name, sizeof(info->name), "host memory (no GPU)");
 	info->total_mem = be->host_mem;
 	info->free_mem = be->host_mem - p->used;
 	return 0;
@@ -81,7 +94,11 @@ static int host_mem_alloc(struct backend *be, unsigned dev, size_t size, uint64_
 	if (!h)
 		return -ENOMEM;
 	h->size = size;
+	h->magic = HOST_ALLOC_MAGIC;
+	h->dev = dev;
 	h->next = p->allocs;
+	if (h->next)
+		h->next->prev = h;
 	p->allocs = h;
 	p->used += size;
 	*addr = (uint64_t)(uintptr_t)h->data;
@@ -91,19 +108,24 @@ static int host_mem_alloc(struct backend *be, unsigned dev, size_t size, uint64_
 static int host_mem_free(struct backend *be, unsigned dev, uint64_t addr)
 {
 	struct host_priv *p = be->priv;
-	struct host_alloc **pp, *h;
+	struct host_alloc *h;
 
-	if (dev >= be->ndevices)
+	/* addr comes from gpuqd's own buffer table, never from a client. */
+	if (dev >= be->ndevices || !addr || addr < offsetof(struct host_alloc, data))
 		return -EINVAL;
-	for (pp = &p->allocs; (h = *pp); pp = &h->next) {
-		if ((uint64_t)(uintptr_t)h->data != addr)
-			continue;
-		*pp = h->next;
-		p->used -= h->size;
-		free(h);
-		return 0;
-	}
-	return -EINVAL;
+	h = (struct host_alloc *)(uintptr_t)(addr - offsetof(struct host_alloc, data));
+	if (h->magic != HOST_ALLOC_MAGIC || h->dev != dev)
+		return -EINVAL;
+	h->magic = 0;
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		p->allocs = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	p->used -= h->size;
+	free(h);
+	return 0;
 }
 
 static int host_copy_to_dev(struct backend *be, unsigned dev, uint64_t dst, const void *src, size_t len)
@@ -148,7 +170,7 @@ static int host_xfer_start(struct backend *be, unsigned dev)
 
 	if (dev >= be->ndevices)
 		return -ENODEV;
-	memset(p->seq, 0, sizeof(p->seq));
+	memset(p->seq[dev], 0, sizeof(p->seq[dev]));
 	return 0;
 }
 
@@ -163,18 +185,18 @@ static int64_t host_xfer_submit(struct backend *be, unsigned dev, unsigned lane,
 	struct host_priv *p = be->priv;
 	unsigned i;
 
-	if (lane >= LANE_COUNT || n > be->xfer_max_batch)
+	if (dev >= be->ndevices || lane >= LANE_COUNT || n > be->xfer_max_batch)
 		return -EINVAL;
 	for (i = 0; i < n; i++)
 		memmove((void *)(uintptr_t)x[i].dst, (const void *)(uintptr_t)x[i].src, x[i].len);
-	return (int64_t)++p->seq[lane];
+	return (int64_t)++p->seq[dev][lane];
 }
 
 static uint64_t host_xfer_done(struct backend *be, unsigned dev, unsigned lane)
 {
 	struct host_priv *p = be->priv;
 
-	return lane < LANE_COUNT ? p->seq[lane] : 0;
+	return dev < be->ndevices && lane < LANE_COUNT ? p->seq[dev][lane] : 0;
 }
 
 static int host_ipc_export(struct backend *be, unsigned dev, uint64_t addr, void *handle)

@@ -29,6 +29,7 @@ static const char *const key_names[CFG_NKEYS] = {
 	[CFG_SHARING] = "sharing",
 	[CFG_MPS_PIPE_DIR] = "mps_pipe_dir",
 	[CFG_MPS_CLIENT_SM_PERCENT] = "mps_client_sm_percent",
+	[CFG_HOST_DEVICES] = "host_devices",
 };
 
 const char *config_key_name(enum config_key k)
@@ -48,6 +49,7 @@ void config_defaults(struct config *cfg)
 	cfg->max_session_mem = 0;
 	cfg->handshake_timeout = 5;
 	cfg->host_mem = 1ull << 30;
+	cfg->host_devices = 1;
 	cfg->arena_default = 64ull << 20;
 	cfg->arena_max = 1ull << 30;
 	cfg->engine_idle_us = 200;
@@ -169,6 +171,11 @@ int config_set(struct config *cfg, const char *key, const char *value, char *err
 		if (config_parse_size(value, &sz) || sz < 4096)
 			goto bad;
 		cfg->host_mem = sz;
+		break;
+	case CFG_HOST_DEVICES:
+		if (parse_uint(value, 10, BACKEND_MAX_DEVICES, &u) || u == 0)
+			goto bad;
+		cfg->host_devices = (unsigned)u;
 		break;
 	case CFG_ARENA_DEFAULT:
 	case CFG_ARENA_MAX:
@@ -316,6 +323,7 @@ void config_print(const struct config *cfg, FILE *f)
 	fprintf(f, "max_session_mem = %llu\n", (unsigned long long)cfg->max_session_mem);
 	fprintf(f, "handshake_timeout = %u\n", cfg->handshake_timeout);
 	fprintf(f, "host_mem = %llu\n", (unsigned long long)cfg->host_mem);
+	fprintf(f, "host_devices = %u\n", cfg->host_devices);
 	fprintf(f, "arena_default = %llu\n", (unsigned long long)cfg->arena_default);
 	fprintf(f, "arena_max = %llu\n", (unsigned long long)cfg->arena_max);
 	fprintf(f, "engine_idle_us = %u\n", cfg->engine_idle_us);

@@ -25,6 +25,7 @@ struct config {
 	uint64_t max_session_mem; /* 0 = unlimited */
 	unsigned handshake_timeout; /* seconds */
 	uint64_t host_mem;
+	unsigned host_devices; /* devices of the host backend, 1..16 */
 	uint64_t arena_default; /* session arena when the client names none */
 	uint64_t arena_max;     /* cap on what a client may ask for */
 	unsigned engine_idle_us; /* how long an idle engine polls before it sleeps */
@@ -51,6 +52,7 @@ enum config_key {
 	CFG_SHARING,
 	CFG_MPS_PIPE_DIR,
 	CFG_MPS_CLIENT_SM_PERCENT,
+	CFG_HOST_DEVICES,
 	CFG_NKEYS
 };
 

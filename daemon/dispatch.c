@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -57,7 +58,9 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 
 		if (arena > srv->cfg->arena_max)
 			arena = srv->cfg->arena_max;
-		r = session_open_data(c->sess, srv->be, srv->engines, srv->nengines, depth, arena);
+		c->sess->broken_efd = srv->broken_efd;
+		r = session_open_data(c->sess, srv->be, srv->engines, srv->nengines, srv->doorbell,
+				      depth, arena);
 		if (r) {
 			log_err("session %llu: setting up %llu bytes of shared memory: %s",
 				(unsigned long long)c->sess->id, (unsigned long long)arena,
@@ -72,7 +75,7 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 	c->state = CONN_READY;
 	log_info("session %llu started: pid %d uid %u gid %u name '%s' arena %llu bytes",
 		 (unsigned long long)c->sess->id, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid,
-		 c->sess->name, (unsigned long long)c->sess->shm.hdr->arena_size);
+		 c->sess->name, (unsigned long long)c->sess->shm.geom.arena_size);
 	w.proto_version = GPUQ_PROTO_VERSION;
 	w.server_version = (char *)PACKAGE_VERSION;
 	w.session_id = c->sess->id;
@@ -87,14 +90,10 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 	m.body_case = GPUQ__MSG__BODY_WELCOME;
 	m.welcome = &w;
 	{
-		int fds[2 + SHM_MAX_DEVICES];
-		unsigned i, n = 0;
+		/* Protocol 2: the memfd and the client's end of the session socket, whatever ndevices. */
+		int fds[2] = { c->sess->shm.memfd, c->sess->client_sock };
 
-		fds[n++] = c->sess->shm.memfd;
-		fds[n++] = c->sess->cq_efd;
-		for (i = 0; i < srv->nengines && n < FRAME_MAX_FDS; i++)
-			fds[n++] = srv->engines[i]->efd;
-		conn_send_fds(c, &m, seq, fds, n);
+		conn_send_fds(c, &m, seq, fds, 2);
 	}
 	server_notify_status(srv);
 }
@@ -194,7 +193,10 @@ static void on_buf_free(struct conn *c, uint64_t seq, const Gpuq__BufFree *f)
 	pthread_mutex_lock(&c->sess->lock);
 	r = buf_free(&c->sess->bufs, f->buf_id);
 	pthread_mutex_unlock(&c->sess->lock);
-	if (r)
+	if (r == -EBUSY)
+		conn_send_error(c, seq, r, "buffer %u has transfers in flight; free it once they complete",
+				f->buf_id);
+	else if (r)
 		conn_send_error(c, seq, r, "no buffer %u in this session", f->buf_id);
 	else
 		reply_ok(c, seq, 0);
@@ -330,7 +332,7 @@ static void reply_chan(struct conn *c, uint64_t seq, struct chan *ch)
 {
 	Gpuq__Msg m = GPUQ__MSG__INIT;
 	Gpuq__ChanReply rep = GPUQ__CHAN_REPLY__INIT;
-	int fds[2], id;
+	int fds[4], id;
 
 	id = session_chan_add(c->sess, ch);
 	if (id < 0) {
@@ -339,39 +341,101 @@ static void reply_chan(struct conn *c, uint64_t seq, struct chan *ch)
 		return;
 	}
 	rep.chan_id = (uint32_t)id;
-	rep.slot_size = ch->slot_size;
-	rep.nslots = ch->nslots;
-	rep.direction = ch->direction;
-	rep.size = ch->size;
+	rep.slot_size = ch->ring->slot_size;
+	rep.nslots = ch->ring->nslots;
+	rep.direction = ch->ring->direction;
+	rep.size = ch->ring->size;
+	rep.sender_row = ch->row >= 0 ? (uint32_t)ch->row : 0;
+	rep.can_send = !!(ch->ends & CHAN_END_SEND);
+	rep.can_recv = !!(ch->ends & CHAN_END_RECV);
 	m.body_case = GPUQ__MSG__BODY_CHAN_REPLY;
 	m.chan_reply = &rep;
-	fds[0] = ch->memfd;
-	fds[1] = ch->efd;
-	conn_send_fds(c, &m, seq, fds, 2);
+	chan_reply_fds(ch, fds);
+	conn_send_fds(c, &m, seq, fds, 4);
 }
+
+/*
+ * The peer's credentials for a channel check: uid and gid from
+ * SO_PEERCRED, supplementary groups from SO_PEERGROUPS (Linux >= 4.13),
+ * which the kernel recorded at connect(): race-free, unlike reading
+ * /proc/<pid>/status of a pid that may be gone or reused. *buf (free())
+ * holds the groups when they did not fit in small.
+ */
+static void peer_cred(struct conn *c, struct chan_cred *who, gid_t *small, unsigned nsmall, gid_t **buf)
+{
+	socklen_t len = (socklen_t)(nsmall * sizeof(gid_t));
+
+	who->uid = c->uid;
+	who->gid = c->gid;
+	who->groups = small;
+	who->ngroups = 0;
+	*buf = NULL;
+#ifdef SO_PEERGROUPS
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, small, &len) == 0) {
+		who->ngroups = (unsigned)(len / sizeof(gid_t));
+		return;
+	}
+	if (errno == ERANGE && len > 0 && (*buf = malloc(len)) &&
+	    getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, *buf, &len) == 0) {
+		who->groups = *buf;
+		who->ngroups = (unsigned)(len / sizeof(gid_t));
+		return;
+	}
+#endif
+	log_info("pid %d: no supplementary groups (SO_PEERGROUPS: %s); primary group only", (int)c->pid,
+		 strerror(errno));
+}
+
+/* A channel name from the wire, for messages: printable, truncated, NUL shown as \0. */
+static void name_for_log(const ProtobufCBinaryData *n, char *out, size_t cap)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n->len && o + 3 < cap; i++) {
+		unsigned char ch = n->data[i];
+
+		if (ch == 0) {
+			out[o++] = '\\';
+			out[o++] = '0';
+		} else
+			out[o++] = ch >= 32 && ch < 127 ? (char)ch : '?';
+	}
+	out[o] = 0;
+}
+
+static const char name_rule[] = "name must be 1-63 of [A-Za-z0-9._-], not starting with '.', no NUL";
 
 static void on_chan_create(struct conn *c, uint64_t seq, const Gpuq__ChanCreate *cc)
 {
+	gid_t small[64], *big;
+	struct chan_cred who;
+	char shown[80];
 	struct chan *ch;
 	int err;
 
-	ch = chan_create(c->srv->chans, cc->name, cc->slot_size, cc->nslots, cc->direction,
-			 cc->mode, c->uid, c->gid, &err);
+	name_for_log(&cc->name, shown, sizeof(shown));
+	if (!chan_name_valid((const char *)cc->name.data, cc->name.len)) {
+		conn_send_error(c, seq, -EINVAL, "invalid channel name '%s' (%zu bytes): %s", shown,
+				cc->name.len, name_rule);
+		return;
+	}
+	peer_cred(c, &who, small, 64, &big);
+	ch = chan_create(c->srv->chans, (const char *)cc->name.data, cc->name.len, cc->slot_size,
+			 cc->nslots, cc->direction, cc->mode, &who, &err);
+	free(big);
 	if (!ch) {
 		if (err == -EEXIST)
-			conn_send_error(c, seq, err, "a channel named '%s' exists", cc->name);
+			conn_send_error(c, seq, err, "a channel named '%s' exists", shown);
 		else if (err == -EINVAL)
 			conn_send_error(c, seq, err,
-					"invalid channel: name must be 1-63 of [A-Za-z0-9._-] (got "
-					"'%.64s'), slot size 1..1 MiB, slots a power of two 2..1M, "
+					"invalid channel '%s': slot size 1..1 MiB, slots a power of two 2..1M, "
 					"one direction, mode <= 0777",
-					cc->name);
+					shown);
 		else if (err == -E2BIG)
 			conn_send_error(c, seq, err, "channel of %u x %u bytes exceeds the limit",
 					cc->nslots, cc->slot_size);
 		else
-			conn_send_error(c, seq, err, "creating channel '%.64s': %s", cc->name,
-					strerror(-err));
+			conn_send_error(c, seq, err, "creating channel '%s': %s", shown, strerror(-err));
 		return;
 	}
 	reply_chan(c, seq, ch);
@@ -379,21 +443,38 @@ static void on_chan_create(struct conn *c, uint64_t seq, const Gpuq__ChanCreate 
 
 static void on_chan_open(struct conn *c, uint64_t seq, const Gpuq__ChanOpen *co)
 {
+	gid_t small[64], *big;
+	struct chan_cred who;
+	char shown[80];
 	struct chan *ch;
 	int err;
 
-	if (!chan_name_valid(co->name)) {
-		conn_send_error(c, seq, -EINVAL, "invalid channel name '%.64s'", co->name);
+	name_for_log(&co->name, shown, sizeof(shown));
+	if (!chan_name_valid((const char *)co->name.data, co->name.len)) {
+		conn_send_error(c, seq, -EINVAL, "invalid channel name '%s' (%zu bytes): %s", shown,
+				co->name.len, name_rule);
 		return;
 	}
-	ch = chan_open(c->srv->chans, co->name, co->send, co->recv, c->uid, c->gid, &err);
+	if (!co->send && !co->recv) {
+		conn_send_error(c, seq, -EINVAL, "opening channel '%s': ask for send, receive or both", shown);
+		return;
+	}
+	peer_cred(c, &who, small, 64, &big);
+	ch = chan_open(c->srv->chans, (const char *)co->name.data, co->name.len, co->send, co->recv, &who,
+		       &err);
+	free(big);
 	if (!ch) {
-		if (err == -EACCES)
-			log_info("pid %d uid %u denied %s on channel '%s'", (int)c->pid,
-				 (unsigned)c->uid, co->send ? "send" : "receive", co->name);
-		conn_send_error(c, seq, err, err == -ENOENT ? "no channel named '%s'"
-							    : "permission denied on channel '%s'",
-				co->name);
+		if (err == -EACCES) {
+			log_info("pid %d uid %u denied %s on channel '%s'", (int)c->pid, (unsigned)c->uid,
+				 co->send && co->recv ? "send+receive" : co->send ? "send" : "receive", shown);
+			conn_send_error(c, seq, err, "permission denied on channel '%s'", shown);
+		} else if (err == -EUSERS)
+			conn_send_error(c, seq, err, "channel '%s' has %u sending openers already", shown,
+					GPUQ_CHAN_SENDERS_MAX);
+		else if (err == -ENOENT)
+			conn_send_error(c, seq, err, "no channel named '%s'", shown);
+		else
+			conn_send_error(c, seq, err, "opening channel '%s': %s", shown, strerror(-err));
 		return;
 	}
 	reply_chan(c, seq, ch);
@@ -437,6 +518,13 @@ static void on_chan_own(struct conn *c, uint64_t seq, const Gpuq__ChanOwn *co)
 		return;
 	}
 	r = *own & co->end ? -EBUSY : chan_own(ch, co->end, c->pid > 0 ? (uint32_t)c->pid : 1u);
+	if (r == -EACCES) {
+		log_info("pid %d uid %u denied the %s end of channel '%s' (not opened for it)", (int)c->pid,
+			 (unsigned)c->uid, co->end == CHAN_END_SEND ? "send" : "receive", ch->ring->name);
+		conn_send_error(c, seq, r, "channel %u was not opened for %s: its GPU cannot take that end",
+				co->chan_id, co->end == CHAN_END_SEND ? "sending" : "receiving");
+		return;
+	}
 	if (r) {
 		conn_send_error(c, seq, r, "that end of channel %u is already kept by a GPU", co->chan_id);
 		return;
@@ -451,7 +539,13 @@ static void on_channels(struct conn *c, uint64_t seq)
 	Gpuq__Channels ch = GPUQ__CHANNELS__INIT;
 	Gpuq__ChannelInfo *infos = NULL, **ptrs = NULL;
 	struct chan_info *list = NULL;
-	int n = chan_list(c->srv->chans, c->uid, c->gid, &list), i;
+	gid_t small[64], *big;
+	struct chan_cred who;
+	int n, i;
+
+	peer_cred(c, &who, small, 64, &big);
+	n = chan_list(c->srv->chans, &who, &list);
+	free(big);
 
 	if (n < 0) {
 		conn_send_error(c, seq, n, "listing channels: %s", strerror(-n));

@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
 #include "log.h"
+#include "request.h"
 #include "session.h"
 #include "shm.h"
 
@@ -23,10 +25,13 @@
 #define ENGINE_HOLD_INFLIGHT 4
 /* SQEs requested ahead of the one being read. */
 #define ENGINE_PREFETCH 8
+/* How long shutdown and detaching wait for a device's transfers to land. */
+#define ENGINE_DEADLINE_NS (5ull * 1000000000ull)
 
 /* One request on its way through the GPU. */
 struct item {
 	struct session *s;
+	struct buf *held[2]; /* buffers the transfer uses, marked in flight (buf_hold) */
 	uint64_t user_data;
 	uint64_t len;
 };
@@ -73,11 +78,13 @@ static void post_cqe(struct engine *e, struct session *s, uint64_t user_data, in
 {
 	struct session_eng *se = &s->eng[e->dev];
 	struct shm_cqe *cq = shm_cq(&s->shm, e->dev);
-	uint32_t mask = s->shm.hdr->cq_entries - 1;
 
-	cq[se->cq_tail & mask] = (struct shm_cqe){ .user_data = user_data, .res = res };
+	/* The private mask bounds the slot, whatever the client wrote in the header. */
+	cq[se->cq_tail & s->shm.geom.cq_mask] = (struct shm_cqe){ .user_data = user_data, .res = res };
 	se->cq_tail++;
 	se->dirty = 1;
+	if (s->uid_inflight)
+		atomic_fetch_sub_explicit(s->uid_inflight, 1, memory_order_relaxed);
 	if (res < 0)
 		atomic_fetch_add_explicit(&e->xfer_errors, 1, memory_order_relaxed);
 }
@@ -96,68 +103,44 @@ static void publish(struct engine *e, struct session *s)
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&h->cq_waiting.v, memory_order_relaxed) &&
 	    atomic_exchange_explicit(&h->cq_waiting.v, 0, memory_order_acq_rel)) {
-		uint64_t one = 1;
-
-		if (write(s->cq_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			log_warn("waking session %llu: %s", (unsigned long long)s->id,
-				 strerror(errno));
+		/*
+		 * gpuqd's own non-blocking end, and MSG_DONTWAIT besides: a client
+		 * that never reads makes this fail with EAGAIN, and then its end is
+		 * readable already. Any other error (it closed its end) is its loss.
+		 */
+		if (send(s->sock, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			(void)0;
 	}
 }
 
 /*
- * Validates one request against the session's own arena and buffers and
- * turns it into a transfer. Returns the lane, or -errno for an error
- * completion. Caller holds s->lock.
+ * Stops serving s: the ring is corrupt. srv_state tells the client why,
+ * and the control thread, woken through broken_efd, sends an Error and
+ * closes the connection (which ends the session).
  */
-static int translate(struct engine *e, struct session *s, const struct shm_sqe *q,
-		     struct backend_xfer *x)
+static void mark_broken(struct engine *e, struct session *s, const char *why)
 {
-	struct shm *m = &s->shm;
-	struct buf *b, *src;
-	int err;
+	uint64_t one = 1;
 
-	switch (q->op) {
-	case SHM_OP_H2D:
-	case SHM_OP_D2H:
-		if (q->arena_off > m->hdr->arena_size || q->len > m->hdr->arena_size - q->arena_off)
-			return -ERANGE;
-		b = buf_get(&s->bufs, q->buf, q->buf_off, q->len, &err);
-		if (!b)
-			return err;
-		if (b->device != e->dev)
-			return -EXDEV;
-		if (q->op == SHM_OP_H2D) {
-			x->src = m->arena_dev[e->dev] + q->arena_off;
-			x->dst = b->addr + q->buf_off;
-			return q->len < e->be->crossover[e->dev] ? LANE_H2D_SMALL : LANE_H2D_LARGE;
-		}
-		x->src = b->addr + q->buf_off;
-		x->dst = m->arena_dev[e->dev] + q->arena_off;
-		return q->len < e->be->crossover[e->dev] ? LANE_D2H_SMALL : LANE_D2H_LARGE;
-	case SHM_OP_D2D:
-		b = buf_get(&s->bufs, q->buf, q->buf_off, q->len, &err);
-		if (!b)
-			return err;
-		src = buf_get(&s->bufs, q->src_buf, q->src_off, q->len, &err);
-		if (!src)
-			return err;
-		if (b->device != e->dev || src->device != e->dev)
-			return -EXDEV;
-		x->src = src->addr + q->src_off;
-		x->dst = b->addr + q->buf_off;
-		return LANE_D2D;
-	default:
-		return -EINVAL;
-	}
+	s->eng[e->dev].broken = 1;
+	if (atomic_exchange(&s->broken, 1))
+		return;
+	log_engine(LOG_WARNING, "session %llu (pid %d): %s on device %u; no longer serving it",
+		   (unsigned long long)s->id, (int)s->pid, why, e->dev);
+	atomic_store_explicit(&s->shm.hdr->srv_state.v, SHM_STATE_BROKEN, memory_order_release);
+	/* gpuqd's own eventfd; its counter cannot fill from one write per session. */
+	if (s->broken_efd >= 0 && write(s->broken_efd, &one, sizeof(one)) < 0)
+		(void)0;
 }
 
 /* Takes up to budget requests from s. Returns how many it consumed. */
 static unsigned harvest(struct engine *e, struct session *s)
 {
 	struct session_eng *se = &s->eng[e->dev];
-	struct shm_hdr *h = s->shm.hdr;
-	struct shm_ringctl *ctl = &h->ctl[e->dev];
+	const struct shm_geom *g = &s->shm.geom;
+	struct shm_ringctl *ctl = &s->shm.hdr->ctl[e->dev];
 	struct shm_sqe *sq = shm_sq(&s->shm, e->dev);
+	uint64_t arena_dev = s->shm.arena_dev[e->dev], crossover = e->be->crossover[e->dev];
 	uint32_t tail, avail, cq_head, used, budget, room, i, l;
 
 	if (se->broken)
@@ -168,15 +151,13 @@ static unsigned harvest(struct engine *e, struct session *s)
 		return 0;
 	cq_head = atomic_load_explicit(&ctl->cq_head.v, memory_order_acquire);
 	used = se->cq_tail - cq_head;
-	if (avail > h->sq_entries || used > h->cq_entries) {
+	if (avail > g->sq_entries || used > g->cq_entries || used + se->inflight > g->cq_entries) {
 		/* Indices only a broken or hostile client can produce: stop serving it. */
-		log_warn("session %llu (pid %d): corrupt ring indices on device %u; ignoring its ring",
-			 (unsigned long long)s->id, (int)s->pid, e->dev);
-		se->broken = 1;
+		mark_broken(e, s, "corrupt ring indices");
 		return 0;
 	}
 	/* Every request yields one completion: never take more than the CQ can hold. */
-	budget = h->cq_entries - used - se->inflight;
+	budget = g->cq_entries - used - se->inflight;
 	if (budget > avail)
 		budget = avail;
 	if (budget > ENGINE_SESSION_BUDGET)
@@ -186,6 +167,16 @@ static unsigned harvest(struct engine *e, struct session *s)
 		if (budget > room)
 			budget = room;
 	}
+	if (s->uid_inflight) {
+		/* The uid's share: what is over it stays in the SQ for a later round. */
+		uint32_t cur = atomic_load_explicit(s->uid_inflight, memory_order_relaxed);
+
+		if (cur >= s->uid_inflight_max)
+			return 0;
+		if (budget > s->uid_inflight_max - cur)
+			budget = s->uid_inflight_max - cur;
+		atomic_fetch_add_explicit(s->uid_inflight, budget, memory_order_relaxed);
+	}
 	if (!budget)
 		return 0;
 	pthread_mutex_lock(&s->lock);
@@ -194,31 +185,35 @@ static unsigned harvest(struct engine *e, struct session *s)
 	 * few ahead so their transfers overlap instead of queueing one by one.
 	 */
 	for (i = 0; i < budget && i < ENGINE_PREFETCH; i++)
-		__builtin_prefetch(&sq[(se->sq_head + i) & (h->sq_entries - 1)]);
+		__builtin_prefetch(&sq[(se->sq_head + i) & g->sq_mask]);
 	for (i = 0; i < budget; i++) {
 		/* Copy first: the client can rewrite the slot while we look at it. */
-		struct shm_sqe q = sq[(se->sq_head + i) & (h->sq_entries - 1)];
+		struct shm_sqe q = sq[(se->sq_head + i) & g->sq_mask];
 		struct backend_xfer x;
 		struct engine_lane *ln;
+		struct buf *held[2];
 		struct batch *b;
 		int lane;
 
 		if (i + ENGINE_PREFETCH < budget)
-			__builtin_prefetch(&sq[(se->sq_head + i + ENGINE_PREFETCH) & (h->sq_entries - 1)]);
-		if (q.len == 0 && q.op >= SHM_OP_H2D && q.op <= SHM_OP_D2D) {
-			post_cqe(e, s, q.user_data, 0);
+			__builtin_prefetch(&sq[(se->sq_head + i + ENGINE_PREFETCH) & g->sq_mask]);
+		lane = request_translate(&q, g, arena_dev, &s->bufs, e->dev, crossover, &x, held);
+		/* Zero bytes move nothing, once the range is checked (offset == size is fine). */
+		if (lane < 0 || q.len == 0) {
+			post_cqe(e, s, q.user_data, lane < 0 ? lane : 0);
 			continue;
 		}
-		lane = translate(e, s, &q, &x);
-		if (lane < 0) {
-			post_cqe(e, s, q.user_data, lane);
-			continue;
-		}
-		x.len = q.len;
+		/* Under s->lock, so no BufFree can slip between the lookup and this. */
+		buf_hold(held[0]);
+		if (held[1])
+			buf_hold(held[1]);
 		ln = &e->lanes[lane];
 		b = lane_building(ln);
 		ln->x[ln->n] = x;
-		b->items[ln->n] = (struct item){ .s = s, .user_data = q.user_data, .len = q.len };
+		b->items[ln->n] = (struct item){ .s = s,
+						 .held = { held[0], held[1] },
+						 .user_data = q.user_data,
+						 .len = q.len };
 		ln->n++;
 		se->inflight++;
 	}
@@ -227,6 +222,14 @@ static unsigned harvest(struct engine *e, struct session *s)
 	atomic_store_explicit(&ctl->sq_head.v, se->sq_head, memory_order_release);
 	publish(e, s); /* error and empty completions posted above */
 	return budget;
+}
+
+/* The backend is done with it: the buffers may be freed from now on. */
+static void item_release(struct item *it)
+{
+	buf_release(it->held[0]);
+	if (it->held[1])
+		buf_release(it->held[1]);
 }
 
 /* Hands built batches to the backend. Returns how many it submitted. */
@@ -258,9 +261,10 @@ static unsigned submit(struct engine *e)
 		ln->n = 0;
 		if (seq < 0) {
 			/* The device failed the batch: each request learns it. */
-			log_err("device %u: submitting a batch of %u: %s", e->dev, b->n,
-				strerror((int)-seq));
+			log_engine(LOG_ERR, "device %u: submitting a batch of %u: %s", e->dev, b->n,
+				   strerror((int)-seq));
 			for (i = 0; i < b->n; i++) {
+				item_release(&b->items[i]);
 				b->items[i].s->eng[e->dev].inflight--;
 				post_cqe(e, b->items[i].s, b->items[i].user_data, seq);
 				publish(e, b->items[i].s);
@@ -296,6 +300,8 @@ static unsigned complete(struct engine *e)
 			for (i = 0; i < b->n; i++) {
 				struct item *it = &b->items[i];
 
+				/* xfer_done covers the batch: its memory is no longer used. */
+				item_release(it);
 				it->s->eng[e->dev].inflight--;
 				post_cqe(e, it->s, it->user_data, (int64_t)it->len);
 				bytes += it->len;
@@ -362,6 +368,12 @@ static void sleep_until_rung(struct engine *e)
 	for (i = 0; i < e->nsess; i++)
 		atomic_store_explicit(&e->sess[i]->shm.hdr->ctl[e->dev].sq_flags.v, SHM_NEED_WAKEUP,
 				      memory_order_seq_cst);
+	/*
+	 * Pairs with engine_wake: a doorbell the doorbell thread drained before
+	 * it could see this flag was sent after its sq_tail was published, so
+	 * the look below sees that tail.
+	 */
+	atomic_store_explicit(&e->sleeping, 1, memory_order_seq_cst);
 	atomic_thread_fence(memory_order_seq_cst);
 	for (i = 0; i < e->nsess && !work; i++) {
 		struct session *s = e->sess[i];
@@ -373,8 +385,9 @@ static void sleep_until_rung(struct engine *e)
 	if (!work && !atomic_load(&e->stop)) {
 		/* The timeout bounds how long a missed edge could cost; none is expected. */
 		if (poll(&p, 1, 1000) > 0 && read(e->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-			log_warn("engine %u: doorbell: %s", e->dev, strerror(errno));
+			log_engine(LOG_WARNING, "engine %u: doorbell: %s", e->dev, strerror(errno));
 	}
+	atomic_store_explicit(&e->sleeping, 0, memory_order_relaxed);
 	for (i = 0; i < e->nsess; i++)
 		atomic_store_explicit(&e->sess[i]->shm.hdr->ctl[e->dev].sq_flags.v, 0,
 				      memory_order_relaxed);
@@ -395,6 +408,8 @@ static void *engine_main(void *arg)
 	pthread_mutex_unlock(&e->lock);
 	if (r)
 		return NULL;
+	/* From here on nothing this thread logs (the backend's messages too) may block it. */
+	log_thread_nonblocking();
 
 	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
 		refresh(e);
@@ -423,10 +438,19 @@ static void *engine_main(void *arg)
 			shm_cpu_relax();
 		}
 	}
-	/* Let everything in flight land before the device goes away. */
+	/* Let everything in flight land before the device goes away, for a while. */
+	idle_since = now_ns();
 	while (inflight_total(e)) {
 		submit(e);
 		complete(e);
+		if (now_ns() - idle_since > ENGINE_DEADLINE_NS) {
+			log_async(LOG_ERR,
+				  "device %u: %u batch(es) still in flight %llu s after shutdown "
+				  "began; the device looks hung, giving up on them",
+				  e->dev, inflight_total(e), ENGINE_DEADLINE_NS / 1000000000ull);
+			break;
+		}
+		shm_cpu_relax();
 	}
 	e->be->ops->xfer_stop(e->be, e->dev);
 	return NULL;
@@ -503,6 +527,7 @@ void engine_destroy(struct engine *e)
 		if (write(e->efd, &one, sizeof(one)) < 0)
 			log_warn("engine %u: waking for shutdown: %s", e->dev, strerror(errno));
 		pthread_join(e->thread, NULL);
+		log_flush();
 	}
 	if (e->lanes) {
 		for (l = 0; l < LANE_COUNT; l++) {
@@ -519,6 +544,16 @@ void engine_destroy(struct engine *e)
 	pthread_cond_destroy(&e->cond);
 	pthread_mutex_destroy(&e->lock);
 	free(e);
+}
+
+void engine_wake(struct engine *e)
+{
+	uint64_t one = 1;
+
+	if (!atomic_load_explicit(&e->sleeping, memory_order_seq_cst))
+		return;
+	if (write(e->efd, &one, sizeof(one)) < 0)
+		(void)0; /* EAGAIN: the counter is non-zero, the engine wakes anyway */
 }
 
 static void ring(struct engine *e)
@@ -550,9 +585,11 @@ int engine_attach(struct engine *e, struct session *s)
 	return 0;
 }
 
-void engine_detach(struct engine *e, struct session *s)
+int engine_detach(struct engine *e, struct session *s)
 {
+	struct timespec deadline;
 	unsigned i;
+	int r = 0;
 
 	pthread_mutex_lock(&e->lock);
 	for (i = 0; i < e->nlist; i++)
@@ -560,15 +597,26 @@ void engine_detach(struct engine *e, struct session *s)
 			break;
 	if (i == e->nlist) {
 		pthread_mutex_unlock(&e->lock);
-		return;
+		return 0;
 	}
 	e->list[i] = e->list[--e->nlist];
 	e->gen++;
 	e->detaching = s;
 	e->detach_done = 0;
 	ring(e);
-	while (!e->detach_done)
-		pthread_cond_wait(&e->cond, &e->lock);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += ENGINE_DEADLINE_NS / 1000000000ull;
+	while (!e->detach_done && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&e->cond, &e->lock, &deadline);
+	if (!e->detach_done) {
+		log_err("device %u: session %llu still has %u transfer(s) in flight after %llu s; "
+			"the device looks hung", e->dev, (unsigned long long)s->id,
+			s->eng[e->dev].inflight, ENGINE_DEADLINE_NS / 1000000000ull);
+		r = -ETIMEDOUT;
+	} else {
+		r = 0;
+	}
 	e->detaching = NULL;
 	pthread_mutex_unlock(&e->lock);
+	return r;
 }

@@ -21,7 +21,12 @@ struct engine {
 	struct backend *be;
 	unsigned dev;
 	pthread_t thread;
-	int efd; /* doorbell: clients and the control thread write it */
+	/*
+	 * Private wake-up eventfd: only gpuqd holds it (the doorbell thread and
+	 * the control thread write it); no client ever gets it.
+	 */
+	int efd;
+	atomic_bool sleeping; /* in sleep_until_rung: engine_wake must write efd */
 
 	pthread_mutex_t lock; /* guards the fields below up to 'detach_done' */
 	pthread_cond_t cond;
@@ -55,8 +60,13 @@ void engine_destroy(struct engine *e);
 int engine_attach(struct engine *e, struct session *s);
 /*
  * Stops serving s and waits until none of its requests is in flight (their
- * completions are posted). Afterwards the engine never touches s again.
+ * completions are posted); afterwards the engine never touches s again and
+ * 0 is returned. After 5 s without that (a hung device) it logs and returns
+ * -ETIMEDOUT: the engine may still touch s, which must then never be freed.
  */
-void engine_detach(struct engine *e, struct session *s);
+int engine_detach(struct engine *e, struct session *s);
+
+/* Wakes e if it sleeps (doorbell thread). Never blocks. */
+void engine_wake(struct engine *e);
 
 #endif

@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "config.h"
 #include "chan.h"
+#include "doorbell.h"
 #include "engine.h"
 #include "log.h"
 #include "server.h"
@@ -42,6 +43,7 @@ static void usage(FILE *f)
 		"      --max-session-mem BYTES device memory per session, 0 = no limit\n"
 		"      --handshake-timeout S   seconds a client has to say hello (default 5)\n"
 		"      --host-mem BYTES        memory of the host backend's device (default 1G)\n"
+		"      --host-devices N        devices the host backend stands in for, 1-16 (default 1)\n"
 		"      --arena-default BYTES   session arena when a client names none (default 64M)\n"
 		"      --arena-max BYTES       largest session arena a client may ask for (default 1G)\n"
 		"      --engine-idle-us US     idle engine polls this long before sleeping (default 200)\n"
@@ -57,7 +59,7 @@ static void usage(FILE *f)
 enum { OPT_SOCKET_MODE = 256, OPT_SOCKET_GROUP, OPT_MAX_FRAME, OPT_MAX_CLIENTS,
        OPT_MAX_SESSION_MEM, OPT_HANDSHAKE_TIMEOUT, OPT_HOST_MEM, OPT_CHECK_CONFIG,
        OPT_ARENA_DEFAULT, OPT_ARENA_MAX, OPT_ENGINE_IDLE_US, OPT_SHARING, OPT_MPS_PIPE_DIR,
-       OPT_MPS_CLIENT_SM_PERCENT };
+       OPT_MPS_CLIENT_SM_PERCENT, OPT_HOST_DEVICES };
 
 static int parse_args(int argc, char **argv, struct flags *fl)
 {
@@ -73,6 +75,7 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 		{ "max-session-mem", required_argument, NULL, OPT_MAX_SESSION_MEM },
 		{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 		{ "host-mem", required_argument, NULL, OPT_HOST_MEM },
+		{ "host-devices", required_argument, NULL, OPT_HOST_DEVICES },
 		{ "arena-default", required_argument, NULL, OPT_ARENA_DEFAULT },
 		{ "arena-max", required_argument, NULL, OPT_ARENA_MAX },
 		{ "engine-idle-us", required_argument, NULL, OPT_ENGINE_IDLE_US },
@@ -100,6 +103,7 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 		case OPT_MAX_SESSION_MEM: fl->key[CFG_MAX_SESSION_MEM] = optarg; break;
 		case OPT_HANDSHAKE_TIMEOUT: fl->key[CFG_HANDSHAKE_TIMEOUT] = optarg; break;
 		case OPT_HOST_MEM: fl->key[CFG_HOST_MEM] = optarg; break;
+		case OPT_HOST_DEVICES: fl->key[CFG_HOST_DEVICES] = optarg; break;
 		case OPT_ARENA_DEFAULT: fl->key[CFG_ARENA_DEFAULT] = optarg; break;
 		case OPT_ARENA_MAX: fl->key[CFG_ARENA_MAX] = optarg; break;
 		case OPT_ENGINE_IDLE_US: fl->key[CFG_ENGINE_IDLE_US] = optarg; break;
@@ -162,8 +166,9 @@ static int reload(struct server *srv, void *arg)
 	/* What the running daemon is built around needs a restart to change. */
 	if (strcmp(next.socket, srv->cfg->socket) || next.backend != srv->cfg->backend ||
 	    next.host_mem != srv->cfg->host_mem || next.socket_mode != srv->cfg->socket_mode ||
+	    next.host_devices != srv->cfg->host_devices ||
 	    strcmp(next.socket_group, srv->cfg->socket_group))
-		log_warn("socket, backend and host_mem changes take effect at restart");
+		log_warn("socket, backend, host_mem and host_devices changes take effect at restart");
 	srv->cfg->log_level = next.log_level;
 	srv->cfg->max_frame = next.max_frame;
 	srv->cfg->max_clients = next.max_clients;
@@ -194,6 +199,7 @@ int main(int argc, char **argv)
 	struct sharing sharing;
 	struct chan_registry chans;
 	struct server srv;
+	struct doorbell *doorbell = NULL;
 	unsigned dev, nengines = 0;
 	int r, code = 1;
 
@@ -215,7 +221,7 @@ int main(int argc, char **argv)
 		return 1;
 	log_info("sharing %s: %s", sharing_mode_name(sharing.mode), sharing.reason);
 
-	r = backend_open(&be, cfg.backend, cfg.host_mem);
+	r = backend_open_ex(&be, cfg.backend, cfg.host_mem, cfg.host_devices);
 	if (r) {
 		sharing_fini(&sharing);
 		log_err("cannot open the %s backend: %s (%s)", backend_kind_name(cfg.backend),
@@ -243,6 +249,11 @@ int main(int argc, char **argv)
 		nengines++;
 	}
 
+	r = doorbell_create(&doorbell, engines, nengines);
+	if (r) {
+		log_err("cannot start the doorbell thread: %s", strerror(-r));
+		goto out_engines;
+	}
 	r = chan_registry_init(&chans, 1ull << 30);
 	if (r) {
 		log_err("cannot start the channel watcher: %s", strerror(-r));
@@ -255,6 +266,7 @@ int main(int argc, char **argv)
 	}
 	srv.chans = &chans;
 	srv.engines = engines;
+	srv.doorbell = doorbell;
 	srv.sharing = &sharing;
 	srv.nengines = nengines;
 	srv.reload = reload;
@@ -265,6 +277,8 @@ int main(int argc, char **argv)
 out_chans:
 	chan_registry_fini(&chans);
 out_engines:
+	/* After the last session: nothing is watched any more. */
+	doorbell_destroy(doorbell);
 	while (nengines)
 		engine_destroy(engines[--nengines]);
 	backend_close(&be);

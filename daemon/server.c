@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -78,6 +79,33 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			 srv->cfg->max_clients);
 		conn_send_error(c, 0, -EUSERS, "gpuqd serves at most %u clients",
 				srv->cfg->max_clients);
+		conn_close_after_flush(c);
+		conn_settle(c);
+	}
+}
+
+/*
+ * An engine found some session's ring corrupt and stopped serving it: tell
+ * that client on its control socket and close the connection (the session
+ * ends with it, srv_state already says BROKEN).
+ */
+static void on_broken(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct conn *c, *next;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0)
+		(void)0; /* EAGAIN: another round took it */
+	for (c = TAILQ_FIRST(&srv->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state != CONN_READY || !c->sess || !atomic_load(&c->sess->broken))
+			continue;
+		log_warn("session %llu (pid %d): its ring is corrupt; closing the connection",
+			 (unsigned long long)c->sess->id, (int)c->pid);
+		conn_send_error(c, 0, -EPROTO,
+				"gpuqd found this session's ring corrupt (indices out of range) and "
+				"stopped serving it");
 		conn_close_after_flush(c);
 		conn_settle(c);
 	}
@@ -231,6 +259,9 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 	srv->config_path = config_path;
 	srv->listen_fd = -1;
 	srv->exit_code = 1;
+	srv->broken_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (srv->broken_efd < 0)
+		return -errno;
 	srv->started_ms = session_now_ms();
 	TAILQ_INIT(&srv->conns);
 	signal(SIGPIPE, SIG_IGN);
@@ -248,6 +279,11 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 	srv->sig_int = evsignal_new(srv->base, SIGINT, on_signal, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, on_signal, srv);
 	srv->status_timer = evtimer_new(srv->base, send_status, srv);
+	srv->broken_ev = event_new(srv->base, srv->broken_efd, EV_READ | EV_PERSIST, on_broken, srv);
+	if (!srv->broken_ev || event_add(srv->broken_ev, NULL)) {
+		r = -ENOMEM;
+		goto fail;
+	}
 	if (!srv->status_timer || !srv->listen_ev || !srv->sig_term || !srv->sig_int || !srv->sig_hup ||
 	    event_add(srv->listen_ev, NULL) || event_add(srv->sig_term, NULL) ||
 	    event_add(srv->sig_int, NULL) || event_add(srv->sig_hup, NULL)) {
@@ -275,8 +311,15 @@ void server_fini(struct server *srv)
 {
 	struct conn *c;
 
+	/* A clean stop: every client learns it from srv_state when its socket closes. */
+	TAILQ_FOREACH(c, &srv->conns, link)
+		session_set_state(c->sess, SHM_STATE_SHUTDOWN);
 	while ((c = TAILQ_FIRST(&srv->conns)))
 		conn_destroy(c);
+	if (srv->broken_ev)
+		event_free(srv->broken_ev);
+	if (srv->broken_efd >= 0)
+		close(srv->broken_efd);
 	if (srv->status_timer)
 		event_free(srv->status_timer);
 	if (srv->sig_hup)
@@ -297,4 +340,5 @@ void server_fini(struct server *srv)
 		event_base_free(srv->base);
 	memset(srv, 0, sizeof(*srv));
 	srv->listen_fd = -1;
+	srv->broken_efd = -1;
 }

@@ -22,6 +22,9 @@ struct server {
 	struct backend *be;
 	struct engine **engines; /* one per device; owned by main */
 	unsigned nengines;
+	struct doorbell *doorbell; /* reads session sockets; owned by main */
+	int broken_efd; /* engines write it when a session's ring is corrupt */
+	struct event *broken_ev;
 	struct sharing *sharing; /* owned by main */
 	struct chan_registry *chans; /* owned by main */
 	const char *config_path;

@@ -5,12 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <errno.h>
 
 #include "chan.h"
+#include "doorbell.h"
 #include "engine.h"
 #include "log.h"
 #include "session.h"
@@ -43,13 +44,16 @@ struct session *session_create(uint64_t id, struct backend *be, uint64_t quota, 
 			s->name[i] = '?';
 	buf_table_init(&s->bufs, be, quota);
 	pthread_mutex_init(&s->lock, NULL);
-	s->cq_efd = -1;
+	s->sock = s->client_sock = -1;
+	s->broken_efd = -1;
 	return s;
 }
 
 int session_open_data(struct session *s, struct backend *be, struct engine **engines,
-		      unsigned nengines, uint32_t sq_entries, uint64_t arena_size)
+		      unsigned nengines, struct doorbell *db, uint32_t sq_entries,
+		      uint64_t arena_size)
 {
+	int sv[2];
 	unsigned i;
 	int r;
 
@@ -57,9 +61,20 @@ int session_open_data(struct session *s, struct backend *be, struct engine **eng
 	if (r)
 		return r;
 	s->has_shm = 1;
-	s->cq_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s->cq_efd < 0)
+	/*
+	 * Two ends, two open file descriptions: whatever the client does to the
+	 * flags of its end, gpuqd's stays non-blocking.
+	 */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno; /* session_destroy cleans up */
+	s->sock = sv[0];
+	s->client_sock = sv[1];
+	if (db) {
+		r = doorbell_add(db, s);
+		if (r)
+			return r;
+		s->doorbell = db;
+	}
 	s->engines = engines;
 	for (i = 0; i < nengines; i++) {
 		r = engine_attach(engines[i], s);
@@ -128,9 +143,15 @@ struct chan *session_chan_take(struct session *s, uint32_t id)
 	return c;
 }
 
+void session_set_state(struct session *s, uint32_t state)
+{
+	if (s && s->has_shm)
+		atomic_store_explicit(&s->shm.hdr->srv_state.v, state, memory_order_release);
+}
+
 void session_destroy(struct session *s)
 {
-	unsigned i;
+	unsigned i, hung = 0;
 
 	if (!s)
 		return;
@@ -143,7 +164,20 @@ void session_destroy(struct session *s)
 	free(s->chan_own);
 	/* First no engine may touch the session; then its memory can go. */
 	for (i = 0; i < s->nengines; i++)
-		engine_detach(s->engines[i], s);
+		if (engine_detach(s->engines[i], s))
+			hung++;
+	if (s->doorbell)
+		doorbell_remove(s->doorbell, s);
+	if (hung) {
+		/*
+		 * A device still owns transfers into this memory: freeing it could
+		 * hand it to another session while the device writes. Leak it.
+		 */
+		log_err("session %llu (pid %d): %u device(s) did not finish its transfers; "
+			"leaving its %u buffer(s) and %zu bytes of shared memory allocated",
+			(unsigned long long)s->id, (int)s->pid, hung, s->bufs.count, s->shm.size);
+		return;
+	}
 	if (s->bufs.count)
 		log_info("session %llu (pid %d): freeing %u buffer(s), %llu bytes",
 			 (unsigned long long)s->id, (int)s->pid, s->bufs.count,
@@ -151,8 +185,11 @@ void session_destroy(struct session *s)
 	buf_table_fini(&s->bufs);
 	if (s->has_shm)
 		shm_fini(&s->shm, s->bufs.be);
-	if (s->cq_efd >= 0)
-		close(s->cq_efd);
+	/* srv_state is final by now: the client's EOF comes after it. */
+	if (s->sock >= 0)
+		close(s->sock);
+	if (s->client_sock >= 0)
+		close(s->client_sock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

@@ -3,6 +3,7 @@
 #define GPUQ_SESSION_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -10,6 +11,7 @@
 #include "shm.h"
 
 struct engine;
+struct doorbell;
 struct chan;
 struct chan_registry;
 
@@ -19,7 +21,7 @@ struct session_eng {
 	uint32_t cq_tail;  /* next CQE to fill */
 	uint32_t inflight; /* taken, not yet completed */
 	int dirty;         /* completions posted, cq_tail not yet published */
-	int broken;        /* the client corrupted its ring: no longer served */
+	int broken;        /* the client corrupted this ring: no longer served */
 };
 
 /*
@@ -37,12 +39,35 @@ struct session {
 	uint64_t requests;
 	pthread_mutex_t lock; /* guards bufs: the engines validate against it */
 	struct buf_table bufs;
-	struct shm shm;
+	struct shm shm; /* shm.geom: the session's only trusted geometry */
 	int has_shm;
-	int cq_efd; /* written by engines when the client sleeps on its CQ */
+	/*
+	 * The session socket (protocol 2): sock is gpuqd's end, its own open
+	 * file description, non-blocking; the doorbell thread reads it and the
+	 * engines send wakes on it with MSG_DONTWAIT. client_sock is the end the
+	 * Welcome passes; it stays open until the session ends, so the queued
+	 * Welcome never names a closed descriptor.
+	 */
+	int sock, client_sock;
+	struct doorbell *doorbell; /* watching sock while set */
 	struct engine **engines; /* one per device, attached while has_shm */
 	unsigned nengines;
 	struct session_eng eng[SHM_MAX_DEVICES];
+	/*
+	 * Set (once) by an engine that found this session's ring corrupt; it
+	 * then writes broken_efd (the server's, not owned) so the control thread
+	 * sends an Error and closes the connection.
+	 */
+	atomic_int broken;
+	int broken_efd;
+	/*
+	 * Requests in flight for the session's uid, shared by its sessions
+	 * (NULL = unlimited). Engines take no request while *uid_inflight >=
+	 * uid_inflight_max (requests stay in the SQ), add one per request taken
+	 * and subtract one per completion posted. Set before engines attach.
+	 */
+	_Atomic uint32_t *uid_inflight;
+	uint32_t uid_inflight_max;
 	struct chan_registry *chreg; /* where the channels below live */
 	struct chan **chans;         /* channels this session opened; id = index + 1 */
 	uint8_t *chan_own;           /* per channel: the CHAN_END_* bits this session owns (ChanOwn) */
@@ -65,16 +90,24 @@ struct chan *session_chan_take(struct session *s, uint32_t id);
 /* Channel id of this session, or NULL; *own (if not NULL) points at its ownership bits. */
 struct chan *session_chan_get(struct session *s, uint32_t id, uint8_t **own);
 
-/* Detaches from the engines, frees every buffer and the shared memory. */
+/*
+ * Detaches from the engines, frees every buffer and the shared memory. If
+ * an engine cannot let go in time (a hung device), the session's memory
+ * and descriptors are left in place rather than freed under the device.
+ */
 void session_destroy(struct session *s);
 
 /*
  * Sets up the data path: shared memory (sq_entries per device, arena_size
- * bytes of arena), the completion eventfd, and attachment to every engine.
- * Returns 0 or -errno.
+ * bytes of arena), the session socket (watched by db), and attachment to
+ * every engine. Returns 0 or -errno.
  */
 int session_open_data(struct session *s, struct backend *be, struct engine **engines,
-		      unsigned nengines, uint32_t sq_entries, uint64_t arena_size);
+		      unsigned nengines, struct doorbell *db, uint32_t sq_entries,
+		      uint64_t arena_size);
+
+/* Records why gpuqd stops serving s (SHM_STATE_*), for the client to read after EOF. */
+void session_set_state(struct session *s, uint32_t state);
 
 /* Milliseconds on the monotonic clock, for uptimes and session ages. */
 uint64_t session_now_ms(void);

@@ -21,7 +21,6 @@ static uint32_t pow2_clamp(uint32_t v, uint32_t lo, uint32_t hi)
 
 int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t arena_size)
 {
-	struct shm_hdr layout;
 	unsigned dev;
 	int r;
 
@@ -30,8 +29,7 @@ int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t ar
 	if (be->ndevices > SHM_MAX_DEVICES)
 		return -E2BIG;
 	sq_entries = pow2_clamp(sq_entries, 64, 65536);
-	memset(&layout, 0, sizeof(layout));
-	s->size = shm_layout(&layout, be->ndevices, sq_entries, sq_entries * 2, arena_size);
+	s->size = shm_geom_compute(&s->geom, be->ndevices, sq_entries, sq_entries * 2, arena_size);
 
 	s->memfd = memfd_create("gpuq-session", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (s->memfd < 0)
@@ -51,8 +49,9 @@ int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t ar
 		goto fail;
 	}
 	s->hdr = s->base;
-	memcpy(s->hdr, &layout, sizeof(layout));
-	s->arena = (uint8_t *)s->base + layout.arena_off;
+	/* The fresh memfd is zeroed: ctl and srv_state start at 0 (serving). */
+	shm_geom_publish(s->hdr, &s->geom);
+	s->arena = (uint8_t *)s->base + s->geom.arena_off;
 	r = be->ops->host_register(be, s->base, s->size);
 	if (r) {
 		log_err("registering a %zu-byte session mapping: %s", s->size, strerror(-r));

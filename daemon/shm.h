@@ -8,11 +8,17 @@
 #include "backend.h"
 #include "ring.h"
 
-/* One session's mapping. Owned by the session (init/fini). */
+/*
+ * One session's mapping. Owned by the session (init/fini). geom is gpuqd's
+ * own copy of the layout, fixed at init: every size, mask and offset the
+ * daemon uses comes from it, never from hdr (which the client can rewrite
+ * at any time).
+ */
 struct shm {
 	int memfd;
 	void *base;
 	size_t size;
+	struct shm_geom geom;
 	struct shm_hdr *hdr;
 	uint8_t *arena;
 	int registered;
@@ -29,16 +35,18 @@ struct shm {
 int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t arena_size);
 void shm_fini(struct shm *s, struct backend *be);
 
+/* dev's SQ array (dev < geom.ndevices), from the private geometry. */
 static inline struct shm_sqe *shm_sq(struct shm *s, unsigned dev)
 {
-	return (struct shm_sqe *)((uint8_t *)s->base + s->hdr->rings_off +
-				  s->hdr->ringset_size * dev + shm_sq_off());
+	return (struct shm_sqe *)((uint8_t *)s->base + s->geom.rings_off +
+				  s->geom.ringset_size * dev + shm_sq_off());
 }
 
+/* dev's CQ array (dev < geom.ndevices), from the private geometry. */
 static inline struct shm_cqe *shm_cq(struct shm *s, unsigned dev)
 {
-	return (struct shm_cqe *)((uint8_t *)s->base + s->hdr->rings_off +
-				  s->hdr->ringset_size * dev + shm_cq_off(s->hdr->sq_entries));
+	return (struct shm_cqe *)((uint8_t *)s->base + s->geom.rings_off +
+				  s->geom.ringset_size * dev + shm_cq_off(s->geom.sq_entries));
 }
 
 #endif

@@ -26,8 +26,9 @@ typedef struct gpuq gpuq_t; /* one session with gpuqd; opaque */
  * Connects to gpuqd and performs the Hello/Welcome handshake. path may be
  * NULL: then $GPUQ_SOCKET, else GPUQ_DEFAULT_SOCKET. On success *out owns
  * the session; release it with gpuq_close. Errors: -ENOENT or -ECONNREFUSED
- * (no daemon), -EACCES (socket permissions), -EPROTO (version mismatch or
- * a malformed reply; gpuq_connect_ex returns the daemon's message), -ENOMEM.
+ * (no daemon), -EACCES (socket permissions), -EPROTONOSUPPORT (gpuqd speaks
+ * another protocol version), -EPROTO (a malformed reply; gpuq_connect_ex
+ * returns the daemon's message), -ENOMEM.
  *
  * When gpuqd shares its GPUs through MPS, connecting sets
  * CUDA_MPS_PIPE_DIRECTORY (unless already set) so that this process's own
@@ -46,6 +47,20 @@ int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t **out, cha
 
 /* Ends the session: the daemon frees every buffer the session owns. NULL is a no-op. */
 void gpuq_close(gpuq_t *q);
+
+/*
+ * Starts a new session on q after the old one ended (gpuqd died, stopped
+ * or dropped it: calls returned -ECONNRESET, -ESHUTDOWN or -EPROTO), e.g.
+ * once gpuqd has restarted. Connects to the same socket with the same
+ * options. Nothing of the old session survives: its buffer ids, arena
+ * memory (pointers from gpuq_mem_alloc/gpuq_arena), requests (handles are
+ * refused with -EINVAL afterwards) and undelivered completions are gone;
+ * channels opened on q must be opened again. gpuq_fd's descriptor stays
+ * the same and watches the new session. No other call on q may run
+ * meanwhile. Returns 0 or -errno as gpuq_connect; after a failure q has no
+ * session (calls fail) and gpuq_reconnect may be tried again.
+ */
+int gpuq_reconnect(gpuq_t *q);
 
 /* The message that came with the last error on q ("" when none). Valid until the next call. */
 const char *gpuq_errmsg(gpuq_t *q);
@@ -84,6 +99,13 @@ int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, unsigned max);
  * -ERANGE (offset/length outside the buffer).
  */
 int gpuq_buf_alloc(gpuq_t *q, unsigned device, size_t size, uint32_t *id);
+/*
+ * Frees buffer id. Transfers already taken by gpuqd on it finish first:
+ * gpuqd refuses to free a buffer with transfers in flight (BufFree answers
+ * -EBUSY), and gpuq_buf_free then takes in completions and asks again, so
+ * it returns once the buffer is freed (their completions report success).
+ * Requests on id that gpuqd had not taken yet complete with -ENOENT.
+ */
 int gpuq_buf_free(gpuq_t *q, uint32_t id);
 
 /*
@@ -227,6 +249,17 @@ struct gpuq_completion {
 typedef struct gpuq_req gpuq_req_t; /* a pending nonblocking request; opaque */
 
 /*
+ * When gpuqd ends the session (it died, stopped, or found the session's
+ * ring corrupt), every blocking call returns -ECONNRESET (died),
+ * -ESHUTDOWN (clean stop) or -EPROTO (ring corrupt) within milliseconds,
+ * every pending request completes with that error (delivered to
+ * gpuq_test/gpuq_wait, or gpuq_poll), gpuq_fd becomes readable, and later
+ * calls return the same error. gpuq_reconnect starts a new session.
+ *
+ * Ranges: offset + len must lie inside the buffer; a zero-length range at
+ * offset == size is fine (it moves nothing), offset > size is -ERANGE, on
+ * the data path (a request's result) and the control path alike.
+ *
  * Blocking transfers: return len once the data has arrived, or -errno.
  *   gpuq_send: host memory -> device buffer id at offset
  *   gpuq_recv: device buffer id at offset -> host memory
@@ -259,9 +292,13 @@ int gpuq_icopy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id, ui
 /*
  * gpuq_test: *done = 1 and *c filled when req has completed (req is then
  * released), else *done = 0. gpuq_wait blocks until req completes, then
- * releases it. gpuq_waitall waits for n requests (cs may be NULL). They
- * return 0 or -errno of the waiting itself (a transfer's own error is in
- * the completion's result).
+ * releases it. gpuq_waitall waits for n requests (cs may be NULL; every
+ * handle is checked before any is waited for). They return 0 or -errno of
+ * the waiting itself (a transfer's own error is in the completion's
+ * result); a request that the session's end completed gives its error
+ * (-ECONNRESET, ...) in the result and as gpuq_wait's return value
+ * (gpuq_waitall: the first such error, after every request was released).
+ * -EINVAL for a NULL or already released handle.
  */
 int gpuq_test(gpuq_t *q, gpuq_req_t *req, int *done, struct gpuq_completion *c);
 int gpuq_wait(gpuq_t *q, gpuq_req_t *req, struct gpuq_completion *c);
@@ -270,14 +307,34 @@ int gpuq_waitall(gpuq_t *q, gpuq_req_t **reqs, unsigned n, struct gpuq_completio
 /*
  * Harvests up to max completions of tag-only requests (req == NULL),
  * waiting up to timeout_ms (0: don't wait, -1: forever) for the first.
- * Returns the count, or -errno.
+ * Returns the count, or -errno. After the session ended, the completions
+ * it failed are returned first, then the session's error.
  */
 int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int timeout_ms);
 
 /*
- * An fd that is readable while completions are pending, for epoll,
- * libevent or io_uring loops. When it polls readable, call gpuq_poll (or
- * gpuq_test); draining the completions re-arms it. Owned by q.
+ * An fd for epoll, libevent or io_uring loops, owned by q (never read,
+ * write or close it): readable whenever completions are pending, whatever
+ * calls came before (blocking ones included), and once the session has
+ * ended. It is an epoll descriptor that watches the session socket (on
+ * which gpuqd sends a byte when it posts a completion for an armed
+ * client) and a private eventfd that libgpuq raises while completions sit
+ * in its own queues; every data-path call leaves it in a true state.
+ *
+ *   Level-triggered (poll, select, EPOLLIN): when it is readable, call
+ *   gpuq_poll(q, out, max, 0) (and gpuq_test on your handles) once or
+ *   more; it stays readable while completions remain and stops being
+ *   readable once they are all taken.
+ *
+ *   Edge-triggered (EPOLLIN | EPOLLET): when it is readable, call
+ *   gpuq_poll(q, out, max, 0) until it returns 0 (or < 0), and gpuq_test
+ *   each handle until none is done; only then wait again. The call that
+ *   finds nothing left re-arms it, so the next completion is a new edge.
+ *
+ *   Either way: gpuq_poll returning < 0 (-ECONNRESET, -ESHUTDOWN, -EPROTO)
+ *   means the session ended; remove the fd from the loop, then call
+ *   gpuq_reconnect or gpuq_close. The same descriptor is kept across
+ *   gpuq_reconnect. Returns the fd or -errno.
  */
 int gpuq_fd(gpuq_t *q);
 
@@ -311,8 +368,10 @@ int gpuq_chan_create(gpuq_t *q, const char *name, size_t slot_size, unsigned nsl
 		     unsigned flags, gpuq_chan_t **out);
 /*
  * Opens an existing channel. flags: GPUQ_CHAN_SEND and/or GPUQ_CHAN_RECV;
- * sending needs the write bit, receiving the read bit. Errors: -ENOENT,
- * -EACCES.
+ * sending needs the write bit, receiving the read bit; the group bits
+ * count for the channel's group as the opener's primary or supplementary
+ * group. Errors: -ENOENT, -EACCES, -EINVAL (neither flag, or a bad name),
+ * -EUSERS (GPUQ_CHAN_SENDERS_MAX sending openers already).
  */
 int gpuq_chan_open(gpuq_t *q, const char *name, unsigned flags, gpuq_chan_t **out);
 /* Closes the handle; the channel goes when the last session closes it. NULL is a no-op. */
@@ -343,6 +402,14 @@ int gpuq_chan_recv_batch(gpuq_chan_t *ch, void *bufs, size_t stride, size_t *len
  * loops). Receiving until the channel is empty re-arms it. Owned by ch.
  */
 int gpuq_chan_fd(gpuq_chan_t *ch);
+/*
+ * The ends gpuqd granted this opener: GPUQ_CHAN_SEND and/or GPUQ_CHAN_RECV
+ * (the creator gets both). The regions of the shared memory this opener may
+ * not write are mapped read-only (gpuq_chan.h, "Regions"); sending without
+ * the send end, or receiving (gpuq_chan_recv, _recv_batch, _fd) without the
+ * receive end, returns -EBADF. Or -EINVAL for NULL.
+ */
+int gpuq_chan_ends(gpuq_chan_t *ch);
 /* The channel's geometry and its shared memory (for gpuq_chan_map_cuda and the curious). */
 int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots, unsigned *direction,
 		   void **mem, size_t *mem_size);

@@ -2,6 +2,7 @@
 #ifndef GPUQ_CHAN_H
 #define GPUQ_CHAN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /*
@@ -30,7 +31,7 @@
  *
  * Two slot formats; gpuqd picks one from the slot size (gpuq_chan_format):
  *   - SEQ (slots over GPUQ_CHAN_TAG_MAX bytes): {u64 seq, u32 len, u32 0,
- *     payload}. Initially slot i has seq = i. A sender writes len and the
+ *     payload}. Memory starts zeroed (seq 0: no message). A sender writes len and the
  *     payload, makes them visible (a system-scope fence) and then stores
  *     seq = p + 1; the message at p is there when seq == p + 1.
  *   - TAG (small slots): the slot is an array of 8-byte words, each holding
@@ -64,18 +65,68 @@
  * Kernels using a plain mapping (gpuq_chan_map_cuda) must not use an end
  * that a mapping holds: they do not look at the bit.
  *
- * Sleeping receivers: a receiver that found nothing for a while sets
- * rx_waiting, re-checks, and sleeps on the channel's eventfd. gpuqd watches
- * the channels whose rx_waiting is set and writes the eventfd when the head
- * slot fills; a CPU sender that sees rx_waiting writes it itself.
+ * Regions and who may write them (GPUQ_CHAN_VERSION 5). The memory is three
+ * memfds that every process maps side by side, in this order, so one base
+ * address and the offsets below reach every field:
+ *   - the fixed page (offset 0, GPUQ_CHAN_FIXED_SIZE): magic, geometry and
+ *     the GPU owner marks. Only gpuqd writes it; every opener gets a
+ *     read-only descriptor.
+ *   - the receiver page (GPUQ_CHAN_RX_OFF): head, rx_waiting, rx_sleepers.
+ *     Writable for openers granted GPUQ_CHAN_RECV, read-only for the others.
+ *   - the sender region (GPUQ_CHAN_TX_OFF to the end): tail, senders_done,
+ *     the pending-position table and the slots. Writable for openers
+ *     granted GPUQ_CHAN_SEND, read-only for the others.
+ * gpuqd hands each opener read-only descriptors (a fresh O_RDONLY open of
+ * the memfd) for what its mode does not let it write, and sets the memfds'
+ * file mode to 0400 so a descriptor cannot be reopened writable through
+ * /proc (processes of gpuqd's own user, and root, can: they can do anything
+ * to gpuqd anyway). What the hardware cannot do: there are no write-only
+ * pages, so a send-only opener can read the slots (the messages) it may
+ * write, and every opener reads both positions. Modes keep a receiver from
+ * injecting messages or moving tail, and a sender from consuming (moving
+ * head); they do not hide messages from senders.
+ *
+ * Sleeping receivers: a blocking receiver that found nothing for a while
+ * adds itself to rx_sleepers, re-checks, and sleeps on a futex: the 32-bit
+ * half of the head slot's first word that each message changes
+ * (gpuq_chan_futex_word: TAG the tag, SEQ seq's low half); it takes
+ * itself off rx_sleepers when it wakes. A CPU sender that sees rx_sleepers
+ * after writing a message wakes that futex (FUTEX_WAKE needs only read
+ * access). For kernels, gpuqd's watcher wakes it when the head slot fills.
+ * An event-loop receiver (gpuq_chan_fd) sets rx_waiting; gpuqd's watcher
+ * then writes one byte to each receiving opener's wake pipe (gpuqd holds
+ * the non-blocking write end, the opener the read end) when the head slot
+ * fills, and clears rx_waiting. Nobody but gpuqd writes a wake pipe, and
+ * gpuqd never waits on one.
+ *
+ * Dead senders: a CPU sender records the position it is taking, before
+ * its CAS on tail, in its opener's row of the pending table (pos + 1; 0:
+ * none) and clears it once the message is written. When its session ends
+ * gpuqd repairs what it left: a position below tail, not filled, that no
+ * living opener has pending, gets a skip marker (TAG: unit 0 tagged for
+ * its lap with length GPUQ_CHAN_TAG_SKIP; SEQ: len GPUQ_CHAN_SEQ_SKIP) that
+ * receivers consume without returning it. gpuqd tells each sending opener
+ * its row (ChanReply.sender_row); one opener may have up to
+ * GPUQ_CHAN_PEND_WAYS sends in flight at once (threads).
  */
 
 #define GPUQ_CHAN_MAGIC 0x6e616863u /* "chan" */
-#define GPUQ_CHAN_VERSION 4u
+#define GPUQ_CHAN_VERSION 5u
 /* Bit 63 of tail or head: a GPU mapping holds that end (above). Positions stay below it. */
 #define GPUQ_CHAN_HELD (1ull << 63)
 #define GPUQ_CHAN_NAME_MAX 64
-#define GPUQ_CHAN_HDR_SIZE 4096u
+/* Region offsets (above); slots start at GPUQ_CHAN_HDR_SIZE. */
+#define GPUQ_CHAN_FIXED_SIZE 4096u
+#define GPUQ_CHAN_RX_OFF 4096u
+#define GPUQ_CHAN_RX_SIZE 4096u
+#define GPUQ_CHAN_TX_OFF 8192u
+#define GPUQ_CHAN_HDR_SIZE 16384u
+/* Pending-position table: rows (sending openers at once) and ways (sends in flight per opener). */
+#define GPUQ_CHAN_SENDERS_MAX 128u
+#define GPUQ_CHAN_PEND_WAYS 4u
+/* Skip markers gpuqd writes over a dead sender's position. */
+#define GPUQ_CHAN_TAG_SKIP 0x1ffu
+#define GPUQ_CHAN_SEQ_SKIP 0xffffffffu
 #define GPUQ_CHAN_SLOT_HDR 16u /* SEQ format: seq, len, 0 */
 #define GPUQ_CHAN_TAG_MAX 256u /* the largest slot of the TAG format */
 
@@ -94,8 +145,9 @@ struct gpuq_chan_slot {
 	/* followed by slot_size bytes of payload */
 };
 
-/* The header page. Fixed fields are written by gpuqd before anyone maps it. */
+/* The header: the fixed page, the receiver page and the sender pages (above), GPUQ_CHAN_HDR_SIZE bytes. */
 struct gpuq_chan_hdr {
+	/* Fixed page: written by gpuqd only, before anyone maps it (the owner marks later). */
 	uint32_t magic;
 	uint32_t version;
 	uint32_t slot_size; /* payload bytes per slot, a multiple of 16 */
@@ -107,21 +159,30 @@ struct gpuq_chan_hdr {
 	uint64_t total_size;
 	uint32_t format;   /* GPUQ_CHAN_FMT_*: gpuq_chan_format(slot_size) */
 	uint32_t rx_owner; /* pid whose GPU keeps head in device memory (gpuq_chan_map_cuda_receiver), 0: none */
-	uint8_t pad0[64 - 56];
-	uint64_t tail;       /* next position a sender takes */
-	uint8_t pad1[56];
+	uint8_t pad0[GPUQ_CHAN_RX_OFF - 56];
+	/* Receiver page: written by receivers (and gpuqd). */
 	uint64_t head;       /* next position a receiver takes */
-	uint8_t pad2[56];
-	uint32_t rx_waiting; /* a receiver sleeps on the eventfd */
-	uint8_t pad3[60];
+	uint8_t pad1[56];
+	uint32_t rx_waiting; /* an event-loop receiver waits on its wake pipe */
+	uint8_t pad2[60];
+	uint32_t rx_sleepers; /* blocking receivers asleep on the head slot's futex */
+	uint8_t pad3[GPUQ_CHAN_RX_SIZE - 132];
+	/* Sender pages: written by senders (and gpuqd). */
+	uint64_t tail;       /* next position a sender takes */
+	uint8_t pad4[56];
 	uint32_t senders_done; /* senders that declared they are finished (gpuq_dev_chan_done) */
-	uint8_t pad4[60];
+	uint8_t pad5[4096 - 68];
+	uint64_t pending[GPUQ_CHAN_SENDERS_MAX][GPUQ_CHAN_PEND_WAYS]; /* dead senders (above) */
 };
 
 #ifdef __cplusplus
-static_assert(sizeof(struct gpuq_chan_hdr) == 320, "channel header layout");
+static_assert(sizeof(struct gpuq_chan_hdr) == GPUQ_CHAN_HDR_SIZE, "channel header layout");
+static_assert(offsetof(struct gpuq_chan_hdr, head) == GPUQ_CHAN_RX_OFF, "channel header layout");
+static_assert(offsetof(struct gpuq_chan_hdr, tail) == GPUQ_CHAN_TX_OFF, "channel header layout");
 #else
-_Static_assert(sizeof(struct gpuq_chan_hdr) == 320, "channel header layout");
+_Static_assert(sizeof(struct gpuq_chan_hdr) == GPUQ_CHAN_HDR_SIZE, "channel header layout");
+_Static_assert(offsetof(struct gpuq_chan_hdr, head) == GPUQ_CHAN_RX_OFF, "channel header layout");
+_Static_assert(offsetof(struct gpuq_chan_hdr, tail) == GPUQ_CHAN_TX_OFF, "channel header layout");
 #endif
 
 /* SEQ format: the slot of position pos, from the header's geometry (trusted only by whoever wrote it). */
@@ -207,6 +268,12 @@ static inline int gpuq_chan_slot_state(const void *slot, uint64_t pos, uint32_t 
 
 		return d == 0 ? 1 : d < 0 ? 0 : -1;
 	}
+}
+
+/* The futex a blocking receiver sleeps on for the message of slot (above). */
+static inline uint32_t *gpuq_chan_futex_word(void *slot, uint32_t format)
+{
+	return (uint32_t *)slot + (format == GPUQ_CHAN_FMT_TAG ? 1 : 0);
 }
 
 /* TAG format: 16-byte units a message of len bytes fills. */

@@ -96,7 +96,22 @@ GPUQ_DEV void store_relaxed(uint64_t *p, uint64_t v)
 #endif
 }
 
-/* TAG format: one 16-byte unit {d0, tag, d1, tag}, two single-copy-atomic 8-byte words. */
+/*
+ * TAG format: one 16-byte unit {d0, tag, d1, tag}, two single-copy-atomic
+ * 8-byte words.
+ *
+ * Why the device forms below are .v2.b64 and not .v4.u32: the PTX ISA's
+ * memory consistency model ("Memory Consistency Model", "Vector Data-types")
+ * treats a vector access as a set of scalar accesses, one per element, with
+ * no order among them and no atomicity across them; each element access of
+ * a naturally aligned 8-, 16-, 32- or 64-bit element is single-copy atomic
+ * on its own. ld/st.v4.u32 is therefore four 32-bit accesses: a reader could
+ * see a word's new tag with its old data half, or the reverse, and take a
+ * torn payload for a whole one. With ld/st.v2.b64 each element is one whole
+ * {data, tag} word, so a word whose tag matches carries the data written
+ * with that tag, which is what gpuq_chan.h's TAG format relies on. The two
+ * words of a unit may still land in any order: readers check both tags.
+ */
 struct unit {
 	uint32_t d0, t0, d1, t1;
 };
@@ -104,9 +119,9 @@ struct unit {
 GPUQ_DEV void store_unit(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag)
 {
 #ifdef __CUDA_ARCH__
-	asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(d0), "r"(tag), "r"(d1),
-		     "r"(tag)
-		     : "memory");
+	uint64_t w0 = ((uint64_t)tag << 32) | d0, w1 = ((uint64_t)tag << 32) | d1;
+
+	asm volatile("st.volatile.global.v2.b64 [%0], {%1, %2};" ::"l"(p), "l"(w0), "l"(w1) : "memory");
 #else
 	__atomic_store_n((uint64_t *)p + 1, ((uint64_t)tag << 32) | d1, __ATOMIC_RELAXED);
 	__atomic_store_n((uint64_t *)p, ((uint64_t)tag << 32) | d0, __ATOMIC_RELAXED);
@@ -117,8 +132,10 @@ GPUQ_DEV void store_unit(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag)
 /* store_unit when pred: a predicated store, where a branch around each store would serialise them. */
 __device__ __forceinline__ void store_unit_if(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag, uint32_t pred)
 {
-	asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %5, 0;\n\t@q st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};\n\t}" ::"l"(p),
-		     "r"(d0), "r"(tag), "r"(d1), "r"(tag), "r"(pred)
+	uint64_t w0 = ((uint64_t)tag << 32) | d0, w1 = ((uint64_t)tag << 32) | d1;
+
+	asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %3, 0;\n\t@q st.volatile.global.v2.b64 [%0], {%1, %2};\n\t}" ::"l"(p),
+		     "l"(w0), "l"(w1), "r"(pred)
 		     : "memory");
 }
 #endif
@@ -128,10 +145,13 @@ GPUQ_DEV unit load_unit(const uint8_t *p)
 {
 	unit u;
 #ifdef __CUDA_ARCH__
-	asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];"
-		     : "=r"(u.d0), "=r"(u.t0), "=r"(u.d1), "=r"(u.t1)
-		     : "l"(p)
-		     : "memory");
+	uint64_t w0, w1;
+
+	asm volatile("ld.volatile.global.v2.b64 {%0, %1}, [%2];" : "=l"(w0), "=l"(w1) : "l"(p) : "memory");
+	u.d0 = (uint32_t)w0;
+	u.t0 = (uint32_t)(w0 >> 32);
+	u.d1 = (uint32_t)w1;
+	u.t1 = (uint32_t)(w1 >> 32);
 #else
 	uint64_t w0 = __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
 	uint64_t w1 = __atomic_load_n((const uint64_t *)p + 1, __ATOMIC_ACQUIRE);

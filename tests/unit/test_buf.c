@@ -89,7 +89,10 @@ START_TEST(test_ids_are_small)
 	for (i = 1; i <= 100; i++)
 		ck_assert_int_eq(buf_free(&t, (uint32_t)i), 0);
 	ck_assert_uint_eq(t.count, 0);
-	ck_assert_int_eq(buf_alloc(&t, 0, 1), 1);
+	/* Freed ids are reused (last freed first): the id space never grows. */
+	ck_assert_int_eq(buf_alloc(&t, 0, 1), 100);
+	ck_assert_int_eq(buf_alloc(&t, 0, 1), 99);
+	ck_assert_uint_eq(t.nslots, 100);
 	buf_table_fini(&t);
 }
 END_TEST

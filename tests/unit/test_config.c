@@ -50,6 +50,7 @@ static void assert_config_eq(const struct config *a, const struct config *b)
 	ck_assert_uint_eq(a->max_session_mem, b->max_session_mem);
 	ck_assert_uint_eq(a->handshake_timeout, b->handshake_timeout);
 	ck_assert_uint_eq(a->host_mem, b->host_mem);
+	ck_assert_uint_eq(a->host_devices, b->host_devices);
 }
 
 /* --- defaults --- */
@@ -72,6 +73,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.max_session_mem, 0);
 	ck_assert_uint_eq(cfg.handshake_timeout, 5);
 	ck_assert_uint_eq(cfg.host_mem, 1ull << 30);
+	ck_assert_uint_eq(cfg.host_devices, 1);
 }
 END_TEST
 
@@ -358,6 +360,23 @@ START_TEST(test_set_host_mem)
 }
 END_TEST
 
+START_TEST(test_set_host_devices)
+{
+	struct config cfg;
+
+	config_defaults(&cfg);
+	assert_set_ok(&cfg, "host_devices", "1", CFG_HOST_DEVICES);
+	ck_assert_uint_eq(cfg.host_devices, 1);
+	assert_set_ok(&cfg, "host_devices", "16", CFG_HOST_DEVICES);
+	ck_assert_uint_eq(cfg.host_devices, 16);
+
+	assert_set_bad("host_devices", "0");
+	assert_set_bad("host_devices", "17");
+	assert_set_bad("host_devices", "-1");
+	assert_set_bad("host_devices", "2x");
+}
+END_TEST
+
 START_TEST(test_set_unknown_key)
 {
 	struct config cfg, before;
@@ -398,6 +417,7 @@ START_TEST(test_load_all_keys)
 				   "sharing = exclusive\n"
 				   "mps_pipe_dir = /run/x/mps\n"
 				   "mps_client_sm_percent = 90\n"
+				   "host_devices = 8\n"
 				   "\n";
 	struct config cfg;
 	char path[64], err[512] = "";
@@ -425,6 +445,7 @@ START_TEST(test_load_all_keys)
 	ck_assert_int_eq(cfg.sharing, SHARING_EXCLUSIVE);
 	ck_assert_str_eq(cfg.mps_pipe_dir, "/run/x/mps");
 	ck_assert_uint_eq(cfg.mps_client_sm_percent, 90);
+	ck_assert_uint_eq(cfg.host_devices, 8);
 	ck_assert_uint_eq(seen, (1u << CFG_NKEYS) - 1);
 }
 END_TEST
@@ -593,6 +614,7 @@ static void roundtrip(const struct config *cfg)
 	back.max_session_mem = cfg->max_session_mem + 1;
 	back.handshake_timeout = cfg->handshake_timeout + 1;
 	back.host_mem = cfg->host_mem + 1;
+	back.host_devices = cfg->host_devices % 16 + 1;
 	ck_assert_msg(load_and_unlink(&back, path, &seen, err, sizeof(err)) == 0,
 		      "reload failed: %s", err);
 	assert_config_eq(&back, cfg);
@@ -621,6 +643,7 @@ START_TEST(test_print_roundtrip_custom)
 		{ "max_session_mem", "3G" },
 		{ "handshake_timeout", "42" },
 		{ "host_mem", "100000" },
+		{ "host_devices", "16" },
 	};
 	struct config cfg;
 	size_t i;
@@ -661,6 +684,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_set_max_session_mem);
 	tcase_add_test(tc, test_set_handshake_timeout);
 	tcase_add_test(tc, test_set_host_mem);
+	tcase_add_test(tc, test_set_host_devices);
 	tcase_add_test(tc, test_set_unknown_key);
 	suite_add_tcase(s, tc);
 
