@@ -30,6 +30,11 @@ struct host_priv {
 	uint64_t used;
 	struct host_alloc *allocs;
 	uint64_t seq[BACKEND_MAX_DEVICES][LANE_COUNT]; /* seq[dev]: that engine's thread only */
+	/*
+	 * A test knob (GPUQD_HOST_HANG=1, see HACKING.md): batches run but are
+	 * never reported done, like a hung GPU, so the deadlines can be tested.
+	 */
+	int hang;
 };
 
 static int host_init(struct backend *be)
@@ -40,6 +45,7 @@ static int host_init(struct backend *be)
 	if (!p)
 		return -ENOMEM;
 	be->priv = p;
+	p->hang = getenv("GPUQD_HOST_HANG") && atoi(getenv("GPUQD_HOST_HANG")) > 0;
 	be->ndevices = be->host_devices ? be->host_devices : 1;
 	if (be->ndevices > BACKEND_MAX_DEVICES)
 		be->ndevices = BACKEND_MAX_DEVICES;
@@ -196,6 +202,8 @@ static uint64_t host_xfer_done(struct backend *be, unsigned dev, unsigned lane)
 {
 	struct host_priv *p = be->priv;
 
+	if (p->hang)
+		return 0;
 	return dev < be->ndevices && lane < LANE_COUNT ? p->seq[dev][lane] : 0;
 }
 

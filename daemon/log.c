@@ -210,9 +210,10 @@ int log_ratelimit(struct log_rl *rl)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
-	w = atomic_load_explicit(&rl->window_ms, memory_order_relaxed);
+	w = __atomic_load_n(&rl->window_ms, __ATOMIC_RELAXED);
 	if (now - w >= LOG_RL_INTERVAL_MS &&
-	    atomic_compare_exchange_strong(&rl->window_ms, &w, now))
-		atomic_store(&rl->n, 0);
-	return atomic_fetch_add(&rl->n, 1) < LOG_RL_BURST;
+	    __atomic_compare_exchange_n(&rl->window_ms, &w, now, 0, __ATOMIC_ACQ_REL,
+					__ATOMIC_RELAXED))
+		__atomic_store_n(&rl->n, 0, __ATOMIC_RELAXED);
+	return __atomic_fetch_add(&rl->n, 1, __ATOMIC_RELAXED) < LOG_RL_BURST;
 }

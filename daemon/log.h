@@ -2,7 +2,6 @@
 #ifndef GPUQ_LOG_H
 #define GPUQ_LOG_H
 
-#include <stdatomic.h>
 #include <syslog.h>
 
 /* Levels are syslog priorities: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
@@ -33,8 +32,9 @@ void log_flush(void);
 
 /* A rate limit for one message site: at most LOG_RL_BURST lines per LOG_RL_INTERVAL_MS. */
 struct log_rl {
-	_Atomic unsigned long long window_ms;
-	_Atomic unsigned n;
+	/* Touched only with __atomic builtins (this header is also read by C++ code). */
+	unsigned long long window_ms;
+	unsigned n;
 };
 
 #define LOG_RL_BURST 10

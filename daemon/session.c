@@ -16,6 +16,12 @@
 #include "log.h"
 #include "session.h"
 
+/*
+ * Sessions a hung device would not let go of: kept (and reachable) for the
+ * rest of the process instead of freed under the device. Control thread.
+ */
+static struct session *hung_sessions;
+
 uint64_t session_now_ms(void)
 {
 	struct timespec ts;
@@ -176,6 +182,8 @@ void session_destroy(struct session *s)
 		log_err("session %llu (pid %d): %u device(s) did not finish its transfers; "
 			"leaving its %u buffer(s) and %zu bytes of shared memory allocated",
 			(unsigned long long)s->id, (int)s->pid, hung, s->bufs.count, s->shm.size);
+		s->next_hung = hung_sessions;
+		hung_sessions = s;
 		return;
 	}
 	if (s->bufs.count)

@@ -68,6 +68,7 @@ struct session {
 	 */
 	_Atomic uint32_t *uid_inflight;
 	uint32_t uid_inflight_max;
+	struct session *next_hung; /* on the list of sessions a hung device kept */
 	struct chan_registry *chreg; /* where the channels below live */
 	struct chan **chans;         /* channels this session opened; id = index + 1 */
 	uint8_t *chan_own;           /* per channel: the CHAN_END_* bits this session owns (ChanOwn) */

@@ -658,6 +658,43 @@ START_TEST(many_tiny_buffers)
 }
 END_TEST
 
+/* ---- a hung device delays shutdown by a bounded time, and is reported ---- */
+
+START_TEST(hung_device_shutdown)
+{
+	gpuq_t *q;
+	uint8_t *src;
+	uint32_t id;
+	long t0, t;
+	int st;
+
+	/* The host backend's test knob: batches never complete. */
+	setenv("GPUQD_HOST_HANG", "1", 1);
+	start();
+	unsetenv("GPUQD_HOST_HANG");
+	q = open_session("hung", 4u << 20);
+	ck_assert_int_eq(gpuq_buf_alloc(q, 0, 4096, &id), 0);
+	src = gpuq_mem_alloc(q, 4096);
+	ck_assert_ptr_nonnull(src);
+	ck_assert_int_eq(gpuq_isend(q, id, 0, src, 4096, 1, NULL), 0);
+	ck_assert_int_eq(gpuq_isend(q, id, 0, src, 4096, 2, NULL), 0);
+	usleep(100000);
+	t0 = now_ms();
+	ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
+	while (waitpid(d.pid, &st, WNOHANG) == 0) {
+		ck_assert_msg(now_ms() - t0 < 15000, "gpuqd hangs on shutdown with a hung device");
+		usleep(20000);
+	}
+	t = now_ms() - t0;
+	d.pid = 0;
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_msg(t >= 4000, "gpuqd did not wait for the device (%ld ms)", t);
+	ck_assert(harness_log_contains(&d, "looks hung"));
+	gpuq_close(q);
+	harness_stop(&d);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("isolation");
@@ -676,6 +713,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, free_during_large);
 	tcase_add_test(tc, free_during_small);
 	tcase_add_test(tc, many_tiny_buffers);
+	tcase_add_test(tc, hung_device_shutdown);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -10,6 +10,7 @@
 
 #include "daemon/backend.h"
 #include "daemon/buf.h"
+#include "daemon/request.h"
 
 #define HOST_MEM (4u << 20)
 
@@ -316,6 +317,131 @@ START_TEST(test_tables_isolated)
 }
 END_TEST
 
+/* ---- busy buffers and many of them ---- */
+
+START_TEST(test_free_refuses_busy)
+{
+	struct buf_table t;
+	struct buf *b;
+	int id, err;
+
+	buf_table_init(&t, &be, 0);
+	id = buf_alloc(&t, 0, 100);
+	ck_assert_int_gt(id, 0);
+	b = buf_get(&t, (uint32_t)id, 0, 0, &err);
+	ck_assert_ptr_nonnull(b);
+	buf_hold(b);
+	buf_hold(b);
+	ck_assert_int_eq(buf_free(&t, (uint32_t)id), -EBUSY);
+	buf_release(b);
+	ck_assert_int_eq(buf_free(&t, (uint32_t)id), -EBUSY);
+	ck_assert_uint_eq(t.count, 1);
+	buf_release(b);
+	ck_assert_int_eq(buf_free(&t, (uint32_t)id), 0);
+	ck_assert_uint_eq(t.count, 0);
+	ck_assert_uint_eq(backend_free(), HOST_MEM);
+	buf_table_fini(&t);
+}
+END_TEST
+
+START_TEST(test_many_free_fast)
+{
+	struct buf_table t;
+	uint32_t i, n = 200000;
+
+	/* Quadratic alloc or free would take minutes here; the check timeout is seconds. */
+	buf_table_init(&t, &be, 0);
+	for (i = 1; i <= n; i++)
+		ck_assert_int_eq(buf_alloc(&t, 0, 1), (int)i);
+	for (i = 1; i <= n; i += 2)
+		ck_assert_int_eq(buf_free(&t, i), 0);
+	for (i = 0; i < n / 2; i++)
+		ck_assert_int_le(buf_alloc(&t, 0, 1), (int)n);
+	ck_assert_uint_eq(t.nslots, n);
+	buf_table_fini(&t);
+	ck_assert_uint_eq(backend_free(), HOST_MEM);
+}
+END_TEST
+
+/* ---- request_translate: every field of an SQE is hostile ---- */
+
+START_TEST(test_translate)
+{
+	struct shm_geom g;
+	struct buf_table t;
+	struct backend_xfer x;
+	struct buf *held[2], *b;
+	uint64_t arena_dev = 0x100000000ull, cross = 4096;
+	int a, c, err;
+
+	shm_geom_compute(&g, 1, 64, 128, 1u << 20);
+	buf_table_init(&t, &be, 0);
+	a = buf_alloc(&t, 0, 8192);
+	c = buf_alloc(&t, 0, 8192);
+	ck_assert_int_gt(a, 0);
+	ck_assert_int_gt(c, 0);
+	b = buf_get(&t, (uint32_t)a, 0, 0, &err);
+
+#define SQE(...) (&(struct shm_sqe){ __VA_ARGS__ })
+	/* Good requests: lanes, addresses, held buffers. */
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .arena_off = 4096,
+					       .buf_off = 16, .len = 100),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 LANE_H2D_SMALL);
+	ck_assert_uint_eq(x.src, arena_dev + 4096);
+	ck_assert_uint_eq(x.dst, b->addr + 16);
+	ck_assert_uint_eq(x.len, 100);
+	ck_assert_ptr_eq(held[0], b);
+	ck_assert_ptr_null(held[1]);
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2H, .buf = a, .arena_off = (1u << 20) - 8192,
+					       .len = 8192),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 LANE_D2H_LARGE);
+	ck_assert_uint_eq(x.dst, arena_dev + (1u << 20) - 8192);
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2D, .buf = a, .src_buf = c, .len = 8192),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 LANE_D2D);
+	ck_assert_ptr_nonnull(held[1]);
+
+	/* The arena range is checked against the private size, without wrapping. */
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .arena_off = 1ull << 40, .len = 1),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 -ERANGE);
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .arena_off = (1u << 20) - 10,
+					       .len = 11),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 -ERANGE);
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2H, .buf = a, .arena_off = ~0ull - 5, .len = 10),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 -ERANGE);
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2H, .buf = a, .arena_off = 8, .len = ~0ull),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 -ERANGE);
+	/* Buffer ranges, ids, devices, ops. */
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .buf_off = 8000, .len = 200),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 -ERANGE);
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = 999, .len = 1),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 -ENOENT);
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2D, .buf = a, .src_buf = c, .src_off = ~0ull,
+					       .len = 2),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 -ERANGE);
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .len = 1),
+					   &g, arena_dev, &t, 1, cross, &x, held),
+			 -EINVAL);
+	ck_assert_int_eq(request_translate(SQE(.op = 0, .buf = a, .len = 1),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 -EINVAL);
+	ck_assert_int_eq(request_translate(SQE(.op = 0xff, .buf = a, .len = 1),
+					   &g, arena_dev, &t, 0, cross, &x, held),
+			 -EINVAL);
+#undef SQE
+	buf_table_fini(&t);
+}
+END_TEST
+
 static Suite *buf_suite(void)
 {
 	Suite *s = suite_create("buf");
@@ -344,6 +470,18 @@ static Suite *buf_suite(void)
 	tc = tcase_create("isolation");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_tables_isolated);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lifetime");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_free_refuses_busy);
+	tcase_add_test(tc, test_many_free_fast);
+	tcase_set_timeout(tc, 10);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("translate");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_translate);
 	suite_add_tcase(s, tc);
 	return s;
 }
