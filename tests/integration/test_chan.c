@@ -3,6 +3,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -777,6 +778,271 @@ START_TEST(corrupt_header_harms_nobody)
 }
 END_TEST
 
+/* The shared memory of ch, and its size. */
+static uint8_t *mem_of(gpuq_chan_t *ch, size_t *size)
+{
+	void *mem = NULL;
+
+	ck_assert_int_eq(gpuq_chan_info(ch, NULL, NULL, NULL, &mem, size), 0);
+	return mem;
+}
+
+/* Runs fn(arg) in a child; returns how it ended: exit code, or 128 + signal. */
+static int in_child(void (*fn)(void *), void *arg)
+{
+	pid_t pid = fork();
+	int st;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		fn(arg);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void poke(void *p)
+{
+	*(volatile uint64_t *)p = 12345;
+}
+
+/*
+ * The modes are the mappings: a receive-only opener has the sender region
+ * (slots, tail) read-only and cannot make it writable; a send-only opener
+ * likewise the receiver page (head). The fixed page is read-only to all.
+ * The library refuses the other end's calls with -EBADF, and gpuqd
+ * refuses to let a GPU take an end the opener was not granted.
+ */
+START_TEST(modes_enforced_by_mappings)
+{
+	gpuq_t *q = session(), *qr = session(), *qs = session();
+	gpuq_chan_t *ch, *rx, *tx;
+	uint8_t *mr, *ms;
+	size_t size;
+	struct msg m;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "modes", SLOT(_i), 8, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	ck_assert_int_eq(gpuq_chan_ends(ch), (int)(GPUQ_CHAN_SEND | GPUQ_CHAN_RECV));
+	ck_assert_int_eq(gpuq_chan_open(qr, "modes", GPUQ_CHAN_RECV, &rx), 0);
+	ck_assert_int_eq(gpuq_chan_open(qs, "modes", GPUQ_CHAN_SEND, &tx), 0);
+	ck_assert_int_eq(gpuq_chan_ends(rx), (int)GPUQ_CHAN_RECV);
+	ck_assert_int_eq(gpuq_chan_ends(tx), (int)GPUQ_CHAN_SEND);
+	mr = mem_of(rx, &size);
+	ms = mem_of(tx, NULL);
+
+	/* Receive-only: slots and tail stay read-only; head is its to write. */
+	ck_assert_int_eq(mprotect(mr + GPUQ_CHAN_TX_OFF, size - GPUQ_CHAN_TX_OFF, PROT_READ | PROT_WRITE), -1);
+	ck_assert_int_eq(errno, EACCES);
+	ck_assert_int_eq(mprotect(mr, GPUQ_CHAN_FIXED_SIZE, PROT_READ | PROT_WRITE), -1);
+	ck_assert_int_eq(in_child(poke, mr + GPUQ_CHAN_HDR_SIZE), 128 + SIGSEGV);           /* a slot */
+	ck_assert_int_eq(in_child(poke, &((struct gpuq_chan_hdr *)mr)->tail), 128 + SIGSEGV); /* tail */
+	ck_assert_int_eq(in_child(poke, &((struct gpuq_chan_hdr *)mr)->rx_waiting), 0);
+	make_msg(&m, 1, 1);
+	ck_assert_int_eq(gpuq_chan_send(rx, &m, sizeof(m), 0), -EBADF);
+	ck_assert_int_eq(gpuq_chan_own(rx, GPUQ_CHAN_SEND, 1), -EACCES);
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(qr), "not opened for sending"));
+
+	/* Send-only: head stays read-only (it cannot consume); slots and tail are its to write. */
+	ck_assert_int_eq(mprotect(ms + GPUQ_CHAN_RX_OFF, GPUQ_CHAN_RX_SIZE, PROT_READ | PROT_WRITE), -1);
+	ck_assert_int_eq(errno, EACCES);
+	ck_assert_int_eq(in_child(poke, &((struct gpuq_chan_hdr *)ms)->head), 128 + SIGSEGV);
+	ck_assert_int_eq(gpuq_chan_recv(tx, &m, sizeof(m), 0), -EBADF);
+	ck_assert_int_eq(gpuq_chan_fd(tx), -EBADF);
+	ck_assert_int_eq(gpuq_chan_own(tx, GPUQ_CHAN_RECV, 1), -EACCES);
+
+	/* Each does what it was granted. */
+	ck_assert_int_eq(gpuq_chan_send(tx, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert_int_eq(gpuq_chan_recv(rx, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+	ck_assert(msg_ok(&m) && m.n == 1);
+	ck_assert_int_eq(gpuq_chan_own(rx, GPUQ_CHAN_RECV, 1), 0);
+	ck_assert_int_eq(gpuq_chan_own(rx, GPUQ_CHAN_RECV, 0), 0);
+	gpuq_chan_close(tx);
+	gpuq_chan_close(rx);
+	gpuq_chan_close(ch);
+	gpuq_close(qs);
+	gpuq_close(qr);
+	gpuq_close(q);
+}
+END_TEST
+
+/* A raw ChanOpen / ChanCreate on fd, name given with its length. */
+static void raw_chan_req(int fd, int create, const char *name, size_t len, int send, int recv)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT;
+	Gpuq__ChanOpen co = GPUQ__CHAN_OPEN__INIT;
+	Gpuq__ChanCreate cc = GPUQ__CHAN_CREATE__INIT;
+
+	req.seq = 9;
+	if (create) {
+		cc.name.data = (uint8_t *)name;
+		cc.name.len = len;
+		cc.slot_size = 64;
+		cc.nslots = 8;
+		cc.direction = GPUQ_CHAN_DIR_GPU_TO_CPU;
+		req.body_case = GPUQ__MSG__BODY_CHAN_CREATE;
+		req.chan_create = &cc;
+	} else {
+		co.name.data = (uint8_t *)name;
+		co.name.len = len;
+		co.send = send;
+		co.recv = recv;
+		req.body_case = GPUQ__MSG__BODY_CHAN_OPEN;
+		req.chan_open = &co;
+	}
+	ck_assert_int_eq(harness_raw_send_msg(fd, &req), 0);
+}
+
+static void raw_expect_error(int fd, int code, const char *text)
+{
+	Gpuq__Msg *m = harness_raw_recv(fd, 5000);
+
+	ck_assert_msg(m != NULL, "no reply (expected error %d)", code);
+	ck_assert_int_eq(m->body_case, GPUQ__MSG__BODY_ERROR);
+	ck_assert_int_eq(m->error->code, code);
+	ck_assert_msg(strstr(m->error->message, text), "error '%s' lacks '%s'", m->error->message, text);
+	frame_free(m);
+}
+
+/*
+ * What libgpuq never sends, gpuqd refuses on its own: an open asking for
+ * neither end (it would hand out the memory unchecked), and names with a
+ * NUL inside (which a C string would cut short: "abc\0evl" is not "abc").
+ */
+START_TEST(raw_opens_refused)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	Gpuq__Msg *m;
+	int fd = harness_raw_connect(&d);
+
+	ck_assert_int_ge(fd, 0);
+	m = harness_raw_hello(fd, GPUQ_PROTO_VERSION);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(m->body_case, GPUQ__MSG__BODY_WELCOME);
+	frame_free(m);
+	ck_assert_int_eq(gpuq_chan_create(q, "secret", 64, 8, GPUQ_CHAN_GPU_TO_CPU | 0600, &ch), 0);
+	raw_chan_req(fd, 0, "secret", 6, 0, 0);
+	raw_expect_error(fd, -EINVAL, "ask for send, receive or both");
+	raw_chan_req(fd, 1, "abc\0evl", 7, 0, 0);
+	raw_expect_error(fd, -EINVAL, "no NUL");
+	raw_chan_req(fd, 0, "secret\0x", 8, 0, 1);
+	raw_expect_error(fd, -EINVAL, "no NUL");
+	raw_chan_req(fd, 1, "", 0, 0, 0);
+	raw_expect_error(fd, -EINVAL, "invalid channel name");
+	ck_assert_int_eq(gpuq_chan_open(q, "abc", GPUQ_CHAN_RECV, &ch), -ENOENT);
+	ck_assert(harness_alive(&d));
+	close(fd);
+	gpuq_close(q);
+}
+END_TEST
+
+/* A 512 MiB channel costs nothing until used: gpuqd's memory does not grow by it at creation. */
+static long daemon_rss_kib(void)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)d.pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssShmem: %ld", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+START_TEST(big_channel_untouched)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	long before, after;
+	struct msg m;
+
+	before = daemon_rss_kib();
+	/* Over 512 MiB: 128 Ki slots of 4 KiB (SEQ format, whose slots were once stamped one by one). */
+	ck_assert_int_eq(gpuq_chan_create(q, "big", 4096, 128u << 10, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	after = daemon_rss_kib();
+	ck_assert_int_ge(before, 0);
+	ck_assert_msg(after - before < 1024, "gpuqd's shared memory grew by %ld KiB", after - before);
+	make_msg(&m, 1, 1);
+	ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert(msg_ok(&m));
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+/* Sums the voluntary context switches of every gpuqd thread. */
+static long daemon_switches(void)
+{
+	char path[96], line[256];
+	long total = 0, v;
+	int tid;
+	FILE *f;
+	FILE *ls;
+
+	snprintf(path, sizeof(path), "ls /proc/%d/task", (int)d.pid);
+	ls = popen(path, "r");
+	if (!ls)
+		return -1;
+	while (fscanf(ls, "%d", &tid) == 1) {
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)d.pid, tid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
+				total += v;
+		fclose(f);
+	}
+	pclose(ls);
+	return total;
+}
+
+/*
+ * A client that keeps rx_waiting and rx_sleepers set with nothing to
+ * receive does not keep gpuqd's watcher polling every 20 us: after its
+ * linger the channel is looked at every millisecond. A message then still
+ * reaches an event loop.
+ */
+START_TEST(watcher_polling_bounded)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	struct gpuq_chan_hdr *h;
+	struct pollfd p;
+	long s0, s1;
+	struct msg m;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "nagger", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &ch), 0);
+	h = hdr_of(ch);
+	__atomic_store_n(&h->rx_sleepers, 5, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&h->rx_waiting, 1, __ATOMIC_SEQ_CST);
+	usleep(300000); /* past the linger */
+	s0 = daemon_switches();
+	usleep(500000);
+	s1 = daemon_switches();
+	ck_assert_int_ge(s0, 0);
+	/* 1 ms polling: ~500 sleeps (and timer slack makes 20 us polling ~7000). */
+	fprintf(stderr, "watcher_polling_bounded: gpuqd slept %ld times in 500 ms\n", s1 - s0);
+	ck_assert_msg(s1 - s0 < 1500, "gpuqd slept %ld times in 500 ms", s1 - s0);
+	p.fd = gpuq_chan_fd(ch);
+	p.events = POLLIN;
+	make_msg(&m, 3, 3);
+	raw_send(ch, &m, sizeof(m));
+	ck_assert_int_eq(poll(&p, 1, 2000), 1);
+	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	__atomic_store_n(&h->rx_sleepers, 0, __ATOMIC_SEQ_CST);
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
 /* gpuq_channels (gpuqctl channels) shows each channel's geometry, users, ring and GPU ends. */
 START_TEST(listing)
 {
@@ -903,6 +1169,10 @@ int main(void)
 	tcase_add_loop_test(tc, messages_outlive_their_sender, 0, 2);
 	tcase_add_test(tc, corrupt_header_harms_nobody);
 	tcase_add_test(tc, permissions);
+	tcase_add_loop_test(tc, modes_enforced_by_mappings, 0, 2);
+	tcase_add_test(tc, raw_opens_refused);
+	tcase_add_test(tc, big_channel_untouched);
+	tcase_add_test(tc, watcher_polling_bounded);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
