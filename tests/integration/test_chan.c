@@ -1043,6 +1043,191 @@ START_TEST(watcher_polling_bounded)
 }
 END_TEST
 
+/*
+ * A sender that dies right after taking a position: it puts the position
+ * on record in its row of the pending table (row 1: the creator has row 0),
+ * takes it, writes all of the message but its last word (TAG: unit 0;
+ * SEQ: seq) and is SIGKILLed. full: the ring is full; it takes the
+ * position without room (libgpuq waits for room first; kernels and rogue
+ * senders do not) and writes nothing, so gpuqd must wait for room to skip.
+ */
+static void half_send_and_die(gpuq_chan_t *ch, uint32_t id, int full)
+{
+	struct gpuq_chan_hdr *h = hdr_of(ch);
+	uint64_t pos = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+	uint8_t *slot = (uint8_t *)h + GPUQ_CHAN_HDR_SIZE + (pos & (h->nslots - 1)) * h->stride;
+	struct msg m;
+
+	make_msg(&m, id, 0);
+	__atomic_store_n(&h->pending[1][0], pos + 1, __ATOMIC_SEQ_CST);
+	if (!__atomic_compare_exchange_n(&h->tail, &pos, pos + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		_exit(30);
+	if (full)
+		raise(SIGKILL);
+	if (h->format == GPUQ_CHAN_FMT_TAG) {
+		uint64_t rest = (uint64_t)gpuq_chan_tag_rest(pos, gpuq_chan_lap_shift(h->nslots)) << 32;
+
+		for (uint32_t i = 2; i < sizeof(m) / 4; i++)
+			((uint64_t *)slot)[i] = rest | ((uint32_t *)&m)[i];
+	} else {
+		memcpy(slot + GPUQ_CHAN_SLOT_HDR, &m, sizeof(m));
+		((struct gpuq_chan_slot *)slot)->len = sizeof(m);
+	}
+	raise(SIGKILL);
+}
+
+START_TEST(dead_sender_hole_skipped)
+{
+	for (int full = 0; full < 2; full++) {
+		gpuq_t *q = session();
+		gpuq_chan_t *ch;
+		struct msg m;
+		pid_t pid;
+		int st, i, before = full ? 8 : 1;
+
+		ck_assert_int_eq(gpuq_chan_create(q, "holes", SLOT(_i), 8, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+		for (i = 0; i < before; i++) {
+			make_msg(&m, 1, (uint32_t)i);
+			ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+		}
+		pid = fork();
+		if (pid == 0) {
+			gpuq_t *c;
+			gpuq_chan_t *tx;
+
+			if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "holes", GPUQ_CHAN_SEND, &tx))
+				_exit(10);
+			half_send_and_die(tx, 2, full);
+			_exit(11);
+		}
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the dying sender: %d", st);
+		for (i = 0; i < before; i++) {
+			ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+			ck_assert(msg_ok(&m) && m.sender == 1 && m.n == (uint32_t)i);
+		}
+		/* The living sender's next message comes after the hole, which gpuqd skips. */
+		make_msg(&m, 1, 100);
+		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+		memset(&m, 0, sizeof(m));
+		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 3000), (ssize_t)sizeof(m));
+		ck_assert_msg(msg_ok(&m) && m.sender == 1 && m.n == 100, "got sender %u n %u", m.sender, m.n);
+		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), -EAGAIN);
+		gpuq_chan_close(ch);
+		gpuq_close(q);
+	}
+}
+END_TEST
+
+/*
+ * Senders SIGKILLed at random points of their sends, GPUQ_TEST_CHAN_KILLS
+ * times (200 unless set): after each, the living sender's next message
+ * arrives (no receiver is stuck behind a hole), every message received is
+ * whole, and each sender's arrive in order, once.
+ */
+START_TEST(killed_senders_never_stall_receivers)
+{
+	const char *env = getenv("GPUQ_TEST_CHAN_KILLS");
+	int kills = env ? atoi(env) : 200, k, st, res[2];
+	uint32_t slot = _i ? 16384 : 256;
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	pid_t rpid;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "killed", slot, 16, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	ck_assert_int_eq(pipe(res), 0);
+	rpid = fork();
+	if (rpid == 0) {
+		/* The receiver: checks every message; the living sender (0) numbers its own 0, 1, 2... */
+		static uint8_t buf[16384];
+		static uint32_t next[4096];
+		gpuq_t *c;
+		gpuq_chan_t *rx;
+		uint32_t living = 0, others = 0;
+
+		close(res[0]);
+		if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "killed", GPUQ_CHAN_RECV, &rx))
+			_exit(10);
+		for (;;) {
+			ssize_t n = gpuq_chan_recv(rx, buf, sizeof(buf), 5000);
+			struct msg *m = (struct msg *)buf;
+
+			if (n < (ssize_t)sizeof(*m) || !msg_ok(m) || m->sender >= 4096)
+				_exit(n < 0 ? 11 : 12); /* stuck, or a torn message */
+			if (m->sender == 0) {
+				if (m->n == UINT32_MAX)
+					break;
+				if (m->n != living++)
+					_exit(13);
+				continue;
+			}
+			if (m->n < next[m->sender])
+				_exit(14); /* out of order or twice */
+			next[m->sender] = m->n + 1;
+			others++;
+		}
+		if (write(res[1], &living, sizeof(living)) < 0 || write(res[1], &others, sizeof(others)) < 0)
+			_exit(15);
+		_exit(0);
+	}
+	close(res[1]);
+	srand(12345);
+	for (k = 0; k < kills; k++) {
+		int ready[2];
+		pid_t spid;
+		char b;
+		struct msg m;
+
+		ck_assert_int_eq(pipe(ready), 0);
+		spid = fork();
+		if (spid == 0) {
+			static uint8_t big[16384];
+			gpuq_t *c;
+			gpuq_chan_t *tx;
+
+			close(ready[0]);
+			if (gpuq_connect_opts(d.sock, &(struct gpuq_options){ .arena_size = 1u << 20 }, &c, NULL, 0) ||
+			    gpuq_chan_open(c, "killed", GPUQ_CHAN_SEND, &tx))
+				_exit(10);
+			if (write(ready[1], "r", 1) != 1)
+				_exit(11);
+			for (uint32_t i = 0;; i++) {
+				make_msg((struct msg *)big, 1 + (uint32_t)k % 4000, i);
+				if (gpuq_chan_send(tx, big, slot, 10000) != (ssize_t)slot)
+					_exit(12);
+			}
+		}
+		close(ready[1]);
+		ck_assert_int_eq(read(ready[0], &b, 1), 1);
+		close(ready[0]);
+		usleep((useconds_t)(rand() % 400));
+		kill(spid, SIGKILL);
+		ck_assert_int_eq(waitpid(spid, &st, 0), spid);
+		/* Whatever it left, the next message of a living sender gets through. */
+		make_msg(&m, 0, (uint32_t)k);
+		ck_assert_msg(gpuq_chan_send(ch, &m, sizeof(m), 5000) == (ssize_t)sizeof(m), "kill %d: ring stuck", k);
+	}
+	{
+		struct msg m;
+		uint32_t living = 0, others = 0;
+
+		make_msg(&m, 0, UINT32_MAX);
+		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 5000), (ssize_t)sizeof(m));
+		ck_assert_int_eq(waitpid(rpid, &st, 0), rpid);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			      "receiver: %d (11 stuck, 12 torn, 13 living sender's lost, 14 order)", WEXITSTATUS(st));
+		ck_assert_int_eq(read(res[0], &living, sizeof(living)), (ssize_t)sizeof(living));
+		ck_assert_int_eq(read(res[0], &others, sizeof(others)), (ssize_t)sizeof(others));
+		ck_assert_uint_eq(living, (uint32_t)kills);
+		fprintf(stderr, "killed_senders (%s): %d kills, %u messages of the killed senders received\n",
+			_i ? "SEQ" : "TAG", kills, others);
+	}
+	close(res[0]);
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
 /* gpuq_channels (gpuqctl channels) shows each channel's geometry, users, ring and GPU ends. */
 START_TEST(listing)
 {
@@ -1097,7 +1282,7 @@ END_TEST
 START_TEST(permissions)
 {
 	gpuq_t *q = session();
-	gpuq_chan_t *priv, *pub;
+	gpuq_chan_t *priv, *pub, *grp;
 	pid_t pid;
 	int st;
 
@@ -1109,6 +1294,7 @@ START_TEST(permissions)
 	ck_assert_int_eq(gpuq_chan_create(q, "private", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &priv), 0);
 	ck_assert_int_eq(gpuq_chan_create(q, "public", 64, 8, GPUQ_CHAN_GPU_TO_CPU | 0644, &pub),
 			 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "group", 64, 8, GPUQ_CHAN_GPU_TO_CPU | 0640, &grp), 0);
 	ck_assert_int_eq(chmod(d.dir, 0755), 0);
 	ck_assert_int_eq(chmod(d.sock, 0666), 0);
 	pid = fork();
@@ -1116,10 +1302,12 @@ START_TEST(permissions)
 		gpuq_t *c;
 		gpuq_chan_t *x;
 
-		if (setgid(65534) || setuid(65534))
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
 			_exit(20);
 		if (gpuq_connect(d.sock, &c))
 			_exit(21);
+		if (gpuq_chan_open(c, "group", GPUQ_CHAN_RECV, &x) != -EACCES)
+			_exit(26); /* not in the channel's group */
 		if (gpuq_chan_open(c, "private", GPUQ_CHAN_RECV, &x) != -EACCES)
 			_exit(22);
 		if (gpuq_chan_open(c, "public", GPUQ_CHAN_SEND, &x) != -EACCES)
@@ -1139,6 +1327,37 @@ START_TEST(permissions)
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "as nobody: %d", WEXITSTATUS(st));
 	ck_assert(harness_log_contains(&d, "denied receive on channel 'private'"));
+	/*
+	 * Supplementary groups count: nobody with the channel's group (root's,
+	 * 0) among its supplementary groups gets the group bits (r: receive
+	 * only), and its receive-only opening cannot take the send end.
+	 */
+	pid = fork();
+	if (pid == 0) {
+		gid_t g = getgid();
+		gpuq_t *c;
+		gpuq_chan_t *x;
+
+		if (setgroups(1, &g) || setgid(65534) || setuid(65534))
+			_exit(20);
+		if (gpuq_connect(d.sock, &c))
+			_exit(21);
+		if (gpuq_chan_open(c, "group", GPUQ_CHAN_SEND, &x) != -EACCES)
+			_exit(22);
+		if (gpuq_chan_open(c, "group", GPUQ_CHAN_RECV, &x) != 0)
+			_exit(23);
+		if (gpuq_chan_own(x, GPUQ_CHAN_SEND, 1) != -EACCES)
+			_exit(24);
+		if (gpuq_chan_recv(x, NULL, 0, 0) != -EAGAIN)
+			_exit(25);
+		gpuq_chan_close(x);
+		gpuq_close(c);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "as nobody in the channel's group: %d",
+		      WEXITSTATUS(st));
+	gpuq_chan_close(grp);
 	gpuq_chan_close(pub);
 	gpuq_chan_close(priv);
 	gpuq_close(q);
@@ -1173,6 +1392,8 @@ int main(void)
 	tcase_add_test(tc, raw_opens_refused);
 	tcase_add_test(tc, big_channel_untouched);
 	tcase_add_test(tc, watcher_polling_bounded);
+	tcase_add_loop_test(tc, dead_sender_hole_skipped, 0, 2);
+	tcase_add_loop_test(tc, killed_senders_never_stall_receivers, 0, 2);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
