@@ -3,6 +3,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1228,6 +1230,104 @@ START_TEST(killed_senders_never_stall_receivers)
 }
 END_TEST
 
+/* Reads one reply on a raw socket and keeps the fds that came with it. Returns how many. */
+static int raw_recv_fds(int fd, int *fds, int max)
+{
+	static char data[1 << 16];
+	char ctl[CMSG_SPACE(8 * sizeof(int))];
+	struct iovec iov = { data, sizeof(data) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct cmsghdr *cm;
+	int n = 0;
+
+	if (poll(&p, 1, 5000) != 1 || recvmsg(fd, &mh, MSG_CMSG_CLOEXEC) <= 0)
+		return -1;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+
+			for (int i = 0; i < k && n < max; i++)
+				memcpy(&fds[n++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+		}
+	return n;
+}
+
+/*
+ * The descriptors themselves, as another user holds them (not through
+ * libgpuq): a receive-only opener's sender region and a send-only opener's
+ * receiver page cannot be mapped writable, written, reopened writable
+ * through /proc, re-moded, or resized; the fixed page likewise for both;
+ * the wake pipe's end is the read end.
+ */
+START_TEST(descriptors_as_handed_out)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	pid_t pid;
+	int st;
+
+	if (getuid() != 0) {
+		fprintf(stderr, "descriptors_as_handed_out: not root, cannot act as another user; skipped\n");
+		gpuq_close(q);
+		return;
+	}
+	ck_assert_int_eq(gpuq_chan_create(q, "fds", 64, 8, GPUQ_CHAN_GPU_TO_CPU | 0666, &ch), 0);
+	ck_assert_int_eq(chmod(d.dir, 0755), 0);
+	ck_assert_int_eq(chmod(d.sock, 0666), 0);
+	pid = fork();
+	if (pid == 0) {
+		int fd, fds[8], n;
+		Gpuq__Msg *m;
+
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(20);
+		for (int send = 0; send < 2; send++) {
+			char path[64];
+			int ro, rw;
+
+			fd = harness_raw_connect(&d);
+			if (fd < 0 || !(m = harness_raw_hello(fd, GPUQ_PROTO_VERSION)))
+				_exit(21);
+			frame_free(m);
+			raw_chan_req(fd, 0, "fds", 3, send, !send);
+			n = raw_recv_fds(fd, fds, 8);
+			if (n != 4)
+				_exit(22);
+			ro = send ? fds[1] : fds[2]; /* the region this opener must not write */
+			rw = send ? fds[2] : fds[1];
+			for (int i = 0; i < 2; i++) {
+				int f = i ? fds[0] : ro;
+
+				if (mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0) != MAP_FAILED)
+					_exit(23);
+				if (write(f, "x", 1) != -1 || ftruncate(f, 0) != -1)
+					_exit(24);
+				if (fchmod(f, 0666) != -1)
+					_exit(25);
+				snprintf(path, sizeof(path), "/proc/self/fd/%d", f);
+				if (open(path, O_RDWR) != -1 || errno != EACCES)
+					_exit(26);
+				if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, f, 0) == MAP_FAILED)
+					_exit(27);
+			}
+			if (mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0) == MAP_FAILED)
+				_exit(28);
+			if (write(fds[3], "x", 1) != -1)
+				_exit(29);
+			for (int i = 0; i < n; i++)
+				close(fds[i]);
+			close(fd);
+		}
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "as nobody: %d", WEXITSTATUS(st));
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
 /* gpuq_channels (gpuqctl channels) shows each channel's geometry, users, ring and GPU ends. */
 START_TEST(listing)
 {
@@ -1390,6 +1490,7 @@ int main(void)
 	tcase_add_test(tc, permissions);
 	tcase_add_loop_test(tc, modes_enforced_by_mappings, 0, 2);
 	tcase_add_test(tc, raw_opens_refused);
+	tcase_add_test(tc, descriptors_as_handed_out);
 	tcase_add_test(tc, big_channel_untouched);
 	tcase_add_test(tc, watcher_polling_bounded);
 	tcase_add_loop_test(tc, dead_sender_hole_skipped, 0, 2);
