@@ -526,6 +526,13 @@ static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, si
 		uint64_t seen = pos;
 
 		if (__atomic_compare_exchange_n(&h->head, &seen, pos + k, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			/*
+			 * Another receiver asleep on the slot of pos (the head it
+			 * saw) would sleep on past messages others took: wake it to
+			 * look again, and sleep on the new head.
+			 */
+			if (__atomic_load_n(&h->rx_sleepers, __ATOMIC_RELAXED))
+				futex(gpuq_chan_futex_word(slot_of(ch, pos), ch->format), FUTEX_WAKE, INT_MAX, NULL);
 			if (m)
 				return (int)m;
 			pos += k; /* only skip markers: look past them */
