@@ -490,6 +490,17 @@ void chan_unref(struct chan_registry *r, struct chan *o)
 		repair_row(c, o->row);
 		c->rows[o->row] = 0;
 	}
+	if (o->ends & CHAN_END_RECV) {
+		struct chan *x;
+
+		for (x = c->openings; x && !(x->ends & CHAN_END_RECV); x = x->next)
+			;
+		if (!x) {
+			/* No receiver left: none sleeps, whatever a dead one's count says (senders stop waking). */
+			__atomic_store_n(&c->hdr->rx_sleepers, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&c->hdr->rx_waiting, 0, __ATOMIC_RELAXED);
+		}
+	}
 	close_fd(&o->wake_rd);
 	close_fd(&o->wake_wr);
 	free(o);
