@@ -629,7 +629,7 @@ static int watch_one(struct chan_ring *c, uint64_t t)
 	sleepers = __atomic_load_n(&h->rx_sleepers, __ATOMIC_SEQ_CST);
 	if (!waiting && !sleepers) {
 		c->fast_until = 0;
-		return c->nholes != 0;
+		return 0; /* holes wait for room at the slow pace: one nobody settles must not keep the watcher fast */
 	}
 	if (!c->fast_until)
 		c->fast_until = t + WATCH_LINGER_NS; /* they started waiting */
@@ -660,7 +660,7 @@ static int watch_one(struct chan_ring *c, uint64_t t)
 		if (fresh)
 			c->fast_until = t + WATCH_LINGER_NS;
 	}
-	return t < c->fast_until || c->nholes;
+	return t < c->fast_until;
 }
 
 static void *watch(void *arg)
