@@ -64,8 +64,8 @@ static int map_region(void *addr, size_t len, int fd, int writable)
 
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < len)
 		return -EPROTO;
-	if (mmap(addr, len, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED | MAP_FIXED, fd, 0) ==
-	    MAP_FAILED)
+	if (mmap(addr, len, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED | MAP_FIXED, fd,
+		 0) == MAP_FAILED)
 		return -errno;
 	return 0;
 }
@@ -90,9 +90,11 @@ static int chan_map(struct gpuq *q, const Gpuq__ChanReply *rep, gpuq_chan_t **ou
 		return client_fail(q, -errno, "mapping the channel: %s", strerror(errno));
 	r = map_region(map, GPUQ_CHAN_FIXED_SIZE, q->rx_fds[0], 0);
 	if (!r)
-		r = map_region(map + GPUQ_CHAN_RX_OFF, GPUQ_CHAN_RX_SIZE, q->rx_fds[1], rep->can_recv);
+		r = map_region(map + GPUQ_CHAN_RX_OFF, GPUQ_CHAN_RX_SIZE, q->rx_fds[1],
+			       rep->can_recv);
 	if (!r)
-		r = map_region(map + GPUQ_CHAN_TX_OFF, rep->size - GPUQ_CHAN_TX_OFF, q->rx_fds[2], rep->can_send);
+		r = map_region(map + GPUQ_CHAN_TX_OFF, rep->size - GPUQ_CHAN_TX_OFF, q->rx_fds[2],
+			       rep->can_send);
 	if (r) {
 		munmap(map, rep->size);
 		return client_fail(q, r, "mapping the channel: %s", strerror(-r));
@@ -102,10 +104,11 @@ static int chan_map(struct gpuq *q, const Gpuq__ChanReply *rep, gpuq_chan_t **ou
 	if (h->magic != GPUQ_CHAN_MAGIC || h->version != GPUQ_CHAN_VERSION || rep->nslots < 2 ||
 	    (rep->nslots & (rep->nslots - 1)) || rep->slot_size == 0 || rep->slot_size % 16 ||
 	    gpuq_chan_size(rep->slot_size, rep->nslots) > rep->size ||
-	    (rep->direction != GPUQ_CHAN_DIR_GPU_TO_CPU && rep->direction != GPUQ_CHAN_DIR_CPU_TO_GPU) ||
+	    (rep->direction != GPUQ_CHAN_DIR_GPU_TO_CPU &&
+	     rep->direction != GPUQ_CHAN_DIR_CPU_TO_GPU) ||
 	    h->slot_size != rep->slot_size || h->nslots != rep->nslots ||
-	    h->stride != gpuq_chan_stride(rep->slot_size) || h->format != gpuq_chan_format(rep->slot_size) ||
-	    h->slots_off != GPUQ_CHAN_HDR_SIZE) {
+	    h->stride != gpuq_chan_stride(rep->slot_size) ||
+	    h->format != gpuq_chan_format(rep->slot_size) || h->slots_off != GPUQ_CHAN_HDR_SIZE) {
 		munmap(map, rep->size);
 		return client_fail(q, -EPROTO, "the channel memory has an unknown layout");
 	}
@@ -168,7 +171,8 @@ GPUQ_API int gpuq_chan_create(gpuq_t *q, const char *name, size_t slot_size, uns
 	cc.name.len = strlen(name);
 	cc.slot_size = (uint32_t)slot_size;
 	cc.nslots = nslots;
-	cc.direction = dir == GPUQ_CHAN_GPU_TO_CPU ? GPUQ_CHAN_DIR_GPU_TO_CPU : GPUQ_CHAN_DIR_CPU_TO_GPU;
+	cc.direction =
+		dir == GPUQ_CHAN_GPU_TO_CPU ? GPUQ_CHAN_DIR_GPU_TO_CPU : GPUQ_CHAN_DIR_CPU_TO_GPU;
 	cc.mode = flags & 0777;
 	req.body_case = GPUQ__MSG__BODY_CHAN_CREATE;
 	req.chan_create = &cc;
@@ -242,8 +246,8 @@ GPUQ_API int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots
 	if (nslots)
 		*nslots = ch->nslots;
 	if (direction)
-		*direction = ch->direction == GPUQ_CHAN_DIR_GPU_TO_CPU ? GPUQ_CHAN_GPU_TO_CPU
-								       : GPUQ_CHAN_CPU_TO_GPU;
+		*direction = ch->direction == GPUQ_CHAN_DIR_GPU_TO_CPU ? GPUQ_CHAN_GPU_TO_CPU :
+									 GPUQ_CHAN_CPU_TO_GPU;
 	if (mem)
 		*mem = ch->hdr;
 	if (mem_size)
@@ -295,7 +299,8 @@ static void put(const struct gpuq_chan *ch, uint64_t pos, const void *msg, uint3
 	uint8_t *slot = slot_of(ch, pos);
 
 	if (ch->format == GPUQ_CHAN_FMT_TAG) {
-		uint64_t tag = (uint64_t)gpuq_chan_tag(pos, ch->lap_shift, len) << 32, *w = (uint64_t *)slot;
+		uint64_t tag = (uint64_t)gpuq_chan_tag(pos, ch->lap_shift, len) << 32,
+			 *w = (uint64_t *)slot;
 		uint64_t rest = (uint64_t)gpuq_chan_tag_rest(pos, ch->lap_shift) << 32;
 		uint32_t nw = 2 * gpuq_chan_tag_units(len), i;
 
@@ -306,7 +311,8 @@ static void put(const struct gpuq_chan *ch, uint64_t pos, const void *msg, uint3
 				memcpy(&d, (const uint8_t *)msg + off, 4);
 			else if (off < len)
 				memcpy(&d, (const uint8_t *)msg + off, len - off);
-			__atomic_store_n(&w[i], (i < 2 ? tag : rest) | d, i ? __ATOMIC_RELAXED : __ATOMIC_RELEASE);
+			__atomic_store_n(&w[i], (i < 2 ? tag : rest) | d,
+					 i ? __ATOMIC_RELAXED : __ATOMIC_RELEASE);
 		}
 		return;
 	}
@@ -331,7 +337,8 @@ static uint64_t *pending_way(const struct gpuq_chan *ch, uint64_t pos)
 	for (w = 0; w < GPUQ_CHAN_PEND_WAYS; w++) {
 		uint64_t none = 0;
 
-		if (__atomic_compare_exchange_n(&row[w], &none, pos + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+		if (__atomic_compare_exchange_n(&row[w], &none, pos + 1, 0, __ATOMIC_SEQ_CST,
+						__ATOMIC_RELAXED))
 			return &row[w];
 	}
 	return NULL;
@@ -362,8 +369,8 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 				goto out;
 			}
 			/* Held by nobody (what a dead owner's kernels left): let it go, look again. */
-			__atomic_compare_exchange_n(&h->tail, &pos, pos & ~GPUQ_CHAN_HELD, 0, __ATOMIC_ACQ_REL,
-						    __ATOMIC_ACQUIRE);
+			__atomic_compare_exchange_n(&h->tail, &pos, pos & ~GPUQ_CHAN_HELD, 0,
+						    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 			pos = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
 			continue;
 		}
@@ -409,7 +416,8 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 		return (ssize_t)len;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&h->rx_sleepers, __ATOMIC_RELAXED))
-		futex(gpuq_chan_futex_word(slot_of(ch, pos), ch->format), FUTEX_WAKE, INT_MAX, NULL);
+		futex(gpuq_chan_futex_word(slot_of(ch, pos), ch->format), FUTEX_WAKE, INT_MAX,
+		      NULL);
 	return (ssize_t)len;
 out:
 	if (way)
@@ -432,11 +440,13 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 		const uint64_t *w = (const uint64_t *)slot;
 		uint8_t *d = buf;
 		uint64_t v0 = __atomic_load_n(&w[0], __ATOMIC_ACQUIRE), v1;
-		uint32_t tag = (uint32_t)(v0 >> 32), rest = gpuq_chan_tag_rest(pos, ch->lap_shift), nw, whole, i, n;
+		uint32_t tag = (uint32_t)(v0 >> 32), rest = gpuq_chan_tag_rest(pos, ch->lap_shift),
+			 nw, whole, i, n;
 		int lap = gpuq_chan_tag_lap(tag, pos, ch->lap_shift);
 
 		if (lap)
-			return lap < 0 ? 0 : -1; /* not there yet, or a later lap's: head moved on */
+			return lap < 0 ? 0 :
+					 -1; /* not there yet, or a later lap's: head moved on */
 		l = gpuq_chan_tag_len(tag);
 		if (l == GPUQ_CHAN_TAG_SKIP)
 			return 2; /* a dead sender's position, skipped by gpuqd */
@@ -452,7 +462,8 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
 			if (i)
 				v0 = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
 			v1 = __atomic_load_n(&w[i + 1], __ATOMIC_RELAXED);
-			if ((uint32_t)(v0 >> 32) != (i ? rest : tag) || (uint32_t)(v1 >> 32) != (i ? rest : tag))
+			if ((uint32_t)(v0 >> 32) != (i ? rest : tag) ||
+			    (uint32_t)(v1 >> 32) != (i ? rest : tag))
 				return 0; /* still on its way (the GPU's writes land in any order), or torn by a newer lap */
 			p = (v0 & 0xffffffffu) | v1 << 32;
 			if (i / 2 < whole)
@@ -485,7 +496,8 @@ static int read_at(const struct gpuq_chan *ch, uint64_t pos, void *buf, size_t c
  * and looks again. Returns how many (>= 1), -EAGAIN, or -EBUSY (a GPU
  * holds the head).
  */
-static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, size_t *lens, unsigned max)
+static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, size_t *lens,
+		    unsigned max)
 {
 	struct gpuq_chan_hdr *h = ch->hdr;
 	uint64_t pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
@@ -500,8 +512,8 @@ static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, si
 			 * Held by nobody: a dead owner's kernels stored head after
 			 * gpuqd let the end go. Let it go again, look again.
 			 */
-			__atomic_compare_exchange_n(&h->head, &pos, pos & ~GPUQ_CHAN_HELD, 0, __ATOMIC_ACQ_REL,
-						    __ATOMIC_ACQUIRE);
+			__atomic_compare_exchange_n(&h->head, &pos, pos & ~GPUQ_CHAN_HELD, 0,
+						    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 			pos = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
 			continue;
 		}
@@ -527,7 +539,16 @@ static int try_take(const struct gpuq_chan *ch, uint8_t *bufs, size_t stride, si
 			return -EAGAIN;
 		uint64_t seen = pos;
 
-		if (__atomic_compare_exchange_n(&h->head, &seen, pos + k, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		if (__atomic_compare_exchange_n(&h->head, &seen, pos + k, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			/*
+			 * Another receiver asleep on the slot of pos (the head it
+			 * saw) would sleep on past messages others took: wake it to
+			 * look again, and sleep on the new head.
+			 */
+			if (__atomic_load_n(&h->rx_sleepers, __ATOMIC_RELAXED))
+				futex(gpuq_chan_futex_word(slot_of(ch, pos), ch->format),
+				      FUTEX_WAKE, INT_MAX, NULL);
 			if (m)
 				return (int)m;
 			pos += k; /* only skip markers: look past them */
@@ -557,7 +578,8 @@ static void drain(gpuq_chan_t *ch)
 	struct pollfd p = { .fd = ch->efd, .events = POLLIN };
 	char buf[256];
 
-	while (poll(&p, 1, 0) > 0 && (p.revents & POLLIN) && read(ch->efd, buf, sizeof(buf)) == (ssize_t)sizeof(buf))
+	while (poll(&p, 1, 0) > 0 && (p.revents & POLLIN) &&
+	       read(ch->efd, buf, sizeof(buf)) == (ssize_t)sizeof(buf))
 		;
 }
 

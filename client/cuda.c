@@ -109,6 +109,11 @@ GPUQ_CUDA_API int gpuq_buf_unmap_cuda(void *devptr)
  * How many mappings of each channel's memory this process holds: the
  * memory is registered with CUDA once, on the first, and unregistered on
  * the last unmap (a sender and a receiver mapping of one channel, say).
+ * It is registered as its three regions (gpuq_chan.h, "Regions"), each as
+ * the opener may use it: the fixed page always read-only, the receiver
+ * page and the sender region read-only unless gpuqd granted that end
+ * (cudaHostRegisterReadOnly; a region mapped read-only cannot be
+ * registered otherwise).
  */
 #define MAPPED_MAX 256
 static struct {
@@ -118,10 +123,79 @@ static struct {
 } mapped[MAPPED_MAX];
 static pthread_mutex_t mapped_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Registers mem (size bytes) unless this process already has; counts the mapping. */
-static int mapped_get(void *mem, size_t size)
+/* The regions of a channel of size bytes: offset, length, and whether the opener may write it. */
+static void regions(size_t size, int ends, size_t off[3], size_t len[3], int rw[3])
 {
+	off[0] = 0;
+	len[0] = GPUQ_CHAN_FIXED_SIZE;
+	rw[0] = 0;
+	off[1] = GPUQ_CHAN_RX_OFF;
+	len[1] = GPUQ_CHAN_RX_SIZE;
+	rw[1] = !!(ends & (int)GPUQ_CHAN_RECV);
+	off[2] = GPUQ_CHAN_TX_OFF;
+	len[2] = size - GPUQ_CHAN_TX_OFF;
+	rw[2] = !!(ends & (int)GPUQ_CHAN_SEND);
+}
+
+static void unregister_regions(void *mem, const size_t off[3], int n)
+{
+	while (n-- > 0)
+		cudaHostUnregister((uint8_t *)mem + off[n]);
+	(void)cudaGetLastError();
+}
+
+/*
+ * Registers the regions of mem: the device reaches all three at one base
+ * (the device code adds offsets to hdr), which holds where registered host
+ * memory has the same address on the device; -EOPNOTSUPP where it does not,
+ * or where a read-only region cannot be registered
+ * (cudaDevAttrHostRegisterReadOnlySupported, checked on the current device).
+ */
+static int register_regions(void *mem, size_t size, int ends)
+{
+	size_t off[3], len[3];
+	int rw[3], i, dev, ro_ok = 0;
 	cudaError_t err;
+	void *base = NULL, *p;
+
+	regions(size, ends, off, len, rw);
+	if (cudaGetDevice(&dev) != cudaSuccess ||
+	    cudaDeviceGetAttribute(&ro_ok, cudaDevAttrHostRegisterReadOnlySupported, dev) != cudaSuccess) {
+		(void)cudaGetLastError();
+		ro_ok = 0;
+	}
+	if (!ro_ok)
+		return -EOPNOTSUPP; /* the fixed page is read-only for everyone */
+	for (i = 0; i < 3; i++) {
+		unsigned flags = cudaHostRegisterMapped | cudaHostRegisterPortable;
+
+		if (!rw[i])
+			flags |= cudaHostRegisterReadOnly;
+		err = cudaHostRegister((uint8_t *)mem + off[i], len[i], flags);
+		if (err != cudaSuccess) {
+			(void)cudaGetLastError();
+			unregister_regions(mem, off, i);
+			return cuda_errno(err);
+		}
+		err = cudaHostGetDevicePointer(&p, (uint8_t *)mem + off[i], 0);
+		if (err != cudaSuccess) {
+			(void)cudaGetLastError();
+			unregister_regions(mem, off, i + 1);
+			return cuda_errno(err);
+		}
+		if (i == 0)
+			base = p;
+		else if (p != (uint8_t *)base + off[i]) {
+			unregister_regions(mem, off, i + 1);
+			return -EOPNOTSUPP; /* the regions are not side by side on the device */
+		}
+	}
+	return 0;
+}
+
+/* Registers mem (size bytes, an opener granted ends) unless this process already has; counts the mapping. */
+static int mapped_get(void *mem, size_t size, int ends)
+{
 	int i, slot = -1, r = 0;
 
 	pthread_mutex_lock(&mapped_lock);
@@ -138,16 +212,12 @@ static int mapped_get(void *mem, size_t size)
 		goto out;
 	}
 	/* Portable: kernels on any of the process's devices may use the ring. */
-	err = cudaHostRegister(mem, size, cudaHostRegisterMapped | cudaHostRegisterPortable);
-	if (err == cudaErrorHostMemoryAlreadyRegistered)
-		(void)cudaGetLastError(); /* the caller registered it itself: leave that to them */
-	else if (err != cudaSuccess) {
-		r = cuda_errno(err);
+	r = register_regions(mem, size, ends);
+	if (r)
 		goto out;
-	}
 	mapped[slot].mem = mem;
 	mapped[slot].refs = 1;
-	mapped[slot].ours = err != cudaErrorHostMemoryAlreadyRegistered;
+	mapped[slot].ours = 1;
 out:
 	pthread_mutex_unlock(&mapped_lock);
 	return r;
@@ -156,7 +226,7 @@ out:
 /* Drops one mapping of mem; unregisters it with the last. -EINVAL when this process has none. */
 static int mapped_put(void *mem)
 {
-	cudaError_t err = cudaSuccess;
+	static const size_t off[3] = { 0, GPUQ_CHAN_RX_OFF, GPUQ_CHAN_TX_OFF };
 	int i, r = -EINVAL;
 
 	pthread_mutex_lock(&mapped_lock);
@@ -166,16 +236,12 @@ static int mapped_put(void *mem)
 		r = 0;
 		if (--mapped[i].refs == 0) {
 			if (mapped[i].ours)
-				err = cudaHostUnregister(mem);
+				unregister_regions(mem, off, 3);
 			mapped[i].mem = NULL;
 		}
 		break;
 	}
 	pthread_mutex_unlock(&mapped_lock);
-	if (err != cudaSuccess) {
-		(void)cudaGetLastError();
-		r = cuda_errno(err);
-	}
 	return r;
 }
 
@@ -198,7 +264,7 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 	 */
 	if (mem_size < gpuq_chan_size((uint32_t)slot_size, nslots))
 		return -EPROTO;
-	r = mapped_get(mem, mem_size);
+	r = mapped_get(mem, mem_size, gpuq_chan_ends(ch));
 	if (r)
 		return r;
 	err = cudaHostGetDevicePointer(&dev, mem, 0);

@@ -114,10 +114,11 @@ static int ring_memory(struct chan_ring *c)
 	c->hdr = h = (struct gpuq_chan_hdr *)base;
 	r = region("gpuq-chan-fixed", GPUQ_CHAN_FIXED_SIZE, base, NULL, &c->fixed_ro);
 	if (!r)
-		r = region("gpuq-chan-rx", GPUQ_CHAN_RX_SIZE, base + GPUQ_CHAN_RX_OFF, &c->rx_rw, &c->rx_ro);
+		r = region("gpuq-chan-rx", GPUQ_CHAN_RX_SIZE, base + GPUQ_CHAN_RX_OFF, &c->rx_rw,
+			   &c->rx_ro);
 	if (!r)
-		r = region("gpuq-chan-tx", c->size - GPUQ_CHAN_TX_OFF, base + GPUQ_CHAN_TX_OFF, &c->tx_rw,
-			   &c->tx_ro);
+		r = region("gpuq-chan-tx", c->size - GPUQ_CHAN_TX_OFF, base + GPUQ_CHAN_TX_OFF,
+			   &c->tx_rw, &c->tx_ro);
 	if (r)
 		return r;
 	h->slot_size = c->slot_size;
@@ -205,9 +206,10 @@ struct chan *chan_create(struct chan_registry *r, const char *name, size_t namel
 	struct chan *o;
 	uint64_t size;
 
-	if (!chan_name_valid(name, namelen) || slot_size == 0 || slot_size > CHAN_SLOT_MAX || nslots < 2 ||
-	    nslots > CHAN_NSLOTS_MAX || (nslots & (nslots - 1)) ||
-	    (direction != GPUQ_CHAN_DIR_GPU_TO_CPU && direction != GPUQ_CHAN_DIR_CPU_TO_GPU) || mode > 0777) {
+	if (!chan_name_valid(name, namelen) || slot_size == 0 || slot_size > CHAN_SLOT_MAX ||
+	    nslots < 2 || nslots > CHAN_NSLOTS_MAX || (nslots & (nslots - 1)) ||
+	    (direction != GPUQ_CHAN_DIR_GPU_TO_CPU && direction != GPUQ_CHAN_DIR_CPU_TO_GPU) ||
+	    mode > 0777) {
 		*err = -EINVAL;
 		return NULL;
 	}
@@ -275,7 +277,8 @@ int chan_list(struct chan_registry *r, const struct chan_cred *who, struct chan_
 		struct chan_info *ci = &arr[n];
 		const struct gpuq_chan_hdr *h = c->hdr;
 
-		if (who->uid != 0 && who->uid != getuid() && !allowed(c, 1, 0, who) && !allowed(c, 0, 1, who))
+		if (who->uid != 0 && who->uid != getuid() && !allowed(c, 1, 0, who) &&
+		    !allowed(c, 0, 1, who))
 			continue; /* no access at all */
 		snprintf(ci->name, sizeof(ci->name), "%s", c->name);
 		ci->uid = c->uid;
@@ -338,7 +341,8 @@ void chan_reply_fds(const struct chan *o, int fds[4])
 /* The slot of position pos in mem, from the caller's own geometry. */
 static uint8_t *slot_in(void *mem, uint32_t slot_size, uint32_t nslots, uint64_t pos)
 {
-	return (uint8_t *)mem + GPUQ_CHAN_HDR_SIZE + (pos & (nslots - 1)) * gpuq_chan_stride(slot_size);
+	return (uint8_t *)mem + GPUQ_CHAN_HDR_SIZE +
+	       (pos & (nslots - 1)) * gpuq_chan_stride(slot_size);
 }
 
 /* Is the whole message of position pos in its slot (every unit, for TAG), or a skip marker? */
@@ -370,7 +374,8 @@ static int slot_complete(void *mem, uint32_t slot_size, uint32_t nslots, uint64_
 uint64_t chan_repair_tail(void *mem, uint32_t slot_size, uint32_t nslots)
 {
 	struct gpuq_chan_hdr *h = mem;
-	uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD, pos = head, p;
+	uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD, pos = head,
+		 p;
 	unsigned shift = gpuq_chan_lap_shift(nslots);
 
 	/* Keep the messages up to the first position the dead sender did not fill whole... */
@@ -391,7 +396,8 @@ uint64_t chan_repair_tail(void *mem, uint32_t slot_size, uint32_t nslots)
 			for (i = 0; i < gpuq_chan_stride(slot_size) / 8; i++)
 				__atomic_store_n((uint64_t *)slot + i, w, __ATOMIC_RELAXED);
 		} else
-			__atomic_store_n(&((struct gpuq_chan_slot *)slot)->seq, p, __ATOMIC_RELAXED);
+			__atomic_store_n(&((struct gpuq_chan_slot *)slot)->seq, p,
+					 __ATOMIC_RELAXED);
 	}
 	__atomic_store_n(&h->tail, pos, __ATOMIC_RELEASE);
 	return pos;
@@ -466,12 +472,15 @@ static void repair_row(struct chan_ring *c, int row)
 		if (c->nholes < CHAN_HOLES_MAX)
 			c->holes[c->nholes++] = v - 1;
 		else
-			log_warn("channel '%s': too many dead senders' positions to repair; position %llu dropped",
-				 c->name, (unsigned long long)(v - 1));
+			log_warn(
+				"channel '%s': too many dead senders' positions to repair; position %llu dropped",
+				c->name, (unsigned long long)(v - 1));
 		n++;
 	}
 	if (n)
-		log_info("channel '%s': %u position(s) of a dead sender wait for room to be skipped", c->name, n);
+		log_info(
+			"channel '%s': %u position(s) of a dead sender wait for room to be skipped",
+			c->name, n);
 }
 
 void chan_unref(struct chan_registry *r, struct chan *o)
@@ -489,6 +498,17 @@ void chan_unref(struct chan_registry *r, struct chan *o)
 	if (o->row >= 0) {
 		repair_row(c, o->row);
 		c->rows[o->row] = 0;
+	}
+	if (o->ends & CHAN_END_RECV) {
+		struct chan *x;
+
+		for (x = c->openings; x && !(x->ends & CHAN_END_RECV); x = x->next)
+			;
+		if (!x) {
+			/* No receiver left: none sleeps, whatever a dead one's count says (senders stop waking). */
+			__atomic_store_n(&c->hdr->rx_sleepers, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&c->hdr->rx_waiting, 0, __ATOMIC_RELAXED);
+		}
 	}
 	close_fd(&o->wake_rd);
 	close_fd(&o->wake_wr);
@@ -519,8 +539,8 @@ int chan_own(struct chan *o, unsigned end, uint32_t token)
 
 	if (!(o->ends & end))
 		return -EACCES;
-	if (!__atomic_compare_exchange_n(owner_field(o->ring, end), &none, token, 0, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE))
+	if (!__atomic_compare_exchange_n(owner_field(o->ring, end), &none, token, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return -EBUSY;
 	return 0;
 }
@@ -533,14 +553,16 @@ void chan_disown(struct chan *o, unsigned end, int repair)
 		uint64_t head = __atomic_load_n(&c->hdr->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD;
 		uint64_t tail = chan_repair_tail(c->hdr, c->slot_size, c->nslots);
 
-		log_warn("channel '%s': its GPU senders went away without unmapping; %llu message(s) left to read",
-			 c->name, (unsigned long long)(tail - head));
+		log_warn(
+			"channel '%s': its GPU senders went away without unmapping; %llu message(s) left to read",
+			c->name, (unsigned long long)(tail - head));
 	} else if (end != CHAN_END_SEND) {
 		/* The dead receivers' last head stands (they stored it whole); the end is let go. */
 		__atomic_fetch_and(&c->hdr->head, ~GPUQ_CHAN_HELD, __ATOMIC_ACQ_REL);
 		if (repair)
-			log_warn("channel '%s': its GPU receivers went away without unmapping; CPU receivers may take over",
-				 c->name);
+			log_warn(
+				"channel '%s': its GPU receivers went away without unmapping; CPU receivers may take over",
+				c->name);
 	} else {
 		__atomic_fetch_and(&c->hdr->tail, ~GPUQ_CHAN_HELD, __ATOMIC_ACQ_REL);
 	}
@@ -557,9 +579,9 @@ static uint8_t *head_ready(const struct chan_ring *c, uint64_t head)
 	uint8_t *slot = slot_in(c->hdr, c->slot_size, c->nslots, head);
 
 	return gpuq_chan_slot_state(slot, head, gpuq_chan_format(c->slot_size),
-				    gpuq_chan_lap_shift(c->nslots)) == 1
-		       ? slot
-		       : NULL;
+				    gpuq_chan_lap_shift(c->nslots)) == 1 ?
+		       slot :
+		       NULL;
 }
 
 /*
@@ -607,7 +629,7 @@ static int watch_one(struct chan_ring *c, uint64_t t)
 	sleepers = __atomic_load_n(&h->rx_sleepers, __ATOMIC_SEQ_CST);
 	if (!waiting && !sleepers) {
 		c->fast_until = 0;
-		return c->nholes != 0;
+		return 0; /* holes wait for room at the slow pace: one nobody settles must not keep the watcher fast */
 	}
 	if (!c->fast_until)
 		c->fast_until = t + WATCH_LINGER_NS; /* they started waiting */
@@ -617,8 +639,9 @@ static int watch_one(struct chan_ring *c, uint64_t t)
 		int fresh = !c->woke || c->woke_head != head;
 
 		if (sleepers && (fresh || t - c->woke_at >= WATCH_REWAKE_NS)) {
-			syscall(SYS_futex, gpuq_chan_futex_word(slot, gpuq_chan_format(c->slot_size)), FUTEX_WAKE,
-				INT_MAX, NULL, NULL, 0);
+			syscall(SYS_futex,
+				gpuq_chan_futex_word(slot, gpuq_chan_format(c->slot_size)),
+				FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 			c->woke = 1;
 			c->woke_head = head;
 			c->woke_at = t;
@@ -637,7 +660,7 @@ static int watch_one(struct chan_ring *c, uint64_t t)
 		if (fresh)
 			c->fast_until = t + WATCH_LINGER_NS;
 	}
-	return t < c->fast_until || c->nholes;
+	return t < c->fast_until;
 }
 
 static void *watch(void *arg)

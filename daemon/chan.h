@@ -34,8 +34,8 @@ struct chan_ring {
 	uid_t uid;
 	gid_t gid;
 	unsigned mode;
-	unsigned refs;           /* openings */
-	struct chan *openings;   /* every opening, for the wake pipes and the pending rows */
+	unsigned refs;         /* openings */
+	struct chan *openings; /* every opening, for the wake pipes and the pending rows */
 	uint8_t rows[GPUQ_CHAN_SENDERS_MAX]; /* pending rows handed to sending openings */
 	uint64_t holes[CHAN_HOLES_MAX];      /* positions to mark skipped once there is room */
 	unsigned nholes;

@@ -97,7 +97,11 @@
  * then writes one byte to each receiving opener's wake pipe (gpuqd holds
  * the non-blocking write end, the opener the read end) when the head slot
  * fills, and clears rx_waiting. Nobody but gpuqd writes a wake pipe, and
- * gpuqd never waits on one.
+ * gpuqd never waits on one. A receiver that claims position p wakes p's
+ * futex too when rx_sleepers is set (a sleeper that saw head p sleeps on
+ * past it otherwise). A receiver killed asleep leaves rx_sleepers counted:
+ * senders then make one needless FUTEX_WAKE per message until the last
+ * receiving opener closes, when gpuqd clears the count.
  *
  * Dead senders: a CPU sender records the position it is taking, before
  * its CAS on tail, in its opener's row of the pending table (pos + 1; 0:

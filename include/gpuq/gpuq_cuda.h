@@ -64,17 +64,27 @@ int gpuq_buf_unmap_cuda(void *devptr);
 /*
  * Maps channel ch's shared memory for kernels of this process: registers it
  * with CUDA (cudaHostRegister, mapped and portable, so every device of the
- * process may use it; memory someone already registered is taken as it is)
+ * process may use it)
  * and fills *out with device pointers into it. Pass *out by value to kernels
  * that include gpuq_device.cuh. The mapping stays valid until
  * gpuq_chan_unmap_cuda; unmap before gpuq_chan_close, and only once no
  * kernel uses it. Mappings of one channel are counted (a sender and a
  * receiver mapping, say): the memory stays registered until the last is
- * undone. Memory the caller registered itself stays registered.
+ * undone.
+ *
+ * The memory is registered as its three regions (gpuq_chan.h, "Regions"),
+ * each as this opener may use it: the fixed page read-only
+ * (cudaHostRegisterReadOnly), the receiver page and the sender region
+ * read-write only where gpuqd granted that end (gpuq_chan_ends): a kernel
+ * that writes what its opener may not faults like a CPU would. Memory
+ * the caller registered itself cannot be mapped (the registration fails).
  *
  * Returns 0 or -errno: -EINVAL (NULL argument), -EPROTO (the channel's
  * header is not one this library knows), -ENODEV (no usable CUDA device),
- * -ENOMEM, -EIO (another CUDA failure; cudaGetLastError() says which).
+ * -EOPNOTSUPP (the current device cannot register read-only host memory,
+ * cudaDevAttrHostRegisterReadOnlySupported, or registered host memory has
+ * another address on the device), -ENOMEM, -EIO (another CUDA failure;
+ * cudaGetLastError() says which).
  * Registering costs about 0.3 ms per MiB (DESIGN.md, Limits): map once, not
  * per launch.
  */

@@ -431,6 +431,8 @@ GPUQ_DEV int read_at(const gpuq_dev_chan &c, uint64_t h, void *buf, uint32_t cap
 		uint32_t tag = u.t0;
 
 		l = tag & 0x1ff;
+		if (l == GPUQ_CHAN_TAG_SKIP)
+			return 2; /* a dead CPU sender's position, skipped by gpuqd (gpuq_chan.h) */
 		if (l > c.slot_size)
 			l = c.slot_size; /* the sender's word: never past the slot */
 		units = l ? (l + 7) / 8 : 1;
@@ -454,6 +456,8 @@ GPUQ_DEV int read_at(const gpuq_dev_chan &c, uint64_t h, void *buf, uint32_t cap
 		return dd < 0 ? 0 : -1;
 	uint32_t l = load_u32(slot_len(slot));
 
+	if (l == GPUQ_CHAN_SEQ_SKIP)
+		return 2;
 	if (l > c.slot_size)
 		l = c.slot_size;
 	get_bytes(buf, slot + GPUQ_CHAN_SLOT_HDR, l < cap ? l : cap);
@@ -572,8 +576,9 @@ GPUQ_DEV int recv_mapped(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool w
 	unsigned n = 0;
 	uint32_t len = 0;
 
-	if (wait) {
+	while (wait) {
 		uint64_t h = dev_fetch_add(&c.dev_rx[0], 1), done = dev_load(&c.dev_rx[1], true);
+		int st;
 
 		/*
 		 * A position taken a ring or more ahead of the freed ones waits
@@ -587,13 +592,15 @@ GPUQ_DEV int recv_mapped(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool w
 		}
 		n = 0;
 		/* Ours alone: only a sender can change the slot, and not before we free it. */
-		while (read_at(c, h, buf, cap, &len) != 1) {
+		while ((st = read_at(c, h, buf, cap, &len)) < 1) {
 			if (n == 8)
 				settle(c, mine); /* waiting a while: a sender may be waiting on our last free */
 			backoff(&n);
 		}
 		release_rx(c, h, done, mine);
-		return (int)len;
+		if (st == 1)
+			return (int)len;
+		n = 0; /* a skip marker: freed, take the next position */
 	}
 	for (;;) {
 		uint64_t h = dev_load(&c.dev_rx[0], false), done = dev_load(&c.dev_rx[1], true);
@@ -603,9 +610,11 @@ GPUQ_DEV int recv_mapped(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool w
 			settle(c, mine);
 			return -EAGAIN;
 		}
-		if (st == 1 && dev_cas(&c.dev_rx[0], h, h + 1)) {
+		if (st >= 1 && dev_cas(&c.dev_rx[0], h, h + 1)) {
 			release_rx(c, h, done, mine);
-			return (int)len;
+			if (st == 1)
+				return (int)len;
+			continue; /* a skip marker, freed */
 		}
 		/* another receiver took it, or the slot is a lap ahead of a stale h: look again */
 	}
@@ -628,10 +637,10 @@ GPUQ_DEV int recv(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool wait)
 		reload = true;
 		int st = read_at(c, h, buf, cap, &len);
 
-		if (st == 1) {
+		if (st >= 1) {
 			/* Copied first, now claimed; a lost claim means the copy may be torn: drop it. */
-			if (!cas_acq_rel(&c.hdr->head, h, h + 1))
-				continue; /* another receiver took it */
+			if (!cas_acq_rel(&c.hdr->head, h, h + 1) || st == 2)
+				continue; /* another receiver took it, or a skip marker, consumed */
 			return (int)len;
 		}
 		if (st < 0) {

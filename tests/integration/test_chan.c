@@ -3,12 +3,15 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -777,6 +780,554 @@ START_TEST(corrupt_header_harms_nobody)
 }
 END_TEST
 
+/* The shared memory of ch, and its size. */
+static uint8_t *mem_of(gpuq_chan_t *ch, size_t *size)
+{
+	void *mem = NULL;
+
+	ck_assert_int_eq(gpuq_chan_info(ch, NULL, NULL, NULL, &mem, size), 0);
+	return mem;
+}
+
+/* Runs fn(arg) in a child; returns how it ended: exit code, or 128 + signal. */
+static int in_child(void (*fn)(void *), void *arg)
+{
+	pid_t pid = fork();
+	int st;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		fn(arg);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void poke(void *p)
+{
+	*(volatile uint64_t *)p = 12345;
+}
+
+/*
+ * The modes are the mappings: a receive-only opener has the sender region
+ * (slots, tail) read-only and cannot make it writable; a send-only opener
+ * likewise the receiver page (head). The fixed page is read-only to all.
+ * The library refuses the other end's calls with -EBADF, and gpuqd
+ * refuses to let a GPU take an end the opener was not granted.
+ */
+START_TEST(modes_enforced_by_mappings)
+{
+	gpuq_t *q = session(), *qr = session(), *qs = session();
+	gpuq_chan_t *ch, *rx, *tx;
+	uint8_t *mr, *ms;
+	size_t size;
+	struct msg m;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "modes", SLOT(_i), 8, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	ck_assert_int_eq(gpuq_chan_ends(ch), (int)(GPUQ_CHAN_SEND | GPUQ_CHAN_RECV));
+	ck_assert_int_eq(gpuq_chan_open(qr, "modes", GPUQ_CHAN_RECV, &rx), 0);
+	ck_assert_int_eq(gpuq_chan_open(qs, "modes", GPUQ_CHAN_SEND, &tx), 0);
+	ck_assert_int_eq(gpuq_chan_ends(rx), (int)GPUQ_CHAN_RECV);
+	ck_assert_int_eq(gpuq_chan_ends(tx), (int)GPUQ_CHAN_SEND);
+	mr = mem_of(rx, &size);
+	ms = mem_of(tx, NULL);
+
+	/* Receive-only: slots and tail stay read-only; head is its to write. */
+	ck_assert_int_eq(mprotect(mr + GPUQ_CHAN_TX_OFF, size - GPUQ_CHAN_TX_OFF, PROT_READ | PROT_WRITE), -1);
+	ck_assert_int_eq(errno, EACCES);
+	ck_assert_int_eq(mprotect(mr, GPUQ_CHAN_FIXED_SIZE, PROT_READ | PROT_WRITE), -1);
+	ck_assert_int_eq(in_child(poke, mr + GPUQ_CHAN_HDR_SIZE), 128 + SIGSEGV);           /* a slot */
+	ck_assert_int_eq(in_child(poke, &((struct gpuq_chan_hdr *)mr)->tail), 128 + SIGSEGV); /* tail */
+	ck_assert_int_eq(in_child(poke, &((struct gpuq_chan_hdr *)mr)->rx_waiting), 0);
+	make_msg(&m, 1, 1);
+	ck_assert_int_eq(gpuq_chan_send(rx, &m, sizeof(m), 0), -EBADF);
+	ck_assert_int_eq(gpuq_chan_own(rx, GPUQ_CHAN_SEND, 1), -EACCES);
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(qr), "not opened for sending"));
+
+	/* Send-only: head stays read-only (it cannot consume); slots and tail are its to write. */
+	ck_assert_int_eq(mprotect(ms + GPUQ_CHAN_RX_OFF, GPUQ_CHAN_RX_SIZE, PROT_READ | PROT_WRITE), -1);
+	ck_assert_int_eq(errno, EACCES);
+	ck_assert_int_eq(in_child(poke, &((struct gpuq_chan_hdr *)ms)->head), 128 + SIGSEGV);
+	ck_assert_int_eq(gpuq_chan_recv(tx, &m, sizeof(m), 0), -EBADF);
+	ck_assert_int_eq(gpuq_chan_fd(tx), -EBADF);
+	ck_assert_int_eq(gpuq_chan_own(tx, GPUQ_CHAN_RECV, 1), -EACCES);
+
+	/* Each does what it was granted. */
+	ck_assert_int_eq(gpuq_chan_send(tx, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert_int_eq(gpuq_chan_recv(rx, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+	ck_assert(msg_ok(&m) && m.n == 1);
+	ck_assert_int_eq(gpuq_chan_own(rx, GPUQ_CHAN_RECV, 1), 0);
+	ck_assert_int_eq(gpuq_chan_own(rx, GPUQ_CHAN_RECV, 0), 0);
+	gpuq_chan_close(tx);
+	gpuq_chan_close(rx);
+	gpuq_chan_close(ch);
+	gpuq_close(qs);
+	gpuq_close(qr);
+	gpuq_close(q);
+}
+END_TEST
+
+/* A raw ChanOpen / ChanCreate on fd, name given with its length. */
+static void raw_chan_req(int fd, int create, const char *name, size_t len, int send, int recv)
+{
+	Gpuq__Msg req = GPUQ__MSG__INIT;
+	Gpuq__ChanOpen co = GPUQ__CHAN_OPEN__INIT;
+	Gpuq__ChanCreate cc = GPUQ__CHAN_CREATE__INIT;
+
+	req.seq = 9;
+	if (create) {
+		cc.name.data = (uint8_t *)name;
+		cc.name.len = len;
+		cc.slot_size = 64;
+		cc.nslots = 8;
+		cc.direction = GPUQ_CHAN_DIR_GPU_TO_CPU;
+		req.body_case = GPUQ__MSG__BODY_CHAN_CREATE;
+		req.chan_create = &cc;
+	} else {
+		co.name.data = (uint8_t *)name;
+		co.name.len = len;
+		co.send = send;
+		co.recv = recv;
+		req.body_case = GPUQ__MSG__BODY_CHAN_OPEN;
+		req.chan_open = &co;
+	}
+	ck_assert_int_eq(harness_raw_send_msg(fd, &req), 0);
+}
+
+static void raw_expect_error(int fd, int code, const char *text)
+{
+	Gpuq__Msg *m = harness_raw_recv(fd, 5000);
+
+	ck_assert_msg(m != NULL, "no reply (expected error %d)", code);
+	ck_assert_int_eq(m->body_case, GPUQ__MSG__BODY_ERROR);
+	ck_assert_int_eq(m->error->code, code);
+	ck_assert_msg(strstr(m->error->message, text), "error '%s' lacks '%s'", m->error->message, text);
+	frame_free(m);
+}
+
+/*
+ * What libgpuq never sends, gpuqd refuses on its own: an open asking for
+ * neither end (it would hand out the memory unchecked), and names with a
+ * NUL inside (which a C string would cut short: "abc\0evl" is not "abc").
+ */
+START_TEST(raw_opens_refused)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	Gpuq__Msg *m;
+	int fd = harness_raw_connect(&d);
+
+	ck_assert_int_ge(fd, 0);
+	m = harness_raw_hello(fd, GPUQ_PROTO_VERSION);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(m->body_case, GPUQ__MSG__BODY_WELCOME);
+	frame_free(m);
+	ck_assert_int_eq(gpuq_chan_create(q, "secret", 64, 8, GPUQ_CHAN_GPU_TO_CPU | 0600, &ch), 0);
+	raw_chan_req(fd, 0, "secret", 6, 0, 0);
+	raw_expect_error(fd, -EINVAL, "ask for send, receive or both");
+	raw_chan_req(fd, 1, "abc\0evl", 7, 0, 0);
+	raw_expect_error(fd, -EINVAL, "no NUL");
+	raw_chan_req(fd, 0, "secret\0x", 8, 0, 1);
+	raw_expect_error(fd, -EINVAL, "no NUL");
+	raw_chan_req(fd, 1, "", 0, 0, 0);
+	raw_expect_error(fd, -EINVAL, "invalid channel name");
+	ck_assert_int_eq(gpuq_chan_open(q, "abc", GPUQ_CHAN_RECV, &ch), -ENOENT);
+	ck_assert(harness_alive(&d));
+	close(fd);
+	gpuq_close(q);
+}
+END_TEST
+
+/* A 512 MiB channel costs nothing until used: gpuqd's memory does not grow by it at creation. */
+static long daemon_rss_kib(void)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)d.pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssShmem: %ld", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+START_TEST(big_channel_untouched)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	long before, after;
+	struct msg m;
+
+	before = daemon_rss_kib();
+	/* Over 512 MiB: 128 Ki slots of 4 KiB (SEQ format, whose slots were once stamped one by one). */
+	ck_assert_int_eq(gpuq_chan_create(q, "big", 4096, 128u << 10, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	after = daemon_rss_kib();
+	ck_assert_int_ge(before, 0);
+	ck_assert_msg(after - before < 1024, "gpuqd's shared memory grew by %ld KiB", after - before);
+	make_msg(&m, 1, 1);
+	ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	ck_assert(msg_ok(&m));
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+/* Sums the voluntary context switches of every gpuqd thread. */
+static long daemon_switches(void)
+{
+	char path[96], line[256];
+	long total = 0, v;
+	int tid;
+	FILE *f;
+	FILE *ls;
+
+	snprintf(path, sizeof(path), "ls /proc/%d/task", (int)d.pid);
+	ls = popen(path, "r");
+	if (!ls)
+		return -1;
+	while (fscanf(ls, "%d", &tid) == 1) {
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)d.pid, tid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
+				total += v;
+		fclose(f);
+	}
+	pclose(ls);
+	return total;
+}
+
+/*
+ * A client that keeps rx_waiting and rx_sleepers set with nothing to
+ * receive does not keep gpuqd's watcher polling every 20 us: after its
+ * linger the channel is looked at every millisecond. A message then still
+ * reaches an event loop.
+ */
+START_TEST(watcher_polling_bounded)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	struct gpuq_chan_hdr *h;
+	struct pollfd p;
+	long s0, s1;
+	struct msg m;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "nagger", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &ch), 0);
+	h = hdr_of(ch);
+	__atomic_store_n(&h->rx_sleepers, 5, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&h->rx_waiting, 1, __ATOMIC_SEQ_CST);
+	usleep(300000); /* past the linger */
+	s0 = daemon_switches();
+	usleep(500000);
+	s1 = daemon_switches();
+	ck_assert_int_ge(s0, 0);
+	/* 1 ms polling: ~500 sleeps (and timer slack makes 20 us polling ~7000). */
+	fprintf(stderr, "watcher_polling_bounded: gpuqd slept %ld times in 500 ms\n", s1 - s0);
+	ck_assert_msg(s1 - s0 < 1500, "gpuqd slept %ld times in 500 ms", s1 - s0);
+	p.fd = gpuq_chan_fd(ch);
+	p.events = POLLIN;
+	make_msg(&m, 3, 3);
+	raw_send(ch, &m, sizeof(m));
+	ck_assert_int_eq(poll(&p, 1, 2000), 1);
+	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	__atomic_store_n(&h->rx_sleepers, 0, __ATOMIC_SEQ_CST);
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+/*
+ * A sender that dies right after taking a position: it puts the position
+ * on record in its row of the pending table (row 1: the creator has row 0),
+ * takes it, writes all of the message but its last word (TAG: unit 0;
+ * SEQ: seq) and is SIGKILLed. full: the ring is full; it takes the
+ * position without room (libgpuq waits for room first; kernels and rogue
+ * senders do not) and writes nothing, so gpuqd must wait for room to skip.
+ */
+static void half_send_and_die(gpuq_chan_t *ch, uint32_t id, int full)
+{
+	struct gpuq_chan_hdr *h = hdr_of(ch);
+	uint64_t pos = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+	uint8_t *slot = (uint8_t *)h + GPUQ_CHAN_HDR_SIZE + (pos & (h->nslots - 1)) * h->stride;
+	struct msg m;
+
+	make_msg(&m, id, 0);
+	__atomic_store_n(&h->pending[1][0], pos + 1, __ATOMIC_SEQ_CST);
+	if (!__atomic_compare_exchange_n(&h->tail, &pos, pos + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		_exit(30);
+	if (full)
+		raise(SIGKILL);
+	if (h->format == GPUQ_CHAN_FMT_TAG) {
+		uint64_t rest = (uint64_t)gpuq_chan_tag_rest(pos, gpuq_chan_lap_shift(h->nslots)) << 32;
+
+		for (uint32_t i = 2; i < sizeof(m) / 4; i++)
+			((uint64_t *)slot)[i] = rest | ((uint32_t *)&m)[i];
+	} else {
+		memcpy(slot + GPUQ_CHAN_SLOT_HDR, &m, sizeof(m));
+		((struct gpuq_chan_slot *)slot)->len = sizeof(m);
+	}
+	raise(SIGKILL);
+}
+
+START_TEST(dead_sender_hole_skipped)
+{
+	for (int full = 0; full < 2; full++) {
+		gpuq_t *q = session();
+		gpuq_chan_t *ch;
+		struct msg m;
+		pid_t pid;
+		int st, i, before = full ? 8 : 1;
+
+		ck_assert_int_eq(gpuq_chan_create(q, "holes", SLOT(_i), 8, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+		for (i = 0; i < before; i++) {
+			make_msg(&m, 1, (uint32_t)i);
+			ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+		}
+		pid = fork();
+		if (pid == 0) {
+			gpuq_t *c;
+			gpuq_chan_t *tx;
+
+			if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "holes", GPUQ_CHAN_SEND, &tx))
+				_exit(10);
+			half_send_and_die(tx, 2, full);
+			_exit(11);
+		}
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the dying sender: %d", st);
+		for (i = 0; i < before; i++) {
+			ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+			ck_assert(msg_ok(&m) && m.sender == 1 && m.n == (uint32_t)i);
+		}
+		/* The living sender's next message comes after the hole, which gpuqd skips. */
+		make_msg(&m, 1, 100);
+		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+		memset(&m, 0, sizeof(m));
+		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 3000), (ssize_t)sizeof(m));
+		ck_assert_msg(msg_ok(&m) && m.sender == 1 && m.n == 100, "got sender %u n %u", m.sender, m.n);
+		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), -EAGAIN);
+		gpuq_chan_close(ch);
+		gpuq_close(q);
+	}
+}
+END_TEST
+
+/*
+ * Senders SIGKILLed at random points of their sends, GPUQ_TEST_CHAN_KILLS
+ * times (200 unless set): after each, the living sender's next message
+ * arrives (no receiver is stuck behind a hole), every message received is
+ * whole, and each sender's arrive in order, once.
+ */
+START_TEST(killed_senders_never_stall_receivers)
+{
+	const char *env = getenv("GPUQ_TEST_CHAN_KILLS");
+	int kills = env ? atoi(env) : 200, k, st, res[2];
+	uint32_t slot = _i ? 16384 : 256;
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	pid_t rpid;
+
+	ck_assert_int_eq(gpuq_chan_create(q, "killed", slot, 16, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	ck_assert_int_eq(pipe(res), 0);
+	rpid = fork();
+	if (rpid == 0) {
+		/* The receiver: checks every message; the living sender (0) numbers its own 0, 1, 2... */
+		static uint8_t buf[16384];
+		static uint32_t next[4096];
+		gpuq_t *c;
+		gpuq_chan_t *rx;
+		uint32_t living = 0, others = 0;
+
+		close(res[0]);
+		if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "killed", GPUQ_CHAN_RECV, &rx))
+			_exit(10);
+		for (;;) {
+			ssize_t n = gpuq_chan_recv(rx, buf, sizeof(buf), 5000);
+			struct msg *m = (struct msg *)buf;
+
+			if (n < (ssize_t)sizeof(*m) || !msg_ok(m) || m->sender >= 4096)
+				_exit(n < 0 ? 11 : 12); /* stuck, or a torn message */
+			if (m->sender == 0) {
+				if (m->n == UINT32_MAX)
+					break;
+				if (m->n != living++)
+					_exit(13);
+				continue;
+			}
+			if (m->n < next[m->sender])
+				_exit(14); /* out of order or twice */
+			next[m->sender] = m->n + 1;
+			others++;
+		}
+		if (write(res[1], &living, sizeof(living)) < 0 || write(res[1], &others, sizeof(others)) < 0)
+			_exit(15);
+		_exit(0);
+	}
+	close(res[1]);
+	srand(12345);
+	for (k = 0; k < kills; k++) {
+		int ready[2];
+		pid_t spid;
+		char b;
+		struct msg m;
+
+		ck_assert_int_eq(pipe(ready), 0);
+		spid = fork();
+		if (spid == 0) {
+			static uint8_t big[16384];
+			gpuq_t *c;
+			gpuq_chan_t *tx;
+
+			close(ready[0]);
+			if (gpuq_connect_opts(d.sock, &(struct gpuq_options){ .arena_size = 1u << 20 }, &c, NULL, 0) ||
+			    gpuq_chan_open(c, "killed", GPUQ_CHAN_SEND, &tx))
+				_exit(10);
+			if (write(ready[1], "r", 1) != 1)
+				_exit(11);
+			for (uint32_t i = 0;; i++) {
+				make_msg((struct msg *)big, 1 + (uint32_t)k % 4000, i);
+				if (gpuq_chan_send(tx, big, slot, 10000) != (ssize_t)slot)
+					_exit(12);
+			}
+		}
+		close(ready[1]);
+		ck_assert_int_eq(read(ready[0], &b, 1), 1);
+		close(ready[0]);
+		usleep((useconds_t)(rand() % 400));
+		kill(spid, SIGKILL);
+		ck_assert_int_eq(waitpid(spid, &st, 0), spid);
+		/* Whatever it left, the next message of a living sender gets through. */
+		make_msg(&m, 0, (uint32_t)k);
+		ck_assert_msg(gpuq_chan_send(ch, &m, sizeof(m), 5000) == (ssize_t)sizeof(m), "kill %d: ring stuck", k);
+	}
+	{
+		struct msg m;
+		uint32_t living = 0, others = 0;
+
+		make_msg(&m, 0, UINT32_MAX);
+		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 5000), (ssize_t)sizeof(m));
+		ck_assert_int_eq(waitpid(rpid, &st, 0), rpid);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			      "receiver: %d (11 stuck, 12 torn, 13 living sender's lost, 14 order)", WEXITSTATUS(st));
+		ck_assert_int_eq(read(res[0], &living, sizeof(living)), (ssize_t)sizeof(living));
+		ck_assert_int_eq(read(res[0], &others, sizeof(others)), (ssize_t)sizeof(others));
+		ck_assert_uint_eq(living, (uint32_t)kills);
+		fprintf(stderr, "killed_senders (%s): %d kills, %u messages of the killed senders received\n",
+			_i ? "SEQ" : "TAG", kills, others);
+	}
+	close(res[0]);
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
+/* Reads one reply on a raw socket and keeps the fds that came with it. Returns how many. */
+static int raw_recv_fds(int fd, int *fds, int max)
+{
+	static char data[1 << 16];
+	char ctl[CMSG_SPACE(8 * sizeof(int))];
+	struct iovec iov = { data, sizeof(data) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct cmsghdr *cm;
+	int n = 0;
+
+	if (poll(&p, 1, 5000) != 1 || recvmsg(fd, &mh, MSG_CMSG_CLOEXEC) <= 0)
+		return -1;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+
+			for (int i = 0; i < k && n < max; i++)
+				memcpy(&fds[n++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+		}
+	return n;
+}
+
+/*
+ * The descriptors themselves, as another user holds them (not through
+ * libgpuq): a receive-only opener's sender region and a send-only opener's
+ * receiver page cannot be mapped writable, written, reopened writable
+ * through /proc, re-moded, or resized; the fixed page likewise for both;
+ * the wake pipe's end is the read end.
+ */
+START_TEST(descriptors_as_handed_out)
+{
+	gpuq_t *q = session();
+	gpuq_chan_t *ch;
+	pid_t pid;
+	int st;
+
+	if (getuid() != 0) {
+		fprintf(stderr, "descriptors_as_handed_out: not root, cannot act as another user; skipped\n");
+		gpuq_close(q);
+		return;
+	}
+	ck_assert_int_eq(gpuq_chan_create(q, "fds", 64, 8, GPUQ_CHAN_GPU_TO_CPU | 0666, &ch), 0);
+	ck_assert_int_eq(chmod(d.dir, 0755), 0);
+	ck_assert_int_eq(chmod(d.sock, 0666), 0);
+	pid = fork();
+	if (pid == 0) {
+		int fd, fds[8], n;
+		Gpuq__Msg *m;
+
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(20);
+		for (int send = 0; send < 2; send++) {
+			char path[64];
+			int ro, rw;
+
+			fd = harness_raw_connect(&d);
+			if (fd < 0 || !(m = harness_raw_hello(fd, GPUQ_PROTO_VERSION)))
+				_exit(21);
+			frame_free(m);
+			raw_chan_req(fd, 0, "fds", 3, send, !send);
+			n = raw_recv_fds(fd, fds, 8);
+			if (n != 4)
+				_exit(22);
+			ro = send ? fds[1] : fds[2]; /* the region this opener must not write */
+			rw = send ? fds[2] : fds[1];
+			for (int i = 0; i < 2; i++) {
+				int f = i ? fds[0] : ro;
+
+				if (mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0) != MAP_FAILED)
+					_exit(23);
+				if (write(f, "x", 1) != -1 || ftruncate(f, 0) != -1)
+					_exit(24);
+				if (fchmod(f, 0666) != -1)
+					_exit(25);
+				snprintf(path, sizeof(path), "/proc/self/fd/%d", f);
+				if (open(path, O_RDWR) != -1 || errno != EACCES)
+					_exit(26);
+				if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, f, 0) == MAP_FAILED)
+					_exit(27);
+			}
+			if (mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0) == MAP_FAILED)
+				_exit(28);
+			if (write(fds[3], "x", 1) != -1)
+				_exit(29);
+			for (int i = 0; i < n; i++)
+				close(fds[i]);
+			close(fd);
+		}
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "as nobody: %d", WEXITSTATUS(st));
+	gpuq_chan_close(ch);
+	gpuq_close(q);
+}
+END_TEST
+
 /* gpuq_channels (gpuqctl channels) shows each channel's geometry, users, ring and GPU ends. */
 START_TEST(listing)
 {
@@ -831,7 +1382,7 @@ END_TEST
 START_TEST(permissions)
 {
 	gpuq_t *q = session();
-	gpuq_chan_t *priv, *pub;
+	gpuq_chan_t *priv, *pub, *grp;
 	pid_t pid;
 	int st;
 
@@ -843,6 +1394,7 @@ START_TEST(permissions)
 	ck_assert_int_eq(gpuq_chan_create(q, "private", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &priv), 0);
 	ck_assert_int_eq(gpuq_chan_create(q, "public", 64, 8, GPUQ_CHAN_GPU_TO_CPU | 0644, &pub),
 			 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "group", 64, 8, GPUQ_CHAN_GPU_TO_CPU | 0640, &grp), 0);
 	ck_assert_int_eq(chmod(d.dir, 0755), 0);
 	ck_assert_int_eq(chmod(d.sock, 0666), 0);
 	pid = fork();
@@ -850,10 +1402,12 @@ START_TEST(permissions)
 		gpuq_t *c;
 		gpuq_chan_t *x;
 
-		if (setgid(65534) || setuid(65534))
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
 			_exit(20);
 		if (gpuq_connect(d.sock, &c))
 			_exit(21);
+		if (gpuq_chan_open(c, "group", GPUQ_CHAN_RECV, &x) != -EACCES)
+			_exit(26); /* not in the channel's group */
 		if (gpuq_chan_open(c, "private", GPUQ_CHAN_RECV, &x) != -EACCES)
 			_exit(22);
 		if (gpuq_chan_open(c, "public", GPUQ_CHAN_SEND, &x) != -EACCES)
@@ -873,6 +1427,37 @@ START_TEST(permissions)
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "as nobody: %d", WEXITSTATUS(st));
 	ck_assert(harness_log_contains(&d, "denied receive on channel 'private'"));
+	/*
+	 * Supplementary groups count: nobody with the channel's group (root's,
+	 * 0) among its supplementary groups gets the group bits (r: receive
+	 * only), and its receive-only opening cannot take the send end.
+	 */
+	pid = fork();
+	if (pid == 0) {
+		gid_t g = getgid();
+		gpuq_t *c;
+		gpuq_chan_t *x;
+
+		if (setgroups(1, &g) || setgid(65534) || setuid(65534))
+			_exit(20);
+		if (gpuq_connect(d.sock, &c))
+			_exit(21);
+		if (gpuq_chan_open(c, "group", GPUQ_CHAN_SEND, &x) != -EACCES)
+			_exit(22);
+		if (gpuq_chan_open(c, "group", GPUQ_CHAN_RECV, &x) != 0)
+			_exit(23);
+		if (gpuq_chan_own(x, GPUQ_CHAN_SEND, 1) != -EACCES)
+			_exit(24);
+		if (gpuq_chan_recv(x, NULL, 0, 0) != -EAGAIN)
+			_exit(25);
+		gpuq_chan_close(x);
+		gpuq_close(c);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "as nobody in the channel's group: %d",
+		      WEXITSTATUS(st));
+	gpuq_chan_close(grp);
 	gpuq_chan_close(pub);
 	gpuq_chan_close(priv);
 	gpuq_close(q);
@@ -903,6 +1488,13 @@ int main(void)
 	tcase_add_loop_test(tc, messages_outlive_their_sender, 0, 2);
 	tcase_add_test(tc, corrupt_header_harms_nobody);
 	tcase_add_test(tc, permissions);
+	tcase_add_loop_test(tc, modes_enforced_by_mappings, 0, 2);
+	tcase_add_test(tc, raw_opens_refused);
+	tcase_add_test(tc, descriptors_as_handed_out);
+	tcase_add_test(tc, big_channel_untouched);
+	tcase_add_test(tc, watcher_polling_bounded);
+	tcase_add_loop_test(tc, dead_sender_hole_skipped, 0, 2);
+	tcase_add_loop_test(tc, killed_senders_never_stall_receivers, 0, 2);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

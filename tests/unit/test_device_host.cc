@@ -29,7 +29,7 @@ const char *fmt_name() { return g_extra ? "SEQ" : "TAG"; }
 		}                                                                         \
 	} while (0)
 
-/* A ring in malloc'd memory, initialised exactly as gpuqd initialises a channel's memfd. */
+/* A ring in malloc'd memory, initialised exactly as gpuqd initialises a channel's memfds (slots zeroed). */
 struct ring {
 	void *mem = nullptr;
 	gpuq_dev_chan c{};
@@ -50,9 +50,6 @@ struct ring {
 		h->slots_off = GPUQ_CHAN_HDR_SIZE;
 		h->total_size = size;
 		h->format = gpuq_chan_format(slot_size);
-		if (h->format == GPUQ_CHAN_FMT_SEQ)
-			for (uint32_t i = 0; i < nslots; i++)
-				gpuq_chan_slot_at(h, i)->seq = i;
 		c.hdr = h;
 		c.slots = static_cast<uint8_t *>(mem) + h->slots_off;
 		c.slot_size = slot_size;
@@ -390,6 +387,57 @@ void test_stale_unit()
 	CHECK(!std::memcmp(&out, want, sizeof(want)), "its bytes");
 }
 
+/* A skip marker at pos, as gpuqd writes one over a dead CPU sender's position. */
+void put_skip(ring &r, uint64_t pos)
+{
+	uint8_t *slot = r.c.slots + (pos & (r.c.nslots - 1)) * r.c.stride;
+
+	if (r.c.format == GPUQ_CHAN_FMT_TAG) {
+		uint64_t w = (uint64_t)gpuq_chan_tag(pos, r.c.lap_shift, GPUQ_CHAN_TAG_SKIP) << 32;
+
+		__atomic_store_n((uint64_t *)slot + 1, w, __ATOMIC_RELAXED);
+		__atomic_store_n((uint64_t *)slot, w, __ATOMIC_RELEASE);
+	} else {
+		__atomic_store_n((uint32_t *)(slot + 8), GPUQ_CHAN_SEQ_SKIP, __ATOMIC_RELAXED);
+		__atomic_store_n((uint64_t *)slot, pos + 1, __ATOMIC_RELEASE);
+	}
+}
+
+/*
+ * Skip markers among messages, over laps: every receive form (the shared
+ * ring, a receiver mapping waiting and trying) consumes them and returns
+ * only the messages, in order.
+ */
+void test_skip_markers()
+{
+	for (int form = 0; form < 3; form++) {
+		ring r(16, 4);
+		uint64_t rx_pos[2] = {0, 0};
+		uint32_t got = 0;
+
+		if (form) {
+			r.c.dev_rx = rx_pos;
+			r.c.hdr->head |= GPUQ_CHAN_HELD;
+		}
+		for (uint32_t i = 0; i < 40; i++) {
+			msg m = make_msg(4, i), out;
+			int n;
+
+			/* Position 3i + 1 and 3i + 2 are a dead sender's: skipped. */
+			CHECK(gpuq_dev_send(r.c, &m, sizeof(m)) == 0, "send %u", i);
+			uint64_t p = __atomic_fetch_add(&r.c.hdr->tail, 2, __ATOMIC_ACQ_REL);
+			put_skip(r, p);
+			put_skip(r, p + 1);
+			n = form == 2 ? gpuq_dev_try_recv(r.c, &out, sizeof(out)) : gpuq_dev_recv(r.c, &out, sizeof(out));
+			CHECK(n == (int)sizeof(out) && out.seq == i, "form %d: message %u: %d, seq %u", form, i, n,
+			      out.seq);
+			got++;
+			CHECK(gpuq_dev_try_recv(r.c, &out, sizeof(out)) == -EAGAIN, "form %d: only skips left", form);
+		}
+		CHECK(got == 40, "form %d: %u messages", form, got);
+	}
+}
+
 } /* namespace */
 
 int main()
@@ -404,6 +452,7 @@ int main()
 		test_laps();
 		test_lap_wrap();
 		test_stale_unit();
+		test_skip_markers();
 		stress(8, 20000, 1, 64);
 		stress(8, 20000, 2, 64);
 		stress(4, 5000, 3, 4); /* a tiny ring: senders wait on full slots all the time */
