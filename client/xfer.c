@@ -383,6 +383,7 @@ static void set_dead(struct gpuq *q)
 
 	if (q->dead)
 		return;
+	reap(q); /* what gpuqd finished before it went still counts */
 	st = atomic_load_explicit(&q->hdr->srv_state.v, memory_order_acquire);
 	q->dead = st == SHM_STATE_SHUTDOWN ? -ESHUTDOWN : st == SHM_STATE_BROKEN ? -EPROTO
 										  : -ECONNRESET;
@@ -879,8 +880,6 @@ GPUQ_API int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int
 	if (!q || !q->shm || (max && !out))
 		return -EINVAL;
 	pthread_mutex_lock(&q->dlock);
-	if (q->fd_mode)
-		drain_sock(q); /* the fd's byte is taken first: a later one stays for the next wake */
 	reap(q);
 	if (q->pq_head == q->pq_tail) {
 		if (timeout_ms != 0)
@@ -892,6 +891,13 @@ GPUQ_API int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int
 	}
 	while (n < max && q->pq_head != q->pq_tail)
 		out[n++] = q->pollq[q->pq_head++ % q->pq_cap];
+	/*
+	 * All taken: the fd's byte goes too, so a level-triggered loop stops
+	 * waking. fd_update then looks at the CQ again and re-arms, so a
+	 * completion whose byte this took is not missed.
+	 */
+	if (q->fd_mode && q->pq_head == q->pq_tail)
+		drain_sock(q);
 	data_unlock(q);
 	if (n)
 		return (int)n; /* the completions first; the session's end comes next time */
