@@ -2,6 +2,7 @@
 #include "build-config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 /* Output a client does not read is bounded: past this, the client is dropped. */
 #define CONN_OUT_MAX (64u << 20)
 
+static void conn_out_free(struct conn_out *o);
 static void conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void conn_on_write(evutil_socket_t fd, short what, void *arg);
 static void conn_on_timeout(evutil_socket_t fd, short what, void *arg);
@@ -92,12 +94,28 @@ void conn_destroy(struct conn *c)
 	event_free(c->timer);
 	while ((o = STAILQ_FIRST(&c->out))) {
 		STAILQ_REMOVE_HEAD(&c->out, link);
-		free(o->buf);
-		free(o);
+		conn_out_free(o);
 	}
 	free(c->in);
 	close(c->fd);
 	free(c);
+}
+
+/* Frees a queued frame and closes the descriptors it still owns. */
+static void conn_out_drop_fds(struct conn_out *o)
+{
+	unsigned i;
+
+	for (i = 0; i < o->nfds; i++)
+		close(o->fds[i]);
+	o->nfds = 0;
+}
+
+static void conn_out_free(struct conn_out *o)
+{
+	conn_out_drop_fds(o);
+	free(o->buf);
+	free(o);
 }
 
 static int conn_flush(struct conn *c)
@@ -112,13 +130,14 @@ static int conn_flush(struct conn *c)
 			break;
 		if (n < 0)
 			return (int)n;
+		/* The descriptors went with the first byte: the duplicates are done. */
+		conn_out_drop_fds(o);
 		o->off += (size_t)n;
 		c->outbytes -= (size_t)n;
 		if (o->off < o->len)
 			break;
 		STAILQ_REMOVE_HEAD(&c->out, link);
-		free(o->buf);
-		free(o);
+		conn_out_free(o);
 	}
 	/* Ask for EV_WRITE only while output is queued. */
 	if (STAILQ_EMPTY(&c->out))
@@ -137,6 +156,7 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 {
 	struct conn_out *o;
 	uint8_t *buf;
+	unsigned i;
 	size_t len;
 	int r;
 
@@ -160,11 +180,28 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 	}
 	o->buf = buf;
 	o->len = len;
-	if (nfds > FRAME_MAX_FDS)
-		nfds = FRAME_MAX_FDS;
-	if (nfds)
-		memcpy(o->fds, fds, nfds * sizeof(int));
-	o->nfds = nfds;
+	if (nfds > FRAME_MAX_FDS) {
+		conn_out_free(o);
+		return conn_send_error(c, seq, -EMSGSIZE, "reply carries too many descriptors");
+	}
+	/*
+	 * The frame owns duplicates of what it carries: whatever the caller does
+	 * with its descriptors before the client reads (a pipelined close), the
+	 * numbers sent are the ones named here, never reused ones.
+	 */
+	for (i = 0; i < nfds; i++) {
+		o->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+		if (o->fds[i] < 0) {
+			r = -errno;
+			o->nfds = i;
+			conn_out_free(o);
+			log_warn("pid %d: duplicating a descriptor for a reply: %s", (int)c->pid,
+				 strerror(-r));
+			return conn_send_error(c, seq, r, "gpuqd is out of descriptors: %s",
+					       strerror(-r));
+		}
+		o->nfds = i + 1;
+	}
 	STAILQ_INSERT_TAIL(&c->out, o, link);
 	c->outbytes += len;
 	return 0;

@@ -23,7 +23,7 @@ struct conn_out {
 	STAILQ_ENTRY(conn_out) link;
 	uint8_t *buf;
 	size_t len, off;
-	int fds[FRAME_MAX_FDS]; /* sent with the first byte; not owned */
+	int fds[FRAME_MAX_FDS]; /* owned duplicates, sent with the first byte, then closed */
 	unsigned nfds;
 };
 
@@ -56,7 +56,11 @@ void conn_destroy(struct conn *c);
  * too large for the frame cap is replaced by an Error(-EMSGSIZE).
  */
 int conn_send(struct conn *c, Gpuq__Msg *m, uint64_t seq);
-/* As conn_send, passing fds with the frame (SCM_RIGHTS). The fds must stay open until sent. */
+/*
+ * As conn_send, passing fds with the frame (SCM_RIGHTS). The queued frame
+ * holds its own duplicates (closed once sent or when c is destroyed), so the
+ * caller may close its descriptors at once. nfds <= FRAME_MAX_FDS.
+ */
 int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, unsigned nfds);
 /* Queues an Error reply. */
 int conn_send_error(struct conn *c, uint64_t seq, int code, const char *fmt, ...)
