@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "chan.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "log.h"
@@ -58,6 +59,8 @@ struct conn *conn_create(struct server *srv, int fd)
 		goto fail_events;
 	TAILQ_INSERT_TAIL(&srv->conns, c, link);
 	srv->nconns++;
+	srv->nhandshakes++;
+	c->handshaking = 1;
 	log_debug("connection from pid %d uid %u gid %u", (int)c->pid, (unsigned)c->uid,
 		  (unsigned)c->gid);
 	return c;
@@ -76,10 +79,77 @@ fail:
 	return NULL;
 }
 
+void conn_end_handshake(struct conn *c)
+{
+	if (c->handshaking) {
+		c->handshaking = 0;
+		c->srv->nhandshakes--;
+	}
+}
+
+/* Gives back to the uid's account what the session held, then the session's own charges. */
+static void conn_uncharge(struct conn *c)
+{
+	struct account_table *t = &c->srv->accounts;
+	struct session *s = c->sess;
+	unsigned i;
+
+	if (!c->acct)
+		return;
+	if (s) {
+		account_uncharge(t, c->acct, ACCT_MEM, s->bufs.bytes);
+		for (i = 0; i < s->nchans; i++)
+			if (s->chans[i])
+				conn_chan_uncharge(c, s->chans[i]->size);
+	}
+	if (c->charged_session)
+		account_uncharge(t, c->acct, ACCT_SESSIONS, 1);
+	account_uncharge(t, c->acct, ACCT_ARENA, c->charged_arena);
+	c->charged_session = 0;
+	c->charged_arena = 0;
+}
+
+int conn_chan_charge(struct conn *c, uint64_t seq, uint64_t bytes)
+{
+	struct account_table *t = &c->srv->accounts;
+	struct config *cfg = c->srv->cfg;
+	uint64_t used;
+
+	if (!c->acct)
+		return 0;
+	if (account_charge(t, c->acct, ACCT_CHANNELS, 1, cfg->uid_max_channels, &used)) {
+		conn_send_error(c, seq, -EDQUOT,
+				"uid %u holds %llu channels open, the limit (uid_max_channels) is %u",
+				(unsigned)c->uid, (unsigned long long)used, cfg->uid_max_channels);
+		return -EDQUOT;
+	}
+	if (account_charge(t, c->acct, ACCT_CHANNEL_BYTES, bytes, cfg->uid_max_channel_bytes,
+			   &used)) {
+		account_uncharge(t, c->acct, ACCT_CHANNELS, 1);
+		conn_send_error(c, seq, -EDQUOT,
+				"uid %u holds %llu bytes of channels, %llu more asked, the limit "
+				"(uid_max_channel_bytes) is %llu",
+				(unsigned)c->uid, (unsigned long long)used, (unsigned long long)bytes,
+				(unsigned long long)cfg->uid_max_channel_bytes);
+		return -EDQUOT;
+	}
+	return 0;
+}
+
+void conn_chan_uncharge(struct conn *c, uint64_t bytes)
+{
+	if (!c->acct)
+		return;
+	account_uncharge(&c->srv->accounts, c->acct, ACCT_CHANNELS, 1);
+	account_uncharge(&c->srv->accounts, c->acct, ACCT_CHANNEL_BYTES, bytes);
+}
+
 void conn_destroy(struct conn *c)
 {
 	struct conn_out *o;
 
+	conn_end_handshake(c);
+	conn_uncharge(c);
 	if (c->sess) {
 		log_info("session %llu ended (pid %d uid %u, %llu requests)",
 			 (unsigned long long)c->sess->id, (int)c->pid, (unsigned)c->uid,
@@ -87,6 +157,9 @@ void conn_destroy(struct conn *c)
 		session_destroy(c->sess);
 		c->srv->nsessions--;
 	}
+	/* After the session: its engines no longer count requests on the account. */
+	account_put(&c->srv->accounts, c->acct);
+	c->acct = NULL;
 	TAILQ_REMOVE(&c->srv->conns, c, link);
 	c->srv->nconns--;
 	event_free(c->rev);

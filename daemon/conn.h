@@ -45,11 +45,18 @@ struct conn {
 	STAILQ_HEAD(, conn_out) out;
 	size_t outbytes;
 	struct session *sess; /* set once the handshake succeeds */
+	int handshaking;      /* counted in srv->nhandshakes */
+	/* The uid's account (referenced from Hello on) and what this connection charged to it. */
+	struct account *acct;
+	int charged_session;
+	uint64_t charged_arena;
 };
 
 /* Adopts an accepted socket. Returns NULL (and closes fd) on failure. */
 struct conn *conn_create(struct server *srv, int fd);
 void conn_destroy(struct conn *c);
+/* c is past its handshake (a Hello came): it no longer counts against max_handshakes. */
+void conn_end_handshake(struct conn *c);
 
 /*
  * Queues m, answering request seq, for sending. Returns 0 or -errno; a reply
@@ -65,6 +72,14 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 /* Queues an Error reply. */
 int conn_send_error(struct conn *c, uint64_t seq, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/*
+ * Charges one open channel of bytes to c's uid (uid_max_channels,
+ * uid_max_channel_bytes). Returns 0, or -EDQUOT after queuing the Error
+ * answering seq. conn_chan_uncharge gives it back (ChanClose; the
+ * connection's end does it for channels still open).
+ */
+int conn_chan_charge(struct conn *c, uint64_t seq, uint64_t bytes);
+void conn_chan_uncharge(struct conn *c, uint64_t bytes);
 /* Stops serving c: pending output is flushed, then the connection is closed. */
 void conn_close_after_flush(struct conn *c);
 

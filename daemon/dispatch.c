@@ -27,6 +27,58 @@ static void reply_ok(struct conn *c, uint64_t seq, uint64_t value)
 	conn_send(c, &m, seq);
 }
 
+/* The arena a Hello gets: what it asks for, or the default, within arena_max. */
+static uint64_t hello_arena(const struct config *cfg, const Gpuq__Hello *h)
+{
+	uint64_t arena = h->arena_size ? h->arena_size : cfg->arena_default;
+
+	return arena > cfg->arena_max ? cfg->arena_max : arena;
+}
+
+/*
+ * Charges a new session and its arena to the uid's account. Returns 0, or
+ * -1 after queuing the Error and closing c.
+ */
+static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
+{
+	struct server *srv = c->srv;
+	struct config *cfg = srv->cfg;
+	uint64_t arena = hello_arena(cfg, h), used;
+
+	c->acct = account_get(&srv->accounts, c->uid);
+	if (!c->acct) {
+		conn_send_error(c, seq, -ENOMEM, "out of memory creating the session");
+		goto refuse;
+	}
+	if (account_charge(&srv->accounts, c->acct, ACCT_SESSIONS, 1, cfg->uid_max_sessions,
+			   &used)) {
+		log_warn("refusing pid %d: uid %u has %llu sessions (uid_max_sessions %u)",
+			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
+			 cfg->uid_max_sessions);
+		conn_send_error(c, seq, -EDQUOT,
+				"uid %u has %llu sessions, the limit (uid_max_sessions) is %u",
+				(unsigned)c->uid, (unsigned long long)used, cfg->uid_max_sessions);
+		goto refuse;
+	}
+	c->charged_session = 1;
+	if (account_charge(&srv->accounts, c->acct, ACCT_ARENA, arena, cfg->uid_max_arena, &used)) {
+		log_warn("refusing pid %d: uid %u has %llu arena bytes pinned (uid_max_arena %llu)",
+			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
+			 (unsigned long long)cfg->uid_max_arena);
+		conn_send_error(c, seq, -EDQUOT,
+				"uid %u has %llu bytes of session arenas pinned, %llu more asked, the "
+				"limit (uid_max_arena) is %llu",
+				(unsigned)c->uid, (unsigned long long)used, (unsigned long long)arena,
+				(unsigned long long)cfg->uid_max_arena);
+		goto refuse;
+	}
+	c->charged_arena = arena;
+	return 0;
+refuse:
+	conn_close_after_flush(c);
+	return -1;
+}
+
 static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 {
 	struct server *srv = c->srv;
@@ -42,6 +94,17 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 		conn_close_after_flush(c);
 		return;
 	}
+	conn_end_handshake(c);
+	if (srv->nsessions >= srv->cfg->max_clients) {
+		log_warn("refusing pid %d uid %u: %u sessions is the limit (max_clients)", (int)c->pid,
+			 (unsigned)c->uid, srv->cfg->max_clients);
+		conn_send_error(c, seq, -EUSERS, "gpuqd serves at most %u sessions (max_clients)",
+				srv->cfg->max_clients);
+		conn_close_after_flush(c);
+		return;
+	}
+	if (charge_hello(c, seq, h))
+		return;
 	c->sess = session_create(++srv->next_session_id, srv->be, srv->cfg->max_session_mem, c->pid,
 				 c->uid, c->gid, h->client_name);
 	if (!c->sess) {
@@ -50,13 +113,15 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 		return;
 	}
 	srv->nsessions++;
+	c->sess->uid_inflight = &c->acct->inflight;
+	c->sess->uid_inflight_max = srv->cfg->uid_max_inflight;
+	if (!c->sess->uid_inflight_max)
+		c->sess->uid_inflight = NULL;
 	{
-		uint64_t arena = h->arena_size ? h->arena_size : srv->cfg->arena_default;
+		uint64_t arena = c->charged_arena;
 		uint32_t depth = h->queue_depth ? h->queue_depth : 4096;
 		int r;
 
-		if (arena > srv->cfg->arena_max)
-			arena = srv->cfg->arena_max;
 		c->sess->broken_efd = srv->broken_efd;
 		r = session_open_data(c->sess, srv->be, srv->engines, srv->nengines, srv->doorbell,
 				      depth, arena);
@@ -151,10 +216,25 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 {
 	Gpuq__Msg m = GPUQ__MSG__INIT;
 	Gpuq__BufAllocReply rep = GPUQ__BUF_ALLOC_REPLY__INIT;
+	uint64_t used, before;
 	int id;
 
+	if (account_charge(&c->srv->accounts, c->acct, ACCT_MEM, a->size, c->srv->cfg->uid_max_mem,
+			   &used)) {
+		/* -ENOMEM, as for the session quota: what gpuq_buf_alloc documents. */
+		conn_send_error(c, seq, -ENOMEM,
+				"uid %u has %llu bytes of device memory, %llu more asked, the limit "
+				"(uid_max_mem) is %llu",
+				(unsigned)c->uid, (unsigned long long)used, (unsigned long long)a->size,
+				(unsigned long long)c->srv->cfg->uid_max_mem);
+		return;
+	}
 	pthread_mutex_lock(&c->sess->lock);
+	before = c->sess->bufs.bytes;
 	id = buf_alloc(&c->sess->bufs, a->device, a->size);
+	/* The account holds exactly what the table counts. */
+	account_uncharge(&c->srv->accounts, c->acct, ACCT_MEM, a->size);
+	account_charge(&c->srv->accounts, c->acct, ACCT_MEM, c->sess->bufs.bytes - before, 0, NULL);
 	pthread_mutex_unlock(&c->sess->lock);
 	if (id < 0) {
 		switch (id) {
@@ -187,10 +267,13 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 
 static void on_buf_free(struct conn *c, uint64_t seq, const Gpuq__BufFree *f)
 {
+	uint64_t before;
 	int r;
 
 	pthread_mutex_lock(&c->sess->lock);
+	before = c->sess->bufs.bytes;
 	r = buf_free(&c->sess->bufs, f->buf_id);
+	account_uncharge(&c->srv->accounts, c->acct, ACCT_MEM, before - c->sess->bufs.bytes);
 	pthread_mutex_unlock(&c->sess->lock);
 	if (r == -EBUSY)
 		conn_send_error(c, seq, r, "buffer %u has transfers in flight; free it once they complete",
@@ -333,8 +416,13 @@ static void reply_chan(struct conn *c, uint64_t seq, struct chan *ch)
 	Gpuq__ChanReply rep = GPUQ__CHAN_REPLY__INIT;
 	int fds[2], id;
 
+	if (conn_chan_charge(c, seq, ch->size)) {
+		chan_unref(c->srv->chans, ch);
+		return;
+	}
 	id = session_chan_add(c->sess, ch);
 	if (id < 0) {
+		conn_chan_uncharge(c, ch->size);
 		chan_unref(c->srv->chans, ch);
 		conn_send_error(c, seq, id, "too many open channels in this session");
 		return;
@@ -408,6 +496,7 @@ static void on_chan_close(struct conn *c, uint64_t seq, const Gpuq__ChanClose *c
 		conn_send_error(c, seq, -ENOENT, "no channel %u open in this session", cl->chan_id);
 		return;
 	}
+	conn_chan_uncharge(c, ch->size);
 	chan_unref(c->srv->chans, ch);
 	reply_ok(c, seq, 0);
 }

@@ -178,6 +178,16 @@ static int reload(struct server *srv, void *arg)
 	srv->cfg->arena_max = next.arena_max;
 	srv->cfg->engine_idle_us = next.engine_idle_us;
 	srv->cfg->mps_client_sm_percent = next.mps_client_sm_percent;
+	/* New limits apply to what is asked from now on; nothing granted is taken back. */
+	srv->cfg->max_handshakes = next.max_handshakes;
+	srv->cfg->max_output = next.max_output;
+	srv->cfg->frame_timeout = next.frame_timeout;
+	srv->cfg->uid_max_sessions = next.uid_max_sessions;
+	srv->cfg->uid_max_arena = next.uid_max_arena;
+	srv->cfg->uid_max_mem = next.uid_max_mem;
+	srv->cfg->uid_max_channels = next.uid_max_channels;
+	srv->cfg->uid_max_channel_bytes = next.uid_max_channel_bytes;
+	srv->cfg->uid_max_inflight = next.uid_max_inflight;
 	{
 		unsigned i;
 

@@ -74,11 +74,13 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	c = conn_create(srv, fd);
 	if (!c)
 		return;
-	if (srv->nconns > srv->cfg->max_clients) {
-		log_warn("refusing pid %d: %u clients is the limit", (int)c->pid,
-			 srv->cfg->max_clients);
-		conn_send_error(c, 0, -EUSERS, "gpuqd serves at most %u clients",
-				srv->cfg->max_clients);
+	/* Sessions are bounded by max_clients (at Hello); connections that have not said hello by this. */
+	if (srv->nhandshakes > srv->cfg->max_handshakes) {
+		log_warn("refusing pid %d uid %u: %u connections are already in their handshake",
+			 (int)c->pid, (unsigned)c->uid, srv->cfg->max_handshakes);
+		conn_send_error(c, 0, -EUSERS,
+				"gpuqd has %u connections that have not said hello yet; try again",
+				srv->cfg->max_handshakes);
 		conn_close_after_flush(c);
 		conn_settle(c);
 	}
@@ -264,6 +266,7 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 		return -errno;
 	srv->started_ms = session_now_ms();
 	TAILQ_INIT(&srv->conns);
+	account_table_init(&srv->accounts);
 	signal(SIGPIPE, SIG_IGN);
 
 	srv->base = event_base_new();
@@ -338,6 +341,7 @@ void server_fini(struct server *srv)
 	}
 	if (srv->base)
 		event_base_free(srv->base);
+	account_table_fini(&srv->accounts);
 	memset(srv, 0, sizeof(*srv));
 	srv->listen_fd = -1;
 	srv->broken_efd = -1;

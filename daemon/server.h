@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "account.h"
 #include "backend.h"
 #include "config.h"
 
@@ -38,7 +39,9 @@ struct server {
 	void *reload_arg;
 	TAILQ_HEAD(, conn) conns;
 	unsigned nconns;
-	unsigned nsessions;
+	unsigned nhandshakes; /* connections not yet past Hello (bounded by max_handshakes) */
+	unsigned nsessions;   /* bounded by max_clients */
+	struct account_table accounts; /* per-uid counts */
 	uint64_t next_session_id;
 	uint64_t started_ms;
 	uint64_t requests;

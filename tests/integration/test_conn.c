@@ -193,6 +193,153 @@ START_TEST(test_queued_reply_fds_owned)
 }
 END_TEST
 
+
+/* Sends a Hello asking for arena bytes and returns the reply. */
+static Gpuq__Msg *hello_arena(int fd, uint64_t arena)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Hello h = GPUQ__HELLO__INIT;
+
+	h.proto_version = GPUQ_PROTO_VERSION;
+	h.client_name = "limits";
+	h.arena_size = arena;
+	m.seq = 1;
+	m.body_case = GPUQ__MSG__BODY_HELLO;
+	m.hello = &h;
+	ck_assert_int_eq(harness_raw_send_msg(fd, &m), 0);
+	return harness_raw_recv(fd, 5000);
+}
+
+static void assert_error(Gpuq__Msg *m, int code, const char *what)
+{
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(m->body_case, GPUQ__MSG__BODY_ERROR);
+	ck_assert_int_eq(m->error->code, code);
+	ck_assert_msg(strstr(m->error->message, what), "message '%s' lacks '%s'", m->error->message,
+		      what);
+	frame_free(m);
+}
+
+/*
+ * Per-uid limits: sessions, pinned arena, device memory, channels and
+ * channel bytes are refused with -EDQUOT and a message naming the limit;
+ * what is given back can be taken again, and gpuqd goes on.
+ */
+START_TEST(test_uid_limits)
+{
+	static const char conf[] = "uid_max_sessions = 3\n"
+				   "uid_max_arena = 5M\n"
+				   "uid_max_mem = 1M\n"
+				   "uid_max_channels = 2\n"
+				   "uid_max_channel_bytes = 64K\n"
+				   "arena_default = 1M\n";
+	struct daemon_proc d;
+	gpuq_t *q[3], *extra;
+	struct gpuq_status st;
+	uint32_t b1, b2;
+	int fd, i, r;
+	char err[256];
+
+	ck_assert_int_eq(harness_start(&d, conf, NULL), 0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(gpuq_connect(d.sock, &q[i]), 0);
+	/* A fourth session of the same uid. */
+	r = gpuq_connect_ex(d.sock, "fourth", &extra, err, sizeof(err));
+	ck_assert_int_eq(r, -EDQUOT);
+	ck_assert_msg(strstr(err, "uid_max_sessions"), "got '%s'", err);
+	gpuq_close(q[2]);
+	/* Arena: 2 MiB in use, 4 more asked, 5 the limit. */
+	fd = harness_raw_connect(&d);
+	ck_assert_int_ge(fd, 0);
+	assert_error(hello_arena(fd, 4u << 20), -EDQUOT, "uid_max_arena");
+	close(fd);
+	fd = harness_raw_connect(&d);
+	ck_assert_int_ge(fd, 0);
+	{
+		Gpuq__Msg *m = hello_arena(fd, 3u << 20);
+
+		ck_assert_ptr_nonnull(m);
+		ck_assert_int_eq(m->body_case, GPUQ__MSG__BODY_WELCOME);
+		frame_free(m);
+	}
+	close(fd);
+
+	/* Device memory across two sessions of the uid. */
+	ck_assert_int_eq(gpuq_buf_alloc(q[0], 0, 768 << 10, &b1), 0);
+	ck_assert_int_eq(gpuq_buf_alloc(q[1], 0, 512 << 10, &b2), -ENOMEM);
+	ck_assert_msg(strstr(gpuq_errmsg(q[1]), "uid_max_mem"), "got '%s'", gpuq_errmsg(q[1]));
+	ck_assert_int_eq(gpuq_buf_alloc(q[1], 0, 256 << 10, &b2), 0);
+	ck_assert_int_eq(gpuq_buf_free(q[0], b1), 0);
+	ck_assert_int_eq(gpuq_buf_alloc(q[1], 0, 512 << 10, &b1), 0);
+
+	/* Channels: two open at most, 64 KiB of them at most. */
+	{
+		gpuq_chan_t *c1, *c2, *c3;
+
+		ck_assert_int_eq(gpuq_chan_create(q[0], "lim-a", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600,
+						  &c1),
+				 0);
+		ck_assert_int_eq(gpuq_chan_create(q[1], "lim-big", 4096, 32, GPUQ_CHAN_CPU_TO_GPU | 0600,
+						  &c2),
+				 -EDQUOT);
+		ck_assert_int_eq(gpuq_chan_create(q[1], "lim-b", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600,
+						  &c2),
+				 0);
+		ck_assert_int_eq(gpuq_chan_create(q[1], "lim-c", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600,
+						  &c3),
+				 -EDQUOT);
+		gpuq_chan_close(c2);
+		ck_assert_int_eq(gpuq_chan_create(q[1], "lim-c", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600,
+						  &c3),
+				 0);
+		gpuq_chan_close(c3);
+		gpuq_chan_close(c1);
+	}
+	/* A session's end gives everything back: the uid can start three again. */
+	gpuq_close(q[1]);
+	gpuq_close(q[0]);
+	usleep(100000);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(gpuq_connect(d.sock, &q[i]), 0);
+	ck_assert_int_eq(gpuq_buf_alloc(q[2], 0, 1 << 20, &b1), 0);
+	ck_assert_int_eq(gpuq_status(q[0], &st), 0);
+	for (i = 0; i < 3; i++)
+		gpuq_close(q[i]);
+	ck_assert(harness_alive(&d));
+	ck_assert_int_eq(harness_stop(&d), 0);
+}
+END_TEST
+
+/* max_clients counts sessions: connections still in their handshake take no session slot. */
+START_TEST(test_max_clients_counts_sessions)
+{
+	static const char conf[] = "max_clients = 2\nmax_handshakes = 8\n";
+	struct daemon_proc d;
+	int idle[6], i, r;
+	gpuq_t *q[3];
+	char err[256];
+
+	ck_assert_int_eq(harness_start(&d, conf, NULL), 0);
+	for (i = 0; i < 6; i++) {
+		idle[i] = harness_raw_connect(&d);
+		ck_assert_int_ge(idle[i], 0);
+	}
+	ck_assert_int_eq(gpuq_connect(d.sock, &q[0]), 0);
+	ck_assert_int_eq(gpuq_connect(d.sock, &q[1]), 0);
+	r = gpuq_connect_ex(d.sock, "third", &q[2], err, sizeof(err));
+	ck_assert_int_eq(r, -EUSERS);
+	ck_assert_msg(strstr(err, "max_clients"), "got '%s'", err);
+	for (i = 0; i < 6; i++)
+		close(idle[i]);
+	gpuq_close(q[1]);
+	usleep(100000);
+	ck_assert_int_eq(gpuq_connect(d.sock, &q[1]), 0);
+	gpuq_close(q[1]);
+	gpuq_close(q[0]);
+	ck_assert_int_eq(harness_stop(&d), 0);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
 	Suite *s = suite_create("conn");
@@ -200,6 +347,8 @@ static Suite *conn_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_queued_reply_fds_owned);
+	tcase_add_test(tc, test_uid_limits);
+	tcase_add_test(tc, test_max_clients_counts_sessions);
 	suite_add_tcase(s, tc);
 	return s;
 }
