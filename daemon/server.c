@@ -59,6 +59,16 @@ void server_buffer_totals(struct server *srv, uint64_t *count, uint64_t *bytes)
 	}
 }
 
+/* How long the listener rests after accept ran out of descriptors. */
+#define ACCEPT_BACKOFF_US 100000
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	event_add(srv->listen_ev, NULL);
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -67,9 +77,34 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 
 	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			log_warn("accept: %s", strerror(errno));
+		int e = errno;
+
+		if (e == EAGAIN || e == EINTR || e == ECONNABORTED)
+			return;
+		if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+			/*
+			 * The pending connection stays in the backlog and the
+			 * listener stays readable: polling it again now would
+			 * spin. Stop listening for a moment instead; clients
+			 * wait in the backlog meanwhile.
+			 */
+			static const struct timeval pause = { .tv_usec = ACCEPT_BACKOFF_US };
+
+			if (!srv->accept_paused++)
+				log_warn("accept: %s; not accepting for %d ms at a time until "
+					 "descriptors are free again",
+					 strerror(e), ACCEPT_BACKOFF_US / 1000);
+			event_del(srv->listen_ev);
+			evtimer_add(srv->accept_backoff, &pause);
+			return;
+		}
+		log_warn("accept: %s", strerror(e));
 		return;
+	}
+	if (srv->accept_paused) {
+		log_info("accepting again (paused %u times for want of descriptors)",
+			 srv->accept_paused);
+		srv->accept_paused = 0;
 	}
 	c = conn_create(srv, fd);
 	if (!c)
@@ -278,6 +313,7 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 	if (r < 0)
 		goto fail;
 	srv->listen_ev = event_new(srv->base, srv->listen_fd, EV_READ | EV_PERSIST, on_accept, srv);
+	srv->accept_backoff = evtimer_new(srv->base, on_accept_resume, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, on_signal, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, on_signal, srv);
@@ -287,7 +323,7 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (!srv->status_timer || !srv->listen_ev || !srv->sig_term || !srv->sig_int || !srv->sig_hup ||
+	if (!srv->status_timer || !srv->listen_ev || !srv->accept_backoff || !srv->sig_term || !srv->sig_int || !srv->sig_hup ||
 	    event_add(srv->listen_ev, NULL) || event_add(srv->sig_term, NULL) ||
 	    event_add(srv->sig_int, NULL) || event_add(srv->sig_hup, NULL)) {
 		r = -ENOMEM;
@@ -331,6 +367,8 @@ void server_fini(struct server *srv)
 		event_free(srv->sig_int);
 	if (srv->sig_term)
 		event_free(srv->sig_term);
+	if (srv->accept_backoff)
+		event_free(srv->accept_backoff);
 	if (srv->listen_ev)
 		event_free(srv->listen_ev);
 	if (srv->listen_fd >= 0) {

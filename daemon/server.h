@@ -33,6 +33,8 @@ struct server {
 	int activated;      /* listen_fd came from systemd: do not unlink it */
 	char socket_path[108]; /* where clients reach us (systemd's socket when activated) */
 	struct event *listen_ev;
+	struct event *accept_backoff; /* re-enables listen_ev after accept ran out of fds */
+	unsigned accept_paused; /* back-offs since the last accept that worked */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *status_timer; /* coalesces STATUS= updates */
 	int (*reload)(struct server *srv, void *arg); /* re-reads the config; set by main */

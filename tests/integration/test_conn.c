@@ -340,6 +340,76 @@ START_TEST(test_max_clients_counts_sessions)
 }
 END_TEST
 
+/* CPU time (user + system) gpuqd has used, in clock ticks. */
+static long cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	p = strrchr(buf, ')');
+	ck_assert_ptr_nonnull(p);
+	/* Fields after the name: state is 3rd, utime 14th and stime 15th. */
+	for (i = 2; i < 14 && p; i++)
+		p = strchr(p + 1, ' ');
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(sscanf(p + 1, "%lu %lu", &ut, &st), 2);
+	return (long)(ut + st);
+}
+
+/*
+ * Out of descriptors, gpuqd pauses its listener instead of spinning on a
+ * readable socket it cannot accept from, and serves again once descriptors
+ * are free.
+ */
+START_TEST(test_accept_emfile_backoff)
+{
+	static const char conf[] = "max_handshakes = 1000\nhandshake_timeout = 60\n";
+	struct daemon_proc d;
+	struct rlimit rl;
+	struct gpuq_status st;
+	int fds[100], i, base;
+	long t0, used;
+	gpuq_t *q;
+
+	ck_assert_int_eq(harness_start(&d, conf, NULL), 0);
+	base = harness_fd_count(&d);
+	ck_assert_int_gt(base, 0);
+	/* Only the soft limit: the hard one stays, so it can be raised again. */
+	ck_assert_int_eq(prlimit(d.pid, RLIMIT_NOFILE, NULL, &rl), 0);
+	rl.rlim_cur = (rlim_t)base + 8;
+	ck_assert_int_eq(prlimit(d.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+	for (i = 0; i < 100; i++) {
+		fds[i] = harness_raw_connect(&d);
+		ck_assert_int_ge(fds[i], 0);
+	}
+	usleep(300000);
+	ck_assert_int_ge(harness_fd_count(&d), base + 7);
+	t0 = cpu_ticks(d.pid);
+	usleep(1000000);
+	used = cpu_ticks(d.pid) - t0;
+	printf("gpuqd out of descriptors: %ld of %ld ticks of CPU in 1 s\n", used,
+	       sysconf(_SC_CLK_TCK));
+	ck_assert_msg(used * 10 < sysconf(_SC_CLK_TCK), "gpuqd spun: %ld ticks in 1 s", used);
+	ck_assert(harness_log_contains(&d, "not accepting for"));
+	for (i = 0; i < 100; i++)
+		close(fds[i]);
+	rl.rlim_cur = (rlim_t)base + 64;
+	ck_assert_int_eq(prlimit(d.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+	usleep(300000);
+	ck_assert_int_eq(gpuq_connect(d.sock, &q), 0);
+	ck_assert_int_eq(gpuq_status(q, &st), 0);
+	gpuq_close(q);
+	ck_assert_int_eq(harness_stop(&d), 0);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
 	Suite *s = suite_create("conn");
@@ -349,6 +419,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_queued_reply_fds_owned);
 	tcase_add_test(tc, test_uid_limits);
 	tcase_add_test(tc, test_max_clients_counts_sessions);
+	tcase_add_test(tc, test_accept_emfile_backoff);
 	suite_add_tcase(s, tc);
 	return s;
 }
