@@ -19,8 +19,14 @@
 #include "server.h"
 #include "session.h"
 
-/* Output a client does not read is bounded: past this, the client is dropped. */
-#define CONN_OUT_MAX (64u << 20)
+/* Unknown fields one frame may carry (at any depth) before it is refused unparsed. */
+#define CONN_UNKNOWN_MAX 64
+/* Messages without a known body in a row before the connection is closed. */
+#define CONN_BODYLESS_MAX 16
+/* Seconds a closing connection may take to drain its last replies. */
+#define CONN_CLOSE_TIMEOUT 2
+/* How deep the unknown-field scan follows nested messages. */
+#define CONN_SCAN_DEPTH 8
 
 static void conn_out_free(struct conn_out *o);
 static void conn_on_read(evutil_socket_t fd, short what, void *arg);
@@ -240,10 +246,15 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 				       c->srv->cfg->max_frame);
 	if (r)
 		return r;
-	if (c->outbytes + len > CONN_OUT_MAX) {
+	/* One reply always fits; beyond that, unread output is bounded by max_output. */
+	if (c->outbytes && c->outbytes + len > c->srv->cfg->max_output) {
 		free(buf);
-		log_warn("pid %d does not read its replies; closing", (int)c->pid);
+		if (!c->drop)
+			log_warn("pid %d leaves %zu bytes of replies unread (max_output %llu); "
+				 "disconnecting",
+				 (int)c->pid, c->outbytes, (unsigned long long)c->srv->cfg->max_output);
 		c->state = CONN_CLOSING;
+		c->drop = 1;
 		return -ENOBUFS;
 	}
 	o = calloc(1, sizeof(*o));
@@ -300,12 +311,18 @@ int conn_send_error(struct conn *c, uint64_t seq, int code, const char *fmt, ...
 
 void conn_close_after_flush(struct conn *c)
 {
+	struct timeval tv = { .tv_sec = CONN_CLOSE_TIMEOUT };
+
+	if (c->state == CONN_CLOSING)
+		return;
 	c->state = CONN_CLOSING;
+	/* A client that does not read its last replies is not waited for long. */
+	evtimer_add(c->timer, &tv);
 }
 
 void conn_settle(struct conn *c)
 {
-	if (conn_flush(c) < 0) {
+	if (c->drop || conn_flush(c) < 0) {
 		conn_destroy(c);
 		return;
 	}
@@ -313,6 +330,72 @@ void conn_settle(struct conn *c)
 		conn_destroy(c);
 	else if (c->state == CONN_CLOSING)
 		event_del(c->rev);
+}
+
+/* Reads a varint at *p (below end). Returns 0 or -1 when it runs past end or 10 bytes. */
+static int scan_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	unsigned shift = 0;
+
+	*v = 0;
+	while (*p < end && shift < 70) {
+		uint8_t b = *(*p)++;
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return 0;
+		shift += 7;
+	}
+	return -1;
+}
+
+/*
+ * Counts the fields of a message's wire bytes that its descriptor does not
+ * know, following nested messages. Returns 0, or -1 when the bytes are
+ * malformed or more than CONN_UNKNOWN_MAX unknown fields are found. No
+ * allocation: unpacking unknown fields costs far more, so they are counted
+ * here first.
+ */
+static int scan_unknown(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+			unsigned depth, unsigned *unknown)
+{
+	while (p < end) {
+		const ProtobufCFieldDescriptor *f;
+		uint64_t key, v;
+
+		if (scan_varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
+			return -1;
+		f = protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3));
+		if (!f && ++*unknown > CONN_UNKNOWN_MAX)
+			return -1;
+		switch (key & 7) {
+		case 0:
+			if (scan_varint(&p, end, &v))
+				return -1;
+			break;
+		case 1:
+			if (end - p < 8)
+				return -1;
+			p += 8;
+			break;
+		case 5:
+			if (end - p < 4)
+				return -1;
+			p += 4;
+			break;
+		case 2:
+			if (scan_varint(&p, end, &v) || v > (uint64_t)(end - p))
+				return -1;
+			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < CONN_SCAN_DEPTH &&
+			    scan_unknown(f->descriptor, p, p + v, depth + 1, unknown))
+				return -1;
+			p += v;
+			break;
+		default: /* groups are not part of gpuq's protocol */
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int conn_grow(struct conn *c, size_t need)
@@ -354,6 +437,22 @@ static int conn_process(struct conn *c)
 			conn_close_after_flush(c);
 			break;
 		}
+		{
+			unsigned unknown = 0;
+
+			if (scan_unknown(&gpuq__msg__descriptor, c->in + off + FRAME_HDR,
+					 c->in + off + n, 0, &unknown)) {
+				log_warn("pid %d sent a malformed frame or one of unknown fields; "
+					 "closing",
+					 (int)c->pid);
+				conn_send_error(c, 0, -EBADMSG,
+						"malformed frame or more than %u unknown fields",
+						CONN_UNKNOWN_MAX);
+				conn_close_after_flush(c);
+				off += (size_t)n;
+				break;
+			}
+		}
 		m = frame_unpack(c->in + off, (size_t)n);
 		off += (size_t)n;
 		if (!m) {
@@ -363,6 +462,18 @@ static int conn_process(struct conn *c)
 			break;
 		}
 		c->srv->requests++;
+		if (m->body_case == GPUQ__MSG__BODY__NOT_SET &&
+		    ++c->bodyless > CONN_BODYLESS_MAX) {
+			log_warn("pid %d sent %u messages in a row with no known body; closing",
+				 (int)c->pid, c->bodyless);
+			conn_send_error(c, m->seq, -EPROTO, "%u messages in a row with no known body",
+					c->bodyless);
+			conn_close_after_flush(c);
+			frame_free(m);
+			break;
+		}
+		if (m->body_case != GPUQ__MSG__BODY__NOT_SET)
+			c->bodyless = 0;
 		dispatch_msg(c, m);
 		frame_free(m);
 	}
@@ -402,6 +513,18 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 	c->inlen += (size_t)n;
 	conn_process(c);
+	/*
+	 * Past the handshake the timer watches a frame that has started to
+	 * arrive: each read that brings bytes restarts it.
+	 */
+	if (c->state == CONN_READY) {
+		struct timeval tv = { .tv_sec = c->srv->cfg->frame_timeout };
+
+		if (c->inlen)
+			evtimer_add(c->timer, &tv);
+		else
+			evtimer_del(c->timer);
+	}
 	conn_settle(c);
 }
 
@@ -414,6 +537,23 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->state == CONN_CLOSING) {
+		log_info("pid %d did not read its last replies within %d s; closing", (int)c->pid,
+			 CONN_CLOSE_TIMEOUT);
+		conn_destroy(c);
+		return;
+	}
+	if (c->state == CONN_READY) {
+		if (!c->inlen)
+			return;
+		log_warn("pid %d stopped for %u s in the middle of a %zu-byte message; closing",
+			 (int)c->pid, c->srv->cfg->frame_timeout, c->inlen);
+		conn_send_error(c, 0, -ETIMEDOUT, "no progress on a message for %u s",
+				c->srv->cfg->frame_timeout);
+		conn_close_after_flush(c);
+		conn_settle(c);
+		return;
+	}
 	if (c->state != CONN_HANDSHAKE)
 		return;
 	log_info("pid %d sent no hello within %u s; closing", (int)c->pid,

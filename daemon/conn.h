@@ -14,8 +14,9 @@ struct event;
 
 enum conn_state {
 	CONN_HANDSHAKE, /* waiting for Hello (bounded by handshake_timeout) */
-	CONN_READY,     /* session established: requests are served */
-	CONN_CLOSING,   /* flushing a final reply, then closed; input ignored */
+	CONN_READY,     /* session established: requests are served; a started frame must
+			   make progress within frame_timeout */
+	CONN_CLOSING,   /* flushing a final reply (for at most 2 s), then closed; input ignored */
 };
 
 /* One queued outgoing frame. */
@@ -46,6 +47,8 @@ struct conn {
 	size_t outbytes;
 	struct session *sess; /* set once the handshake succeeds */
 	int handshaking;      /* counted in srv->nhandshakes */
+	int drop;             /* output over max_output: destroyed at the next settle, unflushed */
+	unsigned bodyless;    /* messages in a row with no known body */
 	/* The uid's account (referenced from Hello on) and what this connection charged to it. */
 	struct account *acct;
 	int charged_session;

@@ -27,7 +27,7 @@ static long mono_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-static __attribute__((unused)) double mono_us(void)
+static double mono_us(void)
 {
 	struct timespec ts;
 
@@ -410,6 +410,165 @@ START_TEST(test_accept_emfile_backoff)
 }
 END_TEST
 
+/* Appends a varint. */
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/*
+ * A frame of nothing but unknown fields (field 1000, varint 0, about 1.4
+ * million of them in 4 MiB) costs gpuqd little and disconnects the sender;
+ * another client's status answers promptly throughout.
+ */
+START_TEST(test_unknown_field_flood)
+{
+	struct daemon_proc d;
+	size_t cap = (4u << 20) - 16, len = 0, n;
+	uint8_t *frame = malloc(4u << 20);
+	struct gpuq_status st;
+	double t0, worst = 0;
+	int fd, i, closed;
+	gpuq_t *q;
+
+	ck_assert_ptr_nonnull(frame);
+	ck_assert_int_eq(harness_start(&d, NULL, NULL), 0);
+	ck_assert_int_eq(gpuq_connect(d.sock, &q), 0);
+	len = FRAME_HDR;
+	while (len + 4 < cap) {
+		n = put_varint(frame + len, (1000u << 3) | 0);
+		len += n;
+		frame[len++] = 0;
+	}
+	frame[0] = (uint8_t)((len - FRAME_HDR) >> 24);
+	frame[1] = (uint8_t)((len - FRAME_HDR) >> 16);
+	frame[2] = (uint8_t)((len - FRAME_HDR) >> 8);
+	frame[3] = (uint8_t)(len - FRAME_HDR);
+	for (i = 0; i < 3; i++) {
+		double dt;
+
+		fd = raw_session(&d);
+		ck_assert_int_eq(harness_raw_send(fd, frame, len), 0);
+		t0 = mono_us();
+		ck_assert_int_eq(gpuq_status(q, &st), 0);
+		dt = (mono_us() - t0) / 1000.0;
+		closed = harness_raw_closed(fd, 3000);
+		if (dt > worst)
+			worst = dt;
+		printf("unknown-field frame %d: another client's status answered in %.1f ms\n", i, dt);
+		ck_assert_msg(closed, "a sender of unknown fields was not disconnected");
+		close(fd);
+	}
+	printf("4 MiB of unknown fields: status after it within %.1f ms (worst of 3)\n", worst);
+	ck_assert_msg(worst < 50, "gpuqd took %.1f ms over a frame of unknown fields", worst);
+	/* Body-less messages one after another are cheap too, and end the connection. */
+	fd = raw_session(&d);
+	for (i = 0; i < 100; i++) {
+		uint8_t tiny[8] = { 0, 0, 0, 2, 0x08, (uint8_t)i };
+
+		if (harness_raw_send(fd, tiny, 6))
+			break;
+	}
+	ck_assert(harness_raw_closed(fd, 3000));
+	close(fd);
+	ck_assert_int_eq(gpuq_status(q, &st), 0);
+	gpuq_close(q);
+	free(frame);
+	ck_assert_int_eq(harness_stop(&d), 0);
+}
+END_TEST
+
+/* A client that never reads its replies is disconnected once max_output is queued. */
+START_TEST(test_never_reading_client)
+{
+	static const char conf[] = "max_output = 256K\n";
+	struct daemon_proc d;
+	static uint8_t burst[64 << 10];
+	struct gpuq_status st;
+	size_t blen = 0;
+	long deadline;
+	int fd, i, gone = 0;
+	gpuq_t *q;
+
+	ck_assert_int_eq(harness_start(&d, conf, NULL), 0);
+	ck_assert_int_eq(gpuq_connect(d.sock, &q), 0);
+	fd = raw_session(&d);
+	{
+		Gpuq__Msg m = GPUQ__MSG__INIT;
+		Gpuq__StatusReq sr = GPUQ__STATUS_REQ__INIT;
+
+		m.body_case = GPUQ__MSG__BODY_STATUS_REQ;
+		m.status_req = &sr;
+		while (blen + 64 < sizeof(burst)) {
+			m.seq = blen + 1;
+			blen += pack_into(burst + blen, sizeof(burst) - blen, &m);
+		}
+	}
+	/* Far more replies than the socket and max_output hold together; never read. */
+	deadline = mono_ms() + 10000;
+	for (i = 0; i < 400 && mono_ms() < deadline; i++) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		if (send(fd, burst, blen, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) {
+			gone = 1;
+			break;
+		}
+		if (harness_log_contains(&d, "disconnecting"))
+			break;
+	}
+	deadline = mono_ms() + 5000;
+	while (!harness_log_contains(&d, "unread (max_output") && mono_ms() < deadline)
+		usleep(20000);
+	ck_assert_msg(harness_log_contains(&d, "unread (max_output"),
+		      "gpuqd kept a client that reads nothing (send failed: %d)", gone);
+	ck_assert_int_eq(gpuq_status(q, &st), 0);
+	ck_assert_uint_eq(st.sessions, 1);
+	close(fd);
+	gpuq_close(q);
+	ck_assert_int_eq(harness_stop(&d), 0);
+}
+END_TEST
+
+/* A frame started after hello that stops arriving times out. */
+START_TEST(test_partial_frame_times_out)
+{
+	static const char conf[] = "frame_timeout = 1\n";
+	static const uint8_t part[] = { 0, 0, 0x10, 0, 0x08, 0x01, 0x12 };
+	struct daemon_proc d;
+	struct gpuq_status st;
+	long t0;
+	int fd;
+	gpuq_t *q;
+
+	ck_assert_int_eq(harness_start(&d, conf, NULL), 0);
+	ck_assert_int_eq(gpuq_connect(d.sock, &q), 0);
+	fd = raw_session(&d);
+	ck_assert_int_eq(harness_raw_send(fd, part, sizeof(part)), 0);
+	t0 = mono_ms();
+	/* An idle session, with no frame started, is left alone. */
+	ck_assert_int_eq(gpuq_status(q, &st), 0);
+	usleep(1500000);
+	ck_assert_int_eq(gpuq_status(q, &st), 0);
+	ck_assert(harness_raw_closed(fd, 3000));
+	ck_assert_int_lt(mono_ms() - t0, 4000);
+	ck_assert(harness_log_contains(&d, "in the middle of a"));
+	ck_assert_int_eq(gpuq_status(q, &st), 0);
+	ck_assert_uint_eq(st.sessions, 1);
+	close(fd);
+	gpuq_close(q);
+	ck_assert_int_eq(harness_stop(&d), 0);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
 	Suite *s = suite_create("conn");
@@ -420,6 +579,9 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_uid_limits);
 	tcase_add_test(tc, test_max_clients_counts_sessions);
 	tcase_add_test(tc, test_accept_emfile_backoff);
+	tcase_add_test(tc, test_unknown_field_flood);
+	tcase_add_test(tc, test_never_reading_client);
+	tcase_add_test(tc, test_partial_frame_times_out);
 	suite_add_tcase(s, tc);
 	return s;
 }
@@ -429,6 +591,8 @@ int main(void)
 	SRunner *sr = srunner_create(conn_suite());
 	int failed;
 
+	/* Figures printed by a test that then fails must not be lost in a buffer. */
+	setvbuf(stdout, NULL, _IONBF, 0);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
