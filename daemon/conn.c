@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "worker.h"
 
 /* Unknown fields one frame may carry (at any depth) before it is refused unparsed. */
 #define CONN_UNKNOWN_MAX 64
@@ -29,6 +31,7 @@
 #define CONN_SCAN_DEPTH 8
 
 static void conn_out_free(struct conn_out *o);
+static int conn_process(struct conn *c);
 static void conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void conn_on_write(evutil_socket_t fd, short what, void *arg);
 static void conn_on_timeout(evutil_socket_t fd, short what, void *arg);
@@ -47,6 +50,7 @@ struct conn *conn_create(struct server *srv, int fd)
 	c->fd = fd;
 	c->state = CONN_HANDSHAKE;
 	STAILQ_INIT(&c->out);
+	STAILQ_INIT(&c->pend_out);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
 		c->pid = cred.pid;
 		c->uid = cred.uid;
@@ -93,26 +97,95 @@ void conn_end_handshake(struct conn *c)
 	}
 }
 
-/* Gives back to the uid's account what the session held, then the session's own charges. */
-static void conn_uncharge(struct conn *c)
+/* A session ending on the worker, and what its uid gets back once it has. */
+struct conn_teardown {
+	struct worker_job job;
+	struct server *srv;
+	struct session *sess;
+	struct account *acct;
+	uint64_t used[ACCT_NRES];
+};
+
+static void teardown_run(struct worker_job *j)
 {
-	struct account_table *t = &c->srv->accounts;
+	struct conn_teardown *t = (struct conn_teardown *)j;
+
+	session_destroy(t->sess);
+}
+
+static void teardown_done(struct worker_job *j)
+{
+	struct conn_teardown *t = (struct conn_teardown *)j;
+	unsigned r;
+
+	if (t->acct) {
+		for (r = 0; r < ACCT_NRES; r++)
+			account_uncharge(&t->srv->accounts, t->acct, (enum account_res)r, t->used[r]);
+		account_put(&t->srv->accounts, t->acct);
+	}
+	t->srv->nsessions--;
+	server_notify_status(t->srv);
+	free(t);
+}
+
+/*
+ * Ends c's session and gives back what c charged to its uid. The session's
+ * memory is freed on the worker (here, when no job can be queued); its
+ * charges, the session slot and the account reference go when that is done.
+ */
+static void conn_end_session(struct conn *c)
+{
+	struct conn_teardown local, *t;
 	struct session *s = c->sess;
 	unsigned i;
 
-	if (!c->acct)
-		return;
-	if (s) {
-		account_uncharge(t, c->acct, ACCT_MEM, s->bufs.bytes);
-		for (i = 0; i < s->nchans; i++)
-			if (s->chans[i])
-				conn_chan_uncharge(c, s->chans[i]->size);
+	t = s && c->srv->worker ? calloc(1, sizeof(*t)) : NULL;
+	if (!t) {
+		memset(&local, 0, sizeof(local));
+		t = &local;
 	}
+	t->srv = c->srv;
+	t->sess = s;
+	t->acct = c->acct;
 	if (c->charged_session)
-		account_uncharge(t, c->acct, ACCT_SESSIONS, 1);
-	account_uncharge(t, c->acct, ACCT_ARENA, c->charged_arena);
+		t->used[ACCT_SESSIONS] = 1;
+	t->used[ACCT_ARENA] = c->charged_arena;
+	if (s) {
+		t->used[ACCT_MEM] = s->bufs.bytes;
+		for (i = 0; i < s->nchans; i++)
+			if (s->chans[i]) {
+				t->used[ACCT_CHANNELS]++;
+				t->used[ACCT_CHANNEL_BYTES] += s->chans[i]->size;
+			}
+	}
+	c->sess = NULL;
+	c->acct = NULL;
 	c->charged_session = 0;
 	c->charged_arena = 0;
+	if (!s) {
+		/* No session: only what a refused Hello charged. */
+		if (t->acct) {
+			for (i = 0; i < ACCT_NRES; i++)
+				account_uncharge(&t->srv->accounts, t->acct, (enum account_res)i,
+						 t->used[i]);
+			account_put(&t->srv->accounts, t->acct);
+		}
+		return;
+	}
+	log_info("session %llu ended (pid %d uid %u, %llu requests)", (unsigned long long)s->id,
+		 (int)c->pid, (unsigned)c->uid, (unsigned long long)s->requests);
+	if (t == &local) {
+		teardown_run(&t->job);
+		/* teardown_done frees t: a copy on the heap is not there, so do its work here. */
+		for (i = 0; t->acct && i < ACCT_NRES; i++)
+			account_uncharge(&t->srv->accounts, t->acct, (enum account_res)i, t->used[i]);
+		account_put(&t->srv->accounts, t->acct);
+		t->srv->nsessions--;
+		return;
+	}
+	t->job.run = teardown_run;
+	t->job.done = teardown_done;
+	worker_submit(c->srv->worker, &t->job);
 }
 
 int conn_chan_charge(struct conn *c, uint64_t seq, uint64_t bytes)
@@ -154,18 +227,16 @@ void conn_destroy(struct conn *c)
 {
 	struct conn_out *o;
 
-	conn_end_handshake(c);
-	conn_uncharge(c);
-	if (c->sess) {
-		log_info("session %llu ended (pid %d uid %u, %llu requests)",
-			 (unsigned long long)c->sess->id, (int)c->pid, (unsigned)c->uid,
-			 (unsigned long long)c->sess->requests);
-		session_destroy(c->sess);
-		c->srv->nsessions--;
+	if (c->pending) {
+		/* Its job still uses c: stop watching it and finish when the job is done. */
+		c->zombie = 1;
+		event_del(c->rev);
+		event_del(c->wev);
+		event_del(c->timer);
+		return;
 	}
-	/* After the session: its engines no longer count requests on the account. */
-	account_put(&c->srv->accounts, c->acct);
-	c->acct = NULL;
+	conn_end_handshake(c);
+	conn_end_session(c);
 	TAILQ_REMOVE(&c->srv->conns, c, link);
 	c->srv->nconns--;
 	event_free(c->rev);
@@ -247,7 +318,7 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 	if (r)
 		return r;
 	/* One reply always fits; beyond that, unread output is bounded by max_output. */
-	if (c->outbytes && c->outbytes + len > c->srv->cfg->max_output) {
+	if (!c->pending && c->outbytes && c->outbytes + len > c->srv->cfg->max_output) {
 		free(buf);
 		if (!c->drop)
 			log_warn("pid %d leaves %zu bytes of replies unread (max_output %llu); "
@@ -286,6 +357,12 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 		}
 		o->nfds = i + 1;
 	}
+	if (c->pending) {
+		/* From the worker's job: out belongs to the control thread meanwhile. */
+		STAILQ_INSERT_TAIL(&c->pend_out, o, link);
+		c->pend_bytes += len;
+		return 0;
+	}
 	STAILQ_INSERT_TAIL(&c->out, o, link);
 	c->outbytes += len;
 	return 0;
@@ -322,6 +399,8 @@ void conn_close_after_flush(struct conn *c)
 
 void conn_settle(struct conn *c)
 {
+	if (c->zombie)
+		return;
 	if (c->drop || conn_flush(c) < 0) {
 		conn_destroy(c);
 		return;
@@ -398,6 +477,58 @@ static int scan_unknown(const ProtobufCMessageDescriptor *d, const uint8_t *p, c
 	return 0;
 }
 
+static void conn_job_run(struct worker_job *j)
+{
+	struct conn *c = (struct conn *)((char *)j - offsetof(struct conn, job));
+
+	c->job_run(c, c->job_msg);
+}
+
+static void conn_job_done(struct worker_job *j)
+{
+	struct conn *c = (struct conn *)((char *)j - offsetof(struct conn, job));
+	Gpuq__Msg *m = c->job_msg;
+
+	c->pending = 0;
+	STAILQ_CONCAT(&c->out, &c->pend_out);
+	c->outbytes += c->pend_bytes;
+	c->pend_bytes = 0;
+	if (c->job_after && !c->zombie)
+		c->job_after(c, m);
+	c->job_msg = NULL;
+	frame_free(m);
+	if (c->zombie) {
+		conn_destroy(c);
+		return;
+	}
+	if (c->state != CONN_CLOSING)
+		event_add(c->rev, NULL);
+	/* Frames that arrived behind the job's, in order. */
+	conn_process(c);
+	conn_settle(c);
+}
+
+void conn_defer(struct conn *c, Gpuq__Msg *m, void (*run)(struct conn *c, const Gpuq__Msg *m),
+		void (*after)(struct conn *c, const Gpuq__Msg *m))
+{
+	c->job_msg = m;
+	c->job_run = run;
+	c->job_after = after;
+	c->job.run = conn_job_run;
+	c->job.done = conn_job_done;
+	if (!c->srv->worker) {
+		run(c, m);
+		if (after)
+			after(c, m);
+		c->job_msg = NULL;
+		frame_free(m);
+		return;
+	}
+	c->pending = 1;
+	event_del(c->rev);
+	worker_submit(c->srv->worker, &c->job);
+}
+
 static int conn_grow(struct conn *c, size_t need)
 {
 	size_t cap = c->incap ? c->incap : 4096;
@@ -421,7 +552,7 @@ static int conn_process(struct conn *c)
 	uint32_t max = c->srv->cfg->max_frame;
 	size_t off = 0;
 
-	while (c->state != CONN_CLOSING) {
+	while (c->state != CONN_CLOSING && !c->pending) {
 		ssize_t n = frame_check(c->in + off, c->inlen - off, max);
 		Gpuq__Msg *m;
 
@@ -474,8 +605,8 @@ static int conn_process(struct conn *c)
 		}
 		if (m->body_case != GPUQ__MSG__BODY__NOT_SET)
 			c->bodyless = 0;
-		dispatch_msg(c, m);
-		frame_free(m);
+		if (!dispatch_msg(c, m))
+			frame_free(m);
 	}
 	if (off) {
 		memmove(c->in, c->in + off, c->inlen - off);
@@ -517,7 +648,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	 * Past the handshake the timer watches a frame that has started to
 	 * arrive: each read that brings bytes restarts it.
 	 */
-	if (c->state == CONN_READY) {
+	if (c->state == CONN_READY && !c->pending) {
 		struct timeval tv = { .tv_sec = c->srv->cfg->frame_timeout };
 
 		if (c->inlen)
@@ -537,6 +668,8 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->pending)
+		return; /* slow work of gpuqd's own is not the client's delay */
 	if (c->state == CONN_CLOSING) {
 		log_info("pid %d did not read its last replies within %d s; closing", (int)c->pid,
 			 CONN_CLOSE_TIMEOUT);

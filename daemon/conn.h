@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "frame.h"
+#include "worker.h"
 
 struct server;
 struct session;
@@ -53,11 +54,34 @@ struct conn {
 	struct account *acct;
 	int charged_session;
 	uint64_t charged_arena;
+	/*
+	 * Pending: a job for c runs on the worker (conn_defer). Until it is
+	 * done no input is read and no frame processed, so replies stay in
+	 * order; replies the job queues go to pend_out (the worker's side) and
+	 * join out when it is done. A connection destroyed meanwhile is a
+	 * zombie, destroyed for real after the job.
+	 */
+	int pending, zombie;
+	struct worker_job job;
+	Gpuq__Msg *job_msg;
+	void (*job_run)(struct conn *c, const Gpuq__Msg *m);
+	void (*job_after)(struct conn *c, const Gpuq__Msg *m);
+	int job_result; /* for job_run to tell job_after */
+	STAILQ_HEAD(, conn_out) pend_out;
+	size_t pend_bytes;
 };
 
 /* Adopts an accepted socket. Returns NULL (and closes fd) on failure. */
 struct conn *conn_create(struct server *srv, int fd);
 void conn_destroy(struct conn *c);
+/*
+ * Runs run(c, m) on the worker thread, then after(c, m) (may be NULL) on
+ * the control thread, and frees m; c stays pending in between. run may
+ * queue replies (conn_send*) but must touch nothing else of c or of the
+ * server that the control thread uses unlocked.
+ */
+void conn_defer(struct conn *c, Gpuq__Msg *m, void (*run)(struct conn *c, const Gpuq__Msg *m),
+		void (*after)(struct conn *c, const Gpuq__Msg *m));
 /* c is past its handshake (a Hello came): it no longer counts against max_handshakes. */
 void conn_end_handshake(struct conn *c);
 

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "conn.h"
 #include "dispatch.h"
 #include "chan.h"
@@ -79,11 +81,15 @@ refuse:
 	return -1;
 }
 
-static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
+static void hello_open(struct conn *c, const Gpuq__Msg *m);
+static void hello_finish(struct conn *c, const Gpuq__Msg *m);
+
+/* Returns 1 when m went to the worker with the connection (see dispatch_msg). */
+static int on_hello(struct conn *c, Gpuq__Msg *m)
 {
+	const Gpuq__Hello *h = m->hello;
+	uint64_t seq = m->seq;
 	struct server *srv = c->srv;
-	Gpuq__Msg m = GPUQ__MSG__INIT;
-	Gpuq__Welcome w = GPUQ__WELCOME__INIT;
 
 	if (h->proto_version != GPUQ_PROTO_VERSION) {
 		log_warn("pid %d speaks protocol %u, this gpuqd speaks %u; closing", (int)c->pid,
@@ -92,7 +98,7 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 				"protocol version %u is not supported: gpuqd %s speaks version %u",
 				h->proto_version, PACKAGE_VERSION, GPUQ_PROTO_VERSION);
 		conn_close_after_flush(c);
-		return;
+		return 0;
 	}
 	conn_end_handshake(c);
 	if (srv->nsessions >= srv->cfg->max_clients) {
@@ -101,42 +107,59 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 		conn_send_error(c, seq, -EUSERS, "gpuqd serves at most %u sessions (max_clients)",
 				srv->cfg->max_clients);
 		conn_close_after_flush(c);
-		return;
+		return 0;
 	}
 	if (charge_hello(c, seq, h))
-		return;
+		return 0;
 	c->sess = session_create(++srv->next_session_id, srv->be, srv->cfg->max_session_mem, c->pid,
 				 c->uid, c->gid, h->client_name);
 	if (!c->sess) {
 		conn_send_error(c, seq, -ENOMEM, "out of memory creating the session");
 		conn_close_after_flush(c);
-		return;
+		return 0;
 	}
 	srv->nsessions++;
 	c->sess->uid_inflight = &c->acct->inflight;
 	c->sess->uid_inflight_max = srv->cfg->uid_max_inflight;
 	if (!c->sess->uid_inflight_max)
 		c->sess->uid_inflight = NULL;
-	{
-		uint64_t arena = c->charged_arena;
-		uint32_t depth = h->queue_depth ? h->queue_depth : 4096;
-		int r;
-
-		c->sess->broken_efd = srv->broken_efd;
-		r = session_open_data(c->sess, srv->be, srv->engines, srv->nengines, srv->doorbell,
-				      depth, arena);
-		if (r) {
-			log_err("session %llu: setting up %llu bytes of shared memory: %s",
-				(unsigned long long)c->sess->id, (unsigned long long)arena,
-				strerror(-r));
-			conn_send_error(c, seq, r, "cannot set up the session's shared memory: %s",
-					strerror(-r));
-			conn_close_after_flush(c);
-			return;
-		}
-	}
 	c->sess->chreg = srv->chans;
+	c->sess->broken_efd = srv->broken_efd;
+	/* Populating and registering the arena takes seconds at 1 GiB: the worker does it. */
+	conn_defer(c, m, hello_open, hello_finish);
+	return 1;
+}
+
+/* On the worker: the session's shared memory, socket and engine attachment. */
+static void hello_open(struct conn *c, const Gpuq__Msg *m)
+{
+	struct server *srv = c->srv;
+	uint32_t depth = m->hello->queue_depth ? m->hello->queue_depth : 4096;
+
+	c->job_result = session_open_data(c->sess, srv->be, srv->engines, srv->nengines,
+					  srv->doorbell, depth, c->charged_arena);
+}
+
+/* Back on the control thread: the Welcome, or why there is none. */
+static void hello_finish(struct conn *c, const Gpuq__Msg *msg)
+{
+	struct server *srv = c->srv;
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Welcome w = GPUQ__WELCOME__INIT;
+	uint64_t seq = msg->seq;
+	int r = c->job_result;
+
+	if (r) {
+		log_err("session %llu: setting up %llu bytes of shared memory: %s",
+			(unsigned long long)c->sess->id, (unsigned long long)c->charged_arena,
+			strerror(-r));
+		conn_send_error(c, seq, r, "cannot set up the session's shared memory: %s",
+				strerror(-r));
+		conn_close_after_flush(c);
+		return;
+	}
 	c->state = CONN_READY;
+	evtimer_del(c->timer);
 	log_info("session %llu started: pid %d uid %u gid %u name '%s' arena %llu bytes",
 		 (unsigned long long)c->sess->id, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid,
 		 c->sess->name, (unsigned long long)c->sess->shm.geom.arena_size);
@@ -629,6 +652,33 @@ static void on_status(struct conn *c, uint64_t seq)
 	conn_send(c, &m, seq);
 }
 
+/* On the worker: the requests that call the backend. */
+static void run_backend_request(struct conn *c, const Gpuq__Msg *m)
+{
+	switch (m->body_case) {
+	case GPUQ__MSG__BODY_DEVICE_LIST_REQ:
+		on_device_list(c, m->seq);
+		break;
+	case GPUQ__MSG__BODY_BUF_ALLOC:
+		on_buf_alloc(c, m->seq, m->buf_alloc);
+		break;
+	case GPUQ__MSG__BODY_BUF_FREE:
+		on_buf_free(c, m->seq, m->buf_free);
+		break;
+	case GPUQ__MSG__BODY_BUF_WRITE:
+		on_buf_write(c, m->seq, m->buf_write);
+		break;
+	case GPUQ__MSG__BODY_BUF_READ:
+		on_buf_read(c, m->seq, m->buf_read);
+		break;
+	case GPUQ__MSG__BODY_BUF_EXPORT:
+		on_buf_export(c, m->seq, m->buf_export);
+		break;
+	default:
+		break;
+	}
+}
+
 /* Root and the daemon's own user see every session; others only their own uid's. */
 static int may_see(const struct conn *asker, const struct conn *other)
 {
@@ -678,7 +728,7 @@ out:
 	free(infos);
 }
 
-void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
+int dispatch_msg(struct conn *c, Gpuq__Msg *m)
 {
 	uint64_t seq = m->seq;
 
@@ -689,31 +739,21 @@ void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
 			conn_send_error(c, seq, -EPROTO, "expected hello, got '%s'",
 					frame_body_name(m->body_case));
 			conn_close_after_flush(c);
-			return;
+			return 0;
 		}
-		on_hello(c, seq, m->hello);
-		return;
+		return on_hello(c, m);
 	}
 	c->sess->requests++;
 	switch (m->body_case) {
+	/* What calls the backend (allocation, copies, device queries) runs on the worker. */
 	case GPUQ__MSG__BODY_DEVICE_LIST_REQ:
-		on_device_list(c, seq);
-		break;
 	case GPUQ__MSG__BODY_BUF_ALLOC:
-		on_buf_alloc(c, seq, m->buf_alloc);
-		break;
 	case GPUQ__MSG__BODY_BUF_FREE:
-		on_buf_free(c, seq, m->buf_free);
-		break;
 	case GPUQ__MSG__BODY_BUF_WRITE:
-		on_buf_write(c, seq, m->buf_write);
-		break;
 	case GPUQ__MSG__BODY_BUF_READ:
-		on_buf_read(c, seq, m->buf_read);
-		break;
 	case GPUQ__MSG__BODY_BUF_EXPORT:
-		on_buf_export(c, seq, m->buf_export);
-		break;
+		conn_defer(c, m, run_backend_request, NULL);
+		return 1;
 	case GPUQ__MSG__BODY_CHAN_CREATE:
 		on_chan_create(c, seq, m->chan_create);
 		break;
@@ -746,4 +786,5 @@ void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
 				frame_body_name(m->body_case));
 		break;
 	}
+	return 0;
 }

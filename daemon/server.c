@@ -21,6 +21,7 @@
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "worker.h"
 
 static void send_status(evutil_socket_t fd, short what, void *arg)
 {
@@ -312,6 +313,11 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 		r = listen_on_path(srv);
 	if (r < 0)
 		goto fail;
+	r = worker_create(&srv->worker, srv->base);
+	if (r) {
+		log_err("cannot start the worker thread: %s", strerror(-r));
+		goto fail;
+	}
 	srv->listen_ev = event_new(srv->base, srv->listen_fd, EV_READ | EV_PERSIST, on_accept, srv);
 	srv->accept_backoff = evtimer_new(srv->base, on_accept_resume, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
@@ -353,8 +359,13 @@ void server_fini(struct server *srv)
 	/* A clean stop: every client learns it from srv_state when its socket closes. */
 	TAILQ_FOREACH(c, &srv->conns, link)
 		session_set_state(c->sess, SHM_STATE_SHUTDOWN);
+	/* Jobs still running finish first; then every session ends, on the worker too. */
+	if (srv->worker)
+		worker_flush(srv->worker);
 	while ((c = TAILQ_FIRST(&srv->conns)))
 		conn_destroy(c);
+	worker_destroy(srv->worker);
+	srv->worker = NULL;
 	if (srv->broken_ev)
 		event_free(srv->broken_ev);
 	if (srv->broken_efd >= 0)

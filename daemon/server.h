@@ -2,6 +2,7 @@
 #ifndef GPUQ_SERVER_H
 #define GPUQ_SERVER_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
@@ -24,6 +25,7 @@ struct server {
 	struct engine **engines; /* one per device; owned by main */
 	unsigned nengines;
 	struct doorbell *doorbell; /* reads session sockets; owned by main */
+	struct worker *worker; /* runs slow control work (owned: init/fini) */
 	int broken_efd; /* engines write it when a session's ring is corrupt */
 	struct event *broken_ev;
 	struct sharing *sharing; /* owned by main */
@@ -47,7 +49,7 @@ struct server {
 	uint64_t next_session_id;
 	uint64_t started_ms;
 	uint64_t requests;
-	uint64_t errors;
+	_Atomic uint64_t errors; /* the worker's replies count too */
 	uint64_t reloads;
 	int exit_code;
 };
