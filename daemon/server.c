@@ -60,6 +60,9 @@ void server_buffer_totals(struct server *srv, uint64_t *count, uint64_t *bytes)
 	}
 }
 
+/* The most a stop (SIGTERM) waits for sessions to be freed. */
+#define SERVER_STOP_MS 20000
+
 /* How long the listener rests after accept ran out of descriptors. */
 #define ACCEPT_BACKOFF_US 100000
 
@@ -354,16 +357,32 @@ int server_run(struct server *srv)
 
 void server_fini(struct server *srv)
 {
-	struct conn *c;
+	struct conn *c, *next;
 
 	/* A clean stop: every client learns it from srv_state when its socket closes. */
 	TAILQ_FOREACH(c, &srv->conns, link)
 		session_set_state(c->sess, SHM_STATE_SHUTDOWN);
-	/* Jobs still running finish first; then every session ends, on the worker too. */
+	/*
+	 * Jobs still running finish first; then every session ends, on the
+	 * worker too. Each session lets go of a hung device after at most 5 s,
+	 * but many of them could add up: the whole shutdown has a deadline,
+	 * past which gpuqd exits with the rest still held (the kernel frees it).
+	 */
 	if (srv->worker)
-		worker_flush(srv->worker);
-	while ((c = TAILQ_FIRST(&srv->conns)))
+		worker_flush_timeout(srv->worker, SERVER_STOP_MS / 2);
+	/* One whose job still runs stays listed (a zombie) until that job is done. */
+	for (c = TAILQ_FIRST(&srv->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
 		conn_destroy(c);
+	}
+	if (srv->worker && worker_flush_timeout(srv->worker, SERVER_STOP_MS / 2) < 0) {
+		log_err("sessions still being freed after %d s (a hung device?); exiting without "
+			"waiting for them", SERVER_STOP_MS / 1000);
+		if (srv->listen_fd >= 0 && !srv->activated)
+			unlink(srv->cfg->socket);
+		sd_notify(0, "STATUS=stopped with sessions still held by a hung device");
+		_exit(1);
+	}
 	worker_destroy(srv->worker);
 	srv->worker = NULL;
 	if (srv->broken_ev)

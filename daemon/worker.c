@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -130,16 +131,41 @@ void worker_submit(struct worker *w, struct worker_job *j)
 	pthread_mutex_unlock(&w->lock);
 }
 
-void worker_flush(struct worker *w)
+int worker_flush_timeout(struct worker *w, int ms)
 {
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	if (ms >= 0) {
+		until.tv_sec += ms / 1000;
+		until.tv_nsec += (long)(ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+	}
 	/* A done callback may submit more (a connection's next frame): go until none is left. */
 	while (w->pending) {
+		int r = 0;
+
 		pthread_mutex_lock(&w->lock);
-		while (!STAILQ_EMPTY(&w->todo) || w->running)
-			pthread_cond_wait(&w->idle, &w->lock);
+		while ((!STAILQ_EMPTY(&w->todo) || w->running) && r == 0) {
+			if (ms < 0)
+				pthread_cond_wait(&w->idle, &w->lock);
+			else
+				r = pthread_cond_timedwait(&w->idle, &w->lock, &until);
+		}
 		pthread_mutex_unlock(&w->lock);
 		worker_reap(w);
+		if (r)
+			return -ETIMEDOUT;
 	}
+	return 0;
+}
+
+void worker_flush(struct worker *w)
+{
+	worker_flush_timeout(w, -1);
 }
 
 void worker_destroy(struct worker *w)

@@ -31,6 +31,8 @@ void worker_submit(struct worker *w, struct worker_job *j);
  * runs.
  */
 void worker_flush(struct worker *w);
+/* As worker_flush, giving up after ms (< 0: never). Returns 0 or -ETIMEDOUT (jobs still run). */
+int worker_flush_timeout(struct worker *w, int ms);
 /* Flushes, stops the thread and frees w. NULL is a no-op. */
 void worker_destroy(struct worker *w);
 /* Jobs submitted whose done has not been called yet. */

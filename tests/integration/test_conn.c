@@ -650,6 +650,29 @@ START_TEST(test_status_beside_big_arenas)
 }
 END_TEST
 
+/* SIGTERM with sessions holding buffers stops gpuqd promptly, every session freed. */
+START_TEST(test_sigterm_with_sessions)
+{
+	struct daemon_proc d;
+	gpuq_t *q[16];
+	uint32_t id;
+	long t0;
+	int i;
+
+	ck_assert_int_eq(harness_start(&d, NULL, NULL), 0);
+	for (i = 0; i < 16; i++) {
+		ck_assert_int_eq(gpuq_connect(d.sock, &q[i]), 0);
+		ck_assert_int_eq(gpuq_buf_alloc(q[i], 0, 1 << 20, &id), 0);
+	}
+	t0 = mono_ms();
+	ck_assert_int_eq(harness_stop(&d), 0);
+	printf("SIGTERM with 16 sessions: stopped in %ld ms\n", mono_ms() - t0);
+	ck_assert_int_lt(mono_ms() - t0, 5000);
+	for (i = 0; i < 16; i++)
+		gpuq_close(q[i]);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
 	Suite *s = suite_create("conn");
@@ -664,6 +687,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_never_reading_client);
 	tcase_add_test(tc, test_partial_frame_times_out);
 	tcase_add_test(tc, test_status_beside_big_arenas);
+	tcase_add_test(tc, test_sigterm_with_sessions);
 	suite_add_tcase(s, tc);
 	return s;
 }
