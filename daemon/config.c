@@ -30,6 +30,15 @@ static const char *const key_names[CFG_NKEYS] = {
 	[CFG_MPS_PIPE_DIR] = "mps_pipe_dir",
 	[CFG_MPS_CLIENT_SM_PERCENT] = "mps_client_sm_percent",
 	[CFG_HOST_DEVICES] = "host_devices",
+	[CFG_MAX_HANDSHAKES] = "max_handshakes",
+	[CFG_MAX_OUTPUT] = "max_output",
+	[CFG_FRAME_TIMEOUT] = "frame_timeout",
+	[CFG_UID_MAX_SESSIONS] = "uid_max_sessions",
+	[CFG_UID_MAX_ARENA] = "uid_max_arena",
+	[CFG_UID_MAX_MEM] = "uid_max_mem",
+	[CFG_UID_MAX_CHANNELS] = "uid_max_channels",
+	[CFG_UID_MAX_CHANNEL_BYTES] = "uid_max_channel_bytes",
+	[CFG_UID_MAX_INFLIGHT] = "uid_max_inflight",
 };
 
 const char *config_key_name(enum config_key k)
@@ -46,13 +55,22 @@ void config_defaults(struct config *cfg)
 	cfg->log_level = LOG_INFO;
 	cfg->max_frame = FRAME_MAX_DEFAULT;
 	cfg->max_clients = 1024;
-	cfg->max_session_mem = 0;
-	cfg->handshake_timeout = 5;
+	cfg->max_session_mem = 16ull << 30;
+	cfg->handshake_timeout = 2;
 	cfg->host_mem = 1ull << 30;
 	cfg->host_devices = 1;
 	cfg->arena_default = 64ull << 20;
 	cfg->arena_max = 1ull << 30;
 	cfg->engine_idle_us = 200;
+	cfg->max_handshakes = 64;
+	cfg->max_output = 4u << 20;
+	cfg->frame_timeout = 10;
+	cfg->uid_max_sessions = 64;
+	cfg->uid_max_arena = 8ull << 30;
+	cfg->uid_max_mem = 32ull << 30;
+	cfg->uid_max_channels = 256;
+	cfg->uid_max_channel_bytes = 4ull << 30;
+	cfg->uid_max_inflight = 65536;
 }
 
 int config_parse_size(const char *s, uint64_t *out)
@@ -205,6 +223,45 @@ int config_set(struct config *cfg, const char *key, const char *value, char *err
 			goto bad;
 		cfg->mps_client_sm_percent = (unsigned)u;
 		break;
+	case CFG_MAX_HANDSHAKES:
+		if (parse_uint(value, 10, 1u << 20, &u) || u == 0)
+			goto bad;
+		cfg->max_handshakes = (unsigned)u;
+		break;
+	case CFG_MAX_OUTPUT:
+		if (config_parse_size(value, &sz) || sz < 65536 || sz > (1ull << 30))
+			goto bad;
+		cfg->max_output = sz;
+		break;
+	case CFG_FRAME_TIMEOUT:
+		if (parse_uint(value, 10, 3600, &u) || u == 0)
+			goto bad;
+		cfg->frame_timeout = (unsigned)u;
+		break;
+	case CFG_UID_MAX_SESSIONS:
+	case CFG_UID_MAX_CHANNELS:
+	case CFG_UID_MAX_INFLIGHT:
+		if (parse_uint(value, 10, 1ul << 30, &u))
+			goto bad;
+		if (k == CFG_UID_MAX_SESSIONS)
+			cfg->uid_max_sessions = (unsigned)u;
+		else if (k == CFG_UID_MAX_CHANNELS)
+			cfg->uid_max_channels = (unsigned)u;
+		else
+			cfg->uid_max_inflight = (unsigned)u;
+		break;
+	case CFG_UID_MAX_ARENA:
+	case CFG_UID_MAX_MEM:
+	case CFG_UID_MAX_CHANNEL_BYTES:
+		if (config_parse_size(value, &sz))
+			goto bad;
+		if (k == CFG_UID_MAX_ARENA)
+			cfg->uid_max_arena = sz;
+		else if (k == CFG_UID_MAX_MEM)
+			cfg->uid_max_mem = sz;
+		else
+			cfg->uid_max_channel_bytes = sz;
+		break;
 	case CFG_NKEYS:
 		break;
 	}
@@ -328,6 +385,15 @@ void config_print(const struct config *cfg, FILE *f)
 	fprintf(f, "arena_max = %llu\n", (unsigned long long)cfg->arena_max);
 	fprintf(f, "engine_idle_us = %u\n", cfg->engine_idle_us);
 	fprintf(f, "sharing = %s\n", sharing_mode_name(cfg->sharing));
+	fprintf(f, "max_handshakes = %u\n", cfg->max_handshakes);
+	fprintf(f, "max_output = %llu\n", (unsigned long long)cfg->max_output);
+	fprintf(f, "frame_timeout = %u\n", cfg->frame_timeout);
+	fprintf(f, "uid_max_sessions = %u\n", cfg->uid_max_sessions);
+	fprintf(f, "uid_max_arena = %llu\n", (unsigned long long)cfg->uid_max_arena);
+	fprintf(f, "uid_max_mem = %llu\n", (unsigned long long)cfg->uid_max_mem);
+	fprintf(f, "uid_max_channels = %u\n", cfg->uid_max_channels);
+	fprintf(f, "uid_max_channel_bytes = %llu\n", (unsigned long long)cfg->uid_max_channel_bytes);
+	fprintf(f, "uid_max_inflight = %u\n", cfg->uid_max_inflight);
 	fprintf(f, "mps_pipe_dir = \"%s\"\n", cfg->mps_pipe_dir);
 	fprintf(f, "mps_client_sm_percent = %u\n", cfg->mps_client_sm_percent);
 }

@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "conn.h"
 #include "dispatch.h"
 #include "chan.h"
@@ -28,11 +30,67 @@ static void reply_ok(struct conn *c, uint64_t seq, uint64_t value)
 	conn_send(c, &m, seq);
 }
 
-static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
+/* The arena a Hello gets: what it asks for, or the default, within arena_max. */
+static uint64_t hello_arena(const struct config *cfg, const Gpuq__Hello *h)
+{
+	uint64_t arena = h->arena_size ? h->arena_size : cfg->arena_default;
+
+	return arena > cfg->arena_max ? cfg->arena_max : arena;
+}
+
+/*
+ * Charges a new session and its arena to the uid's account. Returns 0, or
+ * -1 after queuing the Error and closing c.
+ */
+static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 {
 	struct server *srv = c->srv;
-	Gpuq__Msg m = GPUQ__MSG__INIT;
-	Gpuq__Welcome w = GPUQ__WELCOME__INIT;
+	struct config *cfg = srv->cfg;
+	uint64_t arena = hello_arena(cfg, h), used;
+
+	c->acct = account_get(&srv->accounts, c->uid);
+	if (!c->acct) {
+		conn_send_error(c, seq, -ENOMEM, "out of memory creating the session");
+		goto refuse;
+	}
+	if (account_charge(&srv->accounts, c->acct, ACCT_SESSIONS, 1, cfg->uid_max_sessions,
+			   &used)) {
+		log_warn("refusing pid %d: uid %u has %llu sessions (uid_max_sessions %u)",
+			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
+			 cfg->uid_max_sessions);
+		conn_send_error(c, seq, -EDQUOT,
+				"uid %u has %llu sessions, the limit (uid_max_sessions) is %u",
+				(unsigned)c->uid, (unsigned long long)used, cfg->uid_max_sessions);
+		goto refuse;
+	}
+	c->charged_session = 1;
+	if (account_charge(&srv->accounts, c->acct, ACCT_ARENA, arena, cfg->uid_max_arena, &used)) {
+		log_warn("refusing pid %d: uid %u has %llu arena bytes pinned (uid_max_arena %llu)",
+			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
+			 (unsigned long long)cfg->uid_max_arena);
+		conn_send_error(c, seq, -EDQUOT,
+				"uid %u has %llu bytes of session arenas pinned, %llu more asked, the "
+				"limit (uid_max_arena) is %llu",
+				(unsigned)c->uid, (unsigned long long)used, (unsigned long long)arena,
+				(unsigned long long)cfg->uid_max_arena);
+		goto refuse;
+	}
+	c->charged_arena = arena;
+	return 0;
+refuse:
+	conn_close_after_flush(c);
+	return -1;
+}
+
+static void hello_open(struct conn *c, const Gpuq__Msg *m);
+static void hello_finish(struct conn *c, const Gpuq__Msg *m);
+
+/* Returns 1 when m went to the worker with the connection (see dispatch_msg). */
+static int on_hello(struct conn *c, Gpuq__Msg *m)
+{
+	const Gpuq__Hello *h = m->hello;
+	uint64_t seq = m->seq;
+	struct server *srv = c->srv;
 
 	if (h->proto_version != GPUQ_PROTO_VERSION) {
 		log_warn("pid %d speaks protocol %u, this gpuqd speaks %u; closing", (int)c->pid,
@@ -41,38 +99,68 @@ static void on_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 				"protocol version %u is not supported: gpuqd %s speaks version %u",
 				h->proto_version, PACKAGE_VERSION, GPUQ_PROTO_VERSION);
 		conn_close_after_flush(c);
-		return;
+		return 0;
 	}
+	conn_end_handshake(c);
+	if (srv->nsessions >= srv->cfg->max_clients) {
+		log_warn("refusing pid %d uid %u: %u sessions is the limit (max_clients)", (int)c->pid,
+			 (unsigned)c->uid, srv->cfg->max_clients);
+		conn_send_error(c, seq, -EUSERS, "gpuqd serves at most %u sessions (max_clients)",
+				srv->cfg->max_clients);
+		conn_close_after_flush(c);
+		return 0;
+	}
+	if (charge_hello(c, seq, h))
+		return 0;
 	c->sess = session_create(++srv->next_session_id, srv->be, srv->cfg->max_session_mem, c->pid,
 				 c->uid, c->gid, h->client_name);
 	if (!c->sess) {
 		conn_send_error(c, seq, -ENOMEM, "out of memory creating the session");
 		conn_close_after_flush(c);
-		return;
+		return 0;
 	}
 	srv->nsessions++;
-	{
-		uint64_t arena = h->arena_size ? h->arena_size : srv->cfg->arena_default;
-		uint32_t depth = h->queue_depth ? h->queue_depth : 4096;
-		int r;
-
-		if (arena > srv->cfg->arena_max)
-			arena = srv->cfg->arena_max;
-		c->sess->broken_efd = srv->broken_efd;
-		r = session_open_data(c->sess, srv->be, srv->engines, srv->nengines, srv->doorbell,
-				      depth, arena);
-		if (r) {
-			log_err("session %llu: setting up %llu bytes of shared memory: %s",
-				(unsigned long long)c->sess->id, (unsigned long long)arena,
-				strerror(-r));
-			conn_send_error(c, seq, r, "cannot set up the session's shared memory: %s",
-					strerror(-r));
-			conn_close_after_flush(c);
-			return;
-		}
-	}
+	c->sess->uid_inflight = &c->acct->inflight;
+	c->sess->uid_inflight_max = srv->cfg->uid_max_inflight;
+	if (!c->sess->uid_inflight_max)
+		c->sess->uid_inflight = NULL;
 	c->sess->chreg = srv->chans;
+	c->sess->broken_efd = srv->broken_efd;
+	/* Populating and registering the arena takes seconds at 1 GiB: the worker does it. */
+	conn_defer(c, m, hello_open, hello_finish);
+	return 1;
+}
+
+/* On the worker: the session's shared memory, socket and engine attachment. */
+static void hello_open(struct conn *c, const Gpuq__Msg *m)
+{
+	struct server *srv = c->srv;
+	uint32_t depth = m->hello->queue_depth ? m->hello->queue_depth : 4096;
+
+	c->job_result = session_open_data(c->sess, srv->be, srv->engines, srv->nengines,
+					  srv->doorbell, depth, c->charged_arena);
+}
+
+/* Back on the control thread: the Welcome, or why there is none. */
+static void hello_finish(struct conn *c, const Gpuq__Msg *msg)
+{
+	struct server *srv = c->srv;
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Welcome w = GPUQ__WELCOME__INIT;
+	uint64_t seq = msg->seq;
+	int r = c->job_result;
+
+	if (r) {
+		log_err("session %llu: setting up %llu bytes of shared memory: %s",
+			(unsigned long long)c->sess->id, (unsigned long long)c->charged_arena,
+			strerror(-r));
+		conn_send_error(c, seq, r, "cannot set up the session's shared memory: %s",
+				strerror(-r));
+		conn_close_after_flush(c);
+		return;
+	}
 	c->state = CONN_READY;
+	evtimer_del(c->timer);
 	log_info("session %llu started: pid %d uid %u gid %u name '%s' arena %llu bytes",
 		 (unsigned long long)c->sess->id, (int)c->pid, (unsigned)c->uid, (unsigned)c->gid,
 		 c->sess->name, (unsigned long long)c->sess->shm.geom.arena_size);
@@ -152,10 +240,25 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 {
 	Gpuq__Msg m = GPUQ__MSG__INIT;
 	Gpuq__BufAllocReply rep = GPUQ__BUF_ALLOC_REPLY__INIT;
+	uint64_t used, before;
 	int id;
 
+	if (account_charge(&c->srv->accounts, c->acct, ACCT_MEM, a->size, c->srv->cfg->uid_max_mem,
+			   &used)) {
+		/* -ENOMEM, as for the session quota: what gpuq_buf_alloc documents. */
+		conn_send_error(c, seq, -ENOMEM,
+				"uid %u has %llu bytes of device memory, %llu more asked, the limit "
+				"(uid_max_mem) is %llu",
+				(unsigned)c->uid, (unsigned long long)used, (unsigned long long)a->size,
+				(unsigned long long)c->srv->cfg->uid_max_mem);
+		return;
+	}
 	pthread_mutex_lock(&c->sess->lock);
+	before = c->sess->bufs.bytes;
 	id = buf_alloc(&c->sess->bufs, a->device, a->size);
+	/* The account holds exactly what the table counts. */
+	account_uncharge(&c->srv->accounts, c->acct, ACCT_MEM, a->size);
+	account_charge(&c->srv->accounts, c->acct, ACCT_MEM, c->sess->bufs.bytes - before, 0, NULL);
 	pthread_mutex_unlock(&c->sess->lock);
 	if (id < 0) {
 		switch (id) {
@@ -188,10 +291,13 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 
 static void on_buf_free(struct conn *c, uint64_t seq, const Gpuq__BufFree *f)
 {
+	uint64_t before;
 	int r;
 
 	pthread_mutex_lock(&c->sess->lock);
+	before = c->sess->bufs.bytes;
 	r = buf_free(&c->sess->bufs, f->buf_id);
+	account_uncharge(&c->srv->accounts, c->acct, ACCT_MEM, before - c->sess->bufs.bytes);
 	pthread_mutex_unlock(&c->sess->lock);
 	if (r == -EBUSY)
 		conn_send_error(c, seq, r, "buffer %u has transfers in flight; free it once they complete",
@@ -334,8 +440,13 @@ static void reply_chan(struct conn *c, uint64_t seq, struct chan *ch)
 	Gpuq__ChanReply rep = GPUQ__CHAN_REPLY__INIT;
 	int fds[4], id;
 
+	if (conn_chan_charge(c, seq, ch->size)) {
+		chan_unref(c->srv->chans, ch);
+		return;
+	}
 	id = session_chan_add(c->sess, ch);
 	if (id < 0) {
+		conn_chan_uncharge(c, ch->size);
 		chan_unref(c->srv->chans, ch);
 		conn_send_error(c, seq, id, "too many open channels in this session");
 		return;
@@ -488,6 +599,7 @@ static void on_chan_close(struct conn *c, uint64_t seq, const Gpuq__ChanClose *c
 		conn_send_error(c, seq, -ENOENT, "no channel %u open in this session", cl->chan_id);
 		return;
 	}
+	conn_chan_uncharge(c, ch->size);
 	chan_unref(c->srv->chans, ch);
 	reply_ok(c, seq, 0);
 }
@@ -633,6 +745,33 @@ static void on_status(struct conn *c, uint64_t seq)
 	conn_send(c, &m, seq);
 }
 
+/* On the worker: the requests that call the backend. */
+static void run_backend_request(struct conn *c, const Gpuq__Msg *m)
+{
+	switch (m->body_case) {
+	case GPUQ__MSG__BODY_DEVICE_LIST_REQ:
+		on_device_list(c, m->seq);
+		break;
+	case GPUQ__MSG__BODY_BUF_ALLOC:
+		on_buf_alloc(c, m->seq, m->buf_alloc);
+		break;
+	case GPUQ__MSG__BODY_BUF_FREE:
+		on_buf_free(c, m->seq, m->buf_free);
+		break;
+	case GPUQ__MSG__BODY_BUF_WRITE:
+		on_buf_write(c, m->seq, m->buf_write);
+		break;
+	case GPUQ__MSG__BODY_BUF_READ:
+		on_buf_read(c, m->seq, m->buf_read);
+		break;
+	case GPUQ__MSG__BODY_BUF_EXPORT:
+		on_buf_export(c, m->seq, m->buf_export);
+		break;
+	default:
+		break;
+	}
+}
+
 /* Root and the daemon's own user see every session; others only their own uid's. */
 static int may_see(const struct conn *asker, const struct conn *other)
 {
@@ -682,7 +821,7 @@ out:
 	free(infos);
 }
 
-void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
+int dispatch_msg(struct conn *c, Gpuq__Msg *m)
 {
 	uint64_t seq = m->seq;
 
@@ -693,31 +832,21 @@ void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
 			conn_send_error(c, seq, -EPROTO, "expected hello, got '%s'",
 					frame_body_name(m->body_case));
 			conn_close_after_flush(c);
-			return;
+			return 0;
 		}
-		on_hello(c, seq, m->hello);
-		return;
+		return on_hello(c, m);
 	}
 	c->sess->requests++;
 	switch (m->body_case) {
+	/* What calls the backend (allocation, copies, device queries) runs on the worker. */
 	case GPUQ__MSG__BODY_DEVICE_LIST_REQ:
-		on_device_list(c, seq);
-		break;
 	case GPUQ__MSG__BODY_BUF_ALLOC:
-		on_buf_alloc(c, seq, m->buf_alloc);
-		break;
 	case GPUQ__MSG__BODY_BUF_FREE:
-		on_buf_free(c, seq, m->buf_free);
-		break;
 	case GPUQ__MSG__BODY_BUF_WRITE:
-		on_buf_write(c, seq, m->buf_write);
-		break;
 	case GPUQ__MSG__BODY_BUF_READ:
-		on_buf_read(c, seq, m->buf_read);
-		break;
 	case GPUQ__MSG__BODY_BUF_EXPORT:
-		on_buf_export(c, seq, m->buf_export);
-		break;
+		conn_defer(c, m, run_backend_request, NULL);
+		return 1;
 	case GPUQ__MSG__BODY_CHAN_CREATE:
 		on_chan_create(c, seq, m->chan_create);
 		break;
@@ -750,4 +879,5 @@ void dispatch_msg(struct conn *c, const Gpuq__Msg *m)
 				frame_body_name(m->body_case));
 		break;
 	}
+	return 0;
 }

@@ -9,8 +9,12 @@ struct conn;
 /*
  * Handles one message from c and queues its reply. m is untrusted: every
  * field is validated here, and a bad request gets an Error reply. Never
- * frees c (the caller settles the connection afterwards).
+ * frees c (the caller settles the connection afterwards). Slow requests
+ * (Hello's shared memory, buffer allocation, freeing and synchronous
+ * copies, device queries) go to the worker thread with conn_defer: then m
+ * is kept (returns 1) and freed when the job is done; otherwise returns 0
+ * and the caller frees m.
  */
-void dispatch_msg(struct conn *c, const Gpuq__Msg *m);
+int dispatch_msg(struct conn *c, Gpuq__Msg *m);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -152,6 +153,41 @@ static int build_config(const struct flags *fl, struct config *cfg)
 	return 0;
 }
 
+/*
+ * Descriptors the configured maxima can hold at once: per session its
+ * connection, the two ends of the session socket and the memfd; one per
+ * connection in its handshake; two per open channel for the channels of 16
+ * uids at uid_max_channels; and a margin for the daemon's own (engines,
+ * doorbell, log, listener). gpuqd.service's LimitNOFILE is this figure for
+ * the shipped defaults, rounded up.
+ */
+static uint64_t fds_needed(const struct config *cfg)
+{
+	return 64 + (uint64_t)cfg->max_handshakes + 4 * (uint64_t)cfg->max_clients +
+	       2 * 16 * (uint64_t)cfg->uid_max_channels;
+}
+
+/* Raises the soft fd limit to the hard one and warns when even that is short. */
+static void check_fd_limit(const struct config *cfg)
+{
+	uint64_t need = fds_needed(cfg);
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("raising the descriptor limit: %s", strerror(errno));
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		log_warn("the descriptor limit is %llu, but max_clients %u, max_handshakes %u and "
+			 "uid_max_channels %u may need %llu: raise LimitNOFILE (or ulimit -n) or "
+			 "lower them; past the limit gpuqd stops accepting for a while",
+			 (unsigned long long)rl.rlim_cur, cfg->max_clients, cfg->max_handshakes,
+			 cfg->uid_max_channels, (unsigned long long)need);
+}
+
 static int reload(struct server *srv, void *arg)
 {
 	const struct flags *fl = arg;
@@ -178,6 +214,16 @@ static int reload(struct server *srv, void *arg)
 	srv->cfg->arena_max = next.arena_max;
 	srv->cfg->engine_idle_us = next.engine_idle_us;
 	srv->cfg->mps_client_sm_percent = next.mps_client_sm_percent;
+	/* New limits apply to what is asked from now on; nothing granted is taken back. */
+	srv->cfg->max_handshakes = next.max_handshakes;
+	srv->cfg->max_output = next.max_output;
+	srv->cfg->frame_timeout = next.frame_timeout;
+	srv->cfg->uid_max_sessions = next.uid_max_sessions;
+	srv->cfg->uid_max_arena = next.uid_max_arena;
+	srv->cfg->uid_max_mem = next.uid_max_mem;
+	srv->cfg->uid_max_channels = next.uid_max_channels;
+	srv->cfg->uid_max_channel_bytes = next.uid_max_channel_bytes;
+	srv->cfg->uid_max_inflight = next.uid_max_inflight;
 	{
 		unsigned i;
 
@@ -213,6 +259,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(cfg.log_level);
+	check_fd_limit(&cfg);
 
 	/* Before any CUDA call: in mps mode this process must be an MPS client. */
 	r = sharing_init(&sharing, cfg.sharing, cfg.backend != BACKEND_HOST, cfg.mps_pipe_dir,

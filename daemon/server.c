@@ -21,6 +21,7 @@
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "worker.h"
 
 static void send_status(evutil_socket_t fd, short what, void *arg)
 {
@@ -59,6 +60,19 @@ void server_buffer_totals(struct server *srv, uint64_t *count, uint64_t *bytes)
 	}
 }
 
+/* The most a stop (SIGTERM) waits for sessions to be freed. */
+#define SERVER_STOP_MS 20000
+
+/* How long the listener rests after accept ran out of descriptors. */
+#define ACCEPT_BACKOFF_US 100000
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	event_add(srv->listen_ev, NULL);
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -67,18 +81,45 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 
 	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			log_warn("accept: %s", strerror(errno));
+		int e = errno;
+
+		if (e == EAGAIN || e == EINTR || e == ECONNABORTED)
+			return;
+		if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+			/*
+			 * The pending connection stays in the backlog and the
+			 * listener stays readable: polling it again now would
+			 * spin. Stop listening for a moment instead; clients
+			 * wait in the backlog meanwhile.
+			 */
+			static const struct timeval pause = { .tv_usec = ACCEPT_BACKOFF_US };
+
+			if (!srv->accept_paused++)
+				log_warn("accept: %s; not accepting for %d ms at a time until "
+					 "descriptors are free again",
+					 strerror(e), ACCEPT_BACKOFF_US / 1000);
+			event_del(srv->listen_ev);
+			evtimer_add(srv->accept_backoff, &pause);
+			return;
+		}
+		log_warn("accept: %s", strerror(e));
 		return;
+	}
+	if (srv->accept_paused) {
+		log_info("accepting again (paused %u times for want of descriptors)",
+			 srv->accept_paused);
+		srv->accept_paused = 0;
 	}
 	c = conn_create(srv, fd);
 	if (!c)
 		return;
-	if (srv->nconns > srv->cfg->max_clients) {
-		log_warn("refusing pid %d: %u clients is the limit", (int)c->pid,
-			 srv->cfg->max_clients);
-		conn_send_error(c, 0, -EUSERS, "gpuqd serves at most %u clients",
-				srv->cfg->max_clients);
+	/* Sessions are bounded by max_clients (at Hello); connections that have not said hello by this. */
+	if (srv->nhandshakes > srv->cfg->max_handshakes) {
+		log_warn("refusing pid %d uid %u: %u connections are already in their handshake",
+			 (int)c->pid, (unsigned)c->uid, srv->cfg->max_handshakes);
+		conn_send_error(c, 0, -EUSERS,
+				"gpuqd has %u connections that have not said hello yet; try again",
+				srv->cfg->max_handshakes);
 		conn_close_after_flush(c);
 		conn_settle(c);
 	}
@@ -264,6 +305,7 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 		return -errno;
 	srv->started_ms = session_now_ms();
 	TAILQ_INIT(&srv->conns);
+	account_table_init(&srv->accounts);
 	signal(SIGPIPE, SIG_IGN);
 
 	srv->base = event_base_new();
@@ -274,7 +316,13 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 		r = listen_on_path(srv);
 	if (r < 0)
 		goto fail;
+	r = worker_create(&srv->worker, srv->base);
+	if (r) {
+		log_err("cannot start the worker thread: %s", strerror(-r));
+		goto fail;
+	}
 	srv->listen_ev = event_new(srv->base, srv->listen_fd, EV_READ | EV_PERSIST, on_accept, srv);
+	srv->accept_backoff = evtimer_new(srv->base, on_accept_resume, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, on_signal, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, on_signal, srv);
@@ -284,7 +332,7 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (!srv->status_timer || !srv->listen_ev || !srv->sig_term || !srv->sig_int || !srv->sig_hup ||
+	if (!srv->status_timer || !srv->listen_ev || !srv->accept_backoff || !srv->sig_term || !srv->sig_int || !srv->sig_hup ||
 	    event_add(srv->listen_ev, NULL) || event_add(srv->sig_term, NULL) ||
 	    event_add(srv->sig_int, NULL) || event_add(srv->sig_hup, NULL)) {
 		r = -ENOMEM;
@@ -309,13 +357,34 @@ int server_run(struct server *srv)
 
 void server_fini(struct server *srv)
 {
-	struct conn *c;
+	struct conn *c, *next;
 
 	/* A clean stop: every client learns it from srv_state when its socket closes. */
 	TAILQ_FOREACH(c, &srv->conns, link)
 		session_set_state(c->sess, SHM_STATE_SHUTDOWN);
-	while ((c = TAILQ_FIRST(&srv->conns)))
+	/*
+	 * Jobs still running finish first; then every session ends, on the
+	 * worker too. Each session lets go of a hung device after at most 5 s,
+	 * but many of them could add up: the whole shutdown has a deadline,
+	 * past which gpuqd exits with the rest still held (the kernel frees it).
+	 */
+	if (srv->worker)
+		worker_flush_timeout(srv->worker, SERVER_STOP_MS / 2);
+	/* One whose job still runs stays listed (a zombie) until that job is done. */
+	for (c = TAILQ_FIRST(&srv->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
 		conn_destroy(c);
+	}
+	if (srv->worker && worker_flush_timeout(srv->worker, SERVER_STOP_MS / 2) < 0) {
+		log_err("sessions still being freed after %d s (a hung device?); exiting without "
+			"waiting for them", SERVER_STOP_MS / 1000);
+		if (srv->listen_fd >= 0 && !srv->activated)
+			unlink(srv->cfg->socket);
+		sd_notify(0, "STATUS=stopped with sessions still held by a hung device");
+		_exit(1);
+	}
+	worker_destroy(srv->worker);
+	srv->worker = NULL;
 	if (srv->broken_ev)
 		event_free(srv->broken_ev);
 	if (srv->broken_efd >= 0)
@@ -328,6 +397,8 @@ void server_fini(struct server *srv)
 		event_free(srv->sig_int);
 	if (srv->sig_term)
 		event_free(srv->sig_term);
+	if (srv->accept_backoff)
+		event_free(srv->accept_backoff);
 	if (srv->listen_ev)
 		event_free(srv->listen_ev);
 	if (srv->listen_fd >= 0) {
@@ -338,6 +409,7 @@ void server_fini(struct server *srv)
 	}
 	if (srv->base)
 		event_base_free(srv->base);
+	account_table_fini(&srv->accounts);
 	memset(srv, 0, sizeof(*srv));
 	srv->listen_fd = -1;
 	srv->broken_efd = -1;

@@ -2,9 +2,11 @@
 #ifndef GPUQ_SERVER_H
 #define GPUQ_SERVER_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "account.h"
 #include "backend.h"
 #include "config.h"
 
@@ -23,6 +25,7 @@ struct server {
 	struct engine **engines; /* one per device; owned by main */
 	unsigned nengines;
 	struct doorbell *doorbell; /* reads session sockets; owned by main */
+	struct worker *worker; /* runs slow control work (owned: init/fini) */
 	int broken_efd; /* engines write it when a session's ring is corrupt */
 	struct event *broken_ev;
 	struct sharing *sharing; /* owned by main */
@@ -32,17 +35,21 @@ struct server {
 	int activated;      /* listen_fd came from systemd: do not unlink it */
 	char socket_path[108]; /* where clients reach us (systemd's socket when activated) */
 	struct event *listen_ev;
+	struct event *accept_backoff; /* re-enables listen_ev after accept ran out of fds */
+	unsigned accept_paused; /* back-offs since the last accept that worked */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *status_timer; /* coalesces STATUS= updates */
 	int (*reload)(struct server *srv, void *arg); /* re-reads the config; set by main */
 	void *reload_arg;
 	TAILQ_HEAD(, conn) conns;
 	unsigned nconns;
-	unsigned nsessions;
+	unsigned nhandshakes; /* connections not yet past Hello (bounded by max_handshakes) */
+	unsigned nsessions;   /* bounded by max_clients */
+	struct account_table accounts; /* per-uid counts */
 	uint64_t next_session_id;
 	uint64_t started_ms;
 	uint64_t requests;
-	uint64_t errors;
+	_Atomic uint64_t errors; /* the worker's replies count too */
 	uint64_t reloads;
 	int exit_code;
 };

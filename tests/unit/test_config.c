@@ -51,6 +51,15 @@ static void assert_config_eq(const struct config *a, const struct config *b)
 	ck_assert_uint_eq(a->handshake_timeout, b->handshake_timeout);
 	ck_assert_uint_eq(a->host_mem, b->host_mem);
 	ck_assert_uint_eq(a->host_devices, b->host_devices);
+	ck_assert_uint_eq(a->max_handshakes, b->max_handshakes);
+	ck_assert_uint_eq(a->max_output, b->max_output);
+	ck_assert_uint_eq(a->frame_timeout, b->frame_timeout);
+	ck_assert_uint_eq(a->uid_max_sessions, b->uid_max_sessions);
+	ck_assert_uint_eq(a->uid_max_arena, b->uid_max_arena);
+	ck_assert_uint_eq(a->uid_max_mem, b->uid_max_mem);
+	ck_assert_uint_eq(a->uid_max_channels, b->uid_max_channels);
+	ck_assert_uint_eq(a->uid_max_channel_bytes, b->uid_max_channel_bytes);
+	ck_assert_uint_eq(a->uid_max_inflight, b->uid_max_inflight);
 }
 
 /* --- defaults --- */
@@ -70,8 +79,11 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.max_frame, 4u << 20);
 	ck_assert_uint_eq(cfg.max_frame, FRAME_MAX_DEFAULT);
 	ck_assert_uint_eq(cfg.max_clients, 1024);
-	ck_assert_uint_eq(cfg.max_session_mem, 0);
-	ck_assert_uint_eq(cfg.handshake_timeout, 5);
+	ck_assert_uint_eq(cfg.max_session_mem, 16ull << 30);
+	ck_assert_uint_eq(cfg.handshake_timeout, 2);
+	ck_assert_uint_eq(cfg.max_output, 4u << 20);
+	ck_assert_uint_eq(cfg.uid_max_sessions, 64);
+	ck_assert_uint_lt(cfg.uid_max_sessions, cfg.max_clients);
 	ck_assert_uint_eq(cfg.host_mem, 1ull << 30);
 	ck_assert_uint_eq(cfg.host_devices, 1);
 }
@@ -418,6 +430,15 @@ START_TEST(test_load_all_keys)
 				   "mps_pipe_dir = /run/x/mps\n"
 				   "mps_client_sm_percent = 90\n"
 				   "host_devices = 8\n"
+				   "max_handshakes = 9\n"
+				   "max_output = 1M\n"
+				   "frame_timeout = 3\n"
+				   "uid_max_sessions = 5\n"
+				   "uid_max_arena = 3G\n"
+				   "uid_max_mem = 0\n"
+				   "uid_max_channels = 11\n"
+				   "uid_max_channel_bytes = 12M\n"
+				   "uid_max_inflight = 13\n"
 				   "\n";
 	struct config cfg;
 	char path[64], err[512] = "";
@@ -446,6 +467,15 @@ START_TEST(test_load_all_keys)
 	ck_assert_str_eq(cfg.mps_pipe_dir, "/run/x/mps");
 	ck_assert_uint_eq(cfg.mps_client_sm_percent, 90);
 	ck_assert_uint_eq(cfg.host_devices, 8);
+	ck_assert_uint_eq(cfg.max_handshakes, 9);
+	ck_assert_uint_eq(cfg.max_output, 1u << 20);
+	ck_assert_uint_eq(cfg.frame_timeout, 3);
+	ck_assert_uint_eq(cfg.uid_max_sessions, 5);
+	ck_assert_uint_eq(cfg.uid_max_arena, 3ull << 30);
+	ck_assert_uint_eq(cfg.uid_max_mem, 0);
+	ck_assert_uint_eq(cfg.uid_max_channels, 11);
+	ck_assert_uint_eq(cfg.uid_max_channel_bytes, 12u << 20);
+	ck_assert_uint_eq(cfg.uid_max_inflight, 13);
 	ck_assert_uint_eq(seen, (1u << CFG_NKEYS) - 1);
 }
 END_TEST
