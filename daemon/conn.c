@@ -155,7 +155,7 @@ static void conn_end_session(struct conn *c)
 		for (i = 0; i < s->nchans; i++)
 			if (s->chans[i]) {
 				t->used[ACCT_CHANNELS]++;
-				t->used[ACCT_CHANNEL_BYTES] += s->chans[i]->size;
+				t->used[ACCT_CHANNEL_BYTES] += s->chans[i]->ring->size;
 			}
 	}
 	c->sess = NULL;

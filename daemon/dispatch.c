@@ -440,13 +440,13 @@ static void reply_chan(struct conn *c, uint64_t seq, struct chan *ch)
 	Gpuq__ChanReply rep = GPUQ__CHAN_REPLY__INIT;
 	int fds[4], id;
 
-	if (conn_chan_charge(c, seq, ch->size)) {
+	if (conn_chan_charge(c, seq, ch->ring->size)) {
 		chan_unref(c->srv->chans, ch);
 		return;
 	}
 	id = session_chan_add(c->sess, ch);
 	if (id < 0) {
-		conn_chan_uncharge(c, ch->size);
+		conn_chan_uncharge(c, ch->ring->size);
 		chan_unref(c->srv->chans, ch);
 		conn_send_error(c, seq, id, "too many open channels in this session");
 		return;
@@ -599,7 +599,7 @@ static void on_chan_close(struct conn *c, uint64_t seq, const Gpuq__ChanClose *c
 		conn_send_error(c, seq, -ENOENT, "no channel %u open in this session", cl->chan_id);
 		return;
 	}
-	conn_chan_uncharge(c, ch->size);
+	conn_chan_uncharge(c, ch->ring->size);
 	chan_unref(c->srv->chans, ch);
 	reply_ok(c, seq, 0);
 }
