@@ -127,7 +127,8 @@ GPUQ_API ssize_t gpuq_buf_read(gpuq_t *q, uint32_t id, uint64_t offset, void *ds
 			frame_free(rep);
 			break;
 		}
-		memcpy((uint8_t *)dst + done, rep->buf_data->data.data, n);
+		if (n)
+			memcpy((uint8_t *)dst + done, rep->buf_data->data.data, n);
 		frame_free(rep);
 		done += n;
 	} while (done < len);

@@ -61,11 +61,12 @@ void account_put(struct account_table *t, struct account *a)
 	if (!a)
 		return;
 	pthread_mutex_lock(&t->lock);
-	if (--a->refs == 0) {
-		LIST_REMOVE(a, link);
-		t->count--;
-		free(a);
-	}
+	/*
+	 * An account whose last session ended stays in the table (one per uid
+	 * ever seen, freed at fini): a session a hung device would not release
+	 * keeps pointing at its in-flight counter.
+	 */
+	a->refs--;
 	pthread_mutex_unlock(&t->lock);
 }
 

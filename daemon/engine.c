@@ -442,11 +442,12 @@ static void *engine_main(void *arg)
 	idle_since = now_ns();
 	while (inflight_total(e)) {
 		submit(e);
-		complete(e);
+		if (complete(e))
+			idle_since = now_ns(); /* progress: a backlog, not a hang */
 		if (now_ns() - idle_since > ENGINE_DEADLINE_NS) {
 			log_async(LOG_ERR,
-				  "device %u: %u batch(es) still in flight %llu s after shutdown "
-				  "began; the device looks hung, giving up on them",
+				  "device %u: %u batch(es) still in flight and none finished for %llu s "
+				  "during shutdown; the device looks hung, giving up on them",
 				  e->dev, inflight_total(e), ENGINE_DEADLINE_NS / 1000000000ull);
 			break;
 		}
@@ -588,6 +589,7 @@ int engine_attach(struct engine *e, struct session *s)
 int engine_detach(struct engine *e, struct session *s)
 {
 	struct timespec deadline;
+	uint64_t last;
 	unsigned i;
 	int r = 0;
 
@@ -604,14 +606,37 @@ int engine_detach(struct engine *e, struct session *s)
 	e->detaching = s;
 	e->detach_done = 0;
 	ring(e);
+	/*
+	 * A long honest backlog (many large transfers) is not a hung device:
+	 * the deadline runs from the engine's last finished transfer, not from
+	 * the start of the wait.
+	 */
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += ENGINE_DEADLINE_NS / 1000000000ull;
-	while (!e->detach_done && r != ETIMEDOUT)
-		r = pthread_cond_timedwait(&e->cond, &e->lock, &deadline);
+	last = atomic_load(&e->xfers) + atomic_load(&e->xfer_errors);
+	while (!e->detach_done) {
+		struct timespec slice;
+		uint64_t now_done;
+
+		clock_gettime(CLOCK_REALTIME, &slice);
+		slice.tv_sec += 1;
+		r = pthread_cond_timedwait(&e->cond, &e->lock, &slice);
+		now_done = atomic_load(&e->xfers) + atomic_load(&e->xfer_errors);
+		if (now_done != last) {
+			last = now_done;
+			clock_gettime(CLOCK_REALTIME, &deadline);
+			deadline.tv_sec += ENGINE_DEADLINE_NS / 1000000000ull;
+		} else if (r == ETIMEDOUT && (slice.tv_sec > deadline.tv_sec ||
+					      (slice.tv_sec == deadline.tv_sec &&
+					       slice.tv_nsec >= deadline.tv_nsec))) {
+			break;
+		}
+	}
 	if (!e->detach_done) {
-		log_err("device %u: session %llu still has %u transfer(s) in flight after %llu s; "
-			"the device looks hung", e->dev, (unsigned long long)s->id,
-			s->eng[e->dev].inflight, ENGINE_DEADLINE_NS / 1000000000ull);
+		log_err("device %u: session %llu still has %u transfer(s) in flight and no transfer "
+			"finished for %llu s; the device looks hung",
+			e->dev, (unsigned long long)s->id, s->eng[e->dev].inflight,
+			ENGINE_DEADLINE_NS / 1000000000ull);
 		r = -ETIMEDOUT;
 	} else {
 		r = 0;
