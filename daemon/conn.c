@@ -120,8 +120,8 @@ static void teardown_done(struct worker_job *j)
 
 	if (t->acct) {
 		for (r = 0; r < ACCT_NRES; r++)
-			account_uncharge(&t->srv->accounts, t->acct, (enum account_res)r, t->used[r]);
-		account_put(&t->srv->accounts, t->acct);
+			account_uncharge(t->srv->accounts, t->acct, (enum account_res)r, t->used[r]);
+		account_put(t->srv->accounts, t->acct);
 	}
 	t->srv->nsessions--;
 	server_notify_status(t->srv);
@@ -166,9 +166,9 @@ static void conn_end_session(struct conn *c)
 		/* No session: only what a refused Hello charged. */
 		if (t->acct) {
 			for (i = 0; i < ACCT_NRES; i++)
-				account_uncharge(&t->srv->accounts, t->acct, (enum account_res)i,
+				account_uncharge(t->srv->accounts, t->acct, (enum account_res)i,
 						 t->used[i]);
-			account_put(&t->srv->accounts, t->acct);
+			account_put(t->srv->accounts, t->acct);
 		}
 		return;
 	}
@@ -178,8 +178,8 @@ static void conn_end_session(struct conn *c)
 		teardown_run(&t->job);
 		/* teardown_done frees t: a copy on the heap is not there, so do its work here. */
 		for (i = 0; t->acct && i < ACCT_NRES; i++)
-			account_uncharge(&t->srv->accounts, t->acct, (enum account_res)i, t->used[i]);
-		account_put(&t->srv->accounts, t->acct);
+			account_uncharge(t->srv->accounts, t->acct, (enum account_res)i, t->used[i]);
+		account_put(t->srv->accounts, t->acct);
 		t->srv->nsessions--;
 		return;
 	}
@@ -190,7 +190,7 @@ static void conn_end_session(struct conn *c)
 
 int conn_chan_charge(struct conn *c, uint64_t seq, uint64_t bytes)
 {
-	struct account_table *t = &c->srv->accounts;
+	struct account_table *t = c->srv->accounts;
 	struct config *cfg = c->srv->cfg;
 	uint64_t used;
 
@@ -219,8 +219,8 @@ void conn_chan_uncharge(struct conn *c, uint64_t bytes)
 {
 	if (!c->acct)
 		return;
-	account_uncharge(&c->srv->accounts, c->acct, ACCT_CHANNELS, 1);
-	account_uncharge(&c->srv->accounts, c->acct, ACCT_CHANNEL_BYTES, bytes);
+	account_uncharge(c->srv->accounts, c->acct, ACCT_CHANNELS, 1);
+	account_uncharge(c->srv->accounts, c->acct, ACCT_CHANNEL_BYTES, bytes);
 }
 
 void conn_destroy(struct conn *c)

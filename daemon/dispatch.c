@@ -48,12 +48,12 @@ static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 	struct config *cfg = srv->cfg;
 	uint64_t arena = hello_arena(cfg, h), used;
 
-	c->acct = account_get(&srv->accounts, c->uid);
+	c->acct = account_get(srv->accounts, c->uid);
 	if (!c->acct) {
 		conn_send_error(c, seq, -ENOMEM, "out of memory creating the session");
 		goto refuse;
 	}
-	if (account_charge(&srv->accounts, c->acct, ACCT_SESSIONS, 1, cfg->uid_max_sessions,
+	if (account_charge(srv->accounts, c->acct, ACCT_SESSIONS, 1, cfg->uid_max_sessions,
 			   &used)) {
 		log_warn("refusing pid %d: uid %u has %llu sessions (uid_max_sessions %u)",
 			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
@@ -64,7 +64,7 @@ static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 		goto refuse;
 	}
 	c->charged_session = 1;
-	if (account_charge(&srv->accounts, c->acct, ACCT_ARENA, arena, cfg->uid_max_arena, &used)) {
+	if (account_charge(srv->accounts, c->acct, ACCT_ARENA, arena, cfg->uid_max_arena, &used)) {
 		log_warn("refusing pid %d: uid %u has %llu arena bytes pinned (uid_max_arena %llu)",
 			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
 			 (unsigned long long)cfg->uid_max_arena);
@@ -243,7 +243,7 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 	uint64_t used, before;
 	int id;
 
-	if (account_charge(&c->srv->accounts, c->acct, ACCT_MEM, a->size, c->srv->cfg->uid_max_mem,
+	if (account_charge(c->srv->accounts, c->acct, ACCT_MEM, a->size, c->srv->cfg->uid_max_mem,
 			   &used)) {
 		/* -ENOMEM, as for the session quota: what gpuq_buf_alloc documents. */
 		conn_send_error(c, seq, -ENOMEM,
@@ -257,8 +257,8 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 	before = c->sess->bufs.bytes;
 	id = buf_alloc(&c->sess->bufs, a->device, a->size);
 	/* The account holds exactly what the table counts. */
-	account_uncharge(&c->srv->accounts, c->acct, ACCT_MEM, a->size);
-	account_charge(&c->srv->accounts, c->acct, ACCT_MEM, c->sess->bufs.bytes - before, 0, NULL);
+	account_uncharge(c->srv->accounts, c->acct, ACCT_MEM, a->size);
+	account_charge(c->srv->accounts, c->acct, ACCT_MEM, c->sess->bufs.bytes - before, 0, NULL);
 	pthread_mutex_unlock(&c->sess->lock);
 	if (id < 0) {
 		switch (id) {
@@ -297,7 +297,7 @@ static void on_buf_free(struct conn *c, uint64_t seq, const Gpuq__BufFree *f)
 	pthread_mutex_lock(&c->sess->lock);
 	before = c->sess->bufs.bytes;
 	r = buf_free(&c->sess->bufs, f->buf_id);
-	account_uncharge(&c->srv->accounts, c->acct, ACCT_MEM, before - c->sess->bufs.bytes);
+	account_uncharge(c->srv->accounts, c->acct, ACCT_MEM, before - c->sess->bufs.bytes);
 	pthread_mutex_unlock(&c->sess->lock);
 	if (r == -EBUSY)
 		conn_send_error(c, seq, r, "buffer %u has transfers in flight; free it once they complete",

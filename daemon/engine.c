@@ -25,6 +25,11 @@
 #define ENGINE_HOLD_INFLIGHT 4
 /* SQEs requested ahead of the one being read. */
 #define ENGINE_PREFETCH 8
+/*
+ * Bytes one batch may carry: a batch finishes as a whole, so this bounds how
+ * long one batch holds a lane (and, on the host backend, the engine thread).
+ */
+#define ENGINE_BATCH_BYTES (256ull << 20)
 /* How long shutdown and detaching wait for a device's transfers to land. */
 #define ENGINE_DEADLINE_NS (5ull * 1000000000ull)
 
@@ -49,6 +54,7 @@ struct batch {
 struct engine_lane {
 	struct backend_xfer *x;
 	unsigned n;
+	uint64_t bytes; /* what the batch being built carries */
 	struct batch fifo[ENGINE_LANE_DEPTH + 1];
 	unsigned head, tail; /* fifo indices, free-running */
 };
@@ -203,13 +209,22 @@ static unsigned harvest(struct engine *e, struct session *s)
 			post_cqe(e, s, q.user_data, lane < 0 ? lane : 0);
 			continue;
 		}
+		ln = &e->lanes[lane];
+		if (ln->n && ln->bytes + q.len > ENGINE_BATCH_BYTES) {
+			/* This batch is full: the request stays in the SQ for the next one. */
+			if (s->uid_inflight)
+				atomic_fetch_sub_explicit(s->uid_inflight, budget - i,
+							  memory_order_relaxed);
+			budget = i;
+			break;
+		}
 		/* Under s->lock, so no BufFree can slip between the lookup and this. */
 		buf_hold(held[0]);
 		if (held[1])
 			buf_hold(held[1]);
-		ln = &e->lanes[lane];
 		b = lane_building(ln);
 		ln->x[ln->n] = x;
+		ln->bytes += q.len;
 		b->items[ln->n] = (struct item){ .s = s,
 						 .held = { held[0], held[1] },
 						 .user_data = q.user_data,
@@ -251,7 +266,8 @@ static unsigned submit(struct engine *e)
 		 * costs for a few. An idle lane submits at once (latency).
 		 */
 		if ((l == LANE_H2D_SMALL || l == LANE_D2H_SMALL) &&
-		    ln->tail - ln->head >= e->hold_inflight && ln->n < e->max_batch / 8)
+		    ln->tail - ln->head >= e->hold_inflight && ln->n < e->max_batch / 8 &&
+		    ln->bytes < ENGINE_BATCH_BYTES / 8)
 			continue;
 		seq = e->be->ops->xfer_submit(e->be, e->dev, l, ln->x, ln->n);
 		if (seq == -EAGAIN)
@@ -259,6 +275,7 @@ static unsigned submit(struct engine *e)
 		b = lane_building(ln);
 		b->n = ln->n;
 		ln->n = 0;
+		ln->bytes = 0;
 		if (seq < 0) {
 			/* The device failed the batch: each request learns it. */
 			log_engine(LOG_ERR, "device %u: submitting a batch of %u: %s", e->dev, b->n,

@@ -244,6 +244,7 @@ int main(int argc, char **argv)
 	struct engine *engines[BACKEND_MAX_DEVICES] = { NULL };
 	struct sharing sharing;
 	struct chan_registry chans;
+	struct account_table accounts;
 	struct server srv;
 	struct doorbell *doorbell = NULL;
 	unsigned dev, nengines = 0;
@@ -289,6 +290,7 @@ int main(int argc, char **argv)
 	if (getenv("GPUQD_COPY_SERVER"))
 		be.copy_server = atoi(getenv("GPUQD_COPY_SERVER")) != 0;
 
+	account_table_init(&accounts);
 	for (dev = 0; dev < be.ndevices && dev < BACKEND_MAX_DEVICES; dev++) {
 		r = engine_create(&engines[dev], &be, dev, cfg.engine_idle_us);
 		if (r)
@@ -312,6 +314,7 @@ int main(int argc, char **argv)
 		goto out_chans;
 	}
 	srv.chans = &chans;
+	srv.accounts = &accounts;
 	srv.engines = engines;
 	srv.doorbell = doorbell;
 	srv.sharing = &sharing;
@@ -328,6 +331,11 @@ out_engines:
 	doorbell_destroy(doorbell);
 	while (nengines)
 		engine_destroy(engines[--nengines]);
+	/*
+	 * Only now: a session kept because its device hung still points at its
+	 * uid's in-flight counter, and its engine ran until engine_destroy.
+	 */
+	account_table_fini(&accounts);
 	backend_close(&be);
 	sharing_fini(&sharing);
 	return code;

@@ -305,7 +305,6 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 		return -errno;
 	srv->started_ms = session_now_ms();
 	TAILQ_INIT(&srv->conns);
-	account_table_init(&srv->accounts);
 	signal(SIGPIPE, SIG_IGN);
 
 	srv->base = event_base_new();
@@ -409,7 +408,6 @@ void server_fini(struct server *srv)
 	}
 	if (srv->base)
 		event_base_free(srv->base);
-	account_table_fini(&srv->accounts);
 	memset(srv, 0, sizeof(*srv));
 	srv->listen_fd = -1;
 	srv->broken_efd = -1;

@@ -45,7 +45,7 @@ struct server {
 	unsigned nconns;
 	unsigned nhandshakes; /* connections not yet past Hello (bounded by max_handshakes) */
 	unsigned nsessions;   /* bounded by max_clients */
-	struct account_table accounts; /* per-uid counts */
+	struct account_table *accounts; /* per-uid counts (main owns them: they outlive the engines) */
 	uint64_t next_session_id;
 	uint64_t started_ms;
 	uint64_t requests;
