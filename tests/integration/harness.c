@@ -35,6 +35,11 @@ const char *harness_backend(void)
 	return b && *b ? b : "host";
 }
 
+void harness_use_host_backend(void)
+{
+	setenv("GPUQ_TEST_BACKEND", "host", 1);
+}
+
 const char *harness_gpuqd(void)
 {
 	static char path[512];

@@ -23,6 +23,13 @@ struct daemon_proc {
 
 /* The backend under test: $GPUQ_TEST_BACKEND, else "host". */
 const char *harness_backend(void);
+/*
+ * For a case that needs the host backend's own knobs (--host-devices,
+ * GPUQD_HOST_HANG) whatever $GPUQ_TEST_BACKEND says: the daemons this test
+ * process starts from now on use the host backend. Check runs each case in
+ * a child of its own, so the next case is not affected.
+ */
+void harness_use_host_backend(void);
 /* Paths of the programs under test ($GPUQD / $GPUQCTL override the build tree's). */
 const char *harness_gpuqd(void);
 const char *harness_gpuqctl(void);
