@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,427 +45,63 @@ static gpuq_t *connect_ok(const char *name)
 }
 
 /*
- * A strict JSON parser (RFC 8259): objects, arrays, strings with every
- * escape, numbers, true/false/null, UTF-8 checked, nothing after the value.
- * It keeps a flat tree of the values so tests can look members up by key.
+ * gpuqctl's --json output, parsed by jansson (strictly: one object, no
+ * duplicate keys). jd is the last document json_ok parsed.
  */
-enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+static json_t *jd;
 
-#define JMAX_NODES 2048
-#define JMAX_DEPTH 32
-
-struct jnode {
-	enum jtype type;
-	const char *text; /* first byte of the value */
-	size_t len;       /* bytes of the value's text */
-	char key[64];     /* member name where the parent is an object */
-	int child, next;  /* first child and next sibling, -1 for none */
-};
-
-struct jdoc {
-	struct jnode n[JMAX_NODES];
-	int count;
-	const char *start, *p;
-	char err[128];
-};
-
-static struct jdoc jd;
-
-static int j_fail(struct jdoc *j, const char *what)
+/* The member key of object obj, or NULL. */
+static json_t *jget(json_t *obj, const char *key)
 {
-	snprintf(j->err, sizeof(j->err), "%s at offset %ld", what, (long)(j->p - j->start));
-	return -1;
+	return json_is_object(obj) ? json_object_get(obj, key) : NULL;
 }
 
-static void j_ws(struct jdoc *j)
+static int jcount(json_t *arr)
 {
-	while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')
-		j->p++;
-}
-
-static int is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-static int j_hex4(const char *s, unsigned *v)
-{
-	int i;
-
-	*v = 0;
-	for (i = 0; i < 4; i++) {
-		char c = s[i];
-
-		*v <<= 4;
-		if (is_digit(c))
-			*v |= (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			*v |= (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			*v |= (unsigned)(c - 'A' + 10);
-		else
-			return -1;
-	}
-	return 0;
-}
-
-/* Length of the well-formed UTF-8 sequence at s (lead byte >= 0x80), 0 if malformed. */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned lo = 0x80, hi = 0xbf;
-	size_t n, i;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		if (s[0] == 0xe0)
-			lo = 0xa0;
-		if (s[0] == 0xed)
-			hi = 0x9f; /* no UTF-16 surrogates */
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		if (s[0] == 0xf0)
-			lo = 0x90;
-		if (s[0] == 0xf4)
-			hi = 0x8f;
-	} else {
-		return 0;
-	}
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return n;
-}
-
-static size_t utf8_encode(unsigned cp, char *e)
-{
-	if (cp < 0x80) {
-		e[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		e[0] = (char)(0xc0 | cp >> 6);
-		e[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		e[0] = (char)(0xe0 | cp >> 12);
-		e[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-		e[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	e[0] = (char)(0xf0 | cp >> 18);
-	e[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-	e[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-	e[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
-/*
- * Parses the string whose opening quote is at j->p and decodes it into dst
- * (NUL-terminated, truncated to dstlen; dst may be NULL). Returns the decoded
- * length or -1.
- */
-static long j_string(struct jdoc *j, char *dst, size_t dstlen)
-{
-	const unsigned char *s = (const unsigned char *)j->p + 1;
-	size_t o = 0, elen, i;
-	char enc[4];
-
-	for (;;) {
-		unsigned c = *s, cp, lo;
-
-		if (c == '"')
-			break;
-		if (c == '\0')
-			return j_fail(j, "unterminated string");
-		if (c < 0x20) {
-			j->p = (const char *)s;
-			return j_fail(j, "raw control character in string");
-		}
-		if (c == '\\') {
-			s++;
-			elen = 1;
-			switch (*s) {
-			case '"':
-			case '\\':
-			case '/': enc[0] = (char)*s; break;
-			case 'b': enc[0] = '\b'; break;
-			case 'f': enc[0] = '\f'; break;
-			case 'n': enc[0] = '\n'; break;
-			case 'r': enc[0] = '\r'; break;
-			case 't': enc[0] = '\t'; break;
-			case 'u':
-				if (j_hex4((const char *)s + 1, &cp))
-					return j_fail(j, "bad \\u escape");
-				s += 4;
-				if (cp >= 0xd800 && cp < 0xdc00) {
-					if (s[1] != '\\' || s[2] != 'u' ||
-					    j_hex4((const char *)s + 3, &lo) || lo < 0xdc00 ||
-					    lo > 0xdfff)
-						return j_fail(j, "unpaired surrogate");
-					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-					s += 6;
-				} else if (cp >= 0xdc00 && cp < 0xe000) {
-					return j_fail(j, "unpaired surrogate");
-				}
-				elen = utf8_encode(cp, enc);
-				break;
-			default: return j_fail(j, "bad escape");
-			}
-			s++;
-		} else if (c < 0x80) {
-			enc[0] = (char)c;
-			elen = 1;
-			s++;
-		} else {
-			elen = utf8_len(s);
-			if (!elen)
-				return j_fail(j, "malformed UTF-8");
-			memcpy(enc, s, elen);
-			s += elen;
-		}
-		for (i = 0; i < elen; i++, o++)
-			if (dst && o + 1 < dstlen)
-				dst[o] = enc[i];
-	}
-	if (dst && dstlen)
-		dst[o < dstlen ? o : dstlen - 1] = '\0';
-	j->p = (const char *)s + 1;
-	return (long)o;
-}
-
-static int j_number(struct jdoc *j)
-{
-	const char *s = j->p;
-
-	if (*s == '-')
-		s++;
-	if (*s == '0')
-		s++;
-	else if (*s >= '1' && *s <= '9')
-		while (is_digit(*s))
-			s++;
-	else
-		return j_fail(j, "bad number");
-	if (*s == '.') {
-		if (!is_digit(*++s))
-			return j_fail(j, "bad fraction");
-		while (is_digit(*s))
-			s++;
-	}
-	if (*s == 'e' || *s == 'E') {
-		s++;
-		if (*s == '+' || *s == '-')
-			s++;
-		if (!is_digit(*s))
-			return j_fail(j, "bad exponent");
-		while (is_digit(*s))
-			s++;
-	}
-	j->p = s;
-	return 0;
-}
-
-static int j_literal(struct jdoc *j, const char *word)
-{
-	size_t len = strlen(word);
-
-	if (strncmp(j->p, word, len))
-		return j_fail(j, "unexpected character");
-	j->p += len;
-	return 0;
-}
-
-static int j_value(struct jdoc *j, int depth);
-
-static int j_container(struct jdoc *j, int me, int depth)
-{
-	int is_obj = j->n[me].type == J_OBJ, prev = -1, k;
-	char close = is_obj ? '}' : ']';
-	char key[64];
-
-	j->p++;
-	j_ws(j);
-	if (*j->p == close) {
-		j->p++;
-		return 0;
-	}
-	for (;;) {
-		j_ws(j);
-		if (is_obj) {
-			if (*j->p != '"')
-				return j_fail(j, "expected a member name");
-			if (j_string(j, key, sizeof(key)) < 0)
-				return -1;
-			j_ws(j);
-			if (*j->p != ':')
-				return j_fail(j, "expected ':'");
-			j->p++;
-			j_ws(j);
-			for (k = j->n[me].child; k >= 0; k = j->n[k].next)
-				if (!strcmp(j->n[k].key, key))
-					return j_fail(j, "duplicate member");
-		}
-		k = j_value(j, depth + 1);
-		if (k < 0)
-			return -1;
-		if (is_obj)
-			snprintf(j->n[k].key, sizeof(j->n[k].key), "%s", key);
-		if (prev < 0)
-			j->n[me].child = k;
-		else
-			j->n[prev].next = k;
-		prev = k;
-		j_ws(j);
-		if (*j->p == ',') {
-			j->p++;
-			continue;
-		}
-		if (*j->p == close) {
-			j->p++;
-			return 0;
-		}
-		return j_fail(j, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
-	}
-}
-
-/* Parses one value at j->p; returns its node index or -1. */
-static int j_value(struct jdoc *j, int depth)
-{
-	int me, r;
-
-	if (depth > JMAX_DEPTH)
-		return j_fail(j, "nested too deep");
-	if (j->count == JMAX_NODES)
-		return j_fail(j, "too many values");
-	me = j->count++;
-	j->n[me].text = j->p;
-	j->n[me].key[0] = '\0';
-	j->n[me].child = j->n[me].next = -1;
-	switch (*j->p) {
-	case '{':
-		j->n[me].type = J_OBJ;
-		r = j_container(j, me, depth);
-		break;
-	case '[':
-		j->n[me].type = J_ARR;
-		r = j_container(j, me, depth);
-		break;
-	case '"':
-		j->n[me].type = J_STR;
-		r = j_string(j, NULL, 0) < 0 ? -1 : 0;
-		break;
-	case 't':
-		j->n[me].type = J_BOOL;
-		r = j_literal(j, "true");
-		break;
-	case 'f':
-		j->n[me].type = J_BOOL;
-		r = j_literal(j, "false");
-		break;
-	case 'n':
-		j->n[me].type = J_NULL;
-		r = j_literal(j, "null");
-		break;
-	default:
-		j->n[me].type = J_NUM;
-		r = *j->p == '-' || is_digit(*j->p) ? j_number(j) :
-						      j_fail(j, "unexpected character");
-		break;
-	}
-	if (r)
-		return -1;
-	j->n[me].len = (size_t)(j->p - j->n[me].text);
-	return me;
-}
-
-/* Parses text as exactly one JSON value; the root is node 0. Returns 0 or -1 (reason in err). */
-static int json_parse(struct jdoc *j, const char *text)
-{
-	j->count = 0;
-	j->err[0] = '\0';
-	j->start = j->p = text;
-	j_ws(j);
-	if (j_value(j, 0) < 0)
-		return -1;
-	j_ws(j);
-	if (*j->p)
-		return j_fail(j, "trailing garbage");
-	return 0;
-}
-
-/* The member key of object obj, or -1. */
-static int jget(struct jdoc *j, int obj, const char *key)
-{
-	int k;
-
-	if (obj < 0 || j->n[obj].type != J_OBJ)
-		return -1;
-	for (k = j->n[obj].child; k >= 0; k = j->n[k].next)
-		if (!strcmp(j->n[k].key, key))
-			return k;
-	return -1;
-}
-
-static int jcount(struct jdoc *j, int arr)
-{
-	int k, n = 0;
-
-	for (k = j->n[arr].child; k >= 0; k = j->n[k].next)
-		n++;
-	return n;
+	ck_assert_msg(json_is_array(arr), "not an array in %s", out);
+	return (int)json_array_size(arr);
 }
 
 /* Member key of obj as an unsigned integer; the member must exist and be one. */
-static unsigned long long juint(struct jdoc *j, int obj, const char *key)
+static unsigned long long juint(json_t *obj, const char *key)
 {
-	int k = jget(j, obj, key);
-	size_t i;
+	json_t *k = jget(obj, key);
 
-	ck_assert_msg(k >= 0, "no member \"%s\" in %s", key, out);
-	ck_assert_msg(j->n[k].type == J_NUM, "\"%s\" is not a number", key);
-	for (i = 0; i < j->n[k].len; i++)
-		ck_assert_msg(is_digit(j->n[k].text[i]), "\"%s\" is not an unsigned integer: %.*s",
-			      key, (int)j->n[k].len, j->n[k].text);
-	return strtoull(j->n[k].text, NULL, 10);
+	ck_assert_msg(k, "no member \"%s\" in %s", key, out);
+	ck_assert_msg(json_is_integer(k) && json_integer_value(k) >= 0,
+		      "\"%s\" is not an unsigned integer in %s", key, out);
+	return (unsigned long long)json_integer_value(k);
 }
 
-/* Member key of obj as a decoded string (valid until the next call); *len gets its length. */
-static const char *jstr(struct jdoc *j, int obj, const char *key, long *len)
+/* Member key of obj as a decoded string; *len gets its length (it may hold NULs). */
+static const char *jstr(json_t *obj, const char *key, long *len)
 {
-	static char buf[1024];
-	int k = jget(j, obj, key);
-	const char *save = j->p;
-	long n;
+	json_t *k = jget(obj, key);
 
-	ck_assert_msg(k >= 0, "no member \"%s\" in %s", key, out);
-	ck_assert_msg(j->n[k].type == J_STR, "\"%s\" is not a string", key);
-	j->p = j->n[k].text;
-	n = j_string(j, buf, sizeof(buf));
-	j->p = save;
-	ck_assert_int_ge(n, 0);
+	ck_assert_msg(k, "no member \"%s\" in %s", key, out);
+	ck_assert_msg(json_is_string(k), "\"%s\" is not a string in %s", key, out);
 	if (len)
-		*len = n;
-	return buf;
+		*len = (long)json_string_length(k);
+	return json_string_value(k);
 }
 
 /*
  * Checks that out is one JSON object on one line with "schema_version":1,
- * as gpuqctl(1) promises, and parses it into jd (root node 0).
+ * as gpuqctl(1) promises, and parses it into jd.
  */
 static void json_ok(void)
 {
 	size_t len = strlen(out);
+	json_error_t err;
 
-	ck_assert_msg(json_parse(&jd, out) == 0, "invalid JSON (%s): %s", jd.err, out);
-	ck_assert_int_eq(jd.n[0].type, J_OBJ);
+	if (jd)
+		json_decref(jd);
+	jd = json_loads(out, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+	ck_assert_msg(jd, "invalid JSON (%s at %d): %s", err.text, err.position, out);
+	ck_assert_msg(json_is_object(jd), "not an object: %s", out);
 	ck_assert_msg(len > 0 && strchr(out, '\n') == out + len - 1,
 		      "not one line ending in a newline: %s", out);
-	ck_assert_uint_eq(juint(&jd, 0, "schema_version"), 1);
+	ck_assert_uint_eq(juint(jd, "schema_version"), 1);
 }
 
 /*
@@ -503,38 +140,6 @@ static int printable(const char *s)
 	return 1;
 }
 
-START_TEST(json_validator_is_strict)
-{
-	/* clang-format off */
-	static const char *const good[] = {
-		"{}", "[]", " 0 ", "-0.5e+3", "\"\\u0000\"", "[[[]]]", "{\"a\":{\"a\":1}}",
-		"{\"a\":[1,-2.25E-7,true,false,null,\"x\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9"
-		"\\ud83d\\ude00\xc3\xa9\"]}\n",
-	};
-	static const char *const bad[] = {
-		"", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "{'a':1}", "01", "1.",
-		".5", "-", "1e", "+1", "0x10", "NaN", "Infinity", "tru", "nul", "True", "[1 2]",
-		"\"\\x\"", "\"\\u12\"", "\"abc", "\"a\tb\"", "\"a\x01\"", "\"\\ud800\"",
-		"\"\\udc00x\"", "\"\xff\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "{\"a\":1}x",
-		"{\"a\":1}{}", "{\"a\":1,\"a\":2}", "[1],", "\"a\"\"b\"",
-		"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
-	};
-	/* clang-format on */
-	size_t i;
-	long len;
-
-	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-		ck_assert_msg(json_parse(&jd, good[i]) == 0, "rejected %s: %s", good[i], jd.err);
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		ck_assert_msg(json_parse(&jd, bad[i]) < 0, "accepted %s", bad[i]);
-	/* Escapes decode to what they stand for. */
-	snprintf(out, sizeof(out), "{\"k\":\"q\\\"b\\\\c\\u0001\\u00e9\\ud83d\\ude00\"}");
-	ck_assert_int_eq(json_parse(&jd, out), 0);
-	ck_assert_str_eq(jstr(&jd, 0, "k", &len), "q\"b\\c\x01\xc3\xa9\xf0\x9f\x98\x80");
-	ck_assert_int_eq(len, 12);
-}
-END_TEST
-
 START_TEST(status_human)
 {
 	gpuq_t *q = connect_ok("ctl-probe");
@@ -571,16 +176,16 @@ START_TEST(status_json)
 	ck_assert_int_ge(ndev, 1);
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "--json", "status"), 0);
 	json_ok();
-	ck_assert_uint_eq(juint(&jd, 0, "pid"), (unsigned long long)d.pid);
-	ck_assert_str_eq(jstr(&jd, 0, "socket", NULL), d.sock);
-	ck_assert_str_eq(jstr(&jd, 0, "config", NULL), d.conf);
-	ck_assert_str_eq(jstr(&jd, 0, "backend", NULL), harness_backend());
-	ck_assert_str_eq(jstr(&jd, 0, "server_version", NULL), PACKAGE_VERSION);
-	ck_assert_uint_eq(juint(&jd, 0, "proto_version"), GPUQ_PROTO_VERSION);
-	ck_assert_uint_eq(juint(&jd, 0, "sessions"), 2);
-	ck_assert_uint_eq(juint(&jd, 0, "devices"), (unsigned)ndev);
-	ck_assert_uint_eq(juint(&jd, 0, "buffers"), 0);
-	ck_assert_uint_eq(juint(&jd, 0, "reloads"), 0);
+	ck_assert_uint_eq(juint(jd, "pid"), (unsigned long long)d.pid);
+	ck_assert_str_eq(jstr(jd, "socket", NULL), d.sock);
+	ck_assert_str_eq(jstr(jd, "config", NULL), d.conf);
+	ck_assert_str_eq(jstr(jd, "backend", NULL), harness_backend());
+	ck_assert_str_eq(jstr(jd, "server_version", NULL), PACKAGE_VERSION);
+	ck_assert_uint_eq(juint(jd, "proto_version"), GPUQ_PROTO_VERSION);
+	ck_assert_uint_eq(juint(jd, "sessions"), 2);
+	ck_assert_uint_eq(juint(jd, "devices"), (unsigned)ndev);
+	ck_assert_uint_eq(juint(jd, "buffers"), 0);
+	ck_assert_uint_eq(juint(jd, "reloads"), 0);
 	gpuq_close(q);
 }
 END_TEST
@@ -620,23 +225,22 @@ START_TEST(devices_json)
 {
 	struct gpuq_device_info dev;
 	gpuq_t *q = connect_ok("ctl-probe");
-	int ndev, arr, d0;
+	json_t *arr, *d0;
+	int ndev;
 
 	ndev = gpuq_devices(q, &dev, 1);
 	ck_assert_int_ge(ndev, 1);
 	ck_assert_int_eq(RUN_CTL("devices", "--json", "--socket", d.sock), 0);
 	json_ok();
-	arr = jget(&jd, 0, "devices");
-	ck_assert_int_ge(arr, 0);
-	ck_assert_int_eq(jd.n[arr].type, J_ARR);
-	ck_assert_int_eq(jcount(&jd, arr), ndev);
-	d0 = jd.n[arr].child;
-	ck_assert_uint_eq(juint(&jd, d0, "index"), 0);
-	ck_assert_str_ne(jstr(&jd, d0, "name", NULL), "");
-	ck_assert_str_eq(jstr(&jd, d0, "name", NULL), dev.name);
-	ck_assert_str_eq(jstr(&jd, d0, "backend", NULL), harness_backend());
-	ck_assert_uint_eq(juint(&jd, d0, "total_mem"), dev.total_mem);
-	ck_assert_uint_le(juint(&jd, d0, "free_mem"), dev.total_mem);
+	arr = jget(jd, "devices");
+	ck_assert_int_eq(jcount(arr), ndev);
+	d0 = json_array_get(arr, 0);
+	ck_assert_uint_eq(juint(d0, "index"), 0);
+	ck_assert_str_ne(jstr(d0, "name", NULL), "");
+	ck_assert_str_eq(jstr(d0, "name", NULL), dev.name);
+	ck_assert_str_eq(jstr(d0, "backend", NULL), harness_backend());
+	ck_assert_uint_eq(juint(d0, "total_mem"), dev.total_mem);
+	ck_assert_uint_le(juint(d0, "free_mem"), dev.total_mem);
 	gpuq_close(q);
 }
 END_TEST
@@ -677,24 +281,24 @@ END_TEST
 START_TEST(clients_json)
 {
 	gpuq_t *q = connect_ok("ctl-probe");
-	int arr, k, probe = 0;
+	json_t *arr, *k;
+	size_t i;
+	int probe = 0;
 
 	ck_assert_int_eq(RUN_CTL("-j", "clients", "--socket", d.sock), 0);
 	json_ok();
-	arr = jget(&jd, 0, "clients");
-	ck_assert_int_ge(arr, 0);
-	ck_assert_int_eq(jd.n[arr].type, J_ARR);
-	ck_assert_int_eq(jcount(&jd, arr), 2);
-	for (k = jd.n[arr].child; k >= 0; k = jd.n[k].next) {
-		ck_assert_int_eq(jd.n[k].type, J_OBJ);
-		if (strcmp(jstr(&jd, k, "name", NULL), "ctl-probe"))
+	arr = jget(jd, "clients");
+	ck_assert_int_eq(jcount(arr), 2);
+	json_array_foreach(arr, i, k) {
+		ck_assert(json_is_object(k));
+		if (strcmp(jstr(k, "name", NULL), "ctl-probe"))
 			continue;
 		probe++;
-		ck_assert_uint_eq(juint(&jd, k, "pid"), (unsigned long long)getpid());
-		ck_assert_uint_eq(juint(&jd, k, "uid"), (unsigned long long)getuid());
-		ck_assert_uint_eq(juint(&jd, k, "gid"), (unsigned long long)getgid());
-		ck_assert_uint_eq(juint(&jd, k, "session_id"), gpuq_session_id(q));
-		ck_assert_uint_eq(juint(&jd, k, "buffers"), 0);
+		ck_assert_uint_eq(juint(k, "pid"), (unsigned long long)getpid());
+		ck_assert_uint_eq(juint(k, "uid"), (unsigned long long)getuid());
+		ck_assert_uint_eq(juint(k, "gid"), (unsigned long long)getgid());
+		ck_assert_uint_eq(juint(k, "session_id"), gpuq_session_id(q));
+		ck_assert_uint_eq(juint(k, "buffers"), 0);
 	}
 	ck_assert_msg(probe == 1, "%d entries for ctl-probe: %s", probe, out);
 	gpuq_close(q);
@@ -705,21 +309,23 @@ START_TEST(clients_odd_name)
 {
 	static const char odd[] = "we\"ird\\\x01";
 	gpuq_t *q = connect_ok(odd);
-	int arr, k, found = 0;
+	json_t *arr, *k;
+	size_t i;
+	int found = 0;
 
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "clients", "--json"), 0);
 	json_ok();
-	arr = jget(&jd, 0, "clients");
-	ck_assert_int_ge(arr, 0);
-	for (k = jd.n[arr].child; k >= 0; k = jd.n[k].next) {
+	arr = jget(jd, "clients");
+	jcount(arr);
+	json_array_foreach(arr, i, k) {
 		const char *name;
 		long len;
 
-		if (juint(&jd, k, "pid") != (unsigned long long)getpid())
+		if (juint(k, "pid") != (unsigned long long)getpid())
 			continue;
 		found = 1;
 		/* The control character may be escaped or replaced, but the rest survives. */
-		name = jstr(&jd, k, "name", &len);
+		name = jstr(k, "name", &len);
 		ck_assert_int_eq(len, 8);
 		ck_assert_msg(!strncmp(name, odd, 7), "name came back as '%s'", name);
 	}
@@ -743,9 +349,9 @@ START_TEST(version_human_and_json)
 	ck_assert_str_eq(out, want);
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "version", "--json"), 0);
 	json_ok();
-	ck_assert_str_eq(jstr(&jd, 0, "gpuqctl", NULL), gpuq_version());
-	ck_assert_str_eq(jstr(&jd, 0, "gpuqd", NULL), PACKAGE_VERSION);
-	ck_assert_uint_eq(juint(&jd, 0, "proto_version"), GPUQ_PROTO_VERSION);
+	ck_assert_str_eq(jstr(jd, "gpuqctl", NULL), gpuq_version());
+	ck_assert_str_eq(jstr(jd, "gpuqd", NULL), PACKAGE_VERSION);
+	ck_assert_uint_eq(juint(jd, "proto_version"), GPUQ_PROTO_VERSION);
 }
 END_TEST
 
@@ -753,8 +359,8 @@ END_TEST
 static void is_our_daemon(void)
 {
 	json_ok();
-	ck_assert_uint_eq(juint(&jd, 0, "pid"), (unsigned long long)d.pid);
-	ck_assert_str_eq(jstr(&jd, 0, "socket", NULL), d.sock);
+	ck_assert_uint_eq(juint(jd, "pid"), (unsigned long long)d.pid);
+	ck_assert_str_eq(jstr(jd, "socket", NULL), d.sock);
 }
 
 START_TEST(socket_choice)
@@ -916,7 +522,7 @@ START_TEST(channels_human_and_json)
 {
 	gpuq_t *q = connect_ok("ctl-chan");
 	gpuq_chan_t *ch;
-	int arr, k;
+	json_t *arr, *k;
 
 	ck_assert_int_eq(gpuq_chan_create(q, "ctl.results", 64, 32, GPUQ_CHAN_GPU_TO_CPU | 0640, &ch), 0);
 	ck_assert_int_eq(gpuq_chan_send(ch, "x", 1, 0), 1);
@@ -926,23 +532,21 @@ START_TEST(channels_human_and_json)
 		      "no row for the channel: %s", out);
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "--json", "channels"), 0);
 	json_ok();
-	arr = jget(&jd, 0, "channels");
-	ck_assert_int_ge(arr, 0);
-	ck_assert_int_eq(jd.n[arr].type, J_ARR);
-	ck_assert_int_eq(jcount(&jd, arr), 1);
-	k = jd.n[arr].child;
-	ck_assert_str_eq(jstr(&jd, k, "name", NULL), "ctl.results");
-	ck_assert_str_eq(jstr(&jd, k, "mode", NULL), "0640");
-	ck_assert_str_eq(jstr(&jd, k, "direction", NULL), "gpu-to-cpu");
-	ck_assert_uint_eq(juint(&jd, k, "slot_size"), 64);
-	ck_assert_uint_eq(juint(&jd, k, "nslots"), 32);
-	ck_assert_uint_eq(juint(&jd, k, "users"), 1);
-	ck_assert_uint_eq(juint(&jd, k, "tail") - juint(&jd, k, "head"), 1);
-	ck_assert_uint_eq(juint(&jd, k, "uid"), (unsigned long long)getuid());
+	arr = jget(jd, "channels");
+	ck_assert_int_eq(jcount(arr), 1);
+	k = json_array_get(arr, 0);
+	ck_assert_str_eq(jstr(k, "name", NULL), "ctl.results");
+	ck_assert_str_eq(jstr(k, "mode", NULL), "0640");
+	ck_assert_str_eq(jstr(k, "direction", NULL), "gpu-to-cpu");
+	ck_assert_uint_eq(juint(k, "slot_size"), 64);
+	ck_assert_uint_eq(juint(k, "nslots"), 32);
+	ck_assert_uint_eq(juint(k, "users"), 1);
+	ck_assert_uint_eq(juint(k, "tail") - juint(k, "head"), 1);
+	ck_assert_uint_eq(juint(k, "uid"), (unsigned long long)getuid());
 	gpuq_chan_close(ch);
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "--json", "channels"), 0);
 	json_ok();
-	ck_assert_int_eq(jcount(&jd, jget(&jd, 0, "channels")), 0);
+	ck_assert_int_eq(jcount(jget(jd, "channels")), 0);
 	gpuq_close(q);
 }
 END_TEST
@@ -953,7 +557,6 @@ static Suite *gpuqctl_suite(void)
 	TCase *tc;
 
 	tc = tcase_create("json");
-	tcase_add_test(tc, json_validator_is_strict);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("commands");
