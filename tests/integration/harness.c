@@ -291,6 +291,19 @@ int harness_log_contains(struct daemon_proc *d, const char *s)
 	return found;
 }
 
+int harness_wait_log(struct daemon_proc *d, const char *s, int ms)
+{
+	int waited;
+
+	/* gpuqd writes each line with one write: a partial line is never seen as whole. */
+	for (waited = 0; waited <= ms; waited += 5) {
+		if (harness_log_contains(d, s))
+			return 1;
+		usleep(5000);
+	}
+	return harness_log_contains(d, s);
+}
+
 int harness_raw_connect(struct daemon_proc *d)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };

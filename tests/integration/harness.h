@@ -56,6 +56,8 @@ int harness_wait_notify(struct daemon_proc *d, const char *what, int ms);
 void harness_drain_notify(struct daemon_proc *d);
 /* Does the daemon's log contain s? */
 int harness_log_contains(struct daemon_proc *d, const char *s);
+/* Waits up to ms for a line of gpuqd's log that contains s; 1 if one came, else 0. */
+int harness_wait_log(struct daemon_proc *d, const char *s, int ms);
 /* Is the daemon process still running? */
 int harness_alive(struct daemon_proc *d);
 /* Number of open fds of the daemon process. */
