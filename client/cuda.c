@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <unistd.h>
@@ -245,7 +246,33 @@ static int mapped_put(void *mem)
 	return r;
 }
 
-GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
+/* Why this thread's last mapping call failed, where -errno says too little. */
+static _Thread_local char errmsg[160];
+
+GPUQ_CUDA_API const char *gpuq_cuda_errmsg(void)
+{
+	return errmsg;
+}
+
+/*
+ * The mapping calls' first step, before any CUDA call: the caller's
+ * gpuq_device.cuh (through the gpuq_cuda.h macros) must implement the
+ * channel layout this library fills struct gpuq_dev_chan for.
+ */
+static int check_version(const char *call, uint32_t chan_version)
+{
+	errmsg[0] = '\0';
+	if (chan_version == GPUQ_CHAN_VERSION)
+		return 0;
+	snprintf(errmsg, sizeof(errmsg),
+		 "%s: the caller was built for channel layout %u, libgpuq-cuda implements layout %u; "
+		 "rebuild against this library's headers",
+		 call, chan_version, GPUQ_CHAN_VERSION);
+	return -EPROTO;
+}
+
+/* Maps ch's ring for this process's kernels and fills *out (no end taken). */
+static int map_ring(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 {
 	size_t slot_size, mem_size;
 	unsigned nslots, dir;
@@ -253,8 +280,6 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 	void *mem, *dev;
 	int r;
 
-	if (!ch || !out)
-		return -EINVAL;
 	r = gpuq_chan_info(ch, &slot_size, &nslots, &dir, &mem, &mem_size);
 	if (r)
 		return r;
@@ -285,6 +310,19 @@ GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
 	return 0;
 }
 
+GPUQ_CUDA_API int gpuq_chan_map_cuda_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
+					       uint32_t chan_version)
+{
+	int r;
+
+	r = check_version("gpuq_chan_map_cuda", chan_version);
+	if (r)
+		return r;
+	if (!ch || !out)
+		return -EINVAL;
+	return map_ring(ch, out);
+}
+
 /*
  * Takes end (GPUQ_CHAN_SEND or _RECV) of ch for this process's kernels
  * (gpuqd keeps the mark), maps the ring and puts the end's two counters in
@@ -306,7 +344,7 @@ static int map_end(gpuq_chan_t *ch, unsigned end, struct gpuq_dev_chan *out, uin
 	r = gpuq_chan_own(ch, end, 1);
 	if (r)
 		return r;
-	r = gpuq_chan_map_cuda(ch, out);
+	r = map_ring(ch, out);
 	if (r)
 		goto fail_owner;
 	err = cudaMalloc(&d, sizeof(init));
@@ -393,11 +431,15 @@ static int unmap_end(gpuq_chan_t *ch, unsigned end, uint64_t *dev)
 	return r;
 }
 
-GPUQ_CUDA_API int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
+GPUQ_CUDA_API int gpuq_chan_map_cuda_sender_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
+						      uint32_t chan_version)
 {
 	uint64_t *d;
 	int r;
 
+	r = check_version("gpuq_chan_map_cuda_sender", chan_version);
+	if (r)
+		return r;
 	if (!ch || !out)
 		return -EINVAL;
 	r = map_end(ch, GPUQ_CHAN_SEND, out, &d);
@@ -419,11 +461,15 @@ GPUQ_CUDA_API int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_c
 	return unmap_end(ch, GPUQ_CHAN_SEND, d);
 }
 
-GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *out)
+GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
+							uint32_t chan_version)
 {
 	uint64_t *d;
 	int r;
 
+	r = check_version("gpuq_chan_map_cuda_receiver", chan_version);
+	if (r)
+		return r;
 	if (!ch || !out)
 		return -EINVAL;
 	r = map_end(ch, GPUQ_CHAN_RECV, out, &d);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <gpuq/gpuq.h>
+#include <gpuq/gpuq_chan.h>
 #include <gpuq/gpuq_dev_chan.h>
 
 #ifdef __cplusplus
@@ -62,6 +63,25 @@ int gpuq_buf_map_cuda(gpuq_t *q, uint32_t id, void **devptr, size_t *size);
 int gpuq_buf_unmap_cuda(void *devptr);
 
 /*
+ * The channel calls below fill struct gpuq_dev_chan for kernels built from
+ * gpuq_device.cuh, which implements one channel layout (GPUQ_CHAN_VERSION,
+ * gpuq_chan.h). Each is a macro that passes the GPUQ_CHAN_VERSION the
+ * caller was compiled against to a _versioned function; this library
+ * refuses a version other than its own with -EPROTO before any CUDA call
+ * or any change to the channel, and gpuq_cuda_errmsg() then names both
+ * versions. Build the kernels and the mapping code against the same
+ * headers (those installed with this library).
+ */
+
+/*
+ * Why the calling thread's last channel mapping call failed, where its
+ * errno says too little (a layout mismatch); "" when it said nothing more
+ * or succeeded. Each mapping call resets it. The string is the thread's
+ * own and valid until its next mapping call.
+ */
+const char *gpuq_cuda_errmsg(void);
+
+/*
  * Maps channel ch's shared memory for kernels of this process: registers it
  * with CUDA (cudaHostRegister, mapped and portable, so every device of the
  * process may use it)
@@ -79,8 +99,9 @@ int gpuq_buf_unmap_cuda(void *devptr);
  * that writes what its opener may not faults like a CPU would. Memory
  * the caller registered itself cannot be mapped (the registration fails).
  *
- * Returns 0 or -errno: -EINVAL (NULL argument), -EPROTO (the channel's
- * header is not one this library knows), -ENODEV (no usable CUDA device),
+ * Returns 0 or -errno: -EINVAL (NULL argument), -EPROTO (the caller was
+ * built for another channel layout, see above, or the channel's header is
+ * not one this library knows), -ENODEV (no usable CUDA device),
  * -EOPNOTSUPP (the current device cannot register read-only host memory,
  * cudaDevAttrHostRegisterReadOnlySupported, or registered host memory has
  * another address on the device), -ENOMEM, -EIO (another CUDA failure;
@@ -88,7 +109,9 @@ int gpuq_buf_unmap_cuda(void *devptr);
  * Registering costs about 0.3 ms per MiB (DESIGN.md, Limits): map once, not
  * per launch.
  */
-int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
+#define gpuq_chan_map_cuda(ch, out) gpuq_chan_map_cuda_versioned((ch), (out), GPUQ_CHAN_VERSION)
+int gpuq_chan_map_cuda_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
+				 uint32_t chan_version);
 
 /* Undoes gpuq_chan_map_cuda (cudaHostUnregister). Returns 0, -EINVAL or -EIO. */
 int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
@@ -102,7 +125,10 @@ int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
  * senders on it get -EBUSY. Unmap with gpuq_chan_unmap_cuda_sender after
  * the kernels finished: it hands the tail back to the ring.
  */
-int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
+#define gpuq_chan_map_cuda_sender(ch, out) \
+	gpuq_chan_map_cuda_sender_versioned((ch), (out), GPUQ_CHAN_VERSION)
+int gpuq_chan_map_cuda_sender_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
+					uint32_t chan_version);
 int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 
 /*
@@ -115,7 +141,10 @@ int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
  * meanwhile CPU receivers on it get -EBUSY. Unmap with
  * gpuq_chan_unmap_cuda_receiver after the kernels finished.
  */
-int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
+#define gpuq_chan_map_cuda_receiver(ch, out) \
+	gpuq_chan_map_cuda_receiver_versioned((ch), (out), GPUQ_CHAN_VERSION)
+int gpuq_chan_map_cuda_receiver_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
+					  uint32_t chan_version);
 int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 /*
  * Both mappings take their end through gpuq_chan_own, then hold its word in
