@@ -156,6 +156,12 @@ static int cuda_fail(const char *call, cudaError_t err)
 	return ret;
 }
 
+/* Where the kernels' launchers report a failed launch. */
+static void kern_log(const char *kernel, const char *error)
+{
+	log_err("%s launch: cudaGetLastError: %s", kernel, error);
+}
+
 static struct cuda_dev *cuda_dev_get(struct backend *be, unsigned dev)
 {
 	struct cuda_priv *priv = be->priv;
@@ -327,6 +333,7 @@ static int cuda_init(struct backend *be)
 	int count = 0, i, ret, skipped = 0;
 	char why[160] = "";
 
+	kern_set_log(kern_log);
 	err = cudaGetDeviceCount(&count);
 	if (err != cudaSuccess) {
 		(void)cudaGetLastError();

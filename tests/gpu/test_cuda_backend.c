@@ -20,6 +20,7 @@
 #include "daemon/backend.h"
 #include "daemon/log.h"
 #include "kernels/kernels.h"
+#include "pattern.h"
 #include "tests/gpu/gpu_test.h"
 
 #define MIB (1024ULL * 1024)
@@ -217,7 +218,7 @@ START_TEST(test_alloc_zeroed)
 		anchor = alloc(sizes[i]);
 		for (int r = 0; r < ROUNDS; r++) {
 			old[r] = addr[r] = alloc(sizes[i]);
-			ck_assert_int_eq(kern_fill_pattern((void *)(uintptr_t)addr[r], sizes[i],
+			ck_assert_int_eq(gpu_pattern_fill((void *)(uintptr_t)addr[r], sizes[i],
 							   test_seed, 0),
 					 0);
 		}
@@ -297,7 +298,7 @@ START_TEST(test_enomem)
 	ck_assert_int_eq(be.ops->mem_alloc(&be, 0, 1ULL << 50, &addr), -ENOMEM);
 	/* The failure must leave nothing behind for the next call to trip over. */
 	addr = alloc(4096);
-	ck_assert_int_eq(kern_fill_pattern((void *)(uintptr_t)addr, 4096, test_seed, 0), 0);
+	ck_assert_int_eq(gpu_pattern_fill((void *)(uintptr_t)addr, 4096, test_seed, 0), 0);
 	CK_CUDA(cudaDeviceSynchronize());
 	release(addr);
 	ck_assert_int_eq(be.ops->mem_alloc(&be, be.ndevices, 4096, &addr), -ENODEV);
@@ -1202,7 +1203,7 @@ static unsigned long long check_pattern(unsigned long long *counter, uint64_t ad
 	unsigned long long n = ~0ULL;
 
 	CK_CUDA(cudaMemset(counter, 0, sizeof(*counter)));
-	ck_assert_int_eq(kern_check_pattern((const void *)(uintptr_t)addr, len, seed, counter, 0),
+	ck_assert_int_eq(gpu_pattern_check((const void *)(uintptr_t)addr, len, seed, counter, 0),
 			 0);
 	CK_CUDA(cudaMemcpy(&n, counter, sizeof(n), cudaMemcpyDeviceToHost));
 	return n;
@@ -1219,7 +1220,7 @@ START_TEST(test_pattern)
 	CK_CUDA(cudaMalloc((void **)&counter, sizeof(*counter)));
 
 	/* Misaligned at both ends: head bytes, 16-byte body, tail bytes. */
-	ck_assert_int_eq(kern_fill_pattern((void *)(uintptr_t)(addr + off), len, pseed, 0), 0);
+	ck_assert_int_eq(gpu_pattern_fill((void *)(uintptr_t)(addr + off), len, pseed, 0), 0);
 	CK_CUDA(cudaDeviceSynchronize());
 	ck_assert_uint_eq(check_pattern(counter, addr + off, len, pseed), 0);
 
@@ -1254,7 +1255,7 @@ START_TEST(test_pattern)
 		for (uint64_t l = 0; l < 70; l += 1 + (l > 34) * 6) {
 			uint64_t p = addr + 4096 + a;
 
-			ck_assert_int_eq(kern_fill_pattern((void *)(uintptr_t)p, l, pseed ^ a, 0),
+			ck_assert_int_eq(gpu_pattern_fill((void *)(uintptr_t)p, l, pseed ^ a, 0),
 					 0);
 			ck_assert_uint_eq(check_pattern(counter, p, l, pseed ^ a), 0);
 			if (l > 0) {
