@@ -120,10 +120,12 @@ struct cuda_dev {
 	char pci_bus_id[32];        /* sysfs spelling: "0000:3b:00.0"; "" when unknown */
 	cudaStream_t ctl;           /* control-plane stream, see cuda_init */
 	struct cuda_xfer xf;        /* the engine thread's data path */
+	uint64_t cs_batches;        /* batches the copy server was given (engine thread) */
 };
 
 /* be->priv of the cuda backend. Created by cuda_init, freed by cuda_fini. */
 struct cuda_priv {
+	int copy_server; /* serve small batches from a persistent block (set before xfer_start) */
 	unsigned ndev;
 	struct cuda_dev dev[];
 };
@@ -850,8 +852,7 @@ static int64_t cuda_xfer_submit(struct backend *be, unsigned dev, unsigned lane,
 			/* One way at a time per lane, so that its batches stay in order. */
 			if (cs_fits(x, n) && done >= l->stream_last && cs_submit(d, lane, seq, x, n)) {
 				l->cs_last = l->seq = seq;
-				if (dev < BACKEND_MAX_DEVICES)
-					be->copy_server_batches[dev]++;
+				d->cs_batches++;
 				return (int64_t)seq;
 			}
 			if (done < l->cs_last) {
@@ -1321,7 +1322,7 @@ static int cuda_xfer_start(struct backend *be, unsigned dev)
 	xf->crossover = crossover;
 	if (dev < BACKEND_MAX_DEVICES)
 		be->crossover[dev] = crossover;
-	if (be->copy_server)
+	if (((struct cuda_priv *)be->priv)->copy_server)
 		cs_setup(d, dev);
 	xf->started = 1;
 	return 0;
@@ -1362,6 +1363,42 @@ static int cuda_ipc_export(struct backend *be, unsigned dev, uint64_t addr, void
 	return 0;
 }
 
+static int cuda_set_option(struct backend *be, enum backend_option opt, int value)
+{
+	struct cuda_priv *priv = be->priv;
+	const char *env;
+
+	if (!priv)
+		return -ENODEV;
+	switch (opt) {
+	case BACKEND_OPT_MPS:
+		/*
+		 * A copy server keeps one block running on each GPU. Under MPS it
+		 * shares the GPU with clients' kernels; in a context of its own it
+		 * would take time slices from theirs. GPUQD_COPY_SERVER=0/1 overrides.
+		 */
+		priv->copy_server = value != 0;
+		env = getenv("GPUQD_COPY_SERVER");
+		if (env)
+			priv->copy_server = atoi(env) != 0;
+		return 0;
+	case BACKEND_OPT_COPY_SERVER:
+		priv->copy_server = value != 0;
+		return 0;
+	}
+	return -ENOTSUP;
+}
+
+static int cuda_stats(struct backend *be, unsigned dev, struct backend_stats *st)
+{
+	struct cuda_dev *d = cuda_dev_get(be, dev);
+
+	if (!d)
+		return -ENODEV;
+	st->copy_server_batches = d->cs_batches;
+	return 0;
+}
+
 const struct backend_ops backend_cuda_ops = {
 	.name = "cuda",
 	.init = cuda_init,
@@ -1379,4 +1416,6 @@ const struct backend_ops backend_cuda_ops = {
 	.xfer_submit = cuda_xfer_submit,
 	.xfer_done = cuda_xfer_done,
 	.ipc_export = cuda_ipc_export,
+	.set_option = cuda_set_option,
+	.stats = cuda_stats,
 };

@@ -295,14 +295,10 @@ int main(int argc, char **argv)
 	log_info("backend %s: %s", be.ops->name, be.reason);
 	if (strcmp(be.ops->name, "host"))
 		sharing_watch(&sharing);
-	/*
-	 * A copy server keeps one block running on each GPU. Under MPS it
-	 * shares the GPU with clients' kernels; in a context of its own it
-	 * would take time slices from theirs. GPUQD_COPY_SERVER=0/1 overrides.
-	 */
-	be.copy_server = sharing.mode == SHARING_MPS;
-	if (getenv("GPUQD_COPY_SERVER"))
-		be.copy_server = atoi(getenv("GPUQD_COPY_SERVER")) != 0;
+	/* How the data path shares the GPUs with clients' kernels is the backend's to decide. */
+	r = backend_set_option(&be, BACKEND_OPT_MPS, sharing.mode == SHARING_MPS);
+	if (r && r != -ENOTSUP)
+		log_warn("backend %s: telling it the sharing mode: %s", be.ops->name, strerror(-r));
 
 	account_table_init(&accounts);
 	for (dev = 0; dev < be.ndevices && dev < BACKEND_MAX_DEVICES; dev++) {
