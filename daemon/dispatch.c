@@ -709,6 +709,7 @@ static void on_status(struct conn *c, uint64_t seq)
 	struct gpuqd *gq = c->host->gq;
 	Gpuq__Msg m = GPUQ__MSG__INIT;
 	Gpuq__Status st = GPUQ__STATUS__INIT;
+	struct engine_stats es = { 0 };
 	uint64_t nbufs, nbytes;
 
 	char foreign[SHARING_MAX_FOREIGN][64], *fptr[SHARING_MAX_FOREIGN];
@@ -727,12 +728,12 @@ static void on_status(struct conn *c, uint64_t seq)
 	st.backend = (char *)gq->be->ops->name;
 	st.backend_reason = gq->be->reason;
 	st.channels = gq->chans->count;
-	for (i = 0; i < gq->nengines; i++) {
-		st.xfers += atomic_load(&gq->engines[i]->xfers);
-		st.xfer_bytes += atomic_load(&gq->engines[i]->xfer_bytes);
-		st.xfer_errors += atomic_load(&gq->engines[i]->xfer_errors);
-		st.batches += atomic_load(&gq->engines[i]->batches);
-	}
+	for (i = 0; i < gq->nengines; i++)
+		engine_stats_add(gq->engines[i], &es);
+	st.xfers = es.xfers;
+	st.xfer_bytes = es.xfer_bytes;
+	st.xfer_errors = es.xfer_errors;
+	st.batches = es.batches;
 	st.pid = (uint32_t)getpid();
 	st.uptime_ms = session_now_ms() - gq->started_ms;
 	st.sessions = server_of(c)->nsessions;

@@ -573,6 +573,19 @@ void engine_wake(struct engine *e)
 		(void)0; /* EAGAIN: the counter is non-zero, the engine wakes anyway */
 }
 
+void engine_stats_add(struct engine *e, struct engine_stats *st)
+{
+	st->xfers += atomic_load(&e->xfers);
+	st->xfer_bytes += atomic_load(&e->xfer_bytes);
+	st->xfer_errors += atomic_load(&e->xfer_errors);
+	st->batches += atomic_load(&e->batches);
+}
+
+void engine_set_idle_us(struct engine *e, unsigned idle_us)
+{
+	atomic_store(&e->idle_us, idle_us);
+}
+
 static void ring(struct engine *e)
 {
 	uint64_t one = 1;

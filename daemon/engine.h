@@ -123,4 +123,15 @@ int engine_detach(struct engine *e, struct engine_port *p);
 /* Wakes e if it sleeps (doorbell thread). Never blocks. */
 void engine_wake(struct engine *e);
 
+/* What an engine has done since it started (engine_stats_add). */
+struct engine_stats {
+	uint64_t xfers, xfer_bytes, xfer_errors, batches;
+};
+
+/* Adds e's counters to *st. Any thread: each counter is read once, atomically. */
+void engine_stats_add(struct engine *e, struct engine_stats *st);
+
+/* How long e polls idle before it sleeps, from its next idle spell on. Any thread. */
+void engine_set_idle_us(struct engine *e, unsigned idle_us);
+
 #endif

@@ -240,7 +240,7 @@ static int reload(void *arg)
 		unsigned i;
 
 		for (i = 0; i < gq->nengines; i++)
-			atomic_store(&gq->engines[i]->idle_us, next.engine_idle_us);
+			engine_set_idle_us(gq->engines[i], next.engine_idle_us);
 	}
 	log_set_level(next.log_level);
 	log_info("configuration reloaded (log level %s, max_frame %u, max_clients %u)",
