@@ -122,6 +122,7 @@ static void teardown_done(struct worker_job *j)
 		account_put(t->host->gq->accounts, t->acct);
 	}
 	t->host->session_done(t->host);
+	t->host->status_changed(t->host);
 	free(t);
 }
 

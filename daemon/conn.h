@@ -32,6 +32,8 @@ struct conn_host {
 	void (*handshake_done)(struct conn_host *h);
 	/* A session's teardown is over: its slot (max_clients) is free again. */
 	void (*session_done)(struct conn_host *h);
+	/* The load changed: a STATUS= update is due (server_notify_status). */
+	void (*status_changed)(struct conn_host *h);
 	/* c is about to be freed: it leaves the list. */
 	void (*gone)(struct conn_host *h, struct conn *c);
 };

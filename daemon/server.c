@@ -93,10 +93,12 @@ static void host_handshake_done(struct conn_host *h)
 
 static void host_session_done(struct conn_host *h)
 {
-	struct server *srv = server_of_host(h);
+	server_of_host(h)->nsessions--;
+}
 
-	srv->nsessions--;
-	server_notify_status(srv);
+static void host_status_changed(struct conn_host *h)
+{
+	server_notify_status(server_of_host(h));
 }
 
 static void host_gone(struct conn_host *h, struct conn *c)
@@ -373,6 +375,7 @@ int server_init(struct server *srv, struct gpuqd *gq, int (*handle)(struct conn 
 					.handle = handle,
 					.handshake_done = host_handshake_done,
 					.session_done = host_session_done,
+					.status_changed = host_status_changed,
 					.gone = host_gone };
 	srv->listen_ev = event_new(srv->base, srv->listen_fd, EV_READ | EV_PERSIST, on_accept, srv);
 	srv->accept_backoff = evtimer_new(srv->base, on_accept_resume, srv);
@@ -438,6 +441,7 @@ void server_fini(struct server *srv)
 	}
 	worker_destroy(srv->worker);
 	srv->worker = NULL;
+	srv->host.worker = NULL;
 	if (srv->broken_ev)
 		event_free(srv->broken_ev);
 	if (srv->broken_efd >= 0)
