@@ -85,6 +85,23 @@ void backend_close(struct backend *be)
 	be->ndevices = 0;
 }
 
+int backend_set_option(struct backend *be, enum backend_option opt, int value)
+{
+	if (!be->ops || !be->ops->set_option)
+		return -ENOTSUP;
+	return be->ops->set_option(be, opt, value);
+}
+
+int backend_stats(struct backend *be, unsigned dev, struct backend_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!be->ops || dev >= be->ndevices)
+		return -ENODEV;
+	if (!be->ops->stats)
+		return 0;
+	return be->ops->stats(be, dev, st);
+}
+
 int backend_probe_cuda(void)
 {
 #ifdef HAVE_CUDA

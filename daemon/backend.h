@@ -22,6 +22,27 @@ struct backend_device_info {
 struct backend;
 
 /*
+ * Options a backend may take (backend_set_option), set before any device's
+ * xfer_start. A backend ignores none silently: it answers -ENOTSUP.
+ */
+enum backend_option {
+	/*
+	 * Clients' kernels share the GPUs through MPS (0/1). How the data path
+	 * lives with them is the backend's policy (cuda: a copy server for
+	 * small batches under MPS; GPUQD_COPY_SERVER=0/1 in the environment
+	 * overrides).
+	 */
+	BACKEND_OPT_MPS,
+	/* cuda: serve small batches from a persistent block (0/1), whatever the environment says. */
+	BACKEND_OPT_COPY_SERVER,
+};
+
+/* Counters of one device since the backend was opened (backend_stats). */
+struct backend_stats {
+	uint64_t copy_server_batches; /* cuda: batches the copy server was given */
+};
+
+/*
  * Lanes: a direction and a size class. Transfers shorter than the device's
  * crossover (be->crossover[dev], calibrated at xfer_start) go to the SMALL
  * lanes, the rest to the LARGE ones.
@@ -105,6 +126,11 @@ struct backend_ops {
 	 * handle (BACKEND_IPC_HANDLE_SIZE bytes). -ENOTSUP on the host backend.
 	 */
 	int (*ipc_export)(struct backend *be, unsigned dev, uint64_t addr, void *handle);
+
+	/* Sets opt (backend_set_option). NULL: the backend takes no option. */
+	int (*set_option)(struct backend *be, enum backend_option opt, int value);
+	/* Fills *st for dev (backend_stats). NULL: the backend counts nothing. */
+	int (*stats)(struct backend *be, unsigned dev, struct backend_stats *st);
 };
 
 /* One backend instance. Owned by main.c; created by backend_open, freed by backend_close. */
@@ -116,8 +142,6 @@ struct backend {
 	char reason[256];                  /* why this backend was chosen (auto) */
 	uint64_t crossover[BACKEND_MAX_DEVICES]; /* small/large split, bytes, per device */
 	unsigned xfer_max_batch;           /* most transfers per xfer_submit */
-	int copy_server;                   /* cuda: serve small batches from a persistent block (set before xfer_start) */
-	uint64_t copy_server_batches[BACKEND_MAX_DEVICES]; /* batches it was given (engine thread) */
 	void *priv;                        /* backend-private state */
 };
 
@@ -143,6 +167,20 @@ int backend_open(struct backend *be, enum backend_kind kind, uint64_t host_mem);
 int backend_open_ex(struct backend *be, enum backend_kind kind, uint64_t host_mem,
 		    unsigned host_devices);
 void backend_close(struct backend *be);
+
+/*
+ * Sets a backend option (enum backend_option) before any xfer_start; control
+ * thread. Returns 0, -ENOTSUP when this backend has no such option, -EINVAL
+ * for a value it does not take.
+ */
+int backend_set_option(struct backend *be, enum backend_option opt, int value);
+
+/*
+ * Fills *st with dev's counters; a backend that counts nothing reports
+ * zeros. Any thread: the engine thread updates them without a lock, so a
+ * reader sees a recent value. Returns 0 or -ENODEV.
+ */
+int backend_stats(struct backend *be, unsigned dev, struct backend_stats *st);
 
 /*
  * Can this process create CUDA contexts on every device? Opens and closes

@@ -13,11 +13,12 @@
 
 #include <event2/event.h>
 
+#include "account.h"
 #include "chan.h"
+#include "config.h"
 #include "conn.h"
-#include "dispatch.h"
+#include "gpuqd.h"
 #include "log.h"
-#include "server.h"
 #include "session.h"
 #include "worker.h"
 
@@ -36,17 +37,17 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void conn_on_write(evutil_socket_t fd, short what, void *arg);
 static void conn_on_timeout(evutil_socket_t fd, short what, void *arg);
 
-struct conn *conn_create(struct server *srv, int fd)
+struct conn *conn_create(struct conn_host *host, int fd)
 {
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
-	struct timeval tv = { .tv_sec = srv->cfg->handshake_timeout };
+	struct timeval tv = { .tv_sec = host->gq->cfg->handshake_timeout };
 	struct conn *c;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		goto fail;
-	c->srv = srv;
+	c->host = host;
 	c->fd = fd;
 	c->state = CONN_HANDSHAKE;
 	STAILQ_INIT(&c->out);
@@ -60,16 +61,13 @@ struct conn *conn_create(struct server *srv, int fd)
 		c->uid = (uid_t)-1;
 		c->gid = (gid_t)-1;
 	}
-	c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
-	c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
-	c->timer = evtimer_new(srv->base, conn_on_timeout, c);
+	c->rev = event_new(host->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+	c->wev = event_new(host->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+	c->timer = evtimer_new(host->base, conn_on_timeout, c);
 	if (!c->rev || !c->wev || !c->timer)
 		goto fail_events;
 	if (event_add(c->rev, NULL) || evtimer_add(c->timer, &tv))
 		goto fail_events;
-	TAILQ_INSERT_TAIL(&srv->conns, c, link);
-	srv->nconns++;
-	srv->nhandshakes++;
 	c->handshaking = 1;
 	log_debug("connection from pid %d uid %u gid %u", (int)c->pid, (unsigned)c->uid,
 		  (unsigned)c->gid);
@@ -93,14 +91,14 @@ void conn_end_handshake(struct conn *c)
 {
 	if (c->handshaking) {
 		c->handshaking = 0;
-		c->srv->nhandshakes--;
+		c->host->handshake_done(c->host);
 	}
 }
 
 /* A session ending on the worker, and what its uid gets back once it has. */
 struct conn_teardown {
 	struct worker_job job;
-	struct server *srv;
+	struct conn_host *host;
 	struct session *sess;
 	struct account *acct;
 	uint64_t used[ACCT_NRES];
@@ -120,11 +118,11 @@ static void teardown_done(struct worker_job *j)
 
 	if (t->acct) {
 		for (r = 0; r < ACCT_NRES; r++)
-			account_uncharge(t->srv->accounts, t->acct, (enum account_res)r, t->used[r]);
-		account_put(t->srv->accounts, t->acct);
+			account_uncharge(t->host->gq->accounts, t->acct, (enum account_res)r, t->used[r]);
+		account_put(t->host->gq->accounts, t->acct);
 	}
-	t->srv->nsessions--;
-	server_notify_status(t->srv);
+	t->host->session_done(t->host);
+	t->host->status_changed(t->host);
 	free(t);
 }
 
@@ -139,12 +137,12 @@ static void conn_end_session(struct conn *c)
 	struct session *s = c->sess;
 	unsigned i;
 
-	t = s && c->srv->worker ? calloc(1, sizeof(*t)) : NULL;
+	t = s && c->host->worker ? calloc(1, sizeof(*t)) : NULL;
 	if (!t) {
 		memset(&local, 0, sizeof(local));
 		t = &local;
 	}
-	t->srv = c->srv;
+	t->host = c->host;
 	t->sess = s;
 	t->acct = c->acct;
 	if (c->charged_session)
@@ -166,9 +164,9 @@ static void conn_end_session(struct conn *c)
 		/* No session: only what a refused Hello charged. */
 		if (t->acct) {
 			for (i = 0; i < ACCT_NRES; i++)
-				account_uncharge(t->srv->accounts, t->acct, (enum account_res)i,
+				account_uncharge(t->host->gq->accounts, t->acct, (enum account_res)i,
 						 t->used[i]);
-			account_put(t->srv->accounts, t->acct);
+			account_put(t->host->gq->accounts, t->acct);
 		}
 		return;
 	}
@@ -178,20 +176,20 @@ static void conn_end_session(struct conn *c)
 		teardown_run(&t->job);
 		/* teardown_done frees t: a copy on the heap is not there, so do its work here. */
 		for (i = 0; t->acct && i < ACCT_NRES; i++)
-			account_uncharge(t->srv->accounts, t->acct, (enum account_res)i, t->used[i]);
-		account_put(t->srv->accounts, t->acct);
-		t->srv->nsessions--;
+			account_uncharge(t->host->gq->accounts, t->acct, (enum account_res)i, t->used[i]);
+		account_put(t->host->gq->accounts, t->acct);
+		t->host->session_done(t->host);
 		return;
 	}
 	t->job.run = teardown_run;
 	t->job.done = teardown_done;
-	worker_submit(c->srv->worker, &t->job);
+	worker_submit(c->host->worker, &t->job);
 }
 
 int conn_chan_charge(struct conn *c, uint64_t seq, uint64_t bytes)
 {
-	struct account_table *t = c->srv->accounts;
-	struct config *cfg = c->srv->cfg;
+	struct account_table *t = c->host->gq->accounts;
+	struct config *cfg = c->host->gq->cfg;
 	uint64_t used;
 
 	if (!c->acct)
@@ -219,8 +217,8 @@ void conn_chan_uncharge(struct conn *c, uint64_t bytes)
 {
 	if (!c->acct)
 		return;
-	account_uncharge(c->srv->accounts, c->acct, ACCT_CHANNELS, 1);
-	account_uncharge(c->srv->accounts, c->acct, ACCT_CHANNEL_BYTES, bytes);
+	account_uncharge(c->host->gq->accounts, c->acct, ACCT_CHANNELS, 1);
+	account_uncharge(c->host->gq->accounts, c->acct, ACCT_CHANNEL_BYTES, bytes);
 }
 
 void conn_destroy(struct conn *c)
@@ -237,8 +235,7 @@ void conn_destroy(struct conn *c)
 	}
 	conn_end_handshake(c);
 	conn_end_session(c);
-	TAILQ_REMOVE(&c->srv->conns, c, link);
-	c->srv->nconns--;
+	c->host->gone(c->host, c);
 	event_free(c->rev);
 	event_free(c->wev);
 	event_free(c->timer);
@@ -311,19 +308,19 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 	int r;
 
 	m->seq = seq;
-	r = frame_pack(m, c->srv->cfg->max_frame, &buf, &len);
+	r = frame_pack(m, c->host->gq->cfg->max_frame, &buf, &len);
 	if (r == -EMSGSIZE)
 		return conn_send_error(c, seq, -EMSGSIZE, "reply exceeds the %u-byte frame cap",
-				       c->srv->cfg->max_frame);
+				       c->host->gq->cfg->max_frame);
 	if (r)
 		return r;
 	/* One reply always fits; beyond that, unread output is bounded by max_output. */
-	if (!c->pending && c->outbytes && c->outbytes + len > c->srv->cfg->max_output) {
+	if (!c->pending && c->outbytes && c->outbytes + len > c->host->gq->cfg->max_output) {
 		free(buf);
 		if (!c->drop)
 			log_warn("pid %d leaves %zu bytes of replies unread (max_output %llu); "
 				 "disconnecting",
-				 (int)c->pid, c->outbytes, (unsigned long long)c->srv->cfg->max_output);
+				 (int)c->pid, c->outbytes, (unsigned long long)c->host->gq->cfg->max_output);
 		c->state = CONN_CLOSING;
 		c->drop = 1;
 		return -ENOBUFS;
@@ -382,7 +379,7 @@ int conn_send_error(struct conn *c, uint64_t seq, int code, const char *fmt, ...
 	e.message = text;
 	m.body_case = GPUQ__MSG__BODY_ERROR;
 	m.error = &e;
-	c->srv->errors++;
+	c->host->gq->errors++;
 	return conn_send(c, &m, seq);
 }
 
@@ -516,7 +513,7 @@ void conn_defer(struct conn *c, Gpuq__Msg *m, void (*run)(struct conn *c, const 
 	c->job_after = after;
 	c->job.run = conn_job_run;
 	c->job.done = conn_job_done;
-	if (!c->srv->worker) {
+	if (!c->host->worker) {
 		run(c, m);
 		if (after)
 			after(c, m);
@@ -526,7 +523,7 @@ void conn_defer(struct conn *c, Gpuq__Msg *m, void (*run)(struct conn *c, const 
 	}
 	c->pending = 1;
 	event_del(c->rev);
-	worker_submit(c->srv->worker, &c->job);
+	worker_submit(c->host->worker, &c->job);
 }
 
 static int conn_grow(struct conn *c, size_t need)
@@ -549,7 +546,7 @@ static int conn_grow(struct conn *c, size_t need)
 /* Consumes every complete frame in the input buffer. Returns 0 or -1 when c must close. */
 static int conn_process(struct conn *c)
 {
-	uint32_t max = c->srv->cfg->max_frame;
+	uint32_t max = c->host->gq->cfg->max_frame;
 	size_t off = 0;
 
 	while (c->state != CONN_CLOSING && !c->pending) {
@@ -592,7 +589,7 @@ static int conn_process(struct conn *c)
 			conn_close_after_flush(c);
 			break;
 		}
-		c->srv->requests++;
+		c->host->gq->requests++;
 		if (m->body_case == GPUQ__MSG__BODY__NOT_SET &&
 		    ++c->bodyless > CONN_BODYLESS_MAX) {
 			log_warn("pid %d sent %u messages in a row with no known body; closing",
@@ -605,7 +602,7 @@ static int conn_process(struct conn *c)
 		}
 		if (m->body_case != GPUQ__MSG__BODY__NOT_SET)
 			c->bodyless = 0;
-		if (!dispatch_msg(c, m))
+		if (!c->host->handle(c, m))
 			frame_free(m);
 	}
 	if (off) {
@@ -649,7 +646,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	 * arrive: each read that brings bytes restarts it.
 	 */
 	if (c->state == CONN_READY && !c->pending) {
-		struct timeval tv = { .tv_sec = c->srv->cfg->frame_timeout };
+		struct timeval tv = { .tv_sec = c->host->gq->cfg->frame_timeout };
 
 		if (c->inlen)
 			evtimer_add(c->timer, &tv);
@@ -680,9 +677,9 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 		if (!c->inlen)
 			return;
 		log_warn("pid %d stopped for %u s in the middle of a %zu-byte message; closing",
-			 (int)c->pid, c->srv->cfg->frame_timeout, c->inlen);
+			 (int)c->pid, c->host->gq->cfg->frame_timeout, c->inlen);
 		conn_send_error(c, 0, -ETIMEDOUT, "no progress on a message for %u s",
-				c->srv->cfg->frame_timeout);
+				c->host->gq->cfg->frame_timeout);
 		conn_close_after_flush(c);
 		conn_settle(c);
 		return;
@@ -690,8 +687,8 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 	if (c->state != CONN_HANDSHAKE)
 		return;
 	log_info("pid %d sent no hello within %u s; closing", (int)c->pid,
-		 c->srv->cfg->handshake_timeout);
-	conn_send_error(c, 0, -ETIMEDOUT, "no hello within %u s", c->srv->cfg->handshake_timeout);
+		 c->host->gq->cfg->handshake_timeout);
+	conn_send_error(c, 0, -ETIMEDOUT, "no hello within %u s", c->host->gq->cfg->handshake_timeout);
 	conn_close_after_flush(c);
 	conn_settle(c);
 }

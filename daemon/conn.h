@@ -9,9 +9,34 @@
 #include "frame.h"
 #include "worker.h"
 
-struct server;
-struct session;
+struct conn;
 struct event;
+struct event_base;
+struct gpuqd;
+struct session;
+
+/*
+ * What a connection needs from the module that keeps the list of
+ * connections (the server): the daemon's context, the loop and the worker,
+ * the handler for each message, and the calls that keep the server's list
+ * and counts (only the server edits them). Owned by the server; it outlives
+ * every connection.
+ */
+struct conn_host {
+	struct gpuqd *gq;
+	struct event_base *base;
+	struct worker *worker; /* NULL: slow work runs inline */
+	/* Handles one message from c (dispatch_msg's contract). */
+	int (*handle)(struct conn *c, Gpuq__Msg *m);
+	/* c is past its handshake: it no longer counts against max_handshakes. */
+	void (*handshake_done)(struct conn_host *h);
+	/* A session's teardown is over: its slot (max_clients) is free again. */
+	void (*session_done)(struct conn_host *h);
+	/* The load changed: a STATUS= update is due (server_notify_status). */
+	void (*status_changed)(struct conn_host *h);
+	/* c is about to be freed: it leaves the list. */
+	void (*gone)(struct conn_host *h, struct conn *c);
+};
 
 enum conn_state {
 	CONN_HANDSHAKE, /* waiting for Hello (bounded by handshake_timeout) */
@@ -34,8 +59,8 @@ struct conn_out {
  * (which also destroys its session). All fields belong to the control thread.
  */
 struct conn {
-	TAILQ_ENTRY(conn) link;
-	struct server *srv;
+	TAILQ_ENTRY(conn) link; /* on the server's list (server.c's alone) */
+	struct conn_host *host;
 	int fd;
 	enum conn_state state;
 	pid_t pid;
@@ -47,7 +72,7 @@ struct conn {
 	STAILQ_HEAD(, conn_out) out;
 	size_t outbytes;
 	struct session *sess; /* set once the handshake succeeds */
-	int handshaking;      /* counted in srv->nhandshakes */
+	int handshaking;      /* counted against max_handshakes by the host */
 	int drop;             /* output over max_output: destroyed at the next settle, unflushed */
 	unsigned bodyless;    /* messages in a row with no known body */
 	/* The uid's account (referenced from Hello on) and what this connection charged to it. */
@@ -71,8 +96,11 @@ struct conn {
 	size_t pend_bytes;
 };
 
-/* Adopts an accepted socket. Returns NULL (and closes fd) on failure. */
-struct conn *conn_create(struct server *srv, int fd);
+/*
+ * Adopts an accepted socket, in its handshake (the host counts it and puts
+ * it on its list). Returns NULL (and closes fd) on failure.
+ */
+struct conn *conn_create(struct conn_host *host, int fd);
 void conn_destroy(struct conn *c);
 /*
  * Runs run(c, m) on the worker thread, then after(c, m) (may be NULL) on

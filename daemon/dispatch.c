@@ -10,10 +10,14 @@
 
 #include <event2/event.h>
 
+#include "account.h"
+#include "backend.h"
+#include "config.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "chan.h"
 #include "engine.h"
+#include "gpuqd.h"
 #include "log.h"
 #include "server.h"
 #include "session.h"
@@ -44,16 +48,16 @@ static uint64_t hello_arena(const struct config *cfg, const Gpuq__Hello *h)
  */
 static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 {
-	struct server *srv = c->srv;
-	struct config *cfg = srv->cfg;
+	struct gpuqd *gq = c->host->gq;
+	struct config *cfg = gq->cfg;
 	uint64_t arena = hello_arena(cfg, h), used;
 
-	c->acct = account_get(srv->accounts, c->uid);
+	c->acct = account_get(gq->accounts, c->uid);
 	if (!c->acct) {
 		conn_send_error(c, seq, -ENOMEM, "out of memory creating the session");
 		goto refuse;
 	}
-	if (account_charge(srv->accounts, c->acct, ACCT_SESSIONS, 1, cfg->uid_max_sessions,
+	if (account_charge(gq->accounts, c->acct, ACCT_SESSIONS, 1, cfg->uid_max_sessions,
 			   &used)) {
 		log_warn("refusing pid %d: uid %u has %llu sessions (uid_max_sessions %u)",
 			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
@@ -64,7 +68,7 @@ static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 		goto refuse;
 	}
 	c->charged_session = 1;
-	if (account_charge(srv->accounts, c->acct, ACCT_ARENA, arena, cfg->uid_max_arena, &used)) {
+	if (account_charge(gq->accounts, c->acct, ACCT_ARENA, arena, cfg->uid_max_arena, &used)) {
 		log_warn("refusing pid %d: uid %u has %llu arena bytes pinned (uid_max_arena %llu)",
 			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
 			 (unsigned long long)cfg->uid_max_arena);
@@ -90,7 +94,7 @@ static int on_hello(struct conn *c, Gpuq__Msg *m)
 {
 	const Gpuq__Hello *h = m->hello;
 	uint64_t seq = m->seq;
-	struct server *srv = c->srv;
+	struct gpuqd *gq = c->host->gq;
 
 	if (h->proto_version != GPUQ_PROTO_VERSION) {
 		log_warn("pid %d speaks protocol %u, this gpuqd speaks %u; closing", (int)c->pid,
@@ -102,30 +106,30 @@ static int on_hello(struct conn *c, Gpuq__Msg *m)
 		return 0;
 	}
 	conn_end_handshake(c);
-	if (srv->nsessions >= srv->cfg->max_clients) {
+	if (server_sessions_full(server_of(c))) {
 		log_warn("refusing pid %d uid %u: %u sessions is the limit (max_clients)", (int)c->pid,
-			 (unsigned)c->uid, srv->cfg->max_clients);
+			 (unsigned)c->uid, gq->cfg->max_clients);
 		conn_send_error(c, seq, -EUSERS, "gpuqd serves at most %u sessions (max_clients)",
-				srv->cfg->max_clients);
+				gq->cfg->max_clients);
 		conn_close_after_flush(c);
 		return 0;
 	}
 	if (charge_hello(c, seq, h))
 		return 0;
-	c->sess = session_create(++srv->next_session_id, srv->be, srv->cfg->max_session_mem, c->pid,
+	c->sess = session_create(++gq->next_session_id, gq->be, gq->cfg->max_session_mem, c->pid,
 				 c->uid, c->gid, h->client_name);
 	if (!c->sess) {
 		conn_send_error(c, seq, -ENOMEM, "out of memory creating the session");
 		conn_close_after_flush(c);
 		return 0;
 	}
-	srv->nsessions++;
-	c->sess->uid_inflight = &c->acct->inflight;
-	c->sess->uid_inflight_max = srv->cfg->uid_max_inflight;
-	if (!c->sess->uid_inflight_max)
-		c->sess->uid_inflight = NULL;
-	c->sess->chreg = srv->chans;
-	c->sess->broken_efd = srv->broken_efd;
+	server_session_add(server_of(c));
+	c->sess->port.uid_inflight = &c->acct->inflight;
+	c->sess->port.uid_inflight_max = gq->cfg->uid_max_inflight;
+	if (!c->sess->port.uid_inflight_max)
+		c->sess->port.uid_inflight = NULL;
+	c->sess->chreg = gq->chans;
+	c->sess->port.broken_efd = server_of(c)->broken_efd;
 	/* Populating and registering the arena takes seconds at 1 GiB: the worker does it. */
 	conn_defer(c, m, hello_open, hello_finish);
 	return 1;
@@ -134,17 +138,17 @@ static int on_hello(struct conn *c, Gpuq__Msg *m)
 /* On the worker: the session's shared memory, socket and engine attachment. */
 static void hello_open(struct conn *c, const Gpuq__Msg *m)
 {
-	struct server *srv = c->srv;
+	struct gpuqd *gq = c->host->gq;
 	uint32_t depth = m->hello->queue_depth ? m->hello->queue_depth : 4096;
 
-	c->job_result = session_open_data(c->sess, srv->be, srv->engines, srv->nengines,
-					  srv->doorbell, depth, c->charged_arena);
+	c->job_result = session_open_data(c->sess, gq->be, gq->engines, gq->nengines,
+					  gq->doorbell, depth, c->charged_arena);
 }
 
 /* Back on the control thread: the Welcome, or why there is none. */
 static void hello_finish(struct conn *c, const Gpuq__Msg *msg)
 {
-	struct server *srv = c->srv;
+	struct gpuqd *gq = c->host->gq;
 	Gpuq__Msg m = GPUQ__MSG__INIT;
 	Gpuq__Welcome w = GPUQ__WELCOME__INIT;
 	uint64_t seq = msg->seq;
@@ -167,14 +171,14 @@ static void hello_finish(struct conn *c, const Gpuq__Msg *msg)
 	w.proto_version = GPUQ_PROTO_VERSION;
 	w.server_version = (char *)PACKAGE_VERSION;
 	w.session_id = c->sess->id;
-	w.backend = (char *)srv->be->ops->name;
-	w.max_frame = srv->cfg->max_frame;
+	w.backend = (char *)gq->be->ops->name;
+	w.max_frame = gq->cfg->max_frame;
 	w.shm_size = c->sess->shm.size;
-	w.sharing = (char *)sharing_mode_name(srv->sharing->mode);
-	w.mps_pipe_dir = srv->sharing->pipe_dir;
-	if (srv->sharing->mode == SHARING_MPS)
-		w.mps_client_sm_percent = srv->cfg->mps_client_sm_percent;
-	w.ndevices = srv->nengines;
+	w.sharing = (char *)sharing_mode_name(gq->sharing->mode);
+	w.mps_pipe_dir = gq->sharing->pipe_dir;
+	if (gq->sharing->mode == SHARING_MPS)
+		w.mps_client_sm_percent = gq->cfg->mps_client_sm_percent;
+	w.ndevices = gq->nengines;
 	m.body_case = GPUQ__MSG__BODY_WELCOME;
 	m.welcome = &w;
 	{
@@ -183,12 +187,12 @@ static void hello_finish(struct conn *c, const Gpuq__Msg *msg)
 
 		conn_send_fds(c, &m, seq, fds, 2);
 	}
-	server_notify_status(srv);
+	server_notify_status(server_of(c));
 }
 
 static void on_device_list(struct conn *c, uint64_t seq)
 {
-	struct backend *be = c->srv->be;
+	struct backend *be = c->host->gq->be;
 	Gpuq__Msg m = GPUQ__MSG__INIT;
 	Gpuq__DeviceList dl = GPUQ__DEVICE_LIST__INIT;
 	Gpuq__DeviceInfo *infos, **ptrs;
@@ -243,29 +247,29 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 	uint64_t used, before;
 	int id;
 
-	if (account_charge(c->srv->accounts, c->acct, ACCT_MEM, a->size, c->srv->cfg->uid_max_mem,
+	if (account_charge(c->host->gq->accounts, c->acct, ACCT_MEM, a->size, c->host->gq->cfg->uid_max_mem,
 			   &used)) {
 		/* -ENOMEM, as for the session quota: what gpuq_buf_alloc documents. */
 		conn_send_error(c, seq, -ENOMEM,
 				"uid %u has %llu bytes of device memory, %llu more asked, the limit "
 				"(uid_max_mem) is %llu",
 				(unsigned)c->uid, (unsigned long long)used, (unsigned long long)a->size,
-				(unsigned long long)c->srv->cfg->uid_max_mem);
+				(unsigned long long)c->host->gq->cfg->uid_max_mem);
 		return;
 	}
 	pthread_mutex_lock(&c->sess->lock);
 	before = c->sess->bufs.bytes;
 	id = buf_alloc(&c->sess->bufs, a->device, a->size);
 	/* The account holds exactly what the table counts. */
-	account_uncharge(c->srv->accounts, c->acct, ACCT_MEM, a->size);
-	account_charge(c->srv->accounts, c->acct, ACCT_MEM, c->sess->bufs.bytes - before, 0, NULL);
+	account_uncharge(c->host->gq->accounts, c->acct, ACCT_MEM, a->size);
+	account_charge(c->host->gq->accounts, c->acct, ACCT_MEM, c->sess->bufs.bytes - before, 0, NULL);
 	pthread_mutex_unlock(&c->sess->lock);
 	if (id < 0) {
 		switch (id) {
 		case -EINVAL:
 			conn_send_error(c, seq, id, a->size ? "no device %u (gpuqd has %u)"
 							    : "size must be at least 1 byte (device %u of %u)",
-					a->device, c->srv->be->ndevices);
+					a->device, c->host->gq->be->ndevices);
 			break;
 		case -EDQUOT:
 			conn_send_error(c, seq, -ENOMEM,
@@ -297,7 +301,7 @@ static void on_buf_free(struct conn *c, uint64_t seq, const Gpuq__BufFree *f)
 	pthread_mutex_lock(&c->sess->lock);
 	before = c->sess->bufs.bytes;
 	r = buf_free(&c->sess->bufs, f->buf_id);
-	account_uncharge(c->srv->accounts, c->acct, ACCT_MEM, before - c->sess->bufs.bytes);
+	account_uncharge(c->host->gq->accounts, c->acct, ACCT_MEM, before - c->sess->bufs.bytes);
 	pthread_mutex_unlock(&c->sess->lock);
 	if (r == -EBUSY)
 		conn_send_error(c, seq, r, "buffer %u has transfers in flight; free it once they complete",
@@ -320,7 +324,7 @@ static void buf_error(struct conn *c, uint64_t seq, int err, uint32_t id, uint64
 
 static void on_buf_write(struct conn *c, uint64_t seq, const Gpuq__BufWrite *w)
 {
-	struct backend *be = c->srv->be;
+	struct backend *be = c->host->gq->be;
 	struct buf *b;
 	int r;
 
@@ -341,11 +345,11 @@ static void on_buf_write(struct conn *c, uint64_t seq, const Gpuq__BufWrite *w)
 
 static void on_buf_read(struct conn *c, uint64_t seq, const Gpuq__BufRead *rd)
 {
-	struct backend *be = c->srv->be;
+	struct backend *be = c->host->gq->be;
 	Gpuq__Msg m = GPUQ__MSG__INIT;
 	Gpuq__BufData data = GPUQ__BUF_DATA__INIT;
 	/* Room for the envelope around the bytes. */
-	uint64_t maxlen = c->srv->cfg->max_frame - 64;
+	uint64_t maxlen = c->host->gq->cfg->max_frame - 64;
 	struct buf *b;
 	uint8_t *tmp;
 	int r;
@@ -387,7 +391,7 @@ static void on_buf_read(struct conn *c, uint64_t seq, const Gpuq__BufRead *rd)
  */
 static void on_buf_export(struct conn *c, uint64_t seq, const Gpuq__BufExport *e)
 {
-	struct backend *be = c->srv->be;
+	struct backend *be = c->host->gq->be;
 	Gpuq__Msg m = GPUQ__MSG__INIT;
 	Gpuq__BufExportReply rep = GPUQ__BUF_EXPORT_REPLY__INIT;
 	uint8_t handle[BACKEND_IPC_HANDLE_SIZE];
@@ -441,13 +445,13 @@ static void reply_chan(struct conn *c, uint64_t seq, struct chan *ch)
 	int fds[4], id;
 
 	if (conn_chan_charge(c, seq, ch->ring->size)) {
-		chan_unref(c->srv->chans, ch);
+		chan_unref(c->host->gq->chans, ch);
 		return;
 	}
 	id = session_chan_add(c->sess, ch);
 	if (id < 0) {
 		conn_chan_uncharge(c, ch->ring->size);
-		chan_unref(c->srv->chans, ch);
+		chan_unref(c->host->gq->chans, ch);
 		conn_send_error(c, seq, id, "too many open channels in this session");
 		return;
 	}
@@ -531,7 +535,7 @@ static void on_chan_create(struct conn *c, uint64_t seq, const Gpuq__ChanCreate 
 		return;
 	}
 	peer_cred(c, &who, small, 64, &big);
-	ch = chan_create(c->srv->chans, (const char *)cc->name.data, cc->name.len, cc->slot_size,
+	ch = chan_create(c->host->gq->chans, (const char *)cc->name.data, cc->name.len, cc->slot_size,
 			 cc->nslots, cc->direction, cc->mode, &who, &err);
 	free(big);
 	if (!ch) {
@@ -571,7 +575,7 @@ static void on_chan_open(struct conn *c, uint64_t seq, const Gpuq__ChanOpen *co)
 		return;
 	}
 	peer_cred(c, &who, small, 64, &big);
-	ch = chan_open(c->srv->chans, (const char *)co->name.data, co->name.len, co->send, co->recv, &who,
+	ch = chan_open(c->host->gq->chans, (const char *)co->name.data, co->name.len, co->send, co->recv, &who,
 		       &err);
 	free(big);
 	if (!ch) {
@@ -600,7 +604,7 @@ static void on_chan_close(struct conn *c, uint64_t seq, const Gpuq__ChanClose *c
 		return;
 	}
 	conn_chan_uncharge(c, ch->ring->size);
-	chan_unref(c->srv->chans, ch);
+	chan_unref(c->host->gq->chans, ch);
 	reply_ok(c, seq, 0);
 }
 
@@ -656,7 +660,7 @@ static void on_channels(struct conn *c, uint64_t seq)
 	int n, i;
 
 	peer_cred(c, &who, small, 64, &big);
-	n = chan_list(c->srv->chans, &who, &list);
+	n = chan_list(c->host->gq->chans, &who, &list);
 	free(big);
 
 	if (n < 0) {
@@ -702,44 +706,45 @@ out:
 
 static void on_status(struct conn *c, uint64_t seq)
 {
-	struct server *srv = c->srv;
+	struct gpuqd *gq = c->host->gq;
 	Gpuq__Msg m = GPUQ__MSG__INIT;
 	Gpuq__Status st = GPUQ__STATUS__INIT;
+	struct engine_stats es = { 0 };
 	uint64_t nbufs, nbytes;
 
 	char foreign[SHARING_MAX_FOREIGN][64], *fptr[SHARING_MAX_FOREIGN];
 	unsigned nf, i;
 
-	server_buffer_totals(srv, &nbufs, &nbytes);
-	nf = sharing_foreign(srv->sharing, foreign, SHARING_MAX_FOREIGN);
+	server_buffer_totals(server_of(c), &nbufs, &nbytes);
+	nf = sharing_foreign(gq->sharing, foreign, SHARING_MAX_FOREIGN);
 	for (i = 0; i < nf; i++)
 		fptr[i] = foreign[i];
-	st.sharing = (char *)sharing_mode_name(srv->sharing->mode);
-	st.mps_pipe_dir = srv->sharing->pipe_dir;
+	st.sharing = (char *)sharing_mode_name(gq->sharing->mode);
+	st.mps_pipe_dir = gq->sharing->pipe_dir;
 	st.n_foreign_contexts = nf;
 	st.foreign_contexts = fptr;
 	st.server_version = (char *)PACKAGE_VERSION;
 	st.proto_version = GPUQ_PROTO_VERSION;
-	st.backend = (char *)srv->be->ops->name;
-	st.backend_reason = srv->be->reason;
-	st.channels = srv->chans->count;
-	for (i = 0; i < srv->nengines; i++) {
-		st.xfers += atomic_load(&srv->engines[i]->xfers);
-		st.xfer_bytes += atomic_load(&srv->engines[i]->xfer_bytes);
-		st.xfer_errors += atomic_load(&srv->engines[i]->xfer_errors);
-		st.batches += atomic_load(&srv->engines[i]->batches);
-	}
+	st.backend = (char *)gq->be->ops->name;
+	st.backend_reason = gq->be->reason;
+	st.channels = gq->chans->count;
+	for (i = 0; i < gq->nengines; i++)
+		engine_stats_add(gq->engines[i], &es);
+	st.xfers = es.xfers;
+	st.xfer_bytes = es.xfer_bytes;
+	st.xfer_errors = es.xfer_errors;
+	st.batches = es.batches;
 	st.pid = (uint32_t)getpid();
-	st.uptime_ms = session_now_ms() - srv->started_ms;
-	st.sessions = srv->nsessions;
-	st.devices = srv->be->ndevices;
+	st.uptime_ms = session_now_ms() - gq->started_ms;
+	st.sessions = server_of(c)->nsessions;
+	st.devices = gq->be->ndevices;
 	st.buffers = nbufs;
 	st.buffer_bytes = nbytes;
-	st.requests = srv->requests;
-	st.errors = srv->errors;
-	st.reloads = srv->reloads;
-	st.socket_path = srv->socket_path;
-	st.config_path = (char *)(srv->config_path ? srv->config_path : "");
+	st.requests = gq->requests;
+	st.errors = gq->errors;
+	st.reloads = server_of(c)->reloads;
+	st.socket_path = server_of(c)->socket_path;
+	st.config_path = (char *)(gq->config_path ? gq->config_path : "");
 	m.body_case = GPUQ__MSG__BODY_STATUS;
 	m.status = &st;
 	conn_send(c, &m, seq);
@@ -778,47 +783,56 @@ static int may_see(const struct conn *asker, const struct conn *other)
 	return asker->uid == 0 || asker->uid == getuid() || asker->uid == other->uid;
 }
 
+/* What on_clients gathers, one connection at a time. */
+struct clients_walk {
+	struct conn *asker;
+	Gpuq__ClientInfo *infos, **ptrs;
+	size_t n, max;
+	uint64_t now;
+};
+
+static void client_info(struct conn *o, void *arg)
+{
+	struct clients_walk *w = arg;
+	Gpuq__ClientInfo *ci = &w->infos[w->n];
+
+	if (!o->sess || !may_see(w->asker, o) || w->n > w->max)
+		return;
+	gpuq__client_info__init(ci);
+	ci->session_id = o->sess->id;
+	ci->pid = (uint32_t)o->pid;
+	ci->uid = (uint32_t)o->uid;
+	ci->gid = (uint32_t)o->gid;
+	ci->name = o->sess->name;
+	ci->connected_ms = w->now - o->sess->started_ms;
+	ci->buffers = o->sess->bufs.count;
+	ci->buffer_bytes = o->sess->bufs.bytes;
+	ci->requests = o->sess->requests;
+	w->ptrs[w->n++] = ci;
+}
+
 static void on_clients(struct conn *c, uint64_t seq)
 {
-	struct server *srv = c->srv;
+	struct server *srv = server_of(c);
 	Gpuq__Msg m = GPUQ__MSG__INIT;
 	Gpuq__Clients cl = GPUQ__CLIENTS__INIT;
-	Gpuq__ClientInfo *infos, **ptrs;
-	uint64_t now = session_now_ms();
-	struct conn *o;
-	size_t n = 0;
+	struct clients_walk w = { .asker = c, .now = session_now_ms(), .max = srv->nsessions };
 
-	infos = calloc(srv->nsessions + 1, sizeof(*infos));
-	ptrs = calloc(srv->nsessions + 1, sizeof(*ptrs));
-	if (!infos || !ptrs) {
+	w.infos = calloc(srv->nsessions + 1, sizeof(*w.infos));
+	w.ptrs = calloc(srv->nsessions + 1, sizeof(*w.ptrs));
+	if (!w.infos || !w.ptrs) {
 		conn_send_error(c, seq, -ENOMEM, "out of memory");
 		goto out;
 	}
-	TAILQ_FOREACH(o, &srv->conns, link) {
-		Gpuq__ClientInfo *ci = &infos[n];
-
-		if (!o->sess || !may_see(c, o) || n > srv->nsessions)
-			continue;
-		gpuq__client_info__init(ci);
-		ci->session_id = o->sess->id;
-		ci->pid = (uint32_t)o->pid;
-		ci->uid = (uint32_t)o->uid;
-		ci->gid = (uint32_t)o->gid;
-		ci->name = o->sess->name;
-		ci->connected_ms = now - o->sess->started_ms;
-		ci->buffers = o->sess->bufs.count;
-		ci->buffer_bytes = o->sess->bufs.bytes;
-		ci->requests = o->sess->requests;
-		ptrs[n++] = ci;
-	}
-	cl.n_clients = n;
-	cl.clients = ptrs;
+	server_foreach_conn(srv, client_info, &w);
+	cl.n_clients = w.n;
+	cl.clients = w.ptrs;
 	m.body_case = GPUQ__MSG__BODY_CLIENTS;
 	m.clients = &cl;
 	conn_send(c, &m, seq);
 out:
-	free(ptrs);
-	free(infos);
+	free(w.ptrs);
+	free(w.infos);
 }
 
 int dispatch_msg(struct conn *c, Gpuq__Msg *m)

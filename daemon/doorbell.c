@@ -14,7 +14,6 @@
 #include "doorbell.h"
 #include "engine.h"
 #include "log.h"
-#include "session.h"
 
 #define DOORBELL_EVENTS 64
 /* Reads per socket per event: a client flooding its socket cannot hold the thread. */
@@ -26,21 +25,21 @@
  * it gets its byte now. The words read here are the client's own: a lie
  * only costs it a spurious or missing wake.
  */
-static void answer_waiting(struct session *s)
+static void answer_waiting(struct engine_port *s)
 {
-	struct shm_hdr *h = s->shm.hdr;
+	struct shm_hdr *h = s->hdr;
 	unsigned dev;
 
 	if (!atomic_load_explicit(&h->cq_waiting.v, memory_order_acquire))
 		return;
-	for (dev = 0; dev < s->shm.geom.ndevices; dev++) {
+	for (dev = 0; dev < s->geom.ndevices; dev++) {
 		uint32_t tail = atomic_load_explicit(&h->ctl[dev].cq_tail.v, memory_order_acquire);
 		uint32_t head = atomic_load_explicit(&h->ctl[dev].cq_head.v, memory_order_acquire);
 
 		if (tail != head)
 			break;
 	}
-	if (dev == s->shm.geom.ndevices ||
+	if (dev == s->geom.ndevices ||
 	    !atomic_exchange_explicit(&h->cq_waiting.v, 0, memory_order_acq_rel))
 		return;
 	if (send(s->sock, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
@@ -50,7 +49,7 @@ static void answer_waiting(struct session *s)
 /* Drains one session socket. Caller holds d->lock. */
 static void drain(struct doorbell *d, int fd)
 {
-	struct session *s = (unsigned)fd < d->nbyfd ? d->byfd[fd] : NULL;
+	struct engine_port *s = (unsigned)fd < d->nbyfd ? d->byfd[fd] : NULL;
 	char buf[256];
 	unsigned i;
 
@@ -158,7 +157,7 @@ void doorbell_destroy(struct doorbell *d)
 	free(d);
 }
 
-int doorbell_add(struct doorbell *d, struct session *s)
+int doorbell_add(struct doorbell *d, struct engine_port *s)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = s->sock };
 	int r = 0;
@@ -168,7 +167,7 @@ int doorbell_add(struct doorbell *d, struct session *s)
 	pthread_mutex_lock(&d->lock);
 	if ((unsigned)s->sock >= d->nbyfd) {
 		unsigned n = d->nbyfd ? d->nbyfd : 64;
-		struct session **p;
+		struct engine_port **p;
 
 		while (n <= (unsigned)s->sock)
 			n *= 2;
@@ -191,7 +190,7 @@ out:
 	return r;
 }
 
-void doorbell_remove(struct doorbell *d, struct session *s)
+void doorbell_remove(struct doorbell *d, struct engine_port *s)
 {
 	pthread_mutex_lock(&d->lock);
 	if (s->sock >= 0 && (unsigned)s->sock < d->nbyfd && d->byfd[s->sock] == s) {

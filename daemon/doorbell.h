@@ -5,7 +5,7 @@
 #include <pthread.h>
 
 struct engine;
-struct session;
+struct engine_port;
 
 /*
  * Why a thread of its own: a session socket is shared by every engine
@@ -24,7 +24,7 @@ struct doorbell {
 	int epfd;
 	int stop_efd;
 	pthread_mutex_t lock; /* guards byfd: held while a socket is read */
-	struct session **byfd; /* fd -> session whose gpuqd end it is */
+	struct engine_port **byfd; /* fd -> port whose gpuqd end it is */
 	unsigned nbyfd;
 	struct engine **engines;
 	unsigned nengines;
@@ -35,12 +35,12 @@ struct doorbell {
 int doorbell_create(struct doorbell **out, struct engine **engines, unsigned nengines);
 void doorbell_destroy(struct doorbell *d);
 
-/* Watches s->sock. Control thread. Returns 0 or -errno. */
-int doorbell_add(struct doorbell *d, struct session *s);
+/* Watches p->sock. Control thread. Returns 0 or -errno. */
+int doorbell_add(struct doorbell *d, struct engine_port *p);
 /*
- * Stops watching s->sock; afterwards the doorbell thread never touches s
+ * Stops watching p->sock; afterwards the doorbell thread never touches p
  * or the descriptor again, so the caller may close it. Control thread.
  */
-void doorbell_remove(struct doorbell *d, struct session *s);
+void doorbell_remove(struct doorbell *d, struct engine_port *p);
 
 #endif

@@ -13,7 +13,6 @@
 #include "engine.h"
 #include "log.h"
 #include "request.h"
-#include "session.h"
 #include "shm.h"
 
 /* Most requests taken from one session per round: no client starves the others. */
@@ -35,7 +34,7 @@
 
 /* One request on its way through the GPU. */
 struct item {
-	struct session *s;
+	struct engine_port *s;
 	struct buf *held[2]; /* buffers the transfer uses, marked in flight (buf_hold) */
 	uint64_t user_data;
 	uint64_t len;
@@ -80,13 +79,13 @@ static unsigned lane_room(struct engine *e, struct engine_lane *l)
 }
 
 /* Posts one completion into s's CQ for this engine's device. */
-static void post_cqe(struct engine *e, struct session *s, uint64_t user_data, int64_t res)
+static void post_cqe(struct engine *e, struct engine_port *s, uint64_t user_data, int64_t res)
 {
-	struct session_eng *se = &s->eng[e->dev];
-	struct shm_cqe *cq = shm_cq(&s->shm, e->dev);
+	struct engine_ring *se = &s->eng[e->dev];
+	struct shm_cqe *cq = shm_cq(s->base, &s->geom, e->dev);
 
 	/* The private mask bounds the slot, whatever the client wrote in the header. */
-	cq[se->cq_tail & s->shm.geom.cq_mask] = (struct shm_cqe){ .user_data = user_data, .res = res };
+	cq[se->cq_tail & s->geom.cq_mask] = (struct shm_cqe){ .user_data = user_data, .res = res };
 	se->cq_tail++;
 	se->dirty = 1;
 	if (s->uid_inflight)
@@ -96,10 +95,10 @@ static void post_cqe(struct engine *e, struct session *s, uint64_t user_data, in
 }
 
 /* Publishes posted completions and wakes the session if it sleeps. */
-static void publish(struct engine *e, struct session *s)
+static void publish(struct engine *e, struct engine_port *s)
 {
-	struct session_eng *se = &s->eng[e->dev];
-	struct shm_hdr *h = s->shm.hdr;
+	struct engine_ring *se = &s->eng[e->dev];
+	struct shm_hdr *h = s->hdr;
 
 	if (!se->dirty)
 		return;
@@ -124,7 +123,7 @@ static void publish(struct engine *e, struct session *s)
  * and the control thread, woken through broken_efd, sends an Error and
  * closes the connection (which ends the session).
  */
-static void mark_broken(struct engine *e, struct session *s, const char *why)
+static void mark_broken(struct engine *e, struct engine_port *s, const char *why)
 {
 	uint64_t one = 1;
 
@@ -133,20 +132,20 @@ static void mark_broken(struct engine *e, struct session *s, const char *why)
 		return;
 	log_engine(LOG_WARNING, "session %llu (pid %d): %s on device %u; no longer serving it",
 		   (unsigned long long)s->id, (int)s->pid, why, e->dev);
-	atomic_store_explicit(&s->shm.hdr->srv_state.v, SHM_STATE_BROKEN, memory_order_release);
+	atomic_store_explicit(&s->hdr->srv_state.v, SHM_STATE_BROKEN, memory_order_release);
 	/* gpuqd's own eventfd; its counter cannot fill from one write per session. */
 	if (s->broken_efd >= 0 && write(s->broken_efd, &one, sizeof(one)) < 0)
 		(void)0;
 }
 
 /* Takes up to budget requests from s. Returns how many it consumed. */
-static unsigned harvest(struct engine *e, struct session *s)
+static unsigned harvest(struct engine *e, struct engine_port *s)
 {
-	struct session_eng *se = &s->eng[e->dev];
-	const struct shm_geom *g = &s->shm.geom;
-	struct shm_ringctl *ctl = &s->shm.hdr->ctl[e->dev];
-	struct shm_sqe *sq = shm_sq(&s->shm, e->dev);
-	uint64_t arena_dev = s->shm.arena_dev[e->dev], crossover = e->be->crossover[e->dev];
+	struct engine_ring *se = &s->eng[e->dev];
+	const struct shm_geom *g = &s->geom;
+	struct shm_ringctl *ctl = &s->hdr->ctl[e->dev];
+	struct shm_sqe *sq = shm_sq(s->base, &s->geom, e->dev);
+	uint64_t arena_dev = s->arena_dev[e->dev], crossover = e->be->crossover[e->dev];
 	uint32_t tail, avail, cq_head, used, budget, room, i, l;
 
 	if (se->broken)
@@ -185,7 +184,7 @@ static unsigned harvest(struct engine *e, struct session *s)
 	}
 	if (!budget)
 		return 0;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(s->lock);
 	/*
 	 * Each SQE is a cache line another core just wrote: ask for the next
 	 * few ahead so their transfers overlap instead of queueing one by one.
@@ -203,7 +202,7 @@ static unsigned harvest(struct engine *e, struct session *s)
 
 		if (i + ENGINE_PREFETCH < budget)
 			__builtin_prefetch(&sq[(se->sq_head + i + ENGINE_PREFETCH) & g->sq_mask]);
-		lane = request_translate(&q, g, arena_dev, &s->bufs, e->dev, crossover, &x, held);
+		lane = request_translate(&q, g, arena_dev, s->bufs, e->dev, crossover, &x, held);
 		/* Zero bytes move nothing, once the range is checked (offset == size is fine). */
 		if (lane < 0 || q.len == 0) {
 			post_cqe(e, s, q.user_data, lane < 0 ? lane : 0);
@@ -232,7 +231,7 @@ static unsigned harvest(struct engine *e, struct session *s)
 		ln->n++;
 		se->inflight++;
 	}
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(s->lock);
 	se->sq_head += budget;
 	atomic_store_explicit(&ctl->sq_head.v, se->sq_head, memory_order_release);
 	publish(e, s); /* error and empty completions posted above */
@@ -346,12 +345,12 @@ static unsigned inflight_total(struct engine *e)
 /* Picks up the control thread's changes to the session list. */
 static void refresh(struct engine *e)
 {
-	struct session *d;
+	struct engine_port *d;
 
 	pthread_mutex_lock(&e->lock);
 	if (e->gen != e->seen_gen) {
 		if (e->nlist > e->capsess) {
-			struct session **n = realloc(e->sess, e->nlist * sizeof(*n));
+			struct engine_port **n = realloc(e->sess, e->nlist * sizeof(*n));
 
 			if (!n) {
 				pthread_mutex_unlock(&e->lock);
@@ -383,7 +382,7 @@ static void sleep_until_rung(struct engine *e)
 	uint64_t v;
 
 	for (i = 0; i < e->nsess; i++)
-		atomic_store_explicit(&e->sess[i]->shm.hdr->ctl[e->dev].sq_flags.v, SHM_NEED_WAKEUP,
+		atomic_store_explicit(&e->sess[i]->hdr->ctl[e->dev].sq_flags.v, SHM_NEED_WAKEUP,
 				      memory_order_seq_cst);
 	/*
 	 * Pairs with engine_wake: a doorbell the doorbell thread drained before
@@ -393,9 +392,9 @@ static void sleep_until_rung(struct engine *e)
 	atomic_store_explicit(&e->sleeping, 1, memory_order_seq_cst);
 	atomic_thread_fence(memory_order_seq_cst);
 	for (i = 0; i < e->nsess && !work; i++) {
-		struct session *s = e->sess[i];
+		struct engine_port *s = e->sess[i];
 
-		work = atomic_load_explicit(&s->shm.hdr->ctl[e->dev].sq_tail.v,
+		work = atomic_load_explicit(&s->hdr->ctl[e->dev].sq_tail.v,
 					    memory_order_acquire) != s->eng[e->dev].sq_head &&
 		       !s->eng[e->dev].broken;
 	}
@@ -406,7 +405,7 @@ static void sleep_until_rung(struct engine *e)
 	}
 	atomic_store_explicit(&e->sleeping, 0, memory_order_relaxed);
 	for (i = 0; i < e->nsess; i++)
-		atomic_store_explicit(&e->sess[i]->shm.hdr->ctl[e->dev].sq_flags.v, 0,
+		atomic_store_explicit(&e->sess[i]->hdr->ctl[e->dev].sq_flags.v, 0,
 				      memory_order_relaxed);
 }
 
@@ -574,6 +573,19 @@ void engine_wake(struct engine *e)
 		(void)0; /* EAGAIN: the counter is non-zero, the engine wakes anyway */
 }
 
+void engine_stats_add(struct engine *e, struct engine_stats *st)
+{
+	st->xfers += atomic_load(&e->xfers);
+	st->xfer_bytes += atomic_load(&e->xfer_bytes);
+	st->xfer_errors += atomic_load(&e->xfer_errors);
+	st->batches += atomic_load(&e->batches);
+}
+
+void engine_set_idle_us(struct engine *e, unsigned idle_us)
+{
+	atomic_store(&e->idle_us, idle_us);
+}
+
 static void ring(struct engine *e)
 {
 	uint64_t one = 1;
@@ -582,12 +594,23 @@ static void ring(struct engine *e)
 		log_warn("engine %u: doorbell: %s", e->dev, strerror(errno));
 }
 
-int engine_attach(struct engine *e, struct session *s)
+void engine_port_init(struct engine_port *p, const struct shm_geom *g, void *base,
+		      const uint64_t *arena_dev, struct buf_table *bufs, pthread_mutex_t *lock)
+{
+	p->geom = *g;
+	p->base = base;
+	p->hdr = base;
+	memcpy(p->arena_dev, arena_dev, sizeof(p->arena_dev));
+	p->bufs = bufs;
+	p->lock = lock;
+}
+
+int engine_attach(struct engine *e, struct engine_port *s)
 {
 	pthread_mutex_lock(&e->lock);
 	if (e->nlist == e->caplist) {
 		unsigned cap = e->caplist ? e->caplist * 2 : 16;
-		struct session **n = realloc(e->list, cap * sizeof(*n));
+		struct engine_port **n = realloc(e->list, cap * sizeof(*n));
 
 		if (!n) {
 			pthread_mutex_unlock(&e->lock);
@@ -603,7 +626,7 @@ int engine_attach(struct engine *e, struct session *s)
 	return 0;
 }
 
-int engine_detach(struct engine *e, struct session *s)
+int engine_detach(struct engine *e, struct engine_port *s)
 {
 	struct timespec deadline;
 	uint64_t last;

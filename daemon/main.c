@@ -11,13 +11,17 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "account.h"
 #include "backend.h"
 #include "config.h"
 #include "chan.h"
+#include "dispatch.h"
 #include "doorbell.h"
 #include "engine.h"
+#include "gpuqd.h"
 #include "log.h"
 #include "server.h"
+#include "session.h"
 #include "sharing.h"
 
 /* Settings given as flags; re-applied on top of the file at every reload. */
@@ -188,9 +192,17 @@ static void check_fd_limit(const struct config *cfg)
 			 cfg->uid_max_channels, (unsigned long long)need);
 }
 
-static int reload(struct server *srv, void *arg)
+/* What a reload needs: the flags to apply again, and the context to change. */
+struct reload_arg {
+	const struct flags *fl;
+	struct gpuqd *gq;
+};
+
+static int reload(void *arg)
 {
-	const struct flags *fl = arg;
+	const struct reload_arg *ra = arg;
+	const struct flags *fl = ra->fl;
+	struct gpuqd *gq = ra->gq;
 	struct config next;
 	int r;
 
@@ -200,35 +212,35 @@ static int reload(struct server *srv, void *arg)
 		return r;
 	}
 	/* What the running daemon is built around needs a restart to change. */
-	if (strcmp(next.socket, srv->cfg->socket) || next.backend != srv->cfg->backend ||
-	    next.host_mem != srv->cfg->host_mem || next.socket_mode != srv->cfg->socket_mode ||
-	    next.host_devices != srv->cfg->host_devices ||
-	    strcmp(next.socket_group, srv->cfg->socket_group))
+	if (strcmp(next.socket, gq->cfg->socket) || next.backend != gq->cfg->backend ||
+	    next.host_mem != gq->cfg->host_mem || next.socket_mode != gq->cfg->socket_mode ||
+	    next.host_devices != gq->cfg->host_devices ||
+	    strcmp(next.socket_group, gq->cfg->socket_group))
 		log_warn("socket, backend, host_mem and host_devices changes take effect at restart");
-	srv->cfg->log_level = next.log_level;
-	srv->cfg->max_frame = next.max_frame;
-	srv->cfg->max_clients = next.max_clients;
-	srv->cfg->max_session_mem = next.max_session_mem;
-	srv->cfg->handshake_timeout = next.handshake_timeout;
-	srv->cfg->arena_default = next.arena_default;
-	srv->cfg->arena_max = next.arena_max;
-	srv->cfg->engine_idle_us = next.engine_idle_us;
-	srv->cfg->mps_client_sm_percent = next.mps_client_sm_percent;
+	gq->cfg->log_level = next.log_level;
+	gq->cfg->max_frame = next.max_frame;
+	gq->cfg->max_clients = next.max_clients;
+	gq->cfg->max_session_mem = next.max_session_mem;
+	gq->cfg->handshake_timeout = next.handshake_timeout;
+	gq->cfg->arena_default = next.arena_default;
+	gq->cfg->arena_max = next.arena_max;
+	gq->cfg->engine_idle_us = next.engine_idle_us;
+	gq->cfg->mps_client_sm_percent = next.mps_client_sm_percent;
 	/* New limits apply to what is asked from now on; nothing granted is taken back. */
-	srv->cfg->max_handshakes = next.max_handshakes;
-	srv->cfg->max_output = next.max_output;
-	srv->cfg->frame_timeout = next.frame_timeout;
-	srv->cfg->uid_max_sessions = next.uid_max_sessions;
-	srv->cfg->uid_max_arena = next.uid_max_arena;
-	srv->cfg->uid_max_mem = next.uid_max_mem;
-	srv->cfg->uid_max_channels = next.uid_max_channels;
-	srv->cfg->uid_max_channel_bytes = next.uid_max_channel_bytes;
-	srv->cfg->uid_max_inflight = next.uid_max_inflight;
+	gq->cfg->max_handshakes = next.max_handshakes;
+	gq->cfg->max_output = next.max_output;
+	gq->cfg->frame_timeout = next.frame_timeout;
+	gq->cfg->uid_max_sessions = next.uid_max_sessions;
+	gq->cfg->uid_max_arena = next.uid_max_arena;
+	gq->cfg->uid_max_mem = next.uid_max_mem;
+	gq->cfg->uid_max_channels = next.uid_max_channels;
+	gq->cfg->uid_max_channel_bytes = next.uid_max_channel_bytes;
+	gq->cfg->uid_max_inflight = next.uid_max_inflight;
 	{
 		unsigned i;
 
-		for (i = 0; i < srv->nengines; i++)
-			atomic_store(&srv->engines[i]->idle_us, next.engine_idle_us);
+		for (i = 0; i < gq->nengines; i++)
+			engine_set_idle_us(gq->engines[i], next.engine_idle_us);
 	}
 	log_set_level(next.log_level);
 	log_info("configuration reloaded (log level %s, max_frame %u, max_clients %u)",
@@ -246,6 +258,8 @@ int main(int argc, char **argv)
 	struct chan_registry chans;
 	struct account_table accounts;
 	struct server srv;
+	struct gpuqd gq = { 0 };
+	struct reload_arg ra = { &fl, &gq };
 	struct doorbell *doorbell = NULL;
 	unsigned dev, nengines = 0;
 	int r, code = 1;
@@ -281,14 +295,10 @@ int main(int argc, char **argv)
 	log_info("backend %s: %s", be.ops->name, be.reason);
 	if (strcmp(be.ops->name, "host"))
 		sharing_watch(&sharing);
-	/*
-	 * A copy server keeps one block running on each GPU. Under MPS it
-	 * shares the GPU with clients' kernels; in a context of its own it
-	 * would take time slices from theirs. GPUQD_COPY_SERVER=0/1 overrides.
-	 */
-	be.copy_server = sharing.mode == SHARING_MPS;
-	if (getenv("GPUQD_COPY_SERVER"))
-		be.copy_server = atoi(getenv("GPUQD_COPY_SERVER")) != 0;
+	/* How the data path shares the GPUs with clients' kernels is the backend's to decide. */
+	r = backend_set_option(&be, BACKEND_OPT_MPS, sharing.mode == SHARING_MPS);
+	if (r && r != -ENOTSUP)
+		log_warn("backend %s: telling it the sharing mode: %s", be.ops->name, strerror(-r));
 
 	account_table_init(&accounts);
 	for (dev = 0; dev < be.ndevices && dev < BACKEND_MAX_DEVICES; dev++) {
@@ -308,19 +318,23 @@ int main(int argc, char **argv)
 		log_err("cannot start the channel watcher: %s", strerror(-r));
 		goto out_engines;
 	}
-	r = server_init(&srv, &cfg, &be, fl.config_path);
+	gq.cfg = &cfg;
+	gq.config_path = fl.config_path;
+	gq.be = &be;
+	gq.engines = engines;
+	gq.nengines = nengines;
+	gq.doorbell = doorbell;
+	gq.chans = &chans;
+	gq.accounts = &accounts;
+	gq.sharing = &sharing;
+	gq.started_ms = session_now_ms();
+	r = server_init(&srv, &gq, dispatch_msg);
 	if (r) {
 		log_err("cannot start the server: %s", strerror(-r));
 		goto out_chans;
 	}
-	srv.chans = &chans;
-	srv.accounts = &accounts;
-	srv.engines = engines;
-	srv.doorbell = doorbell;
-	srv.sharing = &sharing;
-	srv.nengines = nengines;
 	srv.reload = reload;
-	srv.reload_arg = &fl;
+	srv.reload_arg = &ra;
 	code = server_run(&srv);
 	server_fini(&srv);
 	log_info("stopped");

@@ -17,11 +17,19 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
+#include "config.h"
 #include "conn.h"
+#include "gpuqd.h"
+#include "backend.h"
 #include "log.h"
 #include "server.h"
 #include "session.h"
 #include "worker.h"
+
+static struct server *server_of_host(struct conn_host *h)
+{
+	return (struct server *)((char *)h - offsetof(struct server, host));
+}
 
 static void send_status(evutil_socket_t fd, short what, void *arg)
 {
@@ -31,7 +39,7 @@ static void send_status(evutil_socket_t fd, short what, void *arg)
 	server_buffer_totals(srv, &nbufs, &nbytes);
 	sd_notifyf(0, "STATUS=%u session(s), %llu buffer(s), %llu bytes on %u %s device(s)",
 		   srv->nsessions, (unsigned long long)nbufs, (unsigned long long)nbytes,
-		   srv->be->ndevices, srv->be->ops->name);
+		   srv->gq->be->ndevices, srv->gq->be->ops->name);
 }
 
 void server_notify_status(struct server *srv)
@@ -58,6 +66,47 @@ void server_buffer_totals(struct server *srv, uint64_t *count, uint64_t *bytes)
 		*count += c->sess->bufs.count;
 		*bytes += c->sess->bufs.bytes;
 	}
+}
+
+void server_foreach_conn(struct server *srv, void (*fn)(struct conn *c, void *arg), void *arg)
+{
+	struct conn *c;
+
+	TAILQ_FOREACH(c, &srv->conns, link)
+		fn(c, arg);
+}
+
+int server_sessions_full(const struct server *srv)
+{
+	return srv->nsessions >= srv->gq->cfg->max_clients;
+}
+
+void server_session_add(struct server *srv)
+{
+	srv->nsessions++;
+}
+
+static void host_handshake_done(struct conn_host *h)
+{
+	server_of_host(h)->nhandshakes--;
+}
+
+static void host_session_done(struct conn_host *h)
+{
+	server_of_host(h)->nsessions--;
+}
+
+static void host_status_changed(struct conn_host *h)
+{
+	server_notify_status(server_of_host(h));
+}
+
+static void host_gone(struct conn_host *h, struct conn *c)
+{
+	struct server *srv = server_of_host(h);
+
+	TAILQ_REMOVE(&srv->conns, c, link);
+	srv->nconns--;
 }
 
 /* The most a stop (SIGTERM) waits for sessions to be freed. */
@@ -110,16 +159,19 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			 srv->accept_paused);
 		srv->accept_paused = 0;
 	}
-	c = conn_create(srv, fd);
+	c = conn_create(&srv->host, fd);
 	if (!c)
 		return;
+	TAILQ_INSERT_TAIL(&srv->conns, c, link);
+	srv->nconns++;
+	srv->nhandshakes++;
 	/* Sessions are bounded by max_clients (at Hello); connections that have not said hello by this. */
-	if (srv->nhandshakes > srv->cfg->max_handshakes) {
+	if (srv->nhandshakes > srv->gq->cfg->max_handshakes) {
 		log_warn("refusing pid %d uid %u: %u connections are already in their handshake",
-			 (int)c->pid, (unsigned)c->uid, srv->cfg->max_handshakes);
+			 (int)c->pid, (unsigned)c->uid, srv->gq->cfg->max_handshakes);
 		conn_send_error(c, 0, -EUSERS,
 				"gpuqd has %u connections that have not said hello yet; try again",
-				srv->cfg->max_handshakes);
+				srv->gq->cfg->max_handshakes);
 		conn_close_after_flush(c);
 		conn_settle(c);
 	}
@@ -140,7 +192,7 @@ static void on_broken(evutil_socket_t fd, short what, void *arg)
 		(void)0; /* EAGAIN: another round took it */
 	for (c = TAILQ_FIRST(&srv->conns); c; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (c->state != CONN_READY || !c->sess || !atomic_load(&c->sess->broken))
+		if (c->state != CONN_READY || !c->sess || !atomic_load(&c->sess->port.broken))
 			continue;
 		log_warn("session %llu (pid %d): its ring is corrupt; closing the connection",
 			 (unsigned long long)c->sess->id, (int)c->pid);
@@ -159,7 +211,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGHUP) {
 		sd_notify(0, "RELOADING=1");
 		log_info("SIGHUP: reloading configuration");
-		if (srv->reload && srv->reload(srv, srv->reload_arg) == 0)
+		if (srv->reload && srv->reload(srv->reload_arg) == 0)
 			srv->reloads++;
 		sd_notify(0, "READY=1");
 		send_status(-1, 0, srv);
@@ -186,7 +238,7 @@ static int socket_in_use(const struct sockaddr_un *sa)
 
 static int listen_on_path(struct server *srv)
 {
-	struct config *cfg = srv->cfg;
+	struct config *cfg = srv->gq->cfg;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	char dir[sizeof(sa.sun_path)], *slash;
@@ -290,20 +342,17 @@ static int adopt_activated(struct server *srv)
 	return 1;
 }
 
-int server_init(struct server *srv, struct config *cfg, struct backend *be, const char *config_path)
+int server_init(struct server *srv, struct gpuqd *gq, int (*handle)(struct conn *c, Gpuq__Msg *m))
 {
 	int r;
 
 	memset(srv, 0, sizeof(*srv));
-	srv->cfg = cfg;
-	srv->be = be;
-	srv->config_path = config_path;
+	srv->gq = gq;
 	srv->listen_fd = -1;
 	srv->exit_code = 1;
 	srv->broken_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (srv->broken_efd < 0)
 		return -errno;
-	srv->started_ms = session_now_ms();
 	TAILQ_INIT(&srv->conns);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -320,6 +369,14 @@ int server_init(struct server *srv, struct config *cfg, struct backend *be, cons
 		log_err("cannot start the worker thread: %s", strerror(-r));
 		goto fail;
 	}
+	srv->host = (struct conn_host){ .gq = gq,
+					.base = srv->base,
+					.worker = srv->worker,
+					.handle = handle,
+					.handshake_done = host_handshake_done,
+					.session_done = host_session_done,
+					.status_changed = host_status_changed,
+					.gone = host_gone };
 	srv->listen_ev = event_new(srv->base, srv->listen_fd, EV_READ | EV_PERSIST, on_accept, srv);
 	srv->accept_backoff = evtimer_new(srv->base, on_accept_resume, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
@@ -348,7 +405,7 @@ int server_run(struct server *srv)
 	sd_notify(0, "READY=1");
 	send_status(-1, 0, srv);
 	log_info("ready: gpuqd %s, protocol %u, %s backend, %u device(s)", PACKAGE_VERSION,
-		 GPUQ_PROTO_VERSION, srv->be->ops->name, srv->be->ndevices);
+		 GPUQ_PROTO_VERSION, srv->gq->be->ops->name, srv->gq->be->ndevices);
 	if (event_base_dispatch(srv->base) < 0)
 		return 1;
 	return srv->exit_code;
@@ -378,12 +435,13 @@ void server_fini(struct server *srv)
 		log_err("sessions still being freed after %d s (a hung device?); exiting without "
 			"waiting for them", SERVER_STOP_MS / 1000);
 		if (srv->listen_fd >= 0 && !srv->activated)
-			unlink(srv->cfg->socket);
+			unlink(srv->gq->cfg->socket);
 		sd_notify(0, "STATUS=stopped with sessions still held by a hung device");
 		_exit(1);
 	}
 	worker_destroy(srv->worker);
 	srv->worker = NULL;
+	srv->host.worker = NULL;
 	if (srv->broken_ev)
 		event_free(srv->broken_ev);
 	if (srv->broken_efd >= 0)
@@ -404,7 +462,7 @@ void server_fini(struct server *srv)
 		close(srv->listen_fd);
 		/* A socket systemd owns stays; our own goes with us. */
 		if (!srv->activated)
-			unlink(srv->cfg->socket);
+			unlink(srv->gq->cfg->socket);
 	}
 	if (srv->base)
 		event_base_free(srv->base);

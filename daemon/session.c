@@ -50,8 +50,10 @@ struct session *session_create(uint64_t id, struct backend *be, uint64_t quota, 
 			s->name[i] = '?';
 	buf_table_init(&s->bufs, be, quota);
 	pthread_mutex_init(&s->lock, NULL);
-	s->sock = s->client_sock = -1;
-	s->broken_efd = -1;
+	s->port.sock = s->client_sock = -1;
+	s->port.broken_efd = -1;
+	s->port.id = id;
+	s->port.pid = pid;
 	return s;
 }
 
@@ -67,23 +69,24 @@ int session_open_data(struct session *s, struct backend *be, struct engine **eng
 	if (r)
 		return r;
 	s->has_shm = 1;
+	engine_port_init(&s->port, &s->shm.geom, s->shm.base, s->shm.arena_dev, &s->bufs, &s->lock);
 	/*
 	 * Two ends, two open file descriptions: whatever the client does to the
 	 * flags of its end, gpuqd's stays non-blocking.
 	 */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno; /* session_destroy cleans up */
-	s->sock = sv[0];
+	s->port.sock = sv[0];
 	s->client_sock = sv[1];
 	if (db) {
-		r = doorbell_add(db, s);
+		r = doorbell_add(db, &s->port);
 		if (r)
 			return r;
 		s->doorbell = db;
 	}
 	s->engines = engines;
 	for (i = 0; i < nengines; i++) {
-		r = engine_attach(engines[i], s);
+		r = engine_attach(engines[i], &s->port);
 		if (r)
 			return r;
 		s->nengines = i + 1;
@@ -170,10 +173,10 @@ void session_destroy(struct session *s)
 	free(s->chan_own);
 	/* First no engine may touch the session; then its memory can go. */
 	for (i = 0; i < s->nengines; i++)
-		if (engine_detach(s->engines[i], s))
+		if (engine_detach(s->engines[i], &s->port))
 			hung++;
 	if (s->doorbell)
-		doorbell_remove(s->doorbell, s);
+		doorbell_remove(s->doorbell, &s->port);
 	if (hung) {
 		/*
 		 * A device still owns transfers into this memory: freeing it could
@@ -194,8 +197,8 @@ void session_destroy(struct session *s)
 	if (s->has_shm)
 		shm_fini(&s->shm, s->bufs.be);
 	/* srv_state is final by now: the client's EOF comes after it. */
-	if (s->sock >= 0)
-		close(s->sock);
+	if (s->port.sock >= 0)
+		close(s->port.sock);
 	if (s->client_sock >= 0)
 		close(s->client_sock);
 	pthread_mutex_destroy(&s->lock);

@@ -8,21 +8,12 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "engine.h"
 #include "shm.h"
 
-struct engine;
 struct doorbell;
 struct chan;
 struct chan_registry;
-
-/* What one device's engine keeps about a session. That engine's thread only. */
-struct session_eng {
-	uint32_t sq_head;  /* next SQE to take (authoritative; mirrored to the ring) */
-	uint32_t cq_tail;  /* next CQE to fill */
-	uint32_t inflight; /* taken, not yet completed */
-	int dirty;         /* completions posted, cq_tail not yet published */
-	int broken;        /* the client corrupted this ring: no longer served */
-};
 
 /*
  * One client session, created when a Hello is accepted and destroyed with
@@ -42,32 +33,21 @@ struct session {
 	struct shm shm; /* shm.geom: the session's only trusted geometry */
 	int has_shm;
 	/*
-	 * The session socket (protocol 2): sock is gpuqd's end, its own open
-	 * file description, non-blocking; the doorbell thread reads it and the
+	 * What the engines and the doorbell thread see of this session (its
+	 * view is all they may touch): filled by session_open_data. port.sock
+	 * is gpuqd's end of the session socket (protocol 2), its own open file
+	 * description, non-blocking; the doorbell thread reads it and the
 	 * engines send wakes on it with MSG_DONTWAIT. client_sock is the end the
 	 * Welcome passes; it stays open until the session ends, so the queued
-	 * Welcome never names a closed descriptor.
+	 * Welcome never names a closed descriptor. The control thread sets
+	 * port.uid_inflight, uid_inflight_max and broken_efd before Hello's
+	 * data path opens.
 	 */
-	int sock, client_sock;
-	struct doorbell *doorbell; /* watching sock while set */
+	struct engine_port port;
+	int client_sock;
+	struct doorbell *doorbell; /* watching port.sock while set */
 	struct engine **engines; /* one per device, attached while has_shm */
 	unsigned nengines;
-	struct session_eng eng[SHM_MAX_DEVICES];
-	/*
-	 * Set (once) by an engine that found this session's ring corrupt; it
-	 * then writes broken_efd (the server's, not owned) so the control thread
-	 * sends an Error and closes the connection.
-	 */
-	atomic_int broken;
-	int broken_efd;
-	/*
-	 * Requests in flight for the session's uid, shared by its sessions
-	 * (NULL = unlimited). Engines take no request while *uid_inflight >=
-	 * uid_inflight_max (requests stay in the SQ), add one per request taken
-	 * and subtract one per completion posted. Set before engines attach.
-	 */
-	_Atomic uint32_t *uid_inflight;
-	uint32_t uid_inflight_max;
 	struct session *next_hung; /* on the list of sessions a hung device kept */
 	struct chan_registry *chreg; /* where the channels below live */
 	struct chan **chans;         /* channels this session opened; id = index + 1 */

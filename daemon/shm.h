@@ -35,18 +35,18 @@ struct shm {
 int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t arena_size);
 void shm_fini(struct shm *s, struct backend *be);
 
-/* dev's SQ array (dev < geom.ndevices), from the private geometry. */
-static inline struct shm_sqe *shm_sq(struct shm *s, unsigned dev)
+/* dev's SQ array (dev < g->ndevices) in the mapping at base, from the private geometry g. */
+static inline struct shm_sqe *shm_sq(void *base, const struct shm_geom *g, unsigned dev)
 {
-	return (struct shm_sqe *)((uint8_t *)s->base + s->geom.rings_off +
-				  s->geom.ringset_size * dev + shm_sq_off());
+	return (struct shm_sqe *)((uint8_t *)base + g->rings_off + g->ringset_size * dev +
+				  shm_sq_off());
 }
 
-/* dev's CQ array (dev < geom.ndevices), from the private geometry. */
-static inline struct shm_cqe *shm_cq(struct shm *s, unsigned dev)
+/* dev's CQ array (dev < g->ndevices) in the mapping at base, from the private geometry g. */
+static inline struct shm_cqe *shm_cq(void *base, const struct shm_geom *g, unsigned dev)
 {
-	return (struct shm_cqe *)((uint8_t *)s->base + s->geom.rings_off +
-				  s->geom.ringset_size * dev + shm_cq_off(s->geom.sq_entries));
+	return (struct shm_cqe *)((uint8_t *)base + g->rings_off + g->ringset_size * dev +
+				  shm_cq_off(g->sq_entries));
 }
 
 #endif

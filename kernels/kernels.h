@@ -1,4 +1,4 @@
-/* kernels.h: extern "C" launchers for gpuq's CUDA kernels (batched copies, test patterns). */
+/* kernels.h: extern "C" launchers for gpuqd's CUDA kernels (batched copies, copy server, completion words). */
 #ifndef GPUQ_KERNELS_H
 #define GPUQ_KERNELS_H
 
@@ -9,13 +9,6 @@
 
 #ifdef __cplusplus
 extern "C" {
-#endif
-
-/* Helpers below are usable on both sides: in tests on the CPU, in kernels on the GPU. */
-#if defined(__CUDACC__)
-#define GPUQ_HOST_DEVICE __host__ __device__
-#else
-#define GPUQ_HOST_DEVICE
 #endif
 
 /*
@@ -42,7 +35,7 @@ struct gpuq_copy_desc {
  * on the copy engines. Destinations must not overlap each other or any
  * source of the batch (the order of the copies is unspecified).
  * Asynchronous: returns 0 once launched (n == 0 launches nothing), -EIO when
- * the launch failed (logged). Errors of the kernel itself surface at the
+ * the launch failed (reported, kern_set_log). Errors of the kernel itself surface at the
  * next synchronisation of stream. -EINVAL for a NULL or misaligned descs.
  */
 int kern_copy_batch(const struct gpuq_copy_desc *descs, unsigned n, cudaStream_t stream);
@@ -89,7 +82,7 @@ struct gpuq_cs_done {
  * Either way it stores (1 << 32) | c into gone[0] (gone: two device-visible
  * words), c being the first command it did not take, and the caller
  * launches another from c when it needs one. 0 once launched, -EINVAL for
- * a NULL or misaligned ring or gone, -EIO when the launch failed (logged).
+ * a NULL or misaligned ring or gone, -EIO when the launch failed (reported, kern_set_log).
  */
 int kern_copy_server(const uint64_t *ring, unsigned nslots, struct gpuq_cs_done done, uint32_t first,
 		     uint64_t *gone, uint64_t gen, cudaStream_t stream);
@@ -100,51 +93,16 @@ int kern_copy_server(const uint64_t *ring, unsigned nslots, struct gpuq_cs_done 
  * has completed, with a system-scope fence on both sides, so a host that
  * reads value also sees every earlier write of the stream. A fallback for
  * drivers without cuStreamWriteValue64. Asynchronous; 0 once launched,
- * -EINVAL for a NULL or misaligned dst, -EIO when the launch failed (logged).
+ * -EINVAL for a NULL or misaligned dst, -EIO when the launch failed (reported, kern_set_log).
  */
 int kern_write_u64(uint64_t *dst, uint64_t value, cudaStream_t stream);
 
 /*
- * The test pattern: byte i of a patterned range (i counted from the range's
- * first byte) is byte (i % 4) of the 32-bit little-endian word
- * gpuq_pattern_word(i / 4, seed). It does not repeat within 16 GiB and
- * depends on seed, so shifted, stale or misdirected data is caught.
+ * Sets the function a failed launch is reported to (kernel name, CUDA's
+ * error string); without one, launchers print to stderr. Set it once,
+ * before the first launch: it is read without a lock.
  */
-static inline GPUQ_HOST_DEVICE uint32_t gpuq_pattern_word(uint64_t w, uint32_t seed)
-{
-	uint32_t x = (uint32_t)w ^ (uint32_t)(w >> 32) * 0x27d4eb2fu;
-
-	x = x * 2654435761u + seed;
-	x ^= x >> 15;
-	x *= 0x85ebca77u;
-	x ^= x >> 13;
-	return x;
-}
-
-static inline GPUQ_HOST_DEVICE uint8_t gpuq_pattern_byte(uint64_t i, uint32_t seed)
-{
-	return (uint8_t)(gpuq_pattern_word(i >> 2, seed) >> (8 * (i & 3)));
-}
-
-/*
- * Writes the pattern of seed into the len bytes at dst (device-visible, any
- * alignment) on stream. Asynchronous; returns 0 once launched (len == 0
- * launches nothing), -EINVAL for a NULL dst, -EIO when the launch failed
- * (logged).
- */
-int kern_fill_pattern(void *dst, uint64_t len, uint32_t seed, cudaStream_t stream);
-
-/*
- * Compares the len bytes at src (device-visible, any alignment) with the
- * pattern of seed and ADDS the number of differing bytes to *mismatches
- * (device-visible and 8-byte aligned; device memory is the portable choice,
- * as atomics on mapped host memory need platform support; the caller zeroes
- * it first). Asynchronous: read *mismatches after synchronising stream.
- * Returns 0 once launched (len == 0 launches nothing), -EINVAL for NULL
- * pointers, -EIO when the launch failed (logged).
- */
-int kern_check_pattern(const void *src, uint64_t len, uint32_t seed, unsigned long long *mismatches,
-		       cudaStream_t stream);
+void kern_set_log(void (*fn)(const char *kernel, const char *error));
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@
 #include "daemon/backend.h"
 #include "daemon/log.h"
 #include "kernels/kernels.h"
+#include "pattern.h"
 #include "tests/gpu/gpu_test.h"
 
 #define MIB (1024ULL * 1024)
@@ -33,6 +34,15 @@
 static uint32_t test_seed; /* printed by main; GPUQ_TEST_SEED repeats a run */
 static uint64_t rng_state; /* reset from test_seed by setup, so each test repeats alone */
 static struct backend be;  /* opened by setup, closed by teardown */
+
+/* Batches device 0's copy server was given since setup. */
+static uint64_t cs_batches(void)
+{
+	struct backend_stats st;
+
+	ck_assert_int_eq(backend_stats(&be, 0, &st), 0);
+	return st.copy_server_batches;
+}
 
 /* xorshift64*: fast, and the same sequence for the same seed everywhere. */
 static uint64_t rnd(void)
@@ -217,7 +227,7 @@ START_TEST(test_alloc_zeroed)
 		anchor = alloc(sizes[i]);
 		for (int r = 0; r < ROUNDS; r++) {
 			old[r] = addr[r] = alloc(sizes[i]);
-			ck_assert_int_eq(kern_fill_pattern((void *)(uintptr_t)addr[r], sizes[i],
+			ck_assert_int_eq(gpu_pattern_fill((void *)(uintptr_t)addr[r], sizes[i],
 							   test_seed, 0),
 					 0);
 		}
@@ -297,7 +307,7 @@ START_TEST(test_enomem)
 	ck_assert_int_eq(be.ops->mem_alloc(&be, 0, 1ULL << 50, &addr), -ENOMEM);
 	/* The failure must leave nothing behind for the next call to trip over. */
 	addr = alloc(4096);
-	ck_assert_int_eq(kern_fill_pattern((void *)(uintptr_t)addr, 4096, test_seed, 0), 0);
+	ck_assert_int_eq(gpu_pattern_fill((void *)(uintptr_t)addr, 4096, test_seed, 0), 0);
 	CK_CUDA(cudaDeviceSynchronize());
 	release(addr);
 	ck_assert_int_eq(be.ops->mem_alloc(&be, be.ndevices, 4096, &addr), -ENODEV);
@@ -755,7 +765,7 @@ START_TEST(test_xfer_lanes)
 	ck_assert_int_eq(be.ops->host_register(&be, r.p, REGION), -EEXIST);
 	rnd_fill(r.p, HALF);
 
-	be.copy_server = _i;
+	ck_assert_int_eq(backend_set_option(&be, BACKEND_OPT_COPY_SERVER, _i), 0);
 	xfer_start0();
 	printf("xfer: crossover %" PRIu64 " KiB\n", be.crossover[0] >> 10);
 	ck_assert_uint_ge(be.crossover[0], 4096);
@@ -805,7 +815,7 @@ START_TEST(test_xfer_lanes)
 	ck_assert_int_eq(be.ops->ipc_export(&be, be.ndevices, d1, handle), -ENODEV);
 
 	if (_i)
-		ck_assert_msg(be.copy_server_batches[0] > 0, "no batch went to the copy server");
+		ck_assert_msg(cs_batches() > 0, "no batch went to the copy server");
 	/* Stopped, the lanes refuse work and report nothing; started again, they count from 1. */
 	be.ops->xfer_stop(&be, 0);
 	ck_assert_int_eq(be.ops->xfer_submit(&be, 0, LANE_H2D_SMALL, x, 0), -EINVAL);
@@ -849,7 +859,7 @@ START_TEST(test_xfer_server)
 	region_open(&r);
 	for (unsigned k = 0; k < 64; k++)
 		memset(r.p + (size_t)k * SRC, (int)(k * 7 + 1), SRC);
-	be.copy_server = 1;
+	ck_assert_int_eq(backend_set_option(&be, BACKEND_OPT_COPY_SERVER, 1), 0);
 	xfer_start0();
 	for (unsigned k = 0; k < ROUNDS; k++) {
 		unsigned lane = k % 2 ? LANE_D2H_SMALL : LANE_H2D_SMALL, n = 1;
@@ -885,17 +895,17 @@ START_TEST(test_xfer_server)
 	 * Not all of them: a lane busy on its stream stays there until it
 	 * drains (one way at a time), and the server is replaced every 2 ms.
 	 */
-	printf("copy server: %" PRIu64 " of %u batches\n", be.copy_server_batches[0], ROUNDS);
-	ck_assert_msg(be.copy_server_batches[0] >= 100, "only %" PRIu64 " of %u batches went to the server",
-		      be.copy_server_batches[0], ROUNDS);
+	printf("copy server: %" PRIu64 " of %u batches\n", cs_batches(), ROUNDS);
+	ck_assert_msg(cs_batches() >= 100, "only %" PRIu64 " of %u batches went to the server",
+		      cs_batches(), ROUNDS);
 
 	/* Idle long enough for the server to leave: a batch starts another, and later batches go to it. */
 	usleep(5000);
 	{
-		uint64_t before = be.copy_server_batches[0];
+		uint64_t before = cs_batches();
 		int64_t deadline = now_ns() + WAIT_NS;
 
-		while (be.copy_server_batches[0] == before) {
+		while (cs_batches() == before) {
 			ck_assert_msg(now_ns() < deadline, "no server took batches again after it left");
 			x[0] = (struct backend_xfer){ .dst = d1, .src = r.dev + 5 * SRC, .len = SRC };
 			wait_done(LANE_H2D_SMALL, submit(LANE_H2D_SMALL, x, 1));
@@ -972,7 +982,7 @@ START_TEST(test_xfer_server_waits)
 	pthread_t th;
 
 	region_open(&r);
-	be.copy_server = 1;
+	ck_assert_int_eq(backend_set_option(&be, BACKEND_OPT_COPY_SERVER, 1), 0);
 	xfer_start0();
 	t.x = (struct backend_xfer){ .dst = d1, .src = r.dev, .len = 4096 };
 	ck_assert_int_eq(pthread_create(&th, NULL, traffic_run, &t), 0);
@@ -1000,7 +1010,7 @@ START_TEST(test_xfer_server_waits)
 	       t.batches, worst_free * 1e-6, worst_unreg * 1e-6);
 	ck_assert_msg(!t.errors, "a batch failed or hung while memory was freed");
 	ck_assert_uint_ge(t.batches, 100);
-	ck_assert_uint_gt(be.copy_server_batches[0], 100);
+	ck_assert_uint_gt(cs_batches(), 100);
 	ck_assert_msg(worst_free < 20000000LL && worst_unreg < 20000000LL,
 		      "a device-wide wait took %.1f / %.1f ms beside the copy server", worst_free * 1e-6,
 		      worst_unreg * 1e-6);
@@ -1173,7 +1183,7 @@ START_TEST(test_xfer_perf)
 	be.ops->xfer_stop(&be, 0);
 
 	/* The same lone small batches through the copy server. */
-	be.copy_server = 1;
+	ck_assert_int_eq(backend_set_option(&be, BACKEND_OPT_COPY_SERVER, 1), 0);
 	xfer_start0();
 	xfill(x, 1, r.dev, d1, 4096);
 	(void)lone_batch_ns(LANE_H2D_SMALL, x, 1, 7); /* the first launch */
@@ -1202,7 +1212,7 @@ static unsigned long long check_pattern(unsigned long long *counter, uint64_t ad
 	unsigned long long n = ~0ULL;
 
 	CK_CUDA(cudaMemset(counter, 0, sizeof(*counter)));
-	ck_assert_int_eq(kern_check_pattern((const void *)(uintptr_t)addr, len, seed, counter, 0),
+	ck_assert_int_eq(gpu_pattern_check((const void *)(uintptr_t)addr, len, seed, counter, 0),
 			 0);
 	CK_CUDA(cudaMemcpy(&n, counter, sizeof(n), cudaMemcpyDeviceToHost));
 	return n;
@@ -1219,7 +1229,7 @@ START_TEST(test_pattern)
 	CK_CUDA(cudaMalloc((void **)&counter, sizeof(*counter)));
 
 	/* Misaligned at both ends: head bytes, 16-byte body, tail bytes. */
-	ck_assert_int_eq(kern_fill_pattern((void *)(uintptr_t)(addr + off), len, pseed, 0), 0);
+	ck_assert_int_eq(gpu_pattern_fill((void *)(uintptr_t)(addr + off), len, pseed, 0), 0);
 	CK_CUDA(cudaDeviceSynchronize());
 	ck_assert_uint_eq(check_pattern(counter, addr + off, len, pseed), 0);
 
@@ -1254,7 +1264,7 @@ START_TEST(test_pattern)
 		for (uint64_t l = 0; l < 70; l += 1 + (l > 34) * 6) {
 			uint64_t p = addr + 4096 + a;
 
-			ck_assert_int_eq(kern_fill_pattern((void *)(uintptr_t)p, l, pseed ^ a, 0),
+			ck_assert_int_eq(gpu_pattern_fill((void *)(uintptr_t)p, l, pseed ^ a, 0),
 					 0);
 			ck_assert_uint_eq(check_pattern(counter, p, l, pseed ^ a), 0);
 			if (l > 0) {
