@@ -66,6 +66,21 @@ void server_buffer_totals(struct server *srv, uint64_t *count, uint64_t *bytes)
 /* How long the listener rests after accept ran out of descriptors. */
 #define ACCEPT_BACKOFF_US 100000
 
+/*
+ * Clients send gpuqd no descriptors; refusing them spares the control
+ * thread the close of one that would block it (see frame_refuse_fds).
+ */
+static void refuse_fds(int fd)
+{
+	static int warned;
+	int r = frame_refuse_fds(fd);
+
+	if (r && !warned++)
+		log_warn("this kernel cannot refuse descriptors on sockets (SO_PASSRIGHTS: %s); "
+			 "clients can still send some",
+			 strerror(-r));
+}
+
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -110,6 +125,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			 srv->accept_paused);
 		srv->accept_paused = 0;
 	}
+	refuse_fds(fd); /* inherited from the listener; a socket systemd made may lack it */
 	c = conn_create(srv, fd);
 	if (!c)
 		return;
@@ -218,6 +234,8 @@ static int listen_on_path(struct server *srv)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* Before listen(): every connection inherits it from its first byte on. */
+	refuse_fds(fd);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
 		log_err("bind %s: %s", cfg->socket, strerror(errno));
@@ -274,6 +292,7 @@ static int adopt_activated(struct server *srv)
 	}
 	srv->listen_fd = SD_LISTEN_FDS_START;
 	srv->activated = 1;
+	refuse_fds(srv->listen_fd);
 	{
 		/* Report the socket systemd gave us, not the configured path. */
 		struct sockaddr_un sa;

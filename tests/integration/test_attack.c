@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1040,6 +1041,153 @@ START_TEST(fd_close_early_and_flood)
 }
 END_TEST
 
+/*
+ * A TCP socket whose close blocks: its peer never reads, so the data it
+ * holds cannot leave, and SO_LINGER makes the last close wait secs for it.
+ * *peer is the accepted end (kept open, unread, by the caller).
+ */
+static int lingering_socket(int secs, int *peer)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct linger lg = { .l_onoff = 1, .l_linger = secs };
+	socklen_t len = sizeof(sa);
+	int l, c, small = 4096, i;
+	char junk[4096] = { 0 };
+
+	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+	ck_assert_int_eq(listen(l, 1), 0);
+	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(c, 0);
+	ck_assert_int_eq(setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	ck_assert_int_eq(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	*peer = accept(l, NULL, NULL);
+	ck_assert_int_ge(*peer, 0);
+	close(l);
+	fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK);
+	/* Fill the peer's window and our send queue: data that cannot be delivered. */
+	for (i = 0; i < 50; i++) {
+		while (send(c, junk, sizeof(junk), MSG_NOSIGNAL) > 0)
+			;
+		usleep(2000);
+	}
+	ck_assert_int_eq(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	return c;
+}
+
+/*
+ * Closes our reference to a lingering socket that was sent (r == 0, and
+ * then gpuqd's must be the last one) or refused (gpuqd takes no
+ * descriptors: the best answer; ours is the last, and lingers no more).
+ */
+static void drop_lingering(int s, int r)
+{
+	struct linger off = { 0, 0 };
+	long t;
+
+	if (r) {
+		ck_assert_int_eq(r, -EPERM);
+		ck_assert_int_eq(setsockopt(s, SOL_SOCKET, SO_LINGER, &off, sizeof(off)), 0);
+	}
+	t = now_ms();
+	close(s);
+	ck_assert_msg(now_ms() - t < 1000, "gpuqd closed the socket before we did; run again");
+}
+
+/* How long a status RPC on a new connection takes, in ms (fails if it is not answered). */
+static long status_ms(void)
+{
+	long t = now_ms();
+
+	ck_assert_int_eq(harness_raw_status(&d, 10000, NULL), 0);
+	return now_ms() - t;
+}
+
+/*
+ * A descriptor sent to gpuqd unasked is closed by gpuqd, and for a
+ * lingering socket the last close waits: the control thread stood still
+ * for the linger time, every client with it.
+ */
+START_TEST(fd_lingering_socket_control)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Hello h = GPUQ__HELLO__INIT;
+	Gpuq__StatusReq sr = GPUQ__STATUS_REQ__INIT;
+	int fd, s, peer, r;
+	uint8_t *buf;
+	size_t len;
+	long t;
+
+	s = lingering_socket(5, &peer);
+	fd = harness_raw_connect(&d);
+	ck_assert_int_ge(fd, 0);
+	/* A Hello with a large arena keeps the connection on the worker, unread, for a while... */
+	h.proto_version = GPUQ_PROTO_VERSION;
+	h.arena_size = 1ull << 30;
+	m.seq = 1;
+	m.body_case = GPUQ__MSG__BODY_HELLO;
+	m.hello = &h;
+	ck_assert_int_eq(harness_raw_send_msg(fd, &m), 0);
+	usleep(20000);
+	/* ...so that once our reference is gone, gpuqd's is the last one. */
+	m.seq = 2;
+	m.body_case = GPUQ__MSG__BODY_STATUS_REQ;
+	m.status_req = &sr;
+	ck_assert_int_eq(frame_pack(&m, FRAME_MAX_DEFAULT, &buf, &len), 0);
+	r = harness_raw_send_fds(fd, buf, len, &s, 1);
+	free(buf);
+	drop_lingering(s, r);
+	usleep(100000);
+	t = status_ms();
+	ck_assert_msg(t < 1000, "a status RPC took %ld ms after a lingering socket was sent (%d)",
+		      t, r);
+	close(peer);
+	close(fd);
+}
+END_TEST
+
+/* The same on the session socket: the doorbell thread must not stand still either. */
+START_TEST(fd_lingering_socket_doorbell)
+{
+	struct raw_session rs;
+	long worst = 0, t;
+	char one = 1;
+	int s, peer, r, i;
+
+	open_raw(&rs);
+	s = lingering_socket(5, &peer);
+	/* Doorbell bytes ahead of it: gpuqd drains them a few at a time, and our close comes first. */
+	for (i = 0; i < 32; i++) {
+		char fill[4096] = { 0 };
+
+		if (send(rs.wake_fd, fill, sizeof(fill), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			break;
+	}
+	r = harness_raw_send_fds(rs.wake_fd, &one, 1, &s, 1);
+	drop_lingering(s, r);
+	usleep(100000);
+	for (i = 0; i < 10; i++) {
+		struct gpuq_completion c;
+
+		usleep(3000); /* let the engine go to sleep: only the doorbell wakes it */
+		t = now_ms();
+		ck_assert_int_eq(gpuq_isend(by, by_scratch, 0, by_data, 512, i, NULL), 0);
+		ck_assert_int_eq(gpuq_poll(by, &c, 1, 5000), 1);
+		t = now_ms() - t;
+		if (t > worst)
+			worst = t;
+	}
+	ck_assert_msg(worst < 300, "a bystander send took %ld ms after a lingering socket (%d)",
+		      worst, r);
+	close(peer);
+	harness_raw_session_close(&rs);
+}
+END_TEST
+
 /* ================= sequences of "what was found" ================= */
 
 static int fd_is(int fd, const char *prefix)
@@ -1507,6 +1655,8 @@ static Suite *attack_suite(void)
 	ADD(tc, fd_cq_wake_blocking);
 	ADD(tc, fd_doorbell_thief);
 	ADD(tc, fd_close_early_and_flood);
+	ADD(tc, fd_lingering_socket_control);
+	ADD(tc, fd_lingering_socket_doorbell);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("sequences");

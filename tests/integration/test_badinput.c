@@ -349,6 +349,7 @@ START_TEST(unsolicited_fds_are_closed)
 	uint8_t *buf;
 	size_t len;
 
+	usleep(50000); /* the Welcome's duplicates go once it is sent, maybe after we read it */
 	before = harness_fd_count(&d);
 	ck_assert_int_gt(before, 0);
 	m.body_case = GPUQ__MSG__BODY_STATUS_REQ;
@@ -357,7 +358,12 @@ START_TEST(unsolicited_fds_are_closed)
 	for (i = 0; i < 3; i++)
 		fds[i] = open("/dev/null", O_RDONLY);
 	for (i = 0; i < 20; i++) {
-		ck_assert_int_eq(frame_send(fd, buf, len, fds, 3), (ssize_t)len);
+		ssize_t n = frame_send(fd, buf, len, fds, 3);
+
+		/* Refused outright (SO_PASSRIGHTS) is the better answer; the frame alone still goes. */
+		if (n == -EPERM)
+			n = frame_send(fd, buf, len, NULL, 0);
+		ck_assert_int_eq(n, (ssize_t)len);
 		rep = harness_raw_recv(fd, 5000);
 		ck_assert_ptr_nonnull(rep);
 		frame_free(rep);
