@@ -772,6 +772,17 @@ static void run_backend_request(struct conn *c, const Gpuq__Msg *m)
 	}
 }
 
+/*
+ * On the worker: ChanClose. Giving back an end the session owned repairs
+ * the ring (chan_disown), which can rewrite hundreds of MiB; the control
+ * thread must not stand still for it. Only this connection's channel table
+ * and the locked registry and accounts are touched.
+ */
+static void run_chan_close(struct conn *c, const Gpuq__Msg *m)
+{
+	on_chan_close(c, m->seq, m->chan_close);
+}
+
 /* Root and the daemon's own user see every session; others only their own uid's. */
 static int may_see(const struct conn *asker, const struct conn *other)
 {
@@ -854,8 +865,9 @@ int dispatch_msg(struct conn *c, Gpuq__Msg *m)
 		on_chan_open(c, seq, m->chan_open);
 		break;
 	case GPUQ__MSG__BODY_CHAN_CLOSE:
-		on_chan_close(c, seq, m->chan_close);
-		break;
+		/* Closing an owned send end repairs the ring: up to a lap of slots rewritten. */
+		conn_defer(c, m, run_chan_close, NULL);
+		return 1;
 	case GPUQ__MSG__BODY_CHAN_OWN:
 		on_chan_own(c, seq, m->chan_own);
 		break;

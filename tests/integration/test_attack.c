@@ -1579,6 +1579,82 @@ START_TEST(seq_chan_name_with_nul)
 }
 END_TEST
 
+/* Queues one channel request on rs without reading its answer. */
+static void chan_req(struct raw_session *rs, Gpuq__Msg *m)
+{
+	m->seq = rs->seq++;
+	ck_assert_int_eq(harness_raw_send_msg(rs->sock, m), 0);
+}
+
+/*
+ * Closing an opening that owns a channel's send end repairs the ring, which
+ * rewrites every slot of a ring's lap: 512 MiB for the largest small-slot
+ * channel. Done on the control thread, each ChanOpen/ChanOwn/ChanClose
+ * round stopped gpuqd for every client for as long as that takes.
+ */
+START_TEST(seq_chan_repair_on_control_thread)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT, *rep;
+	Gpuq__ChanCreate cc = GPUQ__CHAN_CREATE__INIT;
+	Gpuq__ChanOpen co = GPUQ__CHAN_OPEN__INIT;
+	Gpuq__ChanOwn ow = GPUQ__CHAN_OWN__INIT;
+	Gpuq__ChanClose cl = GPUQ__CHAN_CLOSE__INIT;
+	struct raw_session rs;
+	int fds[FRAME_MAX_FDS], i, rounds = 16;
+	unsigned nfds = 0, k;
+	long t;
+
+	open_raw(&rs);
+	set_name(&cc.name, "repair-flood");
+	cc.slot_size = 256;
+	cc.nslots = 1u << 20;
+	cc.direction = 2; /* CPU to GPU */
+	m.body_case = GPUQ__MSG__BODY_CHAN_CREATE;
+	m.chan_create = &cc;
+	rep = harness_raw_call(&rs, &m, 10000, fds, &nfds, FRAME_MAX_FDS);
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->body_case, GPUQ__MSG__BODY_CHAN_REPLY);
+	ck_assert_uint_eq(rep->chan_reply->chan_id, 1);
+	frame_free(rep);
+	for (k = 0; k < nfds; k++)
+		close(fds[k]);
+	/* Opening 1 keeps the channel; opening 2 comes and goes, owning the send end. */
+	for (i = 0; i < rounds; i++) {
+		set_name(&co.name, "repair-flood");
+		co.send = 1;
+		m.body_case = GPUQ__MSG__BODY_CHAN_OPEN;
+		m.chan_open = &co;
+		chan_req(&rs, &m);
+		ow.chan_id = 2;
+		ow.end = 1;
+		ow.own = 1;
+		m.body_case = GPUQ__MSG__BODY_CHAN_OWN;
+		m.chan_own = &ow;
+		chan_req(&rs, &m);
+		cl.chan_id = 2;
+		m.body_case = GPUQ__MSG__BODY_CHAN_CLOSE;
+		m.chan_close = &cl;
+		chan_req(&rs, &m);
+	}
+	usleep(50000);
+	t = status_ms();
+	fprintf(stderr, "repair flood: a status RPC took %ld ms\n", t);
+	/* Every answer comes, and in order. */
+	for (i = 0; i < 3 * rounds; i++) {
+		nfds = 0;
+		rep = harness_raw_recv_fds(rs.sock, 30000, fds, &nfds, FRAME_MAX_FDS);
+		ck_assert_ptr_nonnull(rep);
+		ck_assert_msg(rep->body_case != GPUQ__MSG__BODY_ERROR, "request %d: %s", i,
+			      rep->error->message);
+		frame_free(rep);
+		for (k = 0; k < nfds; k++)
+			close(fds[k]);
+	}
+	ck_assert_msg(t < 1000, "a status RPC took %ld ms beside channel repairs", t);
+	harness_raw_session_close(&rs);
+}
+END_TEST
+
 /* Hole 15: freeing many tiny buffers was quadratic (129 s for 200,000). */
 START_TEST(seq_many_tiny_buffers)
 {
@@ -1668,6 +1744,7 @@ static Suite *attack_suite(void)
 	ADD(tc, seq_channel_fd_exhaustion);
 	ADD(tc, seq_chan_name_with_nul);
 	ADD(tc, seq_many_tiny_buffers);
+	ADD(tc, seq_chan_repair_on_control_thread);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("permissions");
