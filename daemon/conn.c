@@ -29,6 +29,12 @@
 #define CONN_CLOSE_TIMEOUT 2
 /* How deep the unknown-field scan follows nested messages. */
 #define CONN_SCAN_DEPTH 8
+/*
+ * Descriptors unsent replies may hold, beyond one reply: each is a
+ * duplicate in gpuqd's table (and keeps what it names alive), so a client
+ * that never reads must not hold more than this, whatever the bytes.
+ */
+#define CONN_OUT_FDS_MAX 64
 
 static void conn_out_free(struct conn_out *o);
 static int conn_process(struct conn *c);
@@ -281,6 +287,7 @@ static int conn_flush(struct conn *c)
 		if (n < 0)
 			return (int)n;
 		/* The descriptors went with the first byte: the duplicates are done. */
+		c->outfds -= o->nfds;
 		conn_out_drop_fds(o);
 		o->off += (size_t)n;
 		c->outbytes -= (size_t)n;
@@ -317,13 +324,18 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 				       c->srv->cfg->max_frame);
 	if (r)
 		return r;
-	/* One reply always fits; beyond that, unread output is bounded by max_output. */
-	if (!c->pending && c->outbytes && c->outbytes + len > c->srv->cfg->max_output) {
+	/*
+	 * One reply always fits; beyond that, unread output is bounded by
+	 * max_output, and the descriptors it holds by CONN_OUT_FDS_MAX.
+	 */
+	if (!c->pending && c->outbytes &&
+	    (c->outbytes + len > c->srv->cfg->max_output || c->outfds + nfds > CONN_OUT_FDS_MAX)) {
 		free(buf);
 		if (!c->drop)
-			log_warn("pid %d leaves %zu bytes of replies unread (max_output %llu); "
-				 "disconnecting",
-				 (int)c->pid, c->outbytes, (unsigned long long)c->srv->cfg->max_output);
+			log_warn("pid %d leaves %zu bytes and %u descriptors of replies unread "
+				 "(max_output %llu, at most %u descriptors); disconnecting",
+				 (int)c->pid, c->outbytes, c->outfds,
+				 (unsigned long long)c->srv->cfg->max_output, CONN_OUT_FDS_MAX);
 		c->state = CONN_CLOSING;
 		c->drop = 1;
 		return -ENOBUFS;
@@ -361,10 +373,12 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 		/* From the worker's job: out belongs to the control thread meanwhile. */
 		STAILQ_INSERT_TAIL(&c->pend_out, o, link);
 		c->pend_bytes += len;
+		c->pend_fds += o->nfds;
 		return 0;
 	}
 	STAILQ_INSERT_TAIL(&c->out, o, link);
 	c->outbytes += len;
+	c->outfds += o->nfds;
 	return 0;
 }
 
@@ -493,6 +507,8 @@ static void conn_job_done(struct worker_job *j)
 	STAILQ_CONCAT(&c->out, &c->pend_out);
 	c->outbytes += c->pend_bytes;
 	c->pend_bytes = 0;
+	c->outfds += c->pend_fds;
+	c->pend_fds = 0;
 	if (c->job_after && !c->zombie)
 		c->job_after(c, m);
 	c->job_msg = NULL;

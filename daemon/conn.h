@@ -46,6 +46,7 @@ struct conn {
 	size_t inlen, incap;
 	STAILQ_HEAD(, conn_out) out;
 	size_t outbytes;
+	unsigned outfds;      /* descriptors the frames in out still hold (CONN_OUT_FDS_MAX) */
 	struct session *sess; /* set once the handshake succeeds */
 	int handshaking;      /* counted in srv->nhandshakes */
 	int drop;             /* output over max_output: destroyed at the next settle, unflushed */
@@ -69,6 +70,7 @@ struct conn {
 	int job_result; /* for job_run to tell job_after */
 	STAILQ_HEAD(, conn_out) pend_out;
 	size_t pend_bytes;
+	unsigned pend_fds;
 };
 
 /* Adopts an accepted socket. Returns NULL (and closes fd) on failure. */

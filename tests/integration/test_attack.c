@@ -1655,6 +1655,75 @@ START_TEST(seq_chan_repair_on_control_thread)
 }
 END_TEST
 
+/*
+ * Replies that carry descriptors hold duplicates until they are sent, and
+ * a client that never reads keeps them queued: output was bounded in
+ * bytes only, and a ChanReply is some 30 bytes beside 4 descriptors. One
+ * client pipelining ChanOpen/ChanClose could so take every descriptor
+ * gpuqd may have (and keep the memory of channels long closed).
+ */
+START_TEST(seq_unread_reply_fds)
+{
+	struct rlimit old, lim = { 1024, 1024 };
+	static const char *const args[] = { "--arena-default", "1M", NULL };
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__ChanOpen co = GPUQ__CHAN_OPEN__INIT;
+	Gpuq__ChanClose cl = GPUQ__CHAN_CLOSE__INIT;
+	struct raw_session rs;
+	int fds[FRAME_MAX_FDS], i, before, most = 0;
+	unsigned nfds = 0, k;
+
+	gpuq_close(by);
+	by = NULL;
+	ck_assert_int_eq(harness_stop(&d), 0);
+	getrlimit(RLIMIT_NOFILE, &old);
+	if (old.rlim_max < lim.rlim_max)
+		lim.rlim_max = old.rlim_max;
+	lim.rlim_cur = lim.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &lim); /* inherited by gpuqd */
+	ck_assert_int_eq(harness_start(&d, NULL, args), 0);
+	setrlimit(RLIMIT_NOFILE, &old);
+	bystander_start();
+	open_raw(&rs);
+	ck_assert_int_eq(raw_chan_create(&rs, "unread-fds", 0600, fds, &nfds), 1);
+	for (k = 0; k < nfds; k++)
+		close(fds[k]);
+	before = harness_fd_count(&d);
+	for (i = 0; i < 1000; i++) {
+		set_name(&co.name, "unread-fds");
+		co.recv = 1;
+		m.body_case = GPUQ__MSG__BODY_CHAN_OPEN;
+		m.chan_open = &co;
+		m.seq = rs.seq++;
+		if (harness_raw_send_msg(rs.sock, &m))
+			break; /* gpuqd hung up on us: fine */
+		cl.chan_id = 2;
+		m.body_case = GPUQ__MSG__BODY_CHAN_CLOSE;
+		m.chan_close = &cl;
+		m.seq = rs.seq++;
+		if (harness_raw_send_msg(rs.sock, &m))
+			break;
+		if (i % 50 == 49) {
+			int n = harness_fd_count(&d);
+
+			if (n > most)
+				most = n;
+		}
+	}
+	usleep(200000);
+	i = harness_fd_count(&d);
+	if (i > most)
+		most = i;
+	fprintf(stderr, "unread replies: gpuqd held %d descriptors, %d before\n", most, before);
+	/* Others are served meanwhile: new sessions, and the bystander's. */
+	ck_assert_int_eq(harness_raw_status(&d, 2000, NULL), 0);
+	check_bystander();
+	ck_assert_msg(most - before < 300, "gpuqd held %d more descriptors for unread replies",
+		      most - before);
+	harness_raw_session_close(&rs);
+}
+END_TEST
+
 /* Hole 15: freeing many tiny buffers was quadratic (129 s for 200,000). */
 START_TEST(seq_many_tiny_buffers)
 {
@@ -1745,6 +1814,7 @@ static Suite *attack_suite(void)
 	ADD(tc, seq_chan_name_with_nul);
 	ADD(tc, seq_many_tiny_buffers);
 	ADD(tc, seq_chan_repair_on_control_thread);
+	ADD(tc, seq_unread_reply_fds);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("permissions");
