@@ -1724,6 +1724,95 @@ START_TEST(seq_unread_reply_fds)
 }
 END_TEST
 
+/* Bytes of memory a memfd still holds (tmpfs counts its pages in st_blocks). */
+static long long memfd_bytes(int fd)
+{
+	struct stat st;
+
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	return (long long)st.st_blocks * 512;
+}
+
+/*
+ * gpuqd populates a session's arena itself, and the client keeps a
+ * descriptor of the memfd: once the session ended (its uid_max_arena
+ * given back), the pages stayed alive for as long as the client liked.
+ * Hello, keep the memfd, hang up, again: host memory without a bound.
+ */
+START_TEST(seq_memfd_outlives_session)
+{
+	struct raw_session rs;
+	long long held;
+	int keep, r;
+	char b;
+
+	r = harness_raw_session_open(&d, &rs, GPUQ_PROTO_VERSION, 16u << 20, 64);
+	ck_assert_msg(r == 0, "raw session: %s", strerror(-r));
+	keep = dup(rs.memfd);
+	ck_assert_int_ge(keep, 0);
+	ck_assert_int_ge(memfd_bytes(keep), 16ll << 20);
+	close(rs.sock);
+	rs.sock = -1;
+	/* The session socket closes once the session is freed. */
+	fcntl(rs.wake_fd, F_SETFL, fcntl(rs.wake_fd, F_GETFL) & ~O_NONBLOCK);
+	while ((r = (int)recv(rs.wake_fd, &b, 1, 0)) > 0)
+		;
+	harness_raw_session_close(&rs);
+	held = memfd_bytes(keep);
+	close(keep);
+	ck_assert_msg(held < (64 << 10), "an ended session's memfd still holds %lld bytes", held);
+}
+END_TEST
+
+/* The same for a channel's memory that gpuqd wrote (a repair) before its last close. */
+START_TEST(seq_memfd_outlives_channel)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT, *rep;
+	Gpuq__ChanCreate cc = GPUQ__CHAN_CREATE__INIT;
+	Gpuq__ChanOwn ow = GPUQ__CHAN_OWN__INIT;
+	Gpuq__ChanClose cl = GPUQ__CHAN_CLOSE__INIT;
+	struct raw_session rs;
+	int fds[FRAME_MAX_FDS];
+	unsigned nfds = 0, k;
+	long long held;
+
+	open_raw(&rs);
+	set_name(&cc.name, "outlives");
+	cc.slot_size = 256;
+	cc.nslots = 8192; /* 4 MiB of slots */
+	cc.direction = 2;
+	m.body_case = GPUQ__MSG__BODY_CHAN_CREATE;
+	m.chan_create = &cc;
+	rep = harness_raw_call(&rs, &m, 5000, fds, &nfds, FRAME_MAX_FDS);
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->body_case, GPUQ__MSG__BODY_CHAN_REPLY);
+	frame_free(rep);
+	ck_assert_uint_eq(nfds, 4);
+	ow.chan_id = 1;
+	ow.end = 1;
+	ow.own = 1;
+	m.body_case = GPUQ__MSG__BODY_CHAN_OWN;
+	m.chan_own = &ow;
+	rep = harness_raw_call(&rs, &m, 5000, NULL, NULL, 0);
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->body_case, GPUQ__MSG__BODY_OK);
+	frame_free(rep);
+	cl.chan_id = 1;
+	m.body_case = GPUQ__MSG__BODY_CHAN_CLOSE;
+	m.chan_close = &cl;
+	rep = harness_raw_call(&rs, &m, 10000, NULL, NULL, 0);
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->body_case, GPUQ__MSG__BODY_OK);
+	frame_free(rep);
+	/* gpuqd's repair wrote every slot, then the channel went with its last opening. */
+	held = memfd_bytes(fds[2]);
+	for (k = 0; k < nfds; k++)
+		close(fds[k]);
+	ck_assert_msg(held < (64 << 10), "a closed channel's memfd still holds %lld bytes", held);
+	harness_raw_session_close(&rs);
+}
+END_TEST
+
 /* Hole 15: freeing many tiny buffers was quadratic (129 s for 200,000). */
 START_TEST(seq_many_tiny_buffers)
 {
@@ -1815,6 +1904,8 @@ static Suite *attack_suite(void)
 	ADD(tc, seq_many_tiny_buffers);
 	ADD(tc, seq_chan_repair_on_control_thread);
 	ADD(tc, seq_unread_reply_fds);
+	ADD(tc, seq_memfd_outlives_session);
+	ADD(tc, seq_memfd_outlives_channel);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("permissions");
