@@ -400,6 +400,20 @@ int conn_send_error(struct conn *c, uint64_t seq, int code, const char *fmt, ...
 	return conn_send(c, &m, seq);
 }
 
+int conn_check_broken(struct conn *c)
+{
+	if (c->pending || c->state != CONN_READY || !c->sess || !atomic_load(&c->sess->broken))
+		return 0;
+	log_warn("session %llu (pid %d): its ring is corrupt; closing the connection",
+		 (unsigned long long)c->sess->id, (int)c->pid);
+	conn_send_error(
+		c, 0, -EPROTO,
+		"gpuqd found this session's ring corrupt (indices out of range) and stopped "
+		"serving it");
+	conn_close_after_flush(c);
+	return 1;
+}
+
 void conn_close_after_flush(struct conn *c)
 {
 	struct timeval tv = { .tv_sec = CONN_CLOSE_TIMEOUT };
@@ -517,6 +531,8 @@ static void conn_job_done(struct worker_job *j)
 		conn_destroy(c);
 		return;
 	}
+	/* A corrupt ring reported while the job ran (on_broken left c to us). */
+	conn_check_broken(c);
 	if (c->state != CONN_CLOSING)
 		event_add(c->rev, NULL);
 	/* Frames that arrived behind the job's, in order. */

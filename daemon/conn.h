@@ -109,6 +109,12 @@ int conn_send_error(struct conn *c, uint64_t seq, int code, const char *fmt, ...
  */
 int conn_chan_charge(struct conn *c, uint64_t seq, uint64_t bytes);
 void conn_chan_uncharge(struct conn *c, uint64_t bytes);
+/*
+ * If an engine found c's session ring corrupt: queues the Error and
+ * closes c after the flush; returns 1 (the caller settles c). Never while
+ * c is pending: its job's replies go where the worker writes.
+ */
+int conn_check_broken(struct conn *c);
 /* Stops serving c: pending output is flushed, then the connection is closed. */
 void conn_close_after_flush(struct conn *c);
 

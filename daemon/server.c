@@ -156,14 +156,9 @@ static void on_broken(evutil_socket_t fd, short what, void *arg)
 		(void)0; /* EAGAIN: another round took it */
 	for (c = TAILQ_FIRST(&srv->conns); c; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (c->state != CONN_READY || !c->sess || !atomic_load(&c->sess->broken))
+		/* One whose job still runs is looked at when the job is done (conn_check_broken). */
+		if (c->pending || !conn_check_broken(c))
 			continue;
-		log_warn("session %llu (pid %d): its ring is corrupt; closing the connection",
-			 (unsigned long long)c->sess->id, (int)c->pid);
-		conn_send_error(c, 0, -EPROTO,
-				"gpuqd found this session's ring corrupt (indices out of range) and "
-				"stopped serving it");
-		conn_close_after_flush(c);
 		conn_settle(c);
 	}
 }

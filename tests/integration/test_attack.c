@@ -872,6 +872,48 @@ static void corrupt_indices(int which)
 	harness_raw_session_close(&rs);
 }
 
+/*
+ * The ring breaks while a request of the same session runs on the worker:
+ * the control thread queued the Error into the list the worker was
+ * writing (a data race), and the connection was then destroyed unflushed.
+ * The client must get its Error, then EOF, each time.
+ */
+START_TEST(corrupt_ring_during_job)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT, *rep;
+	Gpuq__BufRead rd = GPUQ__BUF_READ__INIT;
+	int i, b, k, errors = 0;
+
+	for (i = 0; i < 10; i++) {
+		struct raw_session rs;
+
+		open_raw(&rs);
+		b = harness_raw_buf_alloc(&rs, 0, 2u << 20);
+		ck_assert_int_ge(b, 0);
+		rd.buf_id = (uint32_t)b;
+		rd.length = 2u << 20;
+		m.body_case = GPUQ__MSG__BODY_BUF_READ;
+		m.buf_read = &rd;
+		for (k = 0; k < 4; k++) {
+			m.seq = rs.seq++;
+			ck_assert_int_eq(harness_raw_send_msg(rs.sock, &m), 0);
+		}
+		usleep(1000 * (i % 3));
+		atomic_store(&rs.hdr->ctl[0].sq_tail.v, rs.sq_tail[0] + 0x10000000u);
+		(void)harness_raw_doorbell(&rs, 0);
+		while ((rep = harness_raw_recv(rs.sock, 3000))) {
+			if (rep->body_case == GPUQ__MSG__BODY_ERROR && rep->error->code == -EPROTO)
+				errors++;
+			frame_free(rep);
+		}
+		ck_assert_msg(harness_raw_closed(rs.sock, 3000), "round %d: not closed", i);
+		ck_assert_uint_eq(atomic_load(&rs.hdr->srv_state.v), SHM_STATE_BROKEN);
+		harness_raw_session_close(&rs);
+	}
+	ck_assert_msg(errors == 10, "%d of 10 broken sessions got their Error", errors);
+}
+END_TEST
+
 START_TEST(corrupt_ring_indices)
 {
 	int i;
@@ -1881,6 +1923,7 @@ static Suite *attack_suite(void)
 	ADD(tc, forged_ringset_size);
 	ADD(tc, corrupt_ring_indices);
 	ADD(tc, corrupt_ring_is_reported);
+	ADD(tc, corrupt_ring_during_job);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fds");
