@@ -88,6 +88,45 @@ static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
 	event_add(srv->listen_ev, NULL);
 }
 
+/* Connections of uid in their handshake, and (*oldest) the first of them. */
+static unsigned handshakes_of(struct server *srv, uid_t uid, struct conn **oldest)
+{
+	struct conn *o;
+	unsigned n = 0;
+
+	*oldest = NULL;
+	TAILQ_FOREACH(o, &srv->conns, link) {
+		if (!o->handshaking || o->state != CONN_HANDSHAKE || o->uid != uid)
+			continue;
+		if (!n++)
+			*oldest = o;
+	}
+	return n;
+}
+
+/*
+ * Too many connections are in their handshake, c (the newest) among them:
+ * which one goes. The handshake slots are shared by all uids, so one uid
+ * must not keep the others out: the oldest connection of the uid holding
+ * the most slots yields to c when c's uid holds fewer; else c is refused.
+ */
+static struct conn *handshake_victim(struct server *srv, struct conn *c)
+{
+	struct conn *o, *first, *victim = c;
+	unsigned mine = handshakes_of(srv, c->uid, &first), most = mine, n;
+
+	TAILQ_FOREACH(o, &srv->conns, link) {
+		if (!o->handshaking || o->state != CONN_HANDSHAKE || o->uid == c->uid)
+			continue;
+		n = handshakes_of(srv, o->uid, &first);
+		if (n > most) {
+			most = n;
+			victim = first;
+		}
+	}
+	return most > mine + 1 ? victim : c;
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -131,13 +170,22 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		return;
 	/* Sessions are bounded by max_clients (at Hello); connections that have not said hello by this. */
 	if (srv->nhandshakes > srv->cfg->max_handshakes) {
-		log_warn("refusing pid %d uid %u: %u connections are already in their handshake",
-			 (int)c->pid, (unsigned)c->uid, srv->cfg->max_handshakes);
-		conn_send_error(c, 0, -EUSERS,
+		struct conn *victim = handshake_victim(srv, c);
+
+		if (victim != c)
+			log_warn(
+				"dropping pid %d uid %u, in its handshake: %u connections are, and "
+				"its uid holds the most of them",
+				(int)victim->pid, (unsigned)victim->uid, srv->cfg->max_handshakes);
+		else
+			log_warn("refusing pid %d uid %u: %u connections are already in their "
+				 "handshake",
+				 (int)c->pid, (unsigned)c->uid, srv->cfg->max_handshakes);
+		conn_send_error(victim, 0, -EUSERS,
 				"gpuqd has %u connections that have not said hello yet; try again",
 				srv->cfg->max_handshakes);
-		conn_close_after_flush(c);
-		conn_settle(c);
+		conn_close_after_flush(victim);
+		conn_settle(victim);
 	}
 }
 

@@ -1559,6 +1559,54 @@ static void start_open_socket(void)
 }
 
 /* Hole 14: ChanOpen with neither send nor recv skipped the permission check. */
+/*
+ * Connections that have not said hello are bounded by max_handshakes, for
+ * everyone together: one uid that keeps that many open (each lives for
+ * handshake_timeout, and it can open the next at once) makes gpuqd refuse
+ * every other uid's clients. No per-uid share bounds it.
+ */
+START_TEST(seq_handshake_slots_one_uid)
+{
+	struct passwd *pw = getpwnam("nobody");
+	int p[2], r;
+	pid_t pid;
+	char c;
+
+	if (!pw || getuid() != 0) {
+		fprintf(stderr,
+			"seq_handshake_slots_one_uid: needs root and user nobody; skipped\n");
+		return;
+	}
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int i;
+
+		close(p[0]);
+		if (setgid(pw->pw_gid) || setuid(pw->pw_uid))
+			_exit(90);
+		for (i = 0; i < 64; i++)
+			if (harness_raw_connect(&d) < 0)
+				_exit(91);
+		if (write(p[1], "x", 1) != 1)
+			_exit(92);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], &c, 1), 1);
+	close(p[0]);
+	usleep(50000);
+	/* Another uid (root here) comes while nobody's 64 connections wait. */
+	r = harness_raw_status(&d, 1000, NULL);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ck_assert_msg(r == 0, "uid 0 was refused while uid %u held the handshake slots: %s",
+		      (unsigned)pw->pw_uid, strerror(-r));
+}
+END_TEST
+
 START_TEST(seq_chan_open_no_mode)
 {
 	struct raw_session rs;
@@ -1956,6 +2004,7 @@ static Suite *attack_suite(void)
 	tcase_set_timeout(tc, 60);
 	ADD(tc, seq_chan_open_no_mode);
 	ADD(tc, seq_chan_own_no_permission);
+	ADD(tc, seq_handshake_slots_one_uid);
 	suite_add_tcase(s, tc);
 	return s;
 }
