@@ -54,7 +54,8 @@ struct conn {
 	/* The uid's account (referenced from Hello on) and what this connection charged to it. */
 	struct account *acct;
 	int charged_session;
-	uint64_t charged_arena;
+	uint64_t charged_arena; /* the whole session mapping: rings and arena, all pinned */
+	uint64_t arena_bytes;   /* of which the arena */
 	/*
 	 * Pending: a job for c runs on the worker (conn_defer). Until it is
 	 * done no input is read and no frame processed, so replies stay in

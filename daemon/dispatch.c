@@ -38,8 +38,16 @@ static uint64_t hello_arena(const struct config *cfg, const Gpuq__Hello *h)
 	return arena > cfg->arena_max ? cfg->arena_max : arena;
 }
 
+/* The SQ entries per device a Hello gets asked for (shm_init rounds and clamps them). */
+static uint32_t hello_depth(const Gpuq__Hello *h)
+{
+	return h->queue_depth ? h->queue_depth : 4096;
+}
+
 /*
- * Charges a new session and its arena to the uid's account. Returns 0, or
+ * Charges a new session and its shared memory to the uid's account: the
+ * arena and the rings (up to 6 MiB per device at the deepest queue), all
+ * of it pinned and registered. Returns 0, or
  * -1 after queuing the Error and closing c.
  */
 static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
@@ -47,6 +55,7 @@ static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 	struct server *srv = c->srv;
 	struct config *cfg = srv->cfg;
 	uint64_t arena = hello_arena(cfg, h), used;
+	uint64_t pinned = shm_size_for(srv->be->ndevices, hello_depth(h), arena);
 
 	c->acct = account_get(srv->accounts, c->uid);
 	if (!c->acct) {
@@ -64,18 +73,20 @@ static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 		goto refuse;
 	}
 	c->charged_session = 1;
-	if (account_charge(srv->accounts, c->acct, ACCT_ARENA, arena, cfg->uid_max_arena, &used)) {
+	if (account_charge(srv->accounts, c->acct, ACCT_ARENA, pinned, cfg->uid_max_arena, &used)) {
 		log_warn("refusing pid %d: uid %u has %llu arena bytes pinned (uid_max_arena %llu)",
 			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
 			 (unsigned long long)cfg->uid_max_arena);
-		conn_send_error(c, seq, -EDQUOT,
-				"uid %u has %llu bytes of session arenas pinned, %llu more asked, the "
-				"limit (uid_max_arena) is %llu",
-				(unsigned)c->uid, (unsigned long long)used, (unsigned long long)arena,
-				(unsigned long long)cfg->uid_max_arena);
+		conn_send_error(
+			c, seq, -EDQUOT,
+			"uid %u has %llu bytes of session memory (arenas, rings) pinned, %llu more asked, the "
+			"limit (uid_max_arena) is %llu",
+			(unsigned)c->uid, (unsigned long long)used, (unsigned long long)pinned,
+			(unsigned long long)cfg->uid_max_arena);
 		goto refuse;
 	}
-	c->charged_arena = arena;
+	c->charged_arena = pinned;
+	c->arena_bytes = arena;
 	return 0;
 refuse:
 	conn_close_after_flush(c);
@@ -135,10 +146,8 @@ static int on_hello(struct conn *c, Gpuq__Msg *m)
 static void hello_open(struct conn *c, const Gpuq__Msg *m)
 {
 	struct server *srv = c->srv;
-	uint32_t depth = m->hello->queue_depth ? m->hello->queue_depth : 4096;
-
 	c->job_result = session_open_data(c->sess, srv->be, srv->engines, srv->nengines,
-					  srv->doorbell, depth, c->charged_arena);
+					  srv->doorbell, hello_depth(m->hello), c->arena_bytes);
 }
 
 /* Back on the control thread: the Welcome, or why there is none. */

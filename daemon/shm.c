@@ -19,6 +19,14 @@ static uint32_t pow2_clamp(uint32_t v, uint32_t lo, uint32_t hi)
 	return p;
 }
 
+uint64_t shm_size_for(unsigned ndevices, uint32_t sq_entries, uint64_t arena_size)
+{
+	struct shm_geom g;
+
+	sq_entries = pow2_clamp(sq_entries, 64, 65536);
+	return shm_geom_compute(&g, ndevices, sq_entries, sq_entries * 2, arena_size);
+}
+
 int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t arena_size)
 {
 	unsigned dev;

@@ -1903,6 +1903,36 @@ START_TEST(seq_memfd_outlives_channel)
 }
 END_TEST
 
+/*
+ * uid_max_arena counted the arena alone, yet the rings are pinned and
+ * registered with it: 6 MiB per device at the deepest queue, and the
+ * arena starts 2 MiB aligned. Sessions of a 4 KiB arena and 65536
+ * entries pinned 2000 times what the uid was charged.
+ */
+START_TEST(seq_rings_uncharged)
+{
+	static const char conf[] = "uid_max_arena = 16M\n";
+	static const char *const args[] = { "--arena-default", "1M", NULL };
+	static struct raw_session rs[64];
+	int n, i;
+
+	gpuq_close(by);
+	by = NULL;
+	ck_assert_int_eq(harness_stop(&d), 0);
+	ck_assert_int_eq(harness_start(&d, conf, args), 0);
+	bystander_start();
+	for (n = 0; n < 64; n++)
+		if (harness_raw_session_open(&d, &rs[n], GPUQ_PROTO_VERSION, 4096, 65536))
+			break;
+	fprintf(stderr, "rings: %d sessions of 64K entries within uid_max_arena 16M\n", n);
+	for (i = 0; i < n; i++)
+		harness_raw_session_close(&rs[i]);
+	/* The bystander holds 3 MiB; each of these pins over 8 MiB. */
+	ck_assert_msg(n <= 1, "%d sessions of 8 MiB each within a 16 MiB uid_max_arena", n);
+	usleep(200000);
+}
+END_TEST
+
 /* Hole 15: freeing many tiny buffers was quadratic (129 s for 200,000). */
 START_TEST(seq_many_tiny_buffers)
 {
@@ -1997,6 +2027,7 @@ static Suite *attack_suite(void)
 	ADD(tc, seq_unread_reply_fds);
 	ADD(tc, seq_memfd_outlives_session);
 	ADD(tc, seq_memfd_outlives_channel);
+	ADD(tc, seq_rings_uncharged);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("permissions");
