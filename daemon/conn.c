@@ -505,6 +505,23 @@ static int scan_unknown(const ProtobufCMessageDescriptor *d, const uint8_t *p, c
 	return 0;
 }
 
+/*
+ * Past the handshake the timer watches a frame that has started to
+ * arrive: each read that brings bytes restarts it, and so does the end of
+ * a job that the frame's first bytes waited behind.
+ */
+static void conn_frame_timer(struct conn *c)
+{
+	struct timeval tv = { .tv_sec = c->srv->cfg->frame_timeout };
+
+	if (c->state != CONN_READY || c->pending)
+		return;
+	if (c->inlen)
+		evtimer_add(c->timer, &tv);
+	else
+		evtimer_del(c->timer);
+}
+
 static void conn_job_run(struct worker_job *j)
 {
 	struct conn *c = (struct conn *)((char *)j - offsetof(struct conn, job));
@@ -537,6 +554,7 @@ static void conn_job_done(struct worker_job *j)
 		event_add(c->rev, NULL);
 	/* Frames that arrived behind the job's, in order. */
 	conn_process(c);
+	conn_frame_timer(c);
 	conn_settle(c);
 }
 
@@ -676,18 +694,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 	c->inlen += (size_t)n;
 	conn_process(c);
-	/*
-	 * Past the handshake the timer watches a frame that has started to
-	 * arrive: each read that brings bytes restarts it.
-	 */
-	if (c->state == CONN_READY && !c->pending) {
-		struct timeval tv = { .tv_sec = c->srv->cfg->frame_timeout };
-
-		if (c->inlen)
-			evtimer_add(c->timer, &tv);
-		else
-			evtimer_del(c->timer);
-	}
+	conn_frame_timer(c);
 	conn_settle(c);
 }
 
