@@ -54,8 +54,25 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+/*
+ * Frees the slots' pages now: openers may keep the sender region's
+ * descriptor after the channel is gone, and what gpuqd wrote there (a
+ * repair rewrites every slot) must not live on, uncounted, with it. The
+ * header pages stay; emptied slots read as zeros, which hold no message.
+ */
+static void slots_drop(struct chan_ring *c)
+{
+	off_t off = GPUQ_CHAN_HDR_SIZE - GPUQ_CHAN_TX_OFF;
+
+	if (c->tx_rw >= 0 && c->size > GPUQ_CHAN_HDR_SIZE &&
+	    fallocate(c->tx_rw, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+		      (off_t)(c->size - GPUQ_CHAN_HDR_SIZE)) < 0)
+		log_warn("channel '%s': freeing its slots: %s", c->name, strerror(errno));
+}
+
 static void ring_free(struct chan_ring *c)
 {
+	slots_drop(c);
 	if (c->hdr)
 		munmap(c->hdr, c->size);
 	close_fd(&c->fixed_ro);

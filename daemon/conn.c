@@ -30,6 +30,12 @@
 #define CONN_CLOSE_TIMEOUT 2
 /* How deep the unknown-field scan follows nested messages. */
 #define CONN_SCAN_DEPTH 8
+/*
+ * Descriptors unsent replies may hold, beyond one reply: each is a
+ * duplicate in gpuqd's table (and keeps what it names alive), so a client
+ * that never reads must not hold more than this, whatever the bytes.
+ */
+#define CONN_OUT_FDS_MAX 64
 
 static void conn_out_free(struct conn_out *o);
 static int conn_process(struct conn *c);
@@ -278,6 +284,7 @@ static int conn_flush(struct conn *c)
 		if (n < 0)
 			return (int)n;
 		/* The descriptors went with the first byte: the duplicates are done. */
+		c->outfds -= o->nfds;
 		conn_out_drop_fds(o);
 		o->off += (size_t)n;
 		c->outbytes -= (size_t)n;
@@ -314,13 +321,18 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 				       c->host->gq->cfg->max_frame);
 	if (r)
 		return r;
-	/* One reply always fits; beyond that, unread output is bounded by max_output. */
-	if (!c->pending && c->outbytes && c->outbytes + len > c->host->gq->cfg->max_output) {
+	/*
+	 * One reply always fits; beyond that, unread output is bounded by
+	 * max_output, and the descriptors it holds by CONN_OUT_FDS_MAX.
+	 */
+	if (!c->pending && c->outbytes &&
+	    (c->outbytes + len > c->host->gq->cfg->max_output || c->outfds + nfds > CONN_OUT_FDS_MAX)) {
 		free(buf);
 		if (!c->drop)
-			log_warn("pid %d leaves %zu bytes of replies unread (max_output %llu); "
-				 "disconnecting",
-				 (int)c->pid, c->outbytes, (unsigned long long)c->host->gq->cfg->max_output);
+			log_warn("pid %d leaves %zu bytes and %u descriptors of replies unread "
+				 "(max_output %llu, at most %u descriptors); disconnecting",
+				 (int)c->pid, c->outbytes, c->outfds,
+				 (unsigned long long)c->host->gq->cfg->max_output, CONN_OUT_FDS_MAX);
 		c->state = CONN_CLOSING;
 		c->drop = 1;
 		return -ENOBUFS;
@@ -358,10 +370,12 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 		/* From the worker's job: out belongs to the control thread meanwhile. */
 		STAILQ_INSERT_TAIL(&c->pend_out, o, link);
 		c->pend_bytes += len;
+		c->pend_fds += o->nfds;
 		return 0;
 	}
 	STAILQ_INSERT_TAIL(&c->out, o, link);
 	c->outbytes += len;
+	c->outfds += o->nfds;
 	return 0;
 }
 
@@ -381,6 +395,20 @@ int conn_send_error(struct conn *c, uint64_t seq, int code, const char *fmt, ...
 	m.error = &e;
 	c->host->gq->errors++;
 	return conn_send(c, &m, seq);
+}
+
+int conn_check_broken(struct conn *c)
+{
+	if (c->pending || c->state != CONN_READY || !c->sess || !atomic_load(&c->sess->port.broken))
+		return 0;
+	log_warn("session %llu (pid %d): its ring is corrupt; closing the connection",
+		 (unsigned long long)c->sess->id, (int)c->pid);
+	conn_send_error(
+		c, 0, -EPROTO,
+		"gpuqd found this session's ring corrupt (indices out of range) and stopped "
+		"serving it");
+	conn_close_after_flush(c);
+	return 1;
 }
 
 void conn_close_after_flush(struct conn *c)
@@ -474,6 +502,23 @@ static int scan_unknown(const ProtobufCMessageDescriptor *d, const uint8_t *p, c
 	return 0;
 }
 
+/*
+ * Past the handshake the timer watches a frame that has started to
+ * arrive: each read that brings bytes restarts it, and so does the end of
+ * a job that the frame's first bytes waited behind.
+ */
+static void conn_frame_timer(struct conn *c)
+{
+	struct timeval tv = { .tv_sec = c->host->gq->cfg->frame_timeout };
+
+	if (c->state != CONN_READY || c->pending)
+		return;
+	if (c->inlen)
+		evtimer_add(c->timer, &tv);
+	else
+		evtimer_del(c->timer);
+}
+
 static void conn_job_run(struct worker_job *j)
 {
 	struct conn *c = (struct conn *)((char *)j - offsetof(struct conn, job));
@@ -490,6 +535,8 @@ static void conn_job_done(struct worker_job *j)
 	STAILQ_CONCAT(&c->out, &c->pend_out);
 	c->outbytes += c->pend_bytes;
 	c->pend_bytes = 0;
+	c->outfds += c->pend_fds;
+	c->pend_fds = 0;
 	if (c->job_after && !c->zombie)
 		c->job_after(c, m);
 	c->job_msg = NULL;
@@ -498,10 +545,13 @@ static void conn_job_done(struct worker_job *j)
 		conn_destroy(c);
 		return;
 	}
+	/* A corrupt ring reported while the job ran (on_broken left c to us). */
+	conn_check_broken(c);
 	if (c->state != CONN_CLOSING)
 		event_add(c->rev, NULL);
 	/* Frames that arrived behind the job's, in order. */
 	conn_process(c);
+	conn_frame_timer(c);
 	conn_settle(c);
 }
 
@@ -641,18 +691,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 	c->inlen += (size_t)n;
 	conn_process(c);
-	/*
-	 * Past the handshake the timer watches a frame that has started to
-	 * arrive: each read that brings bytes restarts it.
-	 */
-	if (c->state == CONN_READY && !c->pending) {
-		struct timeval tv = { .tv_sec = c->host->gq->cfg->frame_timeout };
-
-		if (c->inlen)
-			evtimer_add(c->timer, &tv);
-		else
-			evtimer_del(c->timer);
-	}
+	conn_frame_timer(c);
 	conn_settle(c);
 }
 

@@ -71,6 +71,7 @@ struct conn {
 	size_t inlen, incap;
 	STAILQ_HEAD(, conn_out) out;
 	size_t outbytes;
+	unsigned outfds;      /* descriptors the frames in out still hold (CONN_OUT_FDS_MAX) */
 	struct session *sess; /* set once the handshake succeeds */
 	int handshaking;      /* counted against max_handshakes by the host */
 	int drop;             /* output over max_output: destroyed at the next settle, unflushed */
@@ -78,7 +79,8 @@ struct conn {
 	/* The uid's account (referenced from Hello on) and what this connection charged to it. */
 	struct account *acct;
 	int charged_session;
-	uint64_t charged_arena;
+	uint64_t charged_arena; /* the whole session mapping: rings and arena, all pinned */
+	uint64_t arena_bytes;   /* of which the arena */
 	/*
 	 * Pending: a job for c runs on the worker (conn_defer). Until it is
 	 * done no input is read and no frame processed, so replies stay in
@@ -94,6 +96,7 @@ struct conn {
 	int job_result; /* for job_run to tell job_after */
 	STAILQ_HEAD(, conn_out) pend_out;
 	size_t pend_bytes;
+	unsigned pend_fds;
 };
 
 /*
@@ -135,6 +138,12 @@ int conn_send_error(struct conn *c, uint64_t seq, int code, const char *fmt, ...
  */
 int conn_chan_charge(struct conn *c, uint64_t seq, uint64_t bytes);
 void conn_chan_uncharge(struct conn *c, uint64_t bytes);
+/*
+ * If an engine found c's session ring corrupt: queues the Error and
+ * closes c after the flush; returns 1 (the caller settles c). Never while
+ * c is pending: its job's replies go where the worker writes.
+ */
+int conn_check_broken(struct conn *c);
 /* Stops serving c: pending output is flushed, then the connection is closed. */
 void conn_close_after_flush(struct conn *c);
 

@@ -42,8 +42,16 @@ static uint64_t hello_arena(const struct config *cfg, const Gpuq__Hello *h)
 	return arena > cfg->arena_max ? cfg->arena_max : arena;
 }
 
+/* The SQ entries per device a Hello gets asked for (shm_init rounds and clamps them). */
+static uint32_t hello_depth(const Gpuq__Hello *h)
+{
+	return h->queue_depth ? h->queue_depth : 4096;
+}
+
 /*
- * Charges a new session and its arena to the uid's account. Returns 0, or
+ * Charges a new session and its shared memory to the uid's account: the
+ * arena and the rings (up to 6 MiB per device at the deepest queue), all
+ * of it pinned and registered. Returns 0, or
  * -1 after queuing the Error and closing c.
  */
 static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
@@ -51,6 +59,7 @@ static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 	struct gpuqd *gq = c->host->gq;
 	struct config *cfg = gq->cfg;
 	uint64_t arena = hello_arena(cfg, h), used;
+	uint64_t pinned = shm_size_for(gq->be->ndevices, hello_depth(h), arena);
 
 	c->acct = account_get(gq->accounts, c->uid);
 	if (!c->acct) {
@@ -68,18 +77,20 @@ static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 		goto refuse;
 	}
 	c->charged_session = 1;
-	if (account_charge(gq->accounts, c->acct, ACCT_ARENA, arena, cfg->uid_max_arena, &used)) {
+	if (account_charge(gq->accounts, c->acct, ACCT_ARENA, pinned, cfg->uid_max_arena, &used)) {
 		log_warn("refusing pid %d: uid %u has %llu arena bytes pinned (uid_max_arena %llu)",
 			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
 			 (unsigned long long)cfg->uid_max_arena);
-		conn_send_error(c, seq, -EDQUOT,
-				"uid %u has %llu bytes of session arenas pinned, %llu more asked, the "
-				"limit (uid_max_arena) is %llu",
-				(unsigned)c->uid, (unsigned long long)used, (unsigned long long)arena,
-				(unsigned long long)cfg->uid_max_arena);
+		conn_send_error(
+			c, seq, -EDQUOT,
+			"uid %u has %llu bytes of session memory (arenas, rings) pinned, %llu more asked, the "
+			"limit (uid_max_arena) is %llu",
+			(unsigned)c->uid, (unsigned long long)used, (unsigned long long)pinned,
+			(unsigned long long)cfg->uid_max_arena);
 		goto refuse;
 	}
-	c->charged_arena = arena;
+	c->charged_arena = pinned;
+	c->arena_bytes = arena;
 	return 0;
 refuse:
 	conn_close_after_flush(c);
@@ -139,10 +150,9 @@ static int on_hello(struct conn *c, Gpuq__Msg *m)
 static void hello_open(struct conn *c, const Gpuq__Msg *m)
 {
 	struct gpuqd *gq = c->host->gq;
-	uint32_t depth = m->hello->queue_depth ? m->hello->queue_depth : 4096;
 
 	c->job_result = session_open_data(c->sess, gq->be, gq->engines, gq->nengines,
-					  gq->doorbell, depth, c->charged_arena);
+					  gq->doorbell, hello_depth(m->hello), c->arena_bytes);
 }
 
 /* Back on the control thread: the Welcome, or why there is none. */
@@ -777,6 +787,17 @@ static void run_backend_request(struct conn *c, const Gpuq__Msg *m)
 	}
 }
 
+/*
+ * On the worker: ChanClose. Giving back an end the session owned repairs
+ * the ring (chan_disown), which can rewrite hundreds of MiB; the control
+ * thread must not stand still for it. Only this connection's channel table
+ * and the locked registry and accounts are touched.
+ */
+static void run_chan_close(struct conn *c, const Gpuq__Msg *m)
+{
+	on_chan_close(c, m->seq, m->chan_close);
+}
+
 /* Root and the daemon's own user see every session; others only their own uid's. */
 static int may_see(const struct conn *asker, const struct conn *other)
 {
@@ -868,8 +889,9 @@ int dispatch_msg(struct conn *c, Gpuq__Msg *m)
 		on_chan_open(c, seq, m->chan_open);
 		break;
 	case GPUQ__MSG__BODY_CHAN_CLOSE:
-		on_chan_close(c, seq, m->chan_close);
-		break;
+		/* Closing an owned send end repairs the ring: up to a lap of slots rewritten. */
+		conn_defer(c, m, run_chan_close, NULL);
+		return 1;
 	case GPUQ__MSG__BODY_CHAN_OWN:
 		on_chan_own(c, seq, m->chan_own);
 		break;

@@ -13,6 +13,7 @@
 
 #include "doorbell.h"
 #include "engine.h"
+#include "frame.h"
 #include "log.h"
 
 #define DOORBELL_EVENTS 64
@@ -56,11 +57,12 @@ static void drain(struct doorbell *d, int fd)
 	if (!s)
 		return; /* removed since epoll_wait reported it */
 	for (i = 0; i < DOORBELL_READS; i++) {
-		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		/* gpuqd's end is non-blocking; frame_recv closes any descriptor safely. */
+		ssize_t n = frame_recv(fd, buf, sizeof(buf), NULL, NULL, 0);
 
 		if (n > 0)
 			continue;
-		if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+		if (n == 0 || n != -EAGAIN) {
 			/* The client closed its end: nothing more to read, stop watching. */
 			epoll_ctl(d->epfd, EPOLL_CTL_DEL, fd, NULL);
 		}

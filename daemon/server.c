@@ -115,11 +115,65 @@ static void host_gone(struct conn_host *h, struct conn *c)
 /* How long the listener rests after accept ran out of descriptors. */
 #define ACCEPT_BACKOFF_US 100000
 
+/*
+ * Clients send gpuqd no descriptors; refusing them spares the control
+ * thread the close of one that would block it (see frame_refuse_fds).
+ */
+static void refuse_fds(int fd)
+{
+	static int warned;
+	int r = frame_refuse_fds(fd);
+
+	if (r && !warned++)
+		log_warn("this kernel cannot refuse descriptors on sockets (SO_PASSRIGHTS: %s); "
+			 "clients can still send some",
+			 strerror(-r));
+}
+
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 
 	event_add(srv->listen_ev, NULL);
+}
+
+/* Connections of uid in their handshake, and (*oldest) the first of them. */
+static unsigned handshakes_of(struct server *srv, uid_t uid, struct conn **oldest)
+{
+	struct conn *o;
+	unsigned n = 0;
+
+	*oldest = NULL;
+	TAILQ_FOREACH(o, &srv->conns, link) {
+		if (!o->handshaking || o->state != CONN_HANDSHAKE || o->uid != uid)
+			continue;
+		if (!n++)
+			*oldest = o;
+	}
+	return n;
+}
+
+/*
+ * Too many connections are in their handshake, c (the newest) among them:
+ * which one goes. The handshake slots are shared by all uids, so one uid
+ * must not keep the others out: the oldest connection of the uid holding
+ * the most slots yields to c when c's uid holds fewer; else c is refused.
+ */
+static struct conn *handshake_victim(struct server *srv, struct conn *c)
+{
+	struct conn *o, *first, *victim = c;
+	unsigned mine = handshakes_of(srv, c->uid, &first), most = mine, n;
+
+	TAILQ_FOREACH(o, &srv->conns, link) {
+		if (!o->handshaking || o->state != CONN_HANDSHAKE || o->uid == c->uid)
+			continue;
+		n = handshakes_of(srv, o->uid, &first);
+		if (n > most) {
+			most = n;
+			victim = first;
+		}
+	}
+	return most > mine + 1 ? victim : c;
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -159,6 +213,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			 srv->accept_paused);
 		srv->accept_paused = 0;
 	}
+	refuse_fds(fd); /* inherited from the listener; a socket systemd made may lack it */
 	c = conn_create(&srv->host, fd);
 	if (!c)
 		return;
@@ -167,13 +222,22 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	srv->nhandshakes++;
 	/* Sessions are bounded by max_clients (at Hello); connections that have not said hello by this. */
 	if (srv->nhandshakes > srv->gq->cfg->max_handshakes) {
-		log_warn("refusing pid %d uid %u: %u connections are already in their handshake",
-			 (int)c->pid, (unsigned)c->uid, srv->gq->cfg->max_handshakes);
-		conn_send_error(c, 0, -EUSERS,
+		struct conn *victim = handshake_victim(srv, c);
+
+		if (victim != c)
+			log_warn(
+				"dropping pid %d uid %u, in its handshake: %u connections are, and "
+				"its uid holds the most of them",
+				(int)victim->pid, (unsigned)victim->uid, srv->gq->cfg->max_handshakes);
+		else
+			log_warn("refusing pid %d uid %u: %u connections are already in their "
+				 "handshake",
+				 (int)c->pid, (unsigned)c->uid, srv->gq->cfg->max_handshakes);
+		conn_send_error(victim, 0, -EUSERS,
 				"gpuqd has %u connections that have not said hello yet; try again",
 				srv->gq->cfg->max_handshakes);
-		conn_close_after_flush(c);
-		conn_settle(c);
+		conn_close_after_flush(victim);
+		conn_settle(victim);
 	}
 }
 
@@ -192,14 +256,9 @@ static void on_broken(evutil_socket_t fd, short what, void *arg)
 		(void)0; /* EAGAIN: another round took it */
 	for (c = TAILQ_FIRST(&srv->conns); c; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (c->state != CONN_READY || !c->sess || !atomic_load(&c->sess->port.broken))
+		/* One whose job still runs is looked at when the job is done (conn_check_broken). */
+		if (c->pending || !conn_check_broken(c))
 			continue;
-		log_warn("session %llu (pid %d): its ring is corrupt; closing the connection",
-			 (unsigned long long)c->sess->id, (int)c->pid);
-		conn_send_error(c, 0, -EPROTO,
-				"gpuqd found this session's ring corrupt (indices out of range) and "
-				"stopped serving it");
-		conn_close_after_flush(c);
 		conn_settle(c);
 	}
 }
@@ -270,6 +329,8 @@ static int listen_on_path(struct server *srv)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* Before listen(): every connection inherits it from its first byte on. */
+	refuse_fds(fd);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
 		log_err("bind %s: %s", cfg->socket, strerror(errno));
@@ -326,6 +387,7 @@ static int adopt_activated(struct server *srv)
 	}
 	srv->listen_fd = SD_LISTEN_FDS_START;
 	srv->activated = 1;
+	refuse_fds(srv->listen_fd);
 	{
 		/* Report the socket systemd gave us, not the configured path. */
 		struct sockaddr_un sa;

@@ -13,6 +13,7 @@
 #include "chan.h"
 #include "doorbell.h"
 #include "engine.h"
+#include "frame.h"
 #include "log.h"
 #include "session.h"
 
@@ -78,6 +79,11 @@ int session_open_data(struct session *s, struct backend *be, struct engine **eng
 		return -errno; /* session_destroy cleans up */
 	s->port.sock = sv[0];
 	s->client_sock = sv[1];
+	/* Doorbells are bytes: a descriptor beside one could block the doorbell thread's close. */
+	r = frame_refuse_fds(s->port.sock);
+	if (r && r != -ENOPROTOOPT)
+		log_warn("session %llu: refusing descriptors on its socket: %s",
+			 (unsigned long long)s->id, strerror(-r));
 	if (db) {
 		r = doorbell_add(db, &s->port);
 		if (r)

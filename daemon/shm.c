@@ -19,6 +19,14 @@ static uint32_t pow2_clamp(uint32_t v, uint32_t lo, uint32_t hi)
 	return p;
 }
 
+uint64_t shm_size_for(unsigned ndevices, uint32_t sq_entries, uint64_t arena_size)
+{
+	struct shm_geom g;
+
+	sq_entries = pow2_clamp(sq_entries, 64, 65536);
+	return shm_geom_compute(&g, ndevices, sq_entries, sq_entries * 2, arena_size);
+}
+
 int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t arena_size)
 {
 	unsigned dev;
@@ -75,8 +83,21 @@ void shm_fini(struct shm *s, struct backend *be)
 		be->ops->host_unregister(be, s->base);
 	if (s->base)
 		munmap(s->base, s->size);
-	if (s->memfd >= 0)
+	if (s->memfd >= 0) {
+		/*
+		 * The client holds the memfd too, for as long as it likes: the
+		 * pages gpuqd populated (rings and arena) go now, not with its
+		 * last descriptor. The header page stays, srv_state in it for
+		 * the client to read after EOF; a mapping of the rest left in
+		 * the client reads zeros (the size is sealed).
+		 */
+		if (s->size > s->geom.rings_off &&
+		    fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)s->geom.rings_off, (off_t)(s->size - s->geom.rings_off)) < 0)
+			log_warn("freeing a %zu-byte session mapping: %s", s->size,
+				 strerror(errno));
 		close(s->memfd);
+	}
 	memset(s, 0, sizeof(*s));
 	s->memfd = -1;
 }

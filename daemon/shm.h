@@ -34,6 +34,8 @@ struct shm {
  */
 int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t arena_size);
 void shm_fini(struct shm *s, struct backend *be);
+/* The size shm_init makes (and pins) for these arguments: what a session costs its uid. */
+uint64_t shm_size_for(unsigned ndevices, uint32_t sq_entries, uint64_t arena_size);
 
 /* dev's SQ array (dev < g->ndevices) in the mapping at base, from the private geometry g. */
 static inline struct shm_sqe *shm_sq(void *base, const struct shm_geom *g, unsigned dev)

@@ -86,6 +86,38 @@ ssize_t frame_send(int sock, const void *buf, size_t len, const int *fds, unsign
 	return r < 0 ? -errno : r;
 }
 
+#ifndef SO_PASSRIGHTS
+#if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || \
+	defined(__riscv) || defined(__powerpc__) || defined(__s390__) || defined(__loongarch__)
+#define SO_PASSRIGHTS 83 /* asm-generic/socket.h, Linux 6.16 */
+#endif
+#endif
+
+int frame_refuse_fds(int sock)
+{
+#ifdef SO_PASSRIGHTS
+	int off = 0;
+
+	return setsockopt(sock, SOL_SOCKET, SO_PASSRIGHTS, &off, sizeof(off)) < 0 ? -errno : 0;
+#else
+	(void)sock;
+	return -ENOPROTOOPT;
+#endif
+}
+
+/*
+ * Closes a descriptor nobody asked for. A socket's SO_LINGER is turned off
+ * first, so that its last close never waits for unsent data (where
+ * SO_PASSRIGHTS is missing, a peer can still send one).
+ */
+static void close_unasked(int fd)
+{
+	struct linger off = { 0, 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
+	close(fd);
+}
+
 ssize_t frame_recv(int sock, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max_fds)
 {
 	union {
@@ -116,7 +148,7 @@ ssize_t frame_recv(int sock, void *buf, size_t len, int *fds, unsigned *nfds, un
 			if (fds && nfds && *nfds < max_fds)
 				fds[(*nfds)++] = fd;
 			else
-				close(fd);
+				close_unasked(fd);
 		}
 	}
 	return r;

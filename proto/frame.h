@@ -45,6 +45,15 @@ void frame_free(Gpuq__Msg *m);
 ssize_t frame_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds);
 ssize_t frame_recv(int sock, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max_fds);
 
+/*
+ * Makes sock refuse descriptors: a peer's sendmsg with SCM_RIGHTS fails
+ * (SO_PASSRIGHTS, Linux >= 6.16; a listening socket's connections inherit
+ * it). A descriptor taken only to be closed can cost its closer a long
+ * wait (the last close of a lingering TCP socket, a FUSE file), so gpuqd
+ * takes none. Returns 0 or -errno (-ENOPROTOOPT on older kernels).
+ */
+int frame_refuse_fds(int sock);
+
 /* Human name of a message body, for logs and errors ("hello", "buf_alloc", ...). */
 const char *frame_body_name(int body_case);
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,10 +30,11 @@ static const struct {
 	const char *name;
 	const char *hole;
 } pending[] = {
-	{ "seq_reply_fds_reused", "queued reply fds are bare numbers: a ChanReply carries others' fds" },
+	{ "seq_reply_fds_reused",
+	  "queued reply fds are bare numbers: a ChanReply carries others' fds" },
 	{ "seq_channel_fd_exhaustion", "channels have no per-uid cap; EMFILE makes accept spin" },
-	{ "frame_half_sent_held", "a half-sent frame after hello is held forever" },
-	{ "frame_unknown_fields_flood", "frames of only unknown fields cost the control thread ~0.1 s each" },
+	{ "frame_unknown_fields_flood",
+	  "frames of only unknown fields cost the control thread ~0.1 s each" },
 };
 
 static int enabled(const char *name)
@@ -470,6 +472,44 @@ START_TEST(frame_half_sent_held)
 END_TEST
 
 /* Hole: frames of only unknown fields cost the control thread ~0.1 s each. */
+/*
+ * A request that goes to the worker, and behind it in the same write the
+ * start of a frame never finished: no read came after the job to start
+ * the frame timer, so the half frame (and its connection) stayed forever.
+ */
+START_TEST(frame_half_sent_behind_job)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__BufAlloc a = GPUQ__BUF_ALLOC__INIT;
+	struct raw_session rs;
+	uint8_t *buf, *both;
+	size_t len;
+	long t0;
+
+	open_raw(&rs);
+	a.size = 4096;
+	m.seq = rs.seq++;
+	m.body_case = GPUQ__MSG__BODY_BUF_ALLOC;
+	m.buf_alloc = &a;
+	ck_assert_int_eq(frame_pack(&m, FRAME_MAX_DEFAULT, &buf, &len), 0);
+	both = calloc(1, len + 4 + 100);
+	ck_assert_ptr_nonnull(both);
+	memcpy(both, buf, len);
+	both[len + 1] = 0x40; /* 4 MiB announced, 100 bytes sent */
+	ck_assert_int_eq(harness_raw_send(rs.sock, both, len + 4 + 100), 0);
+	free(both);
+	free(buf);
+	check_bystander();
+	t0 = now_ms();
+	/* frame_timeout is 10 s */
+	while (!harness_raw_closed(rs.sock, 1000) && now_ms() - t0 < 30000)
+		;
+	ck_assert_msg(now_ms() - t0 < 30000, "a half-sent frame behind a job was held for 30 s");
+	fprintf(stderr, "half-sent frame behind a job dropped after %ld ms\n", now_ms() - t0);
+	harness_raw_session_close(&rs);
+}
+END_TEST
+
 START_TEST(frame_unknown_fields_flood)
 {
 	uint32_t len = FRAME_MAX_DEFAULT - 16, i;
@@ -871,6 +911,48 @@ static void corrupt_indices(int which)
 	harness_raw_session_close(&rs);
 }
 
+/*
+ * The ring breaks while a request of the same session runs on the worker:
+ * the control thread queued the Error into the list the worker was
+ * writing (a data race), and the connection was then destroyed unflushed.
+ * The client must get its Error, then EOF, each time.
+ */
+START_TEST(corrupt_ring_during_job)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT, *rep;
+	Gpuq__BufRead rd = GPUQ__BUF_READ__INIT;
+	int i, b, k, errors = 0;
+
+	for (i = 0; i < 10; i++) {
+		struct raw_session rs;
+
+		open_raw(&rs);
+		b = harness_raw_buf_alloc(&rs, 0, 2u << 20);
+		ck_assert_int_ge(b, 0);
+		rd.buf_id = (uint32_t)b;
+		rd.length = 2u << 20;
+		m.body_case = GPUQ__MSG__BODY_BUF_READ;
+		m.buf_read = &rd;
+		for (k = 0; k < 4; k++) {
+			m.seq = rs.seq++;
+			ck_assert_int_eq(harness_raw_send_msg(rs.sock, &m), 0);
+		}
+		usleep(1000 * (i % 3));
+		atomic_store(&rs.hdr->ctl[0].sq_tail.v, rs.sq_tail[0] + 0x10000000u);
+		(void)harness_raw_doorbell(&rs, 0);
+		while ((rep = harness_raw_recv(rs.sock, 3000))) {
+			if (rep->body_case == GPUQ__MSG__BODY_ERROR && rep->error->code == -EPROTO)
+				errors++;
+			frame_free(rep);
+		}
+		ck_assert_msg(harness_raw_closed(rs.sock, 3000), "round %d: not closed", i);
+		ck_assert_uint_eq(atomic_load(&rs.hdr->srv_state.v), SHM_STATE_BROKEN);
+		harness_raw_session_close(&rs);
+	}
+	ck_assert_msg(errors == 10, "%d of 10 broken sessions got their Error", errors);
+}
+END_TEST
+
 START_TEST(corrupt_ring_indices)
 {
 	int i;
@@ -1036,6 +1118,153 @@ START_TEST(fd_close_early_and_flood)
 	close(p[0]);
 	close(p[1]);
 	check_bystander();
+	harness_raw_session_close(&rs);
+}
+END_TEST
+
+/*
+ * A TCP socket whose close blocks: its peer never reads, so the data it
+ * holds cannot leave, and SO_LINGER makes the last close wait secs for it.
+ * *peer is the accepted end (kept open, unread, by the caller).
+ */
+static int lingering_socket(int secs, int *peer)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct linger lg = { .l_onoff = 1, .l_linger = secs };
+	socklen_t len = sizeof(sa);
+	int l, c, small = 4096, i;
+	char junk[4096] = { 0 };
+
+	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+	ck_assert_int_eq(listen(l, 1), 0);
+	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(c, 0);
+	ck_assert_int_eq(setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	ck_assert_int_eq(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	*peer = accept(l, NULL, NULL);
+	ck_assert_int_ge(*peer, 0);
+	close(l);
+	fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK);
+	/* Fill the peer's window and our send queue: data that cannot be delivered. */
+	for (i = 0; i < 50; i++) {
+		while (send(c, junk, sizeof(junk), MSG_NOSIGNAL) > 0)
+			;
+		usleep(2000);
+	}
+	ck_assert_int_eq(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	return c;
+}
+
+/*
+ * Closes our reference to a lingering socket that was sent (r == 0, and
+ * then gpuqd's must be the last one) or refused (gpuqd takes no
+ * descriptors: the best answer; ours is the last, and lingers no more).
+ */
+static void drop_lingering(int s, int r)
+{
+	struct linger off = { 0, 0 };
+	long t;
+
+	if (r) {
+		ck_assert_int_eq(r, -EPERM);
+		ck_assert_int_eq(setsockopt(s, SOL_SOCKET, SO_LINGER, &off, sizeof(off)), 0);
+	}
+	t = now_ms();
+	close(s);
+	ck_assert_msg(now_ms() - t < 1000, "gpuqd closed the socket before we did; run again");
+}
+
+/* How long a status RPC on a new connection takes, in ms (fails if it is not answered). */
+static long status_ms(void)
+{
+	long t = now_ms();
+
+	ck_assert_int_eq(harness_raw_status(&d, 10000, NULL), 0);
+	return now_ms() - t;
+}
+
+/*
+ * A descriptor sent to gpuqd unasked is closed by gpuqd, and for a
+ * lingering socket the last close waits: the control thread stood still
+ * for the linger time, every client with it.
+ */
+START_TEST(fd_lingering_socket_control)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__Hello h = GPUQ__HELLO__INIT;
+	Gpuq__StatusReq sr = GPUQ__STATUS_REQ__INIT;
+	int fd, s, peer, r;
+	uint8_t *buf;
+	size_t len;
+	long t;
+
+	s = lingering_socket(5, &peer);
+	fd = harness_raw_connect(&d);
+	ck_assert_int_ge(fd, 0);
+	/* A Hello with a large arena keeps the connection on the worker, unread, for a while... */
+	h.proto_version = GPUQ_PROTO_VERSION;
+	h.arena_size = 1ull << 30;
+	m.seq = 1;
+	m.body_case = GPUQ__MSG__BODY_HELLO;
+	m.hello = &h;
+	ck_assert_int_eq(harness_raw_send_msg(fd, &m), 0);
+	usleep(20000);
+	/* ...so that once our reference is gone, gpuqd's is the last one. */
+	m.seq = 2;
+	m.body_case = GPUQ__MSG__BODY_STATUS_REQ;
+	m.status_req = &sr;
+	ck_assert_int_eq(frame_pack(&m, FRAME_MAX_DEFAULT, &buf, &len), 0);
+	r = harness_raw_send_fds(fd, buf, len, &s, 1);
+	free(buf);
+	drop_lingering(s, r);
+	usleep(100000);
+	t = status_ms();
+	ck_assert_msg(t < 1000, "a status RPC took %ld ms after a lingering socket was sent (%d)",
+		      t, r);
+	close(peer);
+	close(fd);
+}
+END_TEST
+
+/* The same on the session socket: the doorbell thread must not stand still either. */
+START_TEST(fd_lingering_socket_doorbell)
+{
+	struct raw_session rs;
+	long worst = 0, t;
+	char one = 1;
+	int s, peer, r, i;
+
+	open_raw(&rs);
+	s = lingering_socket(5, &peer);
+	/* Doorbell bytes ahead of it: gpuqd drains them a few at a time, and our close comes first. */
+	for (i = 0; i < 32; i++) {
+		char fill[4096] = { 0 };
+
+		if (send(rs.wake_fd, fill, sizeof(fill), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			break;
+	}
+	r = harness_raw_send_fds(rs.wake_fd, &one, 1, &s, 1);
+	drop_lingering(s, r);
+	usleep(100000);
+	for (i = 0; i < 10; i++) {
+		struct gpuq_completion c;
+
+		usleep(3000); /* let the engine go to sleep: only the doorbell wakes it */
+		t = now_ms();
+		ck_assert_int_eq(gpuq_isend(by, by_scratch, 0, by_data, 512, i, NULL), 0);
+		ck_assert_int_eq(gpuq_poll(by, &c, 1, 5000), 1);
+		t = now_ms() - t;
+		if (t > worst)
+			worst = t;
+	}
+	ck_assert_msg(worst < 300, "a bystander send took %ld ms after a lingering socket (%d)",
+		      worst, r);
+	close(peer);
 	harness_raw_session_close(&rs);
 }
 END_TEST
@@ -1369,6 +1598,54 @@ static void start_open_socket(void)
 }
 
 /* Hole 14: ChanOpen with neither send nor recv skipped the permission check. */
+/*
+ * Connections that have not said hello are bounded by max_handshakes, for
+ * everyone together: one uid that keeps that many open (each lives for
+ * handshake_timeout, and it can open the next at once) makes gpuqd refuse
+ * every other uid's clients. No per-uid share bounds it.
+ */
+START_TEST(seq_handshake_slots_one_uid)
+{
+	struct passwd *pw = getpwnam("nobody");
+	int p[2], r;
+	pid_t pid;
+	char c;
+
+	if (!pw || getuid() != 0) {
+		fprintf(stderr,
+			"seq_handshake_slots_one_uid: needs root and user nobody; skipped\n");
+		return;
+	}
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int i;
+
+		close(p[0]);
+		if (setgid(pw->pw_gid) || setuid(pw->pw_uid))
+			_exit(90);
+		for (i = 0; i < 64; i++)
+			if (harness_raw_connect(&d) < 0)
+				_exit(91);
+		if (write(p[1], "x", 1) != 1)
+			_exit(92);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], &c, 1), 1);
+	close(p[0]);
+	usleep(50000);
+	/* Another uid (root here) comes while nobody's 64 connections wait. */
+	r = harness_raw_status(&d, 1000, NULL);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ck_assert_msg(r == 0, "uid 0 was refused while uid %u held the handshake slots: %s",
+		      (unsigned)pw->pw_uid, strerror(-r));
+}
+END_TEST
+
 START_TEST(seq_chan_open_no_mode)
 {
 	struct raw_session rs;
@@ -1431,6 +1708,270 @@ START_TEST(seq_chan_name_with_nul)
 }
 END_TEST
 
+/* Queues one channel request on rs without reading its answer. */
+static void chan_req(struct raw_session *rs, Gpuq__Msg *m)
+{
+	m->seq = rs->seq++;
+	ck_assert_int_eq(harness_raw_send_msg(rs->sock, m), 0);
+}
+
+/*
+ * Closing an opening that owns a channel's send end repairs the ring, which
+ * rewrites every slot of a ring's lap: 512 MiB for the largest small-slot
+ * channel. Done on the control thread, each ChanOpen/ChanOwn/ChanClose
+ * round stopped gpuqd for every client for as long as that takes.
+ */
+START_TEST(seq_chan_repair_on_control_thread)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT, *rep;
+	Gpuq__ChanCreate cc = GPUQ__CHAN_CREATE__INIT;
+	Gpuq__ChanOpen co = GPUQ__CHAN_OPEN__INIT;
+	Gpuq__ChanOwn ow = GPUQ__CHAN_OWN__INIT;
+	Gpuq__ChanClose cl = GPUQ__CHAN_CLOSE__INIT;
+	struct raw_session rs;
+	int fds[FRAME_MAX_FDS], i, rounds = 16;
+	unsigned nfds = 0, k;
+	long t;
+
+	open_raw(&rs);
+	set_name(&cc.name, "repair-flood");
+	cc.slot_size = 256;
+	cc.nslots = 1u << 20;
+	cc.direction = 2; /* CPU to GPU */
+	m.body_case = GPUQ__MSG__BODY_CHAN_CREATE;
+	m.chan_create = &cc;
+	rep = harness_raw_call(&rs, &m, 10000, fds, &nfds, FRAME_MAX_FDS);
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->body_case, GPUQ__MSG__BODY_CHAN_REPLY);
+	ck_assert_uint_eq(rep->chan_reply->chan_id, 1);
+	frame_free(rep);
+	for (k = 0; k < nfds; k++)
+		close(fds[k]);
+	/* Opening 1 keeps the channel; opening 2 comes and goes, owning the send end. */
+	for (i = 0; i < rounds; i++) {
+		set_name(&co.name, "repair-flood");
+		co.send = 1;
+		m.body_case = GPUQ__MSG__BODY_CHAN_OPEN;
+		m.chan_open = &co;
+		chan_req(&rs, &m);
+		ow.chan_id = 2;
+		ow.end = 1;
+		ow.own = 1;
+		m.body_case = GPUQ__MSG__BODY_CHAN_OWN;
+		m.chan_own = &ow;
+		chan_req(&rs, &m);
+		cl.chan_id = 2;
+		m.body_case = GPUQ__MSG__BODY_CHAN_CLOSE;
+		m.chan_close = &cl;
+		chan_req(&rs, &m);
+	}
+	usleep(50000);
+	t = status_ms();
+	fprintf(stderr, "repair flood: a status RPC took %ld ms\n", t);
+	/* Every answer comes, and in order. */
+	for (i = 0; i < 3 * rounds; i++) {
+		nfds = 0;
+		rep = harness_raw_recv_fds(rs.sock, 30000, fds, &nfds, FRAME_MAX_FDS);
+		ck_assert_ptr_nonnull(rep);
+		ck_assert_msg(rep->body_case != GPUQ__MSG__BODY_ERROR, "request %d: %s", i,
+			      rep->error->message);
+		frame_free(rep);
+		for (k = 0; k < nfds; k++)
+			close(fds[k]);
+	}
+	ck_assert_msg(t < 1000, "a status RPC took %ld ms beside channel repairs", t);
+	harness_raw_session_close(&rs);
+}
+END_TEST
+
+/*
+ * Replies that carry descriptors hold duplicates until they are sent, and
+ * a client that never reads keeps them queued: output was bounded in
+ * bytes only, and a ChanReply is some 30 bytes beside 4 descriptors. One
+ * client pipelining ChanOpen/ChanClose could so take every descriptor
+ * gpuqd may have (and keep the memory of channels long closed).
+ */
+START_TEST(seq_unread_reply_fds)
+{
+	struct rlimit old, lim = { 1024, 1024 };
+	static const char *const args[] = { "--arena-default", "1M", NULL };
+	Gpuq__Msg m = GPUQ__MSG__INIT;
+	Gpuq__ChanOpen co = GPUQ__CHAN_OPEN__INIT;
+	Gpuq__ChanClose cl = GPUQ__CHAN_CLOSE__INIT;
+	struct raw_session rs;
+	int fds[FRAME_MAX_FDS], i, before, most = 0;
+	unsigned nfds = 0, k;
+
+	gpuq_close(by);
+	by = NULL;
+	ck_assert_int_eq(harness_stop(&d), 0);
+	getrlimit(RLIMIT_NOFILE, &old);
+	if (old.rlim_max < lim.rlim_max)
+		lim.rlim_max = old.rlim_max;
+	lim.rlim_cur = lim.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &lim); /* inherited by gpuqd */
+	ck_assert_int_eq(harness_start(&d, NULL, args), 0);
+	setrlimit(RLIMIT_NOFILE, &old);
+	bystander_start();
+	open_raw(&rs);
+	ck_assert_int_eq(raw_chan_create(&rs, "unread-fds", 0600, fds, &nfds), 1);
+	for (k = 0; k < nfds; k++)
+		close(fds[k]);
+	before = harness_fd_count(&d);
+	for (i = 0; i < 1000; i++) {
+		set_name(&co.name, "unread-fds");
+		co.recv = 1;
+		m.body_case = GPUQ__MSG__BODY_CHAN_OPEN;
+		m.chan_open = &co;
+		m.seq = rs.seq++;
+		if (harness_raw_send_msg(rs.sock, &m))
+			break; /* gpuqd hung up on us: fine */
+		cl.chan_id = 2;
+		m.body_case = GPUQ__MSG__BODY_CHAN_CLOSE;
+		m.chan_close = &cl;
+		m.seq = rs.seq++;
+		if (harness_raw_send_msg(rs.sock, &m))
+			break;
+		if (i % 50 == 49) {
+			int n = harness_fd_count(&d);
+
+			if (n > most)
+				most = n;
+		}
+	}
+	usleep(200000);
+	i = harness_fd_count(&d);
+	if (i > most)
+		most = i;
+	fprintf(stderr, "unread replies: gpuqd held %d descriptors, %d before\n", most, before);
+	/* Others are served meanwhile: new sessions, and the bystander's. */
+	ck_assert_int_eq(harness_raw_status(&d, 2000, NULL), 0);
+	check_bystander();
+	ck_assert_msg(most - before < 300, "gpuqd held %d more descriptors for unread replies",
+		      most - before);
+	harness_raw_session_close(&rs);
+}
+END_TEST
+
+/* Bytes of memory a memfd still holds (tmpfs counts its pages in st_blocks). */
+static long long memfd_bytes(int fd)
+{
+	struct stat st;
+
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	return (long long)st.st_blocks * 512;
+}
+
+/*
+ * gpuqd populates a session's arena itself, and the client keeps a
+ * descriptor of the memfd: once the session ended (its uid_max_arena
+ * given back), the pages stayed alive for as long as the client liked.
+ * Hello, keep the memfd, hang up, again: host memory without a bound.
+ */
+START_TEST(seq_memfd_outlives_session)
+{
+	struct raw_session rs;
+	long long held;
+	int keep, r;
+	char b;
+
+	r = harness_raw_session_open(&d, &rs, GPUQ_PROTO_VERSION, 16u << 20, 64);
+	ck_assert_msg(r == 0, "raw session: %s", strerror(-r));
+	keep = dup(rs.memfd);
+	ck_assert_int_ge(keep, 0);
+	ck_assert_int_ge(memfd_bytes(keep), 16ll << 20);
+	close(rs.sock);
+	rs.sock = -1;
+	/* The session socket closes once the session is freed. */
+	fcntl(rs.wake_fd, F_SETFL, fcntl(rs.wake_fd, F_GETFL) & ~O_NONBLOCK);
+	while ((r = (int)recv(rs.wake_fd, &b, 1, 0)) > 0)
+		;
+	harness_raw_session_close(&rs);
+	held = memfd_bytes(keep);
+	close(keep);
+	ck_assert_msg(held < (64 << 10), "an ended session's memfd still holds %lld bytes", held);
+}
+END_TEST
+
+/* The same for a channel's memory that gpuqd wrote (a repair) before its last close. */
+START_TEST(seq_memfd_outlives_channel)
+{
+	Gpuq__Msg m = GPUQ__MSG__INIT, *rep;
+	Gpuq__ChanCreate cc = GPUQ__CHAN_CREATE__INIT;
+	Gpuq__ChanOwn ow = GPUQ__CHAN_OWN__INIT;
+	Gpuq__ChanClose cl = GPUQ__CHAN_CLOSE__INIT;
+	struct raw_session rs;
+	int fds[FRAME_MAX_FDS];
+	unsigned nfds = 0, k;
+	long long held;
+
+	open_raw(&rs);
+	set_name(&cc.name, "outlives");
+	cc.slot_size = 256;
+	cc.nslots = 8192; /* 4 MiB of slots */
+	cc.direction = 2;
+	m.body_case = GPUQ__MSG__BODY_CHAN_CREATE;
+	m.chan_create = &cc;
+	rep = harness_raw_call(&rs, &m, 5000, fds, &nfds, FRAME_MAX_FDS);
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->body_case, GPUQ__MSG__BODY_CHAN_REPLY);
+	frame_free(rep);
+	ck_assert_uint_eq(nfds, 4);
+	ow.chan_id = 1;
+	ow.end = 1;
+	ow.own = 1;
+	m.body_case = GPUQ__MSG__BODY_CHAN_OWN;
+	m.chan_own = &ow;
+	rep = harness_raw_call(&rs, &m, 5000, NULL, NULL, 0);
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->body_case, GPUQ__MSG__BODY_OK);
+	frame_free(rep);
+	cl.chan_id = 1;
+	m.body_case = GPUQ__MSG__BODY_CHAN_CLOSE;
+	m.chan_close = &cl;
+	rep = harness_raw_call(&rs, &m, 10000, NULL, NULL, 0);
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->body_case, GPUQ__MSG__BODY_OK);
+	frame_free(rep);
+	/* gpuqd's repair wrote every slot, then the channel went with its last opening. */
+	held = memfd_bytes(fds[2]);
+	for (k = 0; k < nfds; k++)
+		close(fds[k]);
+	ck_assert_msg(held < (64 << 10), "a closed channel's memfd still holds %lld bytes", held);
+	harness_raw_session_close(&rs);
+}
+END_TEST
+
+/*
+ * uid_max_arena counted the arena alone, yet the rings are pinned and
+ * registered with it: 6 MiB per device at the deepest queue, and the
+ * arena starts 2 MiB aligned. Sessions of a 4 KiB arena and 65536
+ * entries pinned 2000 times what the uid was charged.
+ */
+START_TEST(seq_rings_uncharged)
+{
+	static const char conf[] = "uid_max_arena = 16M\n";
+	static const char *const args[] = { "--arena-default", "1M", NULL };
+	static struct raw_session rs[64];
+	int n, i;
+
+	gpuq_close(by);
+	by = NULL;
+	ck_assert_int_eq(harness_stop(&d), 0);
+	ck_assert_int_eq(harness_start(&d, conf, args), 0);
+	bystander_start();
+	for (n = 0; n < 64; n++)
+		if (harness_raw_session_open(&d, &rs[n], GPUQ_PROTO_VERSION, 4096, 65536))
+			break;
+	fprintf(stderr, "rings: %d sessions of 64K entries within uid_max_arena 16M\n", n);
+	for (i = 0; i < n; i++)
+		harness_raw_session_close(&rs[i]);
+	/* The bystander holds 3 MiB; each of these pins over 8 MiB. */
+	ck_assert_msg(n <= 1, "%d sessions of 8 MiB each within a 16 MiB uid_max_arena", n);
+	usleep(200000);
+}
+END_TEST
+
 /* Hole 15: freeing many tiny buffers was quadratic (129 s for 200,000). */
 START_TEST(seq_many_tiny_buffers)
 {
@@ -1483,6 +2024,7 @@ static Suite *attack_suite(void)
 	ADD(tc, frame_every_type_out_of_range);
 	ADD(tc, frame_pipelined_never_read);
 	ADD(tc, frame_half_sent_held);
+	ADD(tc, frame_half_sent_behind_job);
 	ADD(tc, frame_unknown_fields_flood);
 	suite_add_tcase(s, tc);
 
@@ -1499,6 +2041,7 @@ static Suite *attack_suite(void)
 	ADD(tc, forged_ringset_size);
 	ADD(tc, corrupt_ring_indices);
 	ADD(tc, corrupt_ring_is_reported);
+	ADD(tc, corrupt_ring_during_job);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fds");
@@ -1507,6 +2050,8 @@ static Suite *attack_suite(void)
 	ADD(tc, fd_cq_wake_blocking);
 	ADD(tc, fd_doorbell_thief);
 	ADD(tc, fd_close_early_and_flood);
+	ADD(tc, fd_lingering_socket_control);
+	ADD(tc, fd_lingering_socket_doorbell);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("sequences");
@@ -1518,6 +2063,11 @@ static Suite *attack_suite(void)
 	ADD(tc, seq_channel_fd_exhaustion);
 	ADD(tc, seq_chan_name_with_nul);
 	ADD(tc, seq_many_tiny_buffers);
+	ADD(tc, seq_chan_repair_on_control_thread);
+	ADD(tc, seq_unread_reply_fds);
+	ADD(tc, seq_memfd_outlives_session);
+	ADD(tc, seq_memfd_outlives_channel);
+	ADD(tc, seq_rings_uncharged);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("permissions");
@@ -1525,6 +2075,7 @@ static Suite *attack_suite(void)
 	tcase_set_timeout(tc, 60);
 	ADD(tc, seq_chan_open_no_mode);
 	ADD(tc, seq_chan_own_no_permission);
+	ADD(tc, seq_handshake_slots_one_uid);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -364,7 +364,12 @@ START_TEST(unsolicited_fds_are_closed)
 	for (i = 0; i < 3; i++)
 		fds[i] = open("/dev/null", O_RDONLY);
 	for (i = 0; i < 20; i++) {
-		ck_assert_int_eq(frame_send(fd, buf, len, fds, 3), (ssize_t)len);
+		ssize_t n = frame_send(fd, buf, len, fds, 3);
+
+		/* Refused outright (SO_PASSRIGHTS) is the better answer; the frame alone still goes. */
+		if (n == -EPERM)
+			n = frame_send(fd, buf, len, NULL, 0);
+		ck_assert_int_eq(n, (ssize_t)len);
 		rep = harness_raw_recv(fd, 5000);
 		ck_assert_ptr_nonnull(rep);
 		frame_free(rep);

@@ -232,7 +232,7 @@ static void assert_error(Gpuq__Msg *m, int code, const char *what)
 START_TEST(test_uid_limits)
 {
 	static const char conf[] = "uid_max_sessions = 3\n"
-				   "uid_max_arena = 5M\n"
+				   "uid_max_arena = 11M\n"
 				   "uid_max_mem = 1M\n"
 				   "uid_max_channels = 2\n"
 				   "uid_max_channel_bytes = 64K\n"
@@ -254,7 +254,10 @@ START_TEST(test_uid_limits)
 	gpuq_close(q[2]);
 	/* A session counts until gpuqd has freed it (on its worker thread). */
 	usleep(200000);
-	/* Arena: 2 MiB in use, 4 more asked, 5 the limit. */
+	/*
+	 * Session memory: each session pins its arena and 2 MiB of rings (and
+	 * alignment) besides: 6 MiB in use, 6 more asked, 11 the limit.
+	 */
 	fd = harness_raw_connect(&d);
 	ck_assert_int_ge(fd, 0);
 	assert_error(hello_arena(fd, 4u << 20), -EDQUOT, "uid_max_arena");
