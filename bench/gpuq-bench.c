@@ -884,13 +884,12 @@ static void internal_busy(int fd)
 	 */
 	if (O.internal_socket) {
 		struct gpuq_options go = { .client_name = "gpuq-bench-busy", .arena_size = MiB };
-		char err[256] = "";
 		gpuq_t *q = NULL;
-		int r = gpuq_connect_opts(O.internal_socket, &go, &q, err, sizeof(err));
+		int r = gpuq_connect_opts(O.internal_socket, &go, &q);
 
 		if (r) {
 			fprintf(stderr, "gpuq-bench: busy load: connecting to %s: %s (%s)\n",
-				O.internal_socket, err, strerror(-r));
+				O.internal_socket, gpuq_errmsg(NULL), strerror(-r));
 			exit(1);
 		}
 		/* Kept open until exit: the session is what an MPS client holds. */
@@ -1273,7 +1272,6 @@ static void gpuqd_probe(gpuq_t *q)
 static void gpuqd_wait_ready(uint64_t timeout_ns)
 {
 	uint64_t deadline = now_ns() + timeout_ns;
-	char err[256];
 	gpuq_t *q;
 	int r, st;
 
@@ -1285,12 +1283,12 @@ static void gpuqd_wait_ready(uint64_t timeout_ns)
 			    WIFSIGNALED(st) ? "signal" : "status",
 			    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 		}
-		err[0] = '\0';
-		r = gpuq_connect_ex(sock_path, "gpuq-bench", &q, err, sizeof(err));
+		r = gpuq_connect_opts(sock_path, &(struct gpuq_options){ .client_name = "gpuq-bench" }, &q);
 		if (r == 0)
 			break;
 		if ((r != -ENOENT && r != -ECONNREFUSED) || daemon_pid <= 0)
-			die("connecting to gpuqd at %s: %s", sock_path, err[0] ? err : strerror(-r));
+			die("connecting to gpuqd at %s: %s", sock_path,
+			    *gpuq_errmsg(NULL) ? gpuq_errmsg(NULL) : strerror(-r));
 		if (now_ns() > deadline)
 			die("gpuqd did not accept a connection on %s within %.0f s", sock_path,
 			    (double)timeout_ns / NS);
@@ -1643,7 +1641,7 @@ static void worker_main(int idx, uint32_t seq0)
 	struct wctx w = { .idx = idx, .me = &sh->res[idx], .seq = seq0 };
 	struct gpuq_options go = { 0 };
 	uint64_t need = (uint64_t)G.window * G.size, seed = 0x9e3779b97f4a7c15ull * (uint64_t)(idx + 1);
-	char name[64], err[256] = "", sz[32];
+	char name[64], sz[32];
 	size_t asz = 0;
 	ssize_t n;
 	int64_t bad;
@@ -1660,10 +1658,10 @@ static void worker_main(int idx, uint32_t seq0)
 			qd *= 2;
 		go.queue_depth = qd;
 	}
-	r = gpuq_connect_opts(sock_path, &go, &w.q, err, sizeof(err));
+	r = gpuq_connect_opts(sock_path, &go, &w.q);
 	if (r)
-		wfail(w.me, w.seq, r, "client %d: connecting to %s: %s (%s)", idx, sock_path, err,
-		      strerror(-r));
+		wfail(w.me, w.seq, r, "client %d: connecting to %s: %s (%s)", idx, sock_path,
+		      gpuq_errmsg(NULL), strerror(-r));
 	if (!O.smoke && strcmp(gpuq_backend(w.q), "cuda"))
 		wfail(w.me, w.seq, -EPROTO, "client %d: gpuqd runs the %s backend, not cuda", idx,
 		      gpuq_backend(w.q));

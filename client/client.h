@@ -44,7 +44,7 @@ struct gpuq {
 	uint64_t session_id;
 	uint32_t max_frame;
 	char backend[16];
-	char errmsg[512];
+	uint64_t err_key; /* names q's error messages in each thread (gpuq.c) */
 	int rx_fds[FRAME_MAX_FDS]; /* fds that came with the last frame read */
 	unsigned rx_nfds;
 

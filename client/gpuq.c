@@ -7,19 +7,66 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stdatomic.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "client.h"
+
+/*
+ * Error messages are the calling thread's: a handle shared by threads
+ * keeps one message per thread, so one thread's error never overwrites
+ * the message another is about to read. Each thread keeps the messages
+ * of the last ERR_SLOTS handles it got one on (the oldest slot is
+ * reused), keyed by a serial that no later handle reuses, and the
+ * message of its last failed connect (no handle).
+ */
+#define ERR_SLOTS 4
+#define ERR_LEN 512
+
+struct err_slot {
+	uint64_t key; /* the handle's err_key; 0: unused */
+	char msg[ERR_LEN];
+};
+
+static __thread struct err_slot err_slots[ERR_SLOTS];
+static __thread unsigned err_next;
+static __thread char connect_err[ERR_LEN];
+static _Atomic uint64_t err_keys = 1;
+
+/* The calling thread's message slot for q, or NULL when it has none and !create. */
+static char *err_slot(const struct gpuq *q, int create)
+{
+	struct err_slot *s;
+
+	for (unsigned i = 0; i < ERR_SLOTS; i++)
+		if (err_slots[i].key == q->err_key)
+			return err_slots[i].msg;
+	if (!create)
+		return NULL;
+	s = &err_slots[err_next++ % ERR_SLOTS];
+	s->key = q->err_key;
+	s->msg[0] = '\0';
+	return s->msg;
+}
 
 int client_fail(struct gpuq *q, int err, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(q->errmsg, sizeof(q->errmsg), fmt, ap);
+	vsnprintf(err_slot(q, 1), ERR_LEN, fmt, ap);
 	va_end(ap);
 	return err;
+}
+
+/* Forgets the calling thread's message on q (a new call begins). */
+static void clear_err(struct gpuq *q)
+{
+	char *m = err_slot(q, 0);
+
+	if (m)
+		m[0] = '\0';
 }
 
 static int send_all(int fd, const uint8_t *buf, size_t len)
@@ -92,7 +139,7 @@ int client_rpc(struct gpuq *q, Gpuq__Msg *req, Gpuq__Msg **rep)
 	Gpuq__Msg *m;
 	int r;
 
-	q->errmsg[0] = '\0';
+	clear_err(q);
 	if (q->fd < 0)
 		return client_fail(q, -ENOTCONN, "not connected");
 	req->seq = ++q->seq;
@@ -149,22 +196,20 @@ int client_call(struct gpuq *q, Gpuq__Msg *req, int want_body, Gpuq__Msg **rep)
 	return r;
 }
 
-static int open_socket(const char *path, char *errbuf, size_t errlen)
+static int open_socket(struct gpuq *q, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(errbuf, errlen, "socket path too long: %s", path);
-		return -ENAMETOOLONG;
+		return client_fail(q, -ENAMETOOLONG, "socket path too long: %s", path);
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return client_fail(q, -errno, "socket: %s", strerror(errno));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = -errno;
-		snprintf(errbuf, errlen, "cannot connect to gpuqd at %s: %s", path, strerror(errno));
+		r = client_fail(q, -errno, "cannot connect to gpuqd at %s: %s", path, strerror(errno));
 		close(fd);
 		return r;
 	}
@@ -174,9 +219,10 @@ static int open_socket(const char *path, char *errbuf, size_t errlen)
 /*
  * Connects q to gpuqd at q->path and says Hello with q's options: on
  * success q has a fresh session (control socket and data path). On failure
- * q is left without one, errbuf says why. Caller holds q->lock (or owns q).
+ * q is left without one, and the calling thread's message on q says why.
+ * Caller holds q->lock (or owns q).
  */
-static int session_open(struct gpuq *q, char *errbuf, size_t errlen)
+static int session_open(struct gpuq *q)
 {
 	Gpuq__Msg req = GPUQ__MSG__INIT, *rep = NULL;
 	Gpuq__Hello hello = GPUQ__HELLO__INIT;
@@ -184,7 +230,8 @@ static int session_open(struct gpuq *q, char *errbuf, size_t errlen)
 
 	q->seq = 0;
 	q->max_frame = FRAME_MAX_LIMIT; /* until the Welcome names the cap */
-	q->fd = open_socket(q->path, errbuf, errlen);
+	clear_err(q);
+	q->fd = open_socket(q, q->path);
 	if (q->fd < 0) {
 		r = q->fd;
 		q->fd = -1;
@@ -197,15 +244,12 @@ static int session_open(struct gpuq *q, char *errbuf, size_t errlen)
 	req.body_case = GPUQ__MSG__BODY_HELLO;
 	req.hello = &hello;
 	r = client_call(q, &req, GPUQ__MSG__BODY_WELCOME, &rep);
-	if (r) {
-		snprintf(errbuf, errlen, "%s", q->errmsg);
+	if (r)
 		goto fail;
-	}
 	q->session_id = rep->welcome->session_id;
 	q->max_frame = rep->welcome->max_frame;
 	if (q->max_frame < 4096 || q->max_frame > FRAME_MAX_LIMIT) {
-		snprintf(errbuf, errlen, "gpuqd announced an invalid frame cap %u", q->max_frame);
-		r = -EPROTO;
+		r = client_fail(q, -EPROTO, "gpuqd announced an invalid frame cap %u", q->max_frame);
 		goto fail;
 	}
 	snprintf(q->backend, sizeof(q->backend), "%s", rep->welcome->backend);
@@ -228,10 +272,8 @@ static int session_open(struct gpuq *q, char *errbuf, size_t errlen)
 		setenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", pct, 0);
 	}
 	r = client_data_open(q, rep->welcome->shm_size, rep->welcome->ndevices);
-	if (r) {
-		snprintf(errbuf, errlen, "%s", q->errmsg);
+	if (r)
 		goto fail;
-	}
 	frame_free(rep);
 	return 0;
 fail:
@@ -245,19 +287,14 @@ fail:
 	return r;
 }
 
-GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out,
-			       char *errbuf, size_t errlen)
+GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out)
 {
 	const char *client_name = opts ? opts->client_name : NULL;
-	char dummy[1];
 	struct gpuq *q;
+	char *m;
 	int r;
 
-	if (!errbuf || !errlen) {
-		errbuf = dummy;
-		errlen = sizeof(dummy);
-	}
-	errbuf[0] = '\0';
+	connect_err[0] = '\0';
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
@@ -266,29 +303,42 @@ GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts
 	if (!path || !*path)
 		path = GPUQ_DEFAULT_SOCKET;
 	q = calloc(1, sizeof(*q));
-	if (!q)
+	if (!q) {
+		snprintf(connect_err, sizeof(connect_err), "out of memory");
 		return -ENOMEM;
+	}
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_mutex_init(&q->dlock, NULL);
+	q->err_key = atomic_fetch_add_explicit(&err_keys, 1, memory_order_relaxed);
 	q->fd = q->sock = q->epfd = q->efd = -1;
 	q->path = strdup(path);
 	q->client_name = client_name ? strdup(client_name) : NULL;
 	if (!q->path || (client_name && !q->client_name)) {
-		r = -ENOMEM;
+		r = client_fail(q, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	q->opt_arena_size = opts ? opts->arena_size : 0;
 	if (!q->opt_arena_size && getenv("GPUQ_ARENA_SIZE"))
 		q->opt_arena_size = strtoull(getenv("GPUQ_ARENA_SIZE"), NULL, 0);
 	q->opt_queue_depth = opts ? opts->queue_depth : 0;
-	r = session_open(q, errbuf, errlen);
+	r = session_open(q);
 	if (r)
 		goto fail;
 	*out = q;
 	return 0;
 fail:
+	/* q goes: its message becomes the thread's connect message. */
+	m = err_slot(q, 0);
+	snprintf(connect_err, sizeof(connect_err), "%s", m ? m : "");
+	if (m)
+		m[0] = '\0';
 	gpuq_close(q);
 	return r;
+}
+
+GPUQ_API int gpuq_connect(const char *path, gpuq_t **out)
+{
+	return gpuq_connect_opts(path, NULL, out);
 }
 
 GPUQ_API int gpuq_reconnect(gpuq_t *q)
@@ -305,22 +355,9 @@ GPUQ_API int gpuq_reconnect(gpuq_t *q)
 	if (q->fd >= 0)
 		close(q->fd);
 	q->fd = -1;
-	r = session_open(q, q->errmsg, sizeof(q->errmsg));
+	r = session_open(q);
 	pthread_mutex_unlock(&q->lock);
 	return r;
-}
-
-GPUQ_API int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t **out,
-			     char *errbuf, size_t errlen)
-{
-	struct gpuq_options o = { .client_name = client_name };
-
-	return gpuq_connect_opts(path, &o, out, errbuf, errlen);
-}
-
-GPUQ_API int gpuq_connect(const char *path, gpuq_t **out)
-{
-	return gpuq_connect_ex(path, NULL, out, NULL, 0);
 }
 
 GPUQ_API void gpuq_close(gpuq_t *q)
@@ -341,7 +378,12 @@ GPUQ_API void gpuq_close(gpuq_t *q)
 
 GPUQ_API const char *gpuq_errmsg(gpuq_t *q)
 {
-	return q ? q->errmsg : "";
+	const char *m;
+
+	if (!q)
+		return connect_err;
+	m = err_slot(q, 0);
+	return m ? m : "";
 }
 
 GPUQ_API uint64_t gpuq_session_id(gpuq_t *q)

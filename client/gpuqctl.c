@@ -325,7 +325,6 @@ int main(int argc, char **argv)
 		{ "version", cmd_version },
 	};
 	const char *sock = NULL;
-	char err[512];
 	gpuq_t *q;
 	size_t i;
 	int o, r;
@@ -359,9 +358,9 @@ int main(int argc, char **argv)
 	}
 	/* An operator's query moves no data: ask for the smallest arena. */
 	r = gpuq_connect_opts(sock, &(struct gpuq_options){ .client_name = "gpuqctl", .arena_size = 1u << 20, .queue_depth = 64 },
-			      &q, err, sizeof(err));
+			      &q);
 	if (r) {
-		fprintf(stderr, "gpuqctl: %s\n", err[0] ? err : strerror(-r));
+		fprintf(stderr, "gpuqctl: %s\n", *gpuq_errmsg(NULL) ? gpuq_errmsg(NULL) : strerror(-r));
 		if (r == -ENOENT || r == -ECONNREFUSED || r == -ENOTDIR)
 			return EXIT_NOT_RUNNING;
 		if (r == -EACCES || r == -EPERM)

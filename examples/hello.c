@@ -12,7 +12,7 @@ int main(int argc, char **argv)
 	struct gpuq_device_info dev;
 	size_t size = 8u << 20, i;
 	unsigned char *out, *in;
-	char err[512];
+	struct gpuq_options opts = { .client_name = "gpuq-hello" };
 	uint32_t id;
 	gpuq_t *q;
 	int n, r, rc = 1;
@@ -23,9 +23,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: gpuq-hello [--socket PATH]\n");
 		return 2;
 	}
-	r = gpuq_connect_ex(sock, "gpuq-hello", &q, err, sizeof(err));
+	r = gpuq_connect_opts(sock, &opts, &q);
 	if (r) {
-		fprintf(stderr, "gpuq-hello: %s\n", err[0] ? err : strerror(-r));
+		fprintf(stderr, "gpuq-hello: %s\n", *gpuq_errmsg(NULL) ? gpuq_errmsg(NULL) : strerror(-r));
 		return 1;
 	}
 	printf("connected: session %llu, %s backend\n", (unsigned long long)gpuq_session_id(q),

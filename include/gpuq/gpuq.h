@@ -23,12 +23,13 @@ extern "C" {
 typedef struct gpuq gpuq_t; /* one session with gpuqd; opaque */
 
 /*
- * Connects to gpuqd and performs the Hello/Welcome handshake. path may be
- * NULL: then $GPUQ_SOCKET, else GPUQ_DEFAULT_SOCKET. On success *out owns
- * the session; release it with gpuq_close. Errors: -ENOENT or -ECONNREFUSED
- * (no daemon), -EACCES (socket permissions), -EPROTONOSUPPORT (gpuqd speaks
- * another protocol version), -EPROTO (a malformed reply; gpuq_connect_ex
- * returns the daemon's message), -ENOMEM.
+ * Connects to gpuqd and performs the Hello/Welcome handshake, with default
+ * options (gpuq_connect_opts names them). path may be NULL: then
+ * $GPUQ_SOCKET, else GPUQ_DEFAULT_SOCKET. On success *out owns the
+ * session; release it with gpuq_close. Errors: -ENOENT or -ECONNREFUSED
+ * (no daemon), -EACCES (socket permissions), -EPROTONOSUPPORT (gpuqd
+ * speaks another protocol version), -EPROTO (a malformed reply), -ENOMEM;
+ * gpuq_errmsg(NULL) then gives the daemon's or the library's message.
  *
  * When gpuqd shares its GPUs through MPS, connecting sets
  * CUDA_MPS_PIPE_DIRECTORY (unless already set) so that this process's own
@@ -36,14 +37,6 @@ typedef struct gpuq gpuq_t; /* one session with gpuqd; opaque */
  * call: connect to gpuqd before the process's first CUDA call.
  */
 int gpuq_connect(const char *path, gpuq_t **out);
-
-/*
- * As gpuq_connect, with a client name shown by `gpuqctl clients` (may be
- * NULL) and a buffer that receives the daemon's or library's error message
- * on failure (may be NULL).
- */
-int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t **out, char *errbuf,
-		    size_t errlen);
 
 /* Ends the session: the daemon frees every buffer the session owns. NULL is a no-op. */
 void gpuq_close(gpuq_t *q);
@@ -62,7 +55,15 @@ void gpuq_close(gpuq_t *q);
  */
 int gpuq_reconnect(gpuq_t *q);
 
-/* The message that came with the last error on q ("" when none). Valid until the next call. */
+/*
+ * The message that came with the calling thread's last error on q (""
+ * when none): each thread sees its own, so threads sharing q do not read
+ * each other's. A call that talks to gpuqd clears it first. A thread
+ * remembers messages for the 4 handles it most recently got one on.
+ * gpuq_errmsg(NULL) is the message of the calling thread's last failed
+ * gpuq_connect or gpuq_connect_opts. The string is the thread's: valid
+ * until that thread's next libgpuq call.
+ */
 const char *gpuq_errmsg(gpuq_t *q);
 
 /* The session id the daemon assigned, and the backend it runs ("cuda" or "host"). */
@@ -226,9 +227,11 @@ struct gpuq_options {
 	unsigned queue_depth;    /* submission ring entries per device; default 4096 */
 };
 
-/* As gpuq_connect_ex, with options (opts may be NULL). */
-int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out,
-		      char *errbuf, size_t errlen);
+/*
+ * As gpuq_connect, with options (opts may be NULL: all defaults). On
+ * failure gpuq_errmsg(NULL) says why.
+ */
+int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out);
 
 /*
  * Arena memory: buffers that move without a host copy. gpuq_mem_alloc

@@ -19,7 +19,7 @@ extern "C" {
  * caller must link the shared runtime too (nvcc -cudart shared, or
  * -lcudart), not the static one. libgpuq itself never links CUDA.
  *
- * Call order: connect to gpuqd (gpuq_connect*) before the process's first
+ * Call order: connect to gpuqd (gpuq_connect or gpuq_connect_opts) before the process's first
  * CUDA call. When gpuqd shares its GPUs through MPS, connecting points
  * CUDA_MPS_PIPE_DIRECTORY at gpuqd's MPS server, and CUDA reads it only
  * once; a context created before that runs outside MPS, time-sliced

@@ -88,9 +88,8 @@ static long now_ms(void)
 static void bystander_start(void)
 {
 	struct gpuq_options o = { .client_name = "bystander", .arena_size = 1u << 20 };
-	char err[256];
 
-	ck_assert_int_eq(gpuq_connect_opts(d.sock, &o, &by, err, sizeof(err)), 0);
+	ck_assert_int_eq(gpuq_connect_opts(d.sock, &o, &by), 0);
 	harness_fill(by_data, sizeof(by_data), harness_seed());
 	ck_assert_int_eq(gpuq_buf_alloc(by, 0, sizeof(by_data), &by_buf), 0);
 	ck_assert_int_eq(gpuq_buf_alloc(by, 0, 4096, &by_scratch), 0);

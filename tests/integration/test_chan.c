@@ -38,7 +38,7 @@ static gpuq_t *session(void)
 	gpuq_t *q = NULL;
 
 	ck_assert_int_eq(gpuq_connect_opts(d.sock, &(struct gpuq_options){ .arena_size = 1u << 20 },
-					   &q, NULL, 0),
+					   &q),
 			 0);
 	return q;
 }
@@ -1187,7 +1187,7 @@ START_TEST(killed_senders_never_stall_receivers)
 			gpuq_chan_t *tx;
 
 			close(ready[0]);
-			if (gpuq_connect_opts(d.sock, &(struct gpuq_options){ .arena_size = 1u << 20 }, &c, NULL, 0) ||
+			if (gpuq_connect_opts(d.sock, &(struct gpuq_options){ .arena_size = 1u << 20 }, &c) ||
 			    gpuq_chan_open(c, "killed", GPUQ_CHAN_SEND, &tx))
 				_exit(10);
 			if (write(ready[1], "r", 1) != 1)

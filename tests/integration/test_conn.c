@@ -242,15 +242,14 @@ START_TEST(test_uid_limits)
 	struct gpuq_status st;
 	uint32_t b1, b2;
 	int fd, i, r;
-	char err[256];
 
 	ck_assert_int_eq(harness_start(&d, conf, NULL), 0);
 	for (i = 0; i < 3; i++)
 		ck_assert_int_eq(gpuq_connect(d.sock, &q[i]), 0);
 	/* A fourth session of the same uid. */
-	r = gpuq_connect_ex(d.sock, "fourth", &extra, err, sizeof(err));
+	r = gpuq_connect_opts(d.sock, &(struct gpuq_options){ .client_name = "fourth" }, &extra);
 	ck_assert_int_eq(r, -EDQUOT);
-	ck_assert_msg(strstr(err, "uid_max_sessions"), "got '%s'", err);
+	ck_assert_msg(strstr(gpuq_errmsg(NULL), "uid_max_sessions"), "got '%s'", gpuq_errmsg(NULL));
 	gpuq_close(q[2]);
 	/* A session counts until gpuqd has freed it (on its worker thread). */
 	usleep(200000);
@@ -323,7 +322,6 @@ START_TEST(test_max_clients_counts_sessions)
 	struct daemon_proc d;
 	int idle[6], i, r;
 	gpuq_t *q[3];
-	char err[256];
 
 	ck_assert_int_eq(harness_start(&d, conf, NULL), 0);
 	for (i = 0; i < 6; i++) {
@@ -332,9 +330,9 @@ START_TEST(test_max_clients_counts_sessions)
 	}
 	ck_assert_int_eq(gpuq_connect(d.sock, &q[0]), 0);
 	ck_assert_int_eq(gpuq_connect(d.sock, &q[1]), 0);
-	r = gpuq_connect_ex(d.sock, "third", &q[2], err, sizeof(err));
+	r = gpuq_connect_opts(d.sock, &(struct gpuq_options){ .client_name = "third" }, &q[2]);
 	ck_assert_int_eq(r, -EUSERS);
-	ck_assert_msg(strstr(err, "max_clients"), "got '%s'", err);
+	ck_assert_msg(strstr(gpuq_errmsg(NULL), "max_clients"), "got '%s'", gpuq_errmsg(NULL));
 	for (i = 0; i < 6; i++)
 		close(idle[i]);
 	gpuq_close(q[1]);
@@ -616,11 +614,10 @@ START_TEST(test_status_beside_big_arenas)
 		for (;;) {
 			struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
 			gpuq_t *b;
-			char err[256];
 
 			if (poll(&p, 1, 0) > 0)
 				break;
-			if (gpuq_connect_opts(d.sock, &o, &b, err, sizeof(err)) == 0) {
+			if (gpuq_connect_opts(d.sock, &o, &b) == 0) {
 				gpuq_close(b);
 				n++;
 			} else {

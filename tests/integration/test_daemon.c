@@ -4,6 +4,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +32,11 @@ static void stop_checked(void)
 
 static gpuq_t *connect_ok(const char *name)
 {
-	char err[512] = "";
+	struct gpuq_options o = { .client_name = name };
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_ex(d.sock, name, &q, err, sizeof(err));
+	int r = gpuq_connect_opts(d.sock, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
 	return q;
 }
 
@@ -140,6 +141,65 @@ START_TEST(buffer_errors)
 	/* Errors leave the session usable. */
 	ck_assert_int_eq(gpuq_buf_alloc(q, 0, 32, &id), 0);
 	ck_assert_int_eq(gpuq_buf_write(q, id, 0, b, 32), 32);
+	gpuq_close(q);
+}
+END_TEST
+
+struct err_thread {
+	gpuq_t *q;
+	int r;
+	char msg[256], conn_msg[256];
+};
+
+static void *err_thread_main(void *arg)
+{
+	struct err_thread *t = arg;
+	uint32_t id;
+
+	t->r = gpuq_buf_alloc(t->q, 0, 0, &id);
+	snprintf(t->msg, sizeof(t->msg), "%s", gpuq_errmsg(t->q));
+	snprintf(t->conn_msg, sizeof(t->conn_msg), "%s", gpuq_errmsg(NULL));
+	return NULL;
+}
+
+/*
+ * Threads sharing a handle each read their own last error, and a failed
+ * connect leaves its message where gpuq_errmsg(NULL) finds it, in the
+ * thread that connected only.
+ */
+START_TEST(errmsg_per_thread)
+{
+	gpuq_t *q = connect_ok("errmsg"), *other[3], *none = NULL;
+	struct err_thread t = { 0 };
+	pthread_t th;
+	uint32_t id;
+
+	ck_assert_int_eq(gpuq_connect("/nonexistent/gpuqd.sock", &none), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(NULL), "/nonexistent/gpuqd.sock"));
+	ck_assert_int_eq(gpuq_buf_alloc(q, 99, 16, &id), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(q), "no device 99"));
+	t.q = q;
+	ck_assert_int_eq(pthread_create(&th, NULL, err_thread_main, &t), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(t.r, -EINVAL);
+	ck_assert_msg(strstr(t.msg, "size") && !strstr(t.msg, "99"), "thread's message: '%s'", t.msg);
+	ck_assert_str_eq(t.conn_msg, "");
+	/* The other thread's error did not overwrite this thread's. */
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(q), "no device 99"));
+	/* Errors on three other handles keep it too. */
+	for (int i = 0; i < 3; i++) {
+		other[i] = connect_ok("errmsg-other");
+		ck_assert_int_eq(gpuq_buf_alloc(other[i], 0, 0, &id), -EINVAL);
+	}
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(q), "no device 99"));
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(other[0]), "size"));
+	/* A call that talks to gpuqd starts with a clean message. */
+	ck_assert_int_eq(gpuq_buf_alloc(q, 0, 16, &id), 0);
+	ck_assert_str_eq(gpuq_errmsg(q), "");
+	/* A successful connect clears the thread's connect message. */
+	ck_assert_str_eq(gpuq_errmsg(NULL), "");
+	for (int i = 0; i < 3; i++)
+		gpuq_close(other[i]);
 	gpuq_close(q);
 }
 END_TEST
@@ -324,22 +384,22 @@ START_TEST(max_clients)
 {
 	static const char *const args[] = { "--max-clients", "2", NULL };
 	gpuq_t *a, *b, *c = NULL;
-	char err[256];
+	struct gpuq_options three = { .client_name = "three" };
 
 	ck_assert_int_eq(harness_start(&d, NULL, args), 0);
 	a = connect_ok("one");
 	b = connect_ok("two");
-	ck_assert_int_eq(gpuq_connect_ex(d.sock, "three", &c, err, sizeof(err)), -EUSERS);
-	ck_assert_ptr_nonnull(strstr(err, "at most 2"));
+	ck_assert_int_eq(gpuq_connect_opts(d.sock, &three, &c), -EUSERS);
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(NULL), "at most 2"));
 	gpuq_close(b);
 	/* The slot is free once gpuqd has freed the session (on its worker thread). */
 	for (int i = 0; i < 100; i++) {
-		if (gpuq_connect_ex(d.sock, "three-again", &c, err, sizeof(err)) == 0)
+		if (gpuq_connect_opts(d.sock, &three, &c) == 0)
 			break;
 		c = NULL;
 		usleep(20000);
 	}
-	ck_assert_msg(c != NULL, "no slot after a session ended: %s", err);
+	ck_assert_msg(c != NULL, "no slot after a session ended: %s", gpuq_errmsg(NULL));
 	gpuq_close(c);
 	gpuq_close(a);
 	stop_checked();
@@ -511,6 +571,7 @@ static Suite *daemon_suite(void)
 	tcase_add_test(tc, handshake_and_devices);
 	tcase_add_test(tc, buffer_roundtrip);
 	tcase_add_test(tc, buffer_errors);
+	tcase_add_test(tc, errmsg_per_thread);
 	tcase_add_test(tc, sessions_are_isolated);
 	tcase_add_test(tc, session_end_frees_buffers);
 	tcase_add_test(tc, clients_show_peer_credentials);

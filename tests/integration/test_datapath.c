@@ -30,11 +30,10 @@ static void stop(void)
 static gpuq_t *open_session(const char *name, size_t arena)
 {
 	struct gpuq_options o = { .client_name = name, .arena_size = arena };
-	char err[256] = "";
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_opts(d.sock, &o, &q, err, sizeof(err));
+	int r = gpuq_connect_opts(d.sock, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
 	return q;
 }
 
@@ -268,7 +267,7 @@ static int hammer(const char *sock, uint64_t seed, int rounds)
 	uint32_t id;
 	int i;
 
-	if (!shadow || !tmp || gpuq_connect_opts(sock, &o, &q, NULL, 0))
+	if (!shadow || !tmp || gpuq_connect_opts(sock, &o, &q))
 		return 10;
 	if (gpuq_buf_alloc(q, 0, bufsz, &id))
 		return 11;
@@ -361,7 +360,7 @@ static int windowed(const char *sock, uint64_t seed)
 	}
 	if (total > (120u << 20))
 		return 30; /* sizes are drawn to fit twice in the arena */
-	if (gpuq_connect_opts(sock, &o, &q, NULL, 0))
+	if (gpuq_connect_opts(sock, &o, &q))
 		return 31;
 	up = gpuq_mem_alloc(q, total);
 	down = gpuq_mem_alloc(q, total);

@@ -157,7 +157,6 @@ static void client(int id, double seconds, int out)
 	struct gpuq_options o = { .client_name = "soak", .arena_size = 64u << 20 };
 	struct gpuq_device_info devs[16];
 	struct slot slots[SLOTS];
-	char err[256] = "";
 	uint64_t r = 0x9e3779b97f4a7c15ull * (uint64_t)(id + 1);
 	double end, last_progress;
 	uint32_t a = 0, b = 0;
@@ -165,10 +164,10 @@ static void client(int id, double seconds, int out)
 	gpuq_t *q = NULL;
 	int n, rc;
 
-	rc = gpuq_connect_opts(d.sock, &o, &q, err, sizeof(err));
+	rc = gpuq_connect_opts(d.sock, &o, &q);
 	if (rc) {
 		t.errors++;
-		note(&t, "client %d: connect: %s (%s)", id, strerror(-rc), err);
+		note(&t, "client %d: connect: %s (%s)", id, strerror(-rc), gpuq_errmsg(NULL));
 		goto report;
 	}
 	n = gpuq_devices(q, devs, 16);
