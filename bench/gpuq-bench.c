@@ -883,7 +883,9 @@ static void internal_busy(int fd)
 	 * point this process at gpuqd's MPS server before CUDA starts.
 	 */
 	if (O.internal_socket) {
-		struct gpuq_options go = { .client_name = "gpuq-bench-busy", .arena_size = MiB };
+		struct gpuq_options go = { .struct_size = sizeof(go),
+					   .client_name = "gpuq-bench-busy",
+					   .arena_size = MiB };
 		gpuq_t *q = NULL;
 		int r = gpuq_connect_opts(O.internal_socket, &go, &q);
 
@@ -977,7 +979,7 @@ static struct card card;
 static int have_card;
 static struct busy_msg busy_ready, busy_report;
 static int busy_ran;
-static struct gpuq_status dstatus;
+static struct gpuq_status dstatus = { .struct_size = sizeof(dstatus) };
 static struct gpuq_device_info ddev;
 static int have_ddev;
 
@@ -1258,7 +1260,7 @@ static void gpuqd_probe(gpuq_t *q)
 		die("gpuqd runs the %s backend (%s): no GPU figures from it (--smoke runs the bench "
 		    "on the host backend)",
 		    gpuq_backend(q), dstatus.backend_reason);
-	n = gpuq_devices(q, devs, 16);
+	n = gpuq_devices(q, devs, sizeof(*devs), 16);
 	if (n < 0)
 		die("gpuq_devices: %s (%s)", gpuq_errmsg(q), strerror(-n));
 	if (O.dev >= n)
@@ -1283,7 +1285,11 @@ static void gpuqd_wait_ready(uint64_t timeout_ns)
 			    WIFSIGNALED(st) ? "signal" : "status",
 			    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 		}
-		r = gpuq_connect_opts(sock_path, &(struct gpuq_options){ .client_name = "gpuq-bench" }, &q);
+		r = gpuq_connect_opts(
+			sock_path,
+			&(struct gpuq_options){ .struct_size = sizeof(struct gpuq_options),
+						.client_name = "gpuq-bench" },
+			&q);
 		if (r == 0)
 			break;
 		if ((r != -ENOENT && r != -ECONNREFUSED) || daemon_pid <= 0)
@@ -1639,7 +1645,7 @@ static void wlat(struct wctx *w, const struct wcmd *c)
 static void worker_main(int idx, uint32_t seq0)
 {
 	struct wctx w = { .idx = idx, .me = &sh->res[idx], .seq = seq0 };
-	struct gpuq_options go = { 0 };
+	struct gpuq_options go = { .struct_size = sizeof(go), .struct_size = sizeof(go) };
 	uint64_t need = (uint64_t)G.window * G.size, seed = 0x9e3779b97f4a7c15ull * (uint64_t)(idx + 1);
 	char name[64], sz[32];
 	size_t asz = 0;

@@ -2,6 +2,7 @@
 #ifndef GPUQ_CLIENT_H
 #define GPUQ_CLIENT_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -44,7 +45,7 @@ struct gpuq {
 	uint64_t session_id;
 	uint32_t max_frame;
 	char backend[16];
-	uint64_t err_key; /* names q's error messages in each thread (gpuq.c) */
+	uint64_t err_key;          /* names q's error messages in each thread (gpuq.c) */
 	int rx_fds[FRAME_MAX_FDS]; /* fds that came with the last frame read */
 	unsigned rx_nfds;
 
@@ -125,6 +126,18 @@ int client_sock(struct gpuq *q);
 unsigned client_reap(struct gpuq *q);
 /* Records which device a buffer lives on (dev < 0: forget it). */
 void client_buf_note(struct gpuq *q, uint32_t id, int dev);
+
+/* 0 when size is one a caller may pass for a struct or an entry (gpuq.h, "Structs that grow"), else -EINVAL. */
+static inline int client_size_check(size_t size)
+{
+	return size >= 4 && size <= GPUQ_STRUCT_SIZE_MAX && size % 4 == 0 ? 0 : -EINVAL;
+}
+
+/*
+ * Gives the caller's struct of size bytes at dst what fits of the
+ * library's own (src, lib_size bytes); bytes past lib_size are zeroed.
+ */
+void client_fill(void *dst, size_t size, const void *src, size_t lib_size);
 
 /* Records a library-side error message and returns err. */
 int client_fail(struct gpuq *q, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -44,7 +44,7 @@ static int cuda_errno(cudaError_t err)
 
 GPUQ_CUDA_API int gpuq_buf_map_cuda(gpuq_t *q, uint32_t id, void **devptr, size_t *size)
 {
-	struct gpuq_buf_export ex;
+	struct gpuq_buf_export ex = { .struct_size = sizeof(ex) };
 	cudaIpcMemHandle_t h;
 	cudaError_t err;
 	void *p = NULL;

@@ -69,6 +69,44 @@ static void clear_err(struct gpuq *q)
 		m[0] = '\0';
 }
 
+void client_fill(void *dst, size_t size, const void *src, size_t lib_size)
+{
+	memcpy(dst, src, size < lib_size ? size : lib_size);
+	if (size > lib_size)
+		memset((char *)dst + lib_size, 0, size - lib_size);
+}
+
+/*
+ * Takes the caller's options (struct_size bytes at opts) into *o, zero
+ * where the caller's struct ends. Options past the ones this library
+ * knows must be zero: a caller that asked for one would not get it.
+ */
+static int options_take(const struct gpuq_options *opts, struct gpuq_options *o)
+{
+	const unsigned char *p = (const unsigned char *)opts;
+	size_t size;
+
+	memset(o, 0, sizeof(*o));
+	if (!opts)
+		return 0;
+	size = opts->struct_size;
+	if (client_size_check(size)) {
+		snprintf(connect_err, sizeof(connect_err),
+			 "struct gpuq_options: bad struct_size %zu", size);
+		return -EINVAL;
+	}
+	for (size_t i = sizeof(*o); i < size; i++)
+		if (p[i]) {
+			snprintf(
+				connect_err, sizeof(connect_err),
+				"struct gpuq_options: byte %zu is set, but this libgpuq knows %zu bytes",
+				i, sizeof(*o));
+			return -E2BIG;
+		}
+	memcpy(o, opts, size < sizeof(*o) ? size : sizeof(*o));
+	return 0;
+}
+
 static int send_all(int fd, const uint8_t *buf, size_t len)
 {
 	while (len) {
@@ -209,7 +247,8 @@ static int open_socket(struct gpuq *q, const char *path)
 	if (fd < 0)
 		return client_fail(q, -errno, "socket: %s", strerror(errno));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = client_fail(q, -errno, "cannot connect to gpuqd at %s: %s", path, strerror(errno));
+		r = client_fail(q, -errno, "cannot connect to gpuqd at %s: %s", path,
+				strerror(errno));
 		close(fd);
 		return r;
 	}
@@ -249,7 +288,8 @@ static int session_open(struct gpuq *q)
 	q->session_id = rep->welcome->session_id;
 	q->max_frame = rep->welcome->max_frame;
 	if (q->max_frame < 4096 || q->max_frame > FRAME_MAX_LIMIT) {
-		r = client_fail(q, -EPROTO, "gpuqd announced an invalid frame cap %u", q->max_frame);
+		r = client_fail(q, -EPROTO, "gpuqd announced an invalid frame cap %u",
+				q->max_frame);
 		goto fail;
 	}
 	snprintf(q->backend, sizeof(q->backend), "%s", rep->welcome->backend);
@@ -289,7 +329,8 @@ fail:
 
 GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out)
 {
-	const char *client_name = opts ? opts->client_name : NULL;
+	struct gpuq_options o;
+	const char *client_name;
 	struct gpuq *q;
 	char *m;
 	int r;
@@ -298,6 +339,10 @@ GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
+	r = options_take(opts, &o);
+	if (r)
+		return r;
+	client_name = o.client_name;
 	if (!path || !*path)
 		path = getenv(GPUQ_SOCKET_ENV);
 	if (!path || !*path)
@@ -317,10 +362,10 @@ GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts
 		r = client_fail(q, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	q->opt_arena_size = opts ? opts->arena_size : 0;
+	q->opt_arena_size = o.arena_size;
 	if (!q->opt_arena_size && getenv("GPUQ_ARENA_SIZE"))
 		q->opt_arena_size = strtoull(getenv("GPUQ_ARENA_SIZE"), NULL, 0);
-	q->opt_queue_depth = opts ? opts->queue_depth : 0;
+	q->opt_queue_depth = o.queue_depth;
 	r = session_open(q);
 	if (r)
 		goto fail;

@@ -17,6 +17,26 @@ extern "C" {
  * The library has no link-time dependency on CUDA.
  */
 
+/*
+ * Structs that grow. A struct the caller allocates and libgpuq reads or
+ * fills begins with a uint32_t struct_size, which the caller sets to the
+ * sizeof of the struct in the header it was built with (gpuq_options,
+ * gpuq_status, gpuq_buf_export); libgpuq leaves it as it was. Calls that
+ * fill arrays (gpuq_devices, gpuq_clients, gpuq_channels) take the
+ * entry's sizeof as an argument instead, entry_size, which is also the
+ * array's stride. New fields are only ever added at the end, and each
+ * makes sizeof grow, so a program built against an older header passes a
+ * smaller size. libgpuq then:
+ *   - fills (or reads) only the first min(size, its own sizeof) bytes,
+ *     so nothing is written past the caller's struct or entry;
+ *   - zeroes the bytes of a larger (newer) struct that it does not know,
+ *     and refuses options whose unknown bytes are not all zero (-E2BIG);
+ *   - refuses sizes that are not a multiple of 4, below 4 or above
+ *     GPUQ_STRUCT_SIZE_MAX with -EINVAL.
+ * struct gpuq_completion, filled on the data path, has a fixed layout.
+ */
+#define GPUQ_STRUCT_SIZE_MAX 65536u
+
 #define GPUQ_DEFAULT_SOCKET "/run/gpuqd/gpuqd.sock"
 #define GPUQ_SOCKET_ENV "GPUQ_SOCKET"
 
@@ -73,6 +93,7 @@ const char *gpuq_backend(gpuq_t *q);
 /* libgpuq's version string, e.g. "0.1.0". */
 const char *gpuq_version(void);
 
+/* One device (an array entry: entry_size, see "Structs that grow"). */
 struct gpuq_device_info {
 	unsigned index;
 	char name[128];
@@ -87,10 +108,12 @@ struct gpuq_device_info {
 };
 
 /*
- * Fills up to max entries of devs and returns the number of devices the
- * daemon has (which may exceed max). devs may be NULL when max is 0.
+ * Fills up to max entries of devs, entry_size bytes apart (the caller's
+ * sizeof(struct gpuq_device_info)), and returns the number of devices the
+ * daemon has (which may exceed max). devs may be NULL and entry_size is
+ * not looked at when max is 0. -EINVAL for a bad entry_size.
  */
-int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, unsigned max);
+int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, size_t entry_size, unsigned max);
 
 /*
  * Device buffers. A buffer lives on one device, is named by a small id that
@@ -119,6 +142,7 @@ ssize_t gpuq_buf_read(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t
 
 /* A device buffer exported for the caller's own CUDA context (CUDA IPC). */
 struct gpuq_buf_export {
+	uint32_t struct_size; /* the caller's sizeof(struct gpuq_buf_export) */
 	uint32_t id;
 	unsigned device;          /* gpuqd's device index, as gpuq_devices numbers it */
 	uint64_t size;            /* bytes, the whole buffer */
@@ -138,7 +162,8 @@ struct gpuq_buf_export {
  * the caller's: data sent with gpuq_send is in the buffer when gpuq_send
  * returns (or the request completes); the caller's own writes must be
  * complete (e.g. cudaStreamSynchronize) before it asks gpuqd to read them.
- * Returns 0 or -errno: -EINVAL (NULL argument), -ENOENT (no such buffer
+ * The caller sets out->struct_size. Returns 0 or -errno: -EINVAL (NULL
+ * argument or a bad struct_size), -ENOENT (no such buffer
  * in this session), -ENOTSUP (gpuqd runs the host backend, which has no
  * device memory to share), -EIO (the export failed in gpuqd); gpuq_errmsg
  * says why.
@@ -146,6 +171,7 @@ struct gpuq_buf_export {
 int gpuq_buf_export(gpuq_t *q, uint32_t id, struct gpuq_buf_export *out);
 
 struct gpuq_status {
+	uint32_t struct_size; /* the caller's sizeof(struct gpuq_status) */
 	char server_version[32];
 	unsigned proto_version;
 	char backend[16];
@@ -172,9 +198,14 @@ struct gpuq_status {
 	char foreign[4][64];       /* the first few of them */
 };
 
-/* The daemon's state, as `gpuqctl status` shows it. */
+/*
+ * The daemon's state, as `gpuqctl status` shows it. The caller sets
+ * st->struct_size (e.g. struct gpuq_status st = { .struct_size =
+ * sizeof(st) }); -EINVAL for a bad one.
+ */
 int gpuq_status(gpuq_t *q, struct gpuq_status *st);
 
+/* One session (an array entry: entry_size, see "Structs that grow"). */
 struct gpuq_client_info {
 	uint64_t session_id;
 	unsigned pid, uid, gid;
@@ -187,10 +218,13 @@ struct gpuq_client_info {
 
 /*
  * Lists the daemon's sessions. On success *out is an array of the returned
- * count of entries, to be released with free().
+ * count of entries, entry_size bytes apart (the caller's sizeof(struct
+ * gpuq_client_info)), to be released with free(). -EINVAL for a bad
+ * entry_size.
  */
-int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out);
+int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out, size_t entry_size);
 
+/* One channel (an array entry: entry_size, see "Structs that grow"). */
 struct gpuq_channel_info {
 	char name[64];
 	unsigned uid, gid, mode;
@@ -206,9 +240,11 @@ struct gpuq_channel_info {
 /*
  * Lists the channels this peer may see (all for root and gpuqd's user,
  * else those it has access to). On success *out is an array of the
- * returned count of entries, to be released with free().
+ * returned count of entries, entry_size bytes apart (the caller's
+ * sizeof(struct gpuq_channel_info)), to be released with free(). -EINVAL
+ * for a bad entry_size.
  */
-int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out);
+int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out, size_t entry_size);
 
 /*
  * ---- The data path ----
@@ -220,8 +256,12 @@ int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out);
  * busy) and each gets exactly one completion.
  */
 
-/* Connection options. Zero fields take defaults. */
+/*
+ * Connection options. The caller sets struct_size; other zero fields take
+ * defaults: struct gpuq_options o = { .struct_size = sizeof(o), ... }.
+ */
 struct gpuq_options {
+	uint32_t struct_size;    /* the caller's sizeof(struct gpuq_options) */
 	const char *client_name; /* shown by `gpuqctl clients` */
 	size_t arena_size;       /* bytes of arena; default $GPUQ_ARENA_SIZE, else 64 MiB; capped by gpuqd */
 	unsigned queue_depth;    /* submission ring entries per device; default 4096 */
@@ -229,7 +269,8 @@ struct gpuq_options {
 
 /*
  * As gpuq_connect, with options (opts may be NULL: all defaults). On
- * failure gpuq_errmsg(NULL) says why.
+ * failure gpuq_errmsg(NULL) says why; -EINVAL for a bad struct_size,
+ * -E2BIG for options this libgpuq does not know set to nonzero values.
  */
 int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out);
 

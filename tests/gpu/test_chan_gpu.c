@@ -46,7 +46,7 @@ static void stop(void)
 
 static gpuq_t *connect_ok(const char *name)
 {
-	struct gpuq_options o = { .client_name = name };
+	struct gpuq_options o = { .struct_size = sizeof(o), .client_name = name };
 	gpuq_t *q = NULL;
 	int r = gpuq_connect_opts(d.sock, &o, &q);
 

@@ -20,7 +20,7 @@ static struct daemon_proc d;
 START_TEST(mps_mode_steers_clients)
 {
 	static const char *const args[] = { "--mps-client-sm-percent", "90", NULL };
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	uint8_t out[1 << 16], in[1 << 16];
 	const char *dir;
 	gpuq_t *q;

@@ -87,7 +87,9 @@ static long now_ms(void)
 
 static void bystander_start(void)
 {
-	struct gpuq_options o = { .client_name = "bystander", .arena_size = 1u << 20 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "bystander",
+				  .arena_size = 1u << 20 };
 
 	ck_assert_int_eq(gpuq_connect_opts(d.sock, &o, &by), 0);
 	harness_fill(by_data, sizeof(by_data), harness_seed());
@@ -1196,7 +1198,7 @@ START_TEST(seq_sixteen_devices)
 		snprintf(n, sizeof(n), "%u", counts[k]);
 		ck_assert_int_eq(harness_start(&d, NULL, args), 0);
 		ck_assert_int_eq(gpuq_connect(d.sock, &q), 0);
-		ck_assert_int_eq(gpuq_devices(q, devs, 32), (int)counts[k]);
+		ck_assert_int_eq(gpuq_devices(q, devs, sizeof(*devs), 32), (int)counts[k]);
 		ck_assert_int_eq(gpuq_buf_alloc(q, counts[k] - 1, 64, &id), 0);
 		ck_assert_int_eq(gpuq_send(q, id, 0, v, 64), 64);
 		ck_assert_int_eq(gpuq_recv(q, id, 0, w, 64), 64);

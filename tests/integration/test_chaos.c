@@ -67,7 +67,9 @@ static uint64_t rnd(uint64_t *x)
  */
 static int honest(int who, uint64_t seed)
 {
-	struct gpuq_options o = { .client_name = "honest", .arena_size = 1u << 20 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "honest",
+				  .arena_size = 1u << 20 };
 	static uint8_t out[65536], in[65536];
 	gpuq_chan_t *tx = NULL, *rx = NULL;
 	char name[64];
@@ -141,7 +143,10 @@ static int honest(int who, uint64_t seed)
 /* A client doing random work until it is killed. */
 static void victim(uint64_t seed)
 {
-	struct gpuq_options o = { .client_name = "chaos", .arena_size = 1u << 20, .queue_depth = 64 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "chaos",
+				  .arena_size = 1u << 20,
+				  .queue_depth = 64 };
 	static uint8_t data[65536];
 	uint64_t x = seed | 1;
 	gpuq_chan_t *ch = NULL, *rx = NULL;
@@ -177,7 +182,7 @@ static void victim(uint64_t seed)
 				(void)gpuq_chan_send(ch, data, 64, 0);
 			break;
 		case 4: {
-			struct gpuq_status st;
+			struct gpuq_status st = { .struct_size = sizeof(st) };
 
 			(void)gpuq_status(q, &st);
 			break;

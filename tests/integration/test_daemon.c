@@ -32,7 +32,7 @@ static void stop_checked(void)
 
 static gpuq_t *connect_ok(const char *name)
 {
-	struct gpuq_options o = { .client_name = name };
+	struct gpuq_options o = { .struct_size = sizeof(o), .client_name = name };
 	gpuq_t *q = NULL;
 	int r = gpuq_connect_opts(d.sock, &o, &q);
 
@@ -43,7 +43,7 @@ static gpuq_t *connect_ok(const char *name)
 /* Polls the daemon's status until its buffer count is want (session teardown is async). */
 static void wait_buffers(gpuq_t *q, uint64_t want)
 {
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	int i;
 
 	for (i = 0; i < 500; i++) {
@@ -64,7 +64,7 @@ START_TEST(handshake_and_devices)
 
 	ck_assert_uint_gt(gpuq_session_id(q), 0);
 	ck_assert_str_eq(gpuq_backend(q), harness_backend());
-	n = gpuq_devices(q, devs, 8);
+	n = gpuq_devices(q, devs, sizeof(*devs), 8);
 	ck_assert_int_ge(n, 1);
 	for (i = 0; i < n && i < 8; i++) {
 		ck_assert_uint_eq(devs[i].index, (unsigned)i);
@@ -79,7 +79,7 @@ START_TEST(handshake_and_devices)
 		}
 	}
 	/* A count beyond what the caller has room for is still reported. */
-	ck_assert_int_eq(gpuq_devices(q, NULL, 0), n);
+	ck_assert_int_eq(gpuq_devices(q, NULL, 0, 0), n);
 	gpuq_close(q);
 }
 END_TEST
@@ -182,7 +182,8 @@ START_TEST(errmsg_per_thread)
 	ck_assert_int_eq(pthread_create(&th, NULL, err_thread_main, &t), 0);
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
 	ck_assert_int_eq(t.r, -EINVAL);
-	ck_assert_msg(strstr(t.msg, "size") && !strstr(t.msg, "99"), "thread's message: '%s'", t.msg);
+	ck_assert_msg(strstr(t.msg, "size") && !strstr(t.msg, "99"), "thread's message: '%s'",
+		      t.msg);
 	ck_assert_str_eq(t.conn_msg, "");
 	/* The other thread's error did not overwrite this thread's. */
 	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(q), "no device 99"));
@@ -235,15 +236,16 @@ START_TEST(session_end_frees_buffers)
 	uint32_t id;
 	int i;
 
-	ck_assert_int_eq(gpuq_devices(obs, &before, 1), gpuq_devices(obs, NULL, 0));
+	ck_assert_int_eq(gpuq_devices(obs, &before, sizeof(before), 1),
+			 gpuq_devices(obs, NULL, 0, 0));
 	for (i = 0; i < 3; i++)
 		ck_assert_int_eq(gpuq_buf_alloc(a, 0, 8u << 20, &id), 0);
 	wait_buffers(obs, 3);
-	ck_assert_int_ge(gpuq_devices(obs, &during, 1), 1);
+	ck_assert_int_ge(gpuq_devices(obs, &during, sizeof(during), 1), 1);
 	ck_assert_uint_le(during.free_mem + (24u << 20), before.free_mem + (4u << 20));
 	gpuq_close(a);
 	wait_buffers(obs, 0);
-	ck_assert_int_ge(gpuq_devices(obs, &after, 1), 1);
+	ck_assert_int_ge(gpuq_devices(obs, &after, sizeof(after), 1), 1);
 	ck_assert_uint_ge(after.free_mem + (4u << 20), before.free_mem);
 	ck_assert(harness_log_contains(&d, "freeing 3 buffer(s)"));
 	gpuq_close(obs);
@@ -256,7 +258,7 @@ START_TEST(clients_show_peer_credentials)
 	gpuq_t *q = connect_ok("creds-probe");
 	int n, i, found = 0;
 
-	n = gpuq_clients(q, &cl);
+	n = gpuq_clients(q, &cl, sizeof(*cl));
 	ck_assert_int_ge(n, 1);
 	for (i = 0; i < n; i++) {
 		if (strcmp(cl[i].name, "creds-probe"))
@@ -336,7 +338,7 @@ END_TEST
 
 START_TEST(sighup_reloads_config)
 {
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	gpuq_t *q = connect_ok("reload");
 	FILE *f;
 
@@ -384,7 +386,7 @@ START_TEST(max_clients)
 {
 	static const char *const args[] = { "--max-clients", "2", NULL };
 	gpuq_t *a, *b, *c = NULL;
-	struct gpuq_options three = { .client_name = "three" };
+	struct gpuq_options three = { .struct_size = sizeof(three), .client_name = "three" };
 
 	ck_assert_int_eq(harness_start(&d, NULL, args), 0);
 	a = connect_ok("one");
@@ -503,7 +505,7 @@ START_TEST(socket_activation)
 	}
 	ck_assert_msg(r == 0, "connect through the activated socket: %s", strerror(-r));
 	{
-		struct gpuq_status gs;
+		struct gpuq_status gs = { .struct_size = sizeof(gs) };
 
 		/* Status names the socket systemd handed over, not the configured one. */
 		ck_assert_int_eq(gpuq_status(q, &gs), 0);

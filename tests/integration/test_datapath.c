@@ -29,7 +29,9 @@ static void stop(void)
 
 static gpuq_t *open_session(const char *name, size_t arena)
 {
-	struct gpuq_options o = { .client_name = name, .arena_size = arena };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = name,
+				  .arena_size = arena };
 	gpuq_t *q = NULL;
 	int r = gpuq_connect_opts(d.sock, &o, &q);
 
@@ -259,7 +261,9 @@ END_TEST
 /* One client process: random transfers both ways, every byte checked against a shadow copy. */
 static int hammer(const char *sock, uint64_t seed, int rounds)
 {
-	struct gpuq_options o = { .client_name = "hammer", .arena_size = 16u << 20 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "hammer",
+				  .arena_size = 16u << 20 };
 	size_t bufsz = 4u << 20;
 	uint8_t *shadow = malloc(bufsz), *tmp = malloc(bufsz), *stage;
 	uint64_t s = seed | 1;
@@ -309,7 +313,7 @@ START_TEST(concurrent_processes)
 {
 	enum { NPROC = 6 };
 	uint64_t seed = harness_seed();
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	pid_t pids[NPROC];
 	gpuq_t *q;
 	int i, status;
@@ -341,7 +345,9 @@ END_TEST
 static int windowed(const char *sock, uint64_t seed)
 {
 	enum { SLOTS = 96, WINDOW = 24 };
-	struct gpuq_options o = { .client_name = "windowed", .arena_size = 256u << 20 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "windowed",
+				  .arena_size = 256u << 20 };
 	size_t len[SLOTS], off[SLOTS], total = 0;
 	uint8_t *up, *down, seen[2 * SLOTS] = { 0 };
 	uint64_t s = seed | 1, sum[SLOTS];
@@ -459,7 +465,7 @@ END_TEST
 
 START_TEST(client_killed_mid_transfer)
 {
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	gpuq_t *q;
 	pid_t pid;
 	int status, i;

@@ -35,7 +35,7 @@ static void stop_checked(void)
 
 static gpuq_t *connect_ok(const char *name)
 {
-	struct gpuq_options o = { .client_name = name };
+	struct gpuq_options o = { .struct_size = sizeof(o), .client_name = name };
 	gpuq_t *q = NULL;
 	int r = gpuq_connect_opts(d.sock, &o, &q);
 
@@ -539,7 +539,7 @@ START_TEST(status_human)
 {
 	gpuq_t *q = connect_ok("ctl-probe");
 	char want[128], buf[512];
-	int ndev = gpuq_devices(q, NULL, 0);
+	int ndev = gpuq_devices(q, NULL, 0, 0);
 
 	ck_assert_int_ge(ndev, 1);
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "status"), 0);
@@ -566,7 +566,7 @@ END_TEST
 START_TEST(status_json)
 {
 	gpuq_t *q = connect_ok("ctl-probe");
-	int ndev = gpuq_devices(q, NULL, 0);
+	int ndev = gpuq_devices(q, NULL, 0, 0);
 
 	ck_assert_int_ge(ndev, 1);
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "--json", "status"), 0);
@@ -592,7 +592,7 @@ START_TEST(devices_human)
 	const char *l, *e;
 	int found = 0;
 
-	ck_assert_int_ge(gpuq_devices(q, &dev, 1), 1);
+	ck_assert_int_ge(gpuq_devices(q, &dev, sizeof(dev), 1), 1);
 	ck_assert_str_ne(dev.name, "");
 	ck_assert_int_eq(RUN_CTL("devices", "-s", d.sock), 0);
 	ck_assert_msg(!strncmp(out, "DEV ", 4) && strstr(out, "NAME"), "no header: %s", out);
@@ -622,7 +622,7 @@ START_TEST(devices_json)
 	gpuq_t *q = connect_ok("ctl-probe");
 	int ndev, arr, d0;
 
-	ndev = gpuq_devices(q, &dev, 1);
+	ndev = gpuq_devices(q, &dev, sizeof(dev), 1);
 	ck_assert_int_ge(ndev, 1);
 	ck_assert_int_eq(RUN_CTL("devices", "--json", "--socket", d.sock), 0);
 	json_ok();

@@ -54,7 +54,9 @@ static void stop(void)
 
 static gpuq_t *open_session(const char *name, size_t arena)
 {
-	struct gpuq_options o = { .client_name = name, .arena_size = arena };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = name,
+				  .arena_size = arena };
 	gpuq_t *q = NULL;
 	int r = gpuq_connect_opts(d.sock, &o, &q);
 

@@ -154,7 +154,9 @@ static void new_round(struct slot *s, unsigned k, uint64_t *r)
 static void client(int id, double seconds, int out)
 {
 	struct totals t = { 0 };
-	struct gpuq_options o = { .client_name = "soak", .arena_size = 64u << 20 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "soak",
+				  .arena_size = 64u << 20 };
 	struct gpuq_device_info devs[16];
 	struct slot slots[SLOTS];
 	uint64_t r = 0x9e3779b97f4a7c15ull * (uint64_t)(id + 1);
@@ -170,7 +172,7 @@ static void client(int id, double seconds, int out)
 		note(&t, "client %d: connect: %s (%s)", id, strerror(-rc), gpuq_errmsg(NULL));
 		goto report;
 	}
-	n = gpuq_devices(q, devs, 16);
+	n = gpuq_devices(q, devs, sizeof(*devs), 16);
 	dev = n > 0 ? (unsigned)id % (unsigned)n : 0;
 	if ((rc = gpuq_buf_alloc(q, dev, SLOTS * (size_t)REGION, &a)) ||
 	    (rc = gpuq_buf_alloc(q, dev, SLOTS * (size_t)REGION, &b))) {
