@@ -11,8 +11,6 @@
 #include "gpuq/gpuq.h"
 #include "ring.h"
 
-#define GPUQ_API __attribute__((visibility("default")))
-
 enum req_state { REQ_FREE, REQ_PENDING, REQ_DONE };
 
 /* One nonblocking request. Lives in the session's request table. */

@@ -14,8 +14,6 @@
 #include "gpuq/gpuq_chan.h"
 #include "gpuq/gpuq_cuda.h"
 
-#define GPUQ_CUDA_API __attribute__((visibility("default")))
-
 static_assert(sizeof(cudaIpcMemHandle_t) == sizeof(((struct gpuq_buf_export *)0)->handle),
 	      "gpuq_buf_export.handle holds a cudaIpcMemHandle_t");
 

@@ -12,6 +12,15 @@
 extern "C" {
 #endif
 
+/* Every function declared with GPUQ_CUDA_API is in client/libgpuq-cuda.map. */
+#ifndef GPUQ_CUDA_API
+#ifdef __GNUC__
+#define GPUQ_CUDA_API __attribute__((visibility("default")))
+#else
+#define GPUQ_CUDA_API
+#endif
+#endif
+
 /*
  * libgpuq-cuda (-lgpuq-cuda -lgpuq) is the optional companion of libgpuq
  * for processes that run their own CUDA code. It links the shared CUDA
@@ -52,14 +61,14 @@ extern "C" {
  * a CUDA failure, cudaGetLastError() in the calling thread tells which.
  * Thread-safe as far as CUDA is.
  */
-int gpuq_buf_map_cuda(gpuq_t *q, uint32_t id, void **devptr, size_t *size);
+GPUQ_CUDA_API int gpuq_buf_map_cuda(gpuq_t *q, uint32_t id, void **devptr, size_t *size);
 
 /*
  * Releases a mapping made by gpuq_buf_map_cuda (cudaIpcCloseMemHandle).
  * The calling thread's current device is left as it was. Returns 0,
  * -EINVAL (NULL, or not a mapping of this process), or -EIO.
  */
-int gpuq_buf_unmap_cuda(void *devptr);
+GPUQ_CUDA_API int gpuq_buf_unmap_cuda(void *devptr);
 
 /*
  * Maps channel ch's shared memory for kernels of this process: registers it
@@ -88,10 +97,10 @@ int gpuq_buf_unmap_cuda(void *devptr);
  * Registering costs about 0.3 ms per MiB (DESIGN.md, Limits): map once, not
  * per launch.
  */
-int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
+GPUQ_CUDA_API int gpuq_chan_map_cuda(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
 
 /* Undoes gpuq_chan_map_cuda (cudaHostUnregister). Returns 0, -EINVAL or -EIO. */
-int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
+GPUQ_CUDA_API int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
 
 /*
  * Like gpuq_chan_map_cuda, for a process whose kernels send on ch: the
@@ -102,8 +111,8 @@ int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
  * senders on it get -EBUSY. Unmap with gpuq_chan_unmap_cuda_sender after
  * the kernels finished: it hands the tail back to the ring.
  */
-int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
-int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
+GPUQ_CUDA_API int gpuq_chan_map_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
+GPUQ_CUDA_API int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 
 /*
  * Like gpuq_chan_map_cuda, for a process whose kernels receive on ch (a
@@ -115,8 +124,8 @@ int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
  * meanwhile CPU receivers on it get -EBUSY. Unmap with
  * gpuq_chan_unmap_cuda_receiver after the kernels finished.
  */
-int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
-int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
+GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *out);
+GPUQ_CUDA_API int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 /*
  * Both mappings take their end through gpuq_chan_own, then hold its word in
  * the ring (GPUQ_CHAN_HELD, gpuq_chan.h) so that a CPU sender (receiver)
