@@ -860,6 +860,20 @@ static void on_busy_term(int sig)
  * Keeps every SM of the device full of spin kernels, two launches queued so
  * there is no gap, until SIGTERM; then reports how many ran and how long.
  */
+/*
+ * Puts gpuqd's MPS environment (gpuq_mps_env) into this process's, keeping
+ * what the user set, so that a CUDA context started after this, here or
+ * in a program this process starts, joins gpuqd's MPS server.
+ */
+static void mps_env_apply(gpuq_t *q)
+{
+	const char *names[GPUQ_MPS_ENV_MAX], *values[GPUQ_MPS_ENV_MAX];
+	int n = gpuq_mps_env(q, names, values, GPUQ_MPS_ENV_MAX);
+
+	for (int i = 0; i < n && i < GPUQ_MPS_ENV_MAX; i++)
+		setenv(names[i], values[i], 0);
+}
+
 static void internal_busy(int fd)
 {
 	struct sigaction sa = { .sa_handler = on_busy_term };
@@ -879,8 +893,8 @@ static void internal_busy(int fd)
 
 	sigaction(SIGTERM, &sa, NULL);
 	/*
-	 * A client that computes beside gpuqd: connect first, so that libgpuq can
-	 * point this process at gpuqd's MPS server before CUDA starts.
+	 * A client that computes beside gpuqd: connect first, so that this
+	 * process joins gpuqd's MPS server before CUDA starts.
 	 */
 	if (O.internal_socket) {
 		struct gpuq_options go = { .struct_size = sizeof(go),
@@ -894,6 +908,7 @@ static void internal_busy(int fd)
 				O.internal_socket, gpuq_errmsg(NULL), strerror(-r));
 			exit(1);
 		}
+		mps_env_apply(q);
 		/* Kept open until exit: the session is what an MPS client holds. */
 	}
 	e = cudaGetDeviceCount(&n);
@@ -1301,6 +1316,8 @@ static void gpuqd_wait_ready(uint64_t timeout_ns)
 		usleep(20000);
 	}
 	gpuqd_probe(q);
+	/* The CUDA programs this one starts (baselines, busy load) inherit it. */
+	mps_env_apply(q);
 	gpuq_close(q);
 }
 
@@ -1645,7 +1662,7 @@ static void wlat(struct wctx *w, const struct wcmd *c)
 static void worker_main(int idx, uint32_t seq0)
 {
 	struct wctx w = { .idx = idx, .me = &sh->res[idx], .seq = seq0 };
-	struct gpuq_options go = { .struct_size = sizeof(go), .struct_size = sizeof(go) };
+	struct gpuq_options go = { .struct_size = sizeof(go) };
 	uint64_t need = (uint64_t)G.window * G.size, seed = 0x9e3779b97f4a7c15ull * (uint64_t)(idx + 1);
 	char name[64], sz[32];
 	size_t asz = 0;

@@ -3,6 +3,7 @@
 #define GPUQ_CLIENT_H
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -81,6 +82,14 @@ struct gpuq {
 	int epfd;
 	int efd;
 	int efd_set;
+
+	/*
+	 * What a CUDA context of this process needs to join gpuqd's MPS
+	 * server (gpuq_mps_env), from the Welcome; "" when gpuqd does not
+	 * share through MPS.
+	 */
+	char mps_pipe_dir[PATH_MAX];
+	char mps_sm_percent[16];
 
 	/* What gpuq_reconnect needs to say Hello again. */
 	char *path;

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <unistd.h>
@@ -38,6 +39,17 @@ static int cuda_errno(cudaError_t err)
 	default:
 		return -EIO;
 	}
+}
+
+GPUQ_CUDA_API int gpuq_mps_prepare_cuda(gpuq_t *q)
+{
+	const char *names[GPUQ_MPS_ENV_MAX], *values[GPUQ_MPS_ENV_MAX];
+	int n = gpuq_mps_env(q, names, values, GPUQ_MPS_ENV_MAX);
+
+	for (int i = 0; i < n && i < GPUQ_MPS_ENV_MAX; i++)
+		if (setenv(names[i], values[i], 0))
+			return -errno;
+	return n;
 }
 
 GPUQ_CUDA_API int gpuq_buf_map_cuda(gpuq_t *q, uint32_t id, void **devptr, size_t *size)

@@ -295,22 +295,22 @@ static int session_open(struct gpuq *q)
 	snprintf(q->backend, sizeof(q->backend), "%s", rep->welcome->backend);
 	/*
 	 * In mps mode the client's own CUDA context must join gpuqd's MPS
-	 * server, or its kernels and gpuqd's copies take turns in time slices.
-	 * CUDA reads this at its first call: connect before touching CUDA. A
-	 * value the caller set is kept.
+	 * server, or its kernels and gpuqd's copies take turns in time slices;
+	 * the operator may also keep a share of the SMs free of clients'
+	 * kernels. Kept for gpuq_mps_env: the environment is the caller's.
 	 */
-	if (rep->welcome->mps_pipe_dir && rep->welcome->mps_pipe_dir[0])
-		setenv("CUDA_MPS_PIPE_DIRECTORY", rep->welcome->mps_pipe_dir, 0);
-	/*
-	 * The operator may keep a share of the SMs free of clients' kernels, so
-	 * gpuqd's batch kernels never queue behind long-running client work.
-	 */
-	if (rep->welcome->mps_client_sm_percent) {
-		char pct[16];
-
-		snprintf(pct, sizeof(pct), "%u", rep->welcome->mps_client_sm_percent);
-		setenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", pct, 0);
+	q->mps_pipe_dir[0] = q->mps_sm_percent[0] = '\0';
+	if (rep->welcome->mps_pipe_dir && rep->welcome->mps_pipe_dir[0]) {
+		if (strlen(rep->welcome->mps_pipe_dir) >= sizeof(q->mps_pipe_dir)) {
+			r = client_fail(q, -EPROTO, "gpuqd named an MPS pipe directory over %zu bytes",
+					sizeof(q->mps_pipe_dir) - 1);
+			goto fail;
+		}
+		snprintf(q->mps_pipe_dir, sizeof(q->mps_pipe_dir), "%s", rep->welcome->mps_pipe_dir);
 	}
+	if (rep->welcome->mps_client_sm_percent)
+		snprintf(q->mps_sm_percent, sizeof(q->mps_sm_percent), "%u",
+			 rep->welcome->mps_client_sm_percent);
 	r = client_data_open(q, rep->welcome->shm_size, rep->welcome->ndevices);
 	if (r)
 		goto fail;
@@ -429,6 +429,28 @@ GPUQ_API const char *gpuq_errmsg(gpuq_t *q)
 		return connect_err;
 	m = err_slot(q, 0);
 	return m ? m : "";
+}
+
+GPUQ_API int gpuq_mps_env(gpuq_t *q, const char **names, const char **values, unsigned max)
+{
+	const char *n[GPUQ_MPS_ENV_MAX], *v[GPUQ_MPS_ENV_MAX];
+	unsigned k = 0;
+
+	if (!q || (max && (!names || !values)))
+		return -EINVAL;
+	if (q->mps_pipe_dir[0]) {
+		n[k] = "CUDA_MPS_PIPE_DIRECTORY";
+		v[k++] = q->mps_pipe_dir;
+	}
+	if (q->mps_sm_percent[0]) {
+		n[k] = "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE";
+		v[k++] = q->mps_sm_percent;
+	}
+	for (unsigned i = 0; i < k && i < max; i++) {
+		names[i] = n[i];
+		values[i] = v[i];
+	}
+	return (int)k;
 }
 
 GPUQ_API uint64_t gpuq_session_id(gpuq_t *q)

@@ -24,25 +24,29 @@ shared_of() {
 
 # check LIB.la MAP HEADER MACRO
 check() {
-	local la=$1 map=$2 header=$3 macro=$4 so node name
+	local la=$1 map=$2 header=$3 macro=$4 so
 	so=$(shared_of "$la") || { echo "$la: no shared library built"; return 1; }
 	checked=$((checked + 1))
 	echo "$so: against $map and $header"
 
-	# The map: one version node, every name spelled out, everything else local.
-	node=$(sed -e 's,/\*.*\*/,,' "$map" | sed -n 's/^\([A-Za-z_][A-Za-z0-9_.]*\) *{.*/\1/p')
-	if [ "$(echo "$node" | wc -w)" -ne 1 ]; then
-		echo "FAIL: $map: expected one version node, found: $node"
+	# The map: "name@@node" for each name in each node's global: list.
+	sed -e '/\/\*/,/\*\//d' "$map" | awk '
+		/^[A-Za-z_][A-Za-z0-9_.]* *\{/ { node = $1; global = 0; next }
+		/global:/ { global = 1; next }
+		/local:/ || /^}/ { global = 0; next }
+		global && NF { gsub(/[[:space:];]/, ""); print $0 "@@" node }' | sort >"$tmp/map"
+	if [ ! -s "$tmp/map" ]; then
+		echo "FAIL: $map names no symbols"
 		fail=1
 		return 0
 	fi
-	sed -n '/global:/,/local:/p' "$map" | sed -e '1d;$d' -e 's/[[:space:];]//g' -e '/^$/d' |
-		sort >"$tmp/map"
 	if grep -q '[*?]' "$tmp/map"; then
 		echo "FAIL: $map: a wildcard among the global names:"
 		grep '[*?]' "$tmp/map"
 		fail=1
 	fi
+	sed 's/@@.*//' "$tmp/map" | sort >"$tmp/mapnames"
+	sed 's/.*@@//' "$tmp/map" | sort -u >"$tmp/nodes"
 
 	# The header: the name of every function declared with the macro.
 	sed -n "s/^$macro [^(]*[^A-Za-z0-9_(]\([A-Za-z_][A-Za-z0-9_]*\)(.*/\1/p" "$header" |
@@ -52,27 +56,23 @@ check() {
 		fail=1
 	fi
 
-	# The library: every defined dynamic symbol but the version node itself.
-	nm -D --defined-only "$so" | awk -v node="$node" '
-		$3 == node && $2 == "A" { next }
-		{ print $3 }' | sort >"$tmp/all"
-	grep -v "@@$node\$" "$tmp/all" >"$tmp/stray"
-	if [ -s "$tmp/stray" ]; then
-		echo "FAIL: $so: symbols outside version node $node:"
-		cat "$tmp/stray"
-		fail=1
-	fi
-	sed "s/@@$node\$//" "$tmp/all" | grep -v '@' | sort >"$tmp/lib"
+	# The library: every defined dynamic symbol but the version nodes themselves.
+	nm -D --defined-only "$so" | awk '$2 == "A" { next } { print $3 }' | sort >"$tmp/lib"
+	nm -D --defined-only "$so" | awk '$2 == "A" { print $3 }' | sort >"$tmp/libnodes"
 
-	if ! diff -u --label "$map" --label "$header" "$tmp/map" "$tmp/header"; then
+	if ! diff -u --label "$map (names)" --label "$header" "$tmp/mapnames" "$tmp/header"; then
 		echo "FAIL: $map and $header name different functions"
 		fail=1
 	fi
-	if ! diff -u --label "$header" --label "$so" "$tmp/header" "$tmp/lib"; then
-		echo "FAIL: $so exports other functions than $header declares"
+	if ! diff -u --label "$map" --label "$so" "$tmp/map" "$tmp/lib"; then
+		echo "FAIL: $so exports other symbols (or versions) than $map lists"
 		fail=1
 	fi
-	echo "$(wc -l <"$tmp/lib") symbols in $node"
+	if ! diff -u --label "$map (nodes)" --label "$so (nodes)" "$tmp/nodes" "$tmp/libnodes"; then
+		echo "FAIL: $so defines other version nodes than $map"
+		fail=1
+	fi
+	echo "$(wc -l <"$tmp/lib") symbols in $(tr '\n' ' ' <"$tmp/nodes")"
 }
 
 check "$b/client/libgpuq.la" "$s/client/libgpuq.map" "$s/include/gpuq/gpuq.h" GPUQ_API ||

@@ -66,10 +66,9 @@ typedef struct gpuq gpuq_t; /* one session with gpuqd; opaque */
  * speaks another protocol version), -EPROTO (a malformed reply), -ENOMEM;
  * gpuq_errmsg(NULL) then gives the daemon's or the library's message.
  *
- * When gpuqd shares its GPUs through MPS, connecting sets
- * CUDA_MPS_PIPE_DIRECTORY (unless already set) so that this process's own
- * CUDA context joins the same MPS server. CUDA reads it once, at its first
- * call: connect to gpuqd before the process's first CUDA call.
+ * When gpuqd shares its GPUs through MPS, the process's own CUDA context
+ * should join the same MPS server: gpuq_mps_env says how. libgpuq never
+ * changes the process environment.
  */
 GPUQ_API int gpuq_connect(const char *path, gpuq_t **out);
 
@@ -100,6 +99,23 @@ GPUQ_API int gpuq_reconnect(gpuq_t *q);
  * until that thread's next libgpuq call.
  */
 GPUQ_API const char *gpuq_errmsg(gpuq_t *q);
+
+/*
+ * MPS. When gpuqd shares its GPUs through MPS, a CUDA context this process
+ * creates must join gpuqd's MPS server, or its kernels and gpuqd's copies
+ * take turns in time slices; and the operator may keep a share of the SMs
+ * free of clients' kernels. CUDA takes both from environment variables,
+ * read once, at the process's first CUDA call. gpuq_mps_env gives them:
+ * up to max names (e.g. "CUDA_MPS_PIPE_DIRECTORY") and values, and returns
+ * how many there are (at most GPUQ_MPS_ENV_MAX; 0 when gpuqd does not use
+ * MPS), or -EINVAL. The strings are q's, valid until gpuq_reconnect or
+ * gpuq_close. The order is: connect, set them (e.g. setenv(name, value, 0),
+ * keeping what the user set; before other threads read the environment),
+ * then make the first CUDA call. gpuq_mps_prepare_cuda (libgpuq-cuda) does
+ * the middle step.
+ */
+#define GPUQ_MPS_ENV_MAX 4
+GPUQ_API int gpuq_mps_env(gpuq_t *q, const char **names, const char **values, unsigned max);
 
 /* The session id the daemon assigned, and the backend it runs ("cuda" or "host"). */
 GPUQ_API uint64_t gpuq_session_id(gpuq_t *q);

@@ -28,12 +28,24 @@ extern "C" {
  * caller must link the shared runtime too (nvcc -cudart shared, or
  * -lcudart), not the static one. libgpuq itself never links CUDA.
  *
- * Call order: connect to gpuqd (gpuq_connect or gpuq_connect_opts) before the process's first
- * CUDA call. When gpuqd shares its GPUs through MPS, connecting points
- * CUDA_MPS_PIPE_DIRECTORY at gpuqd's MPS server, and CUDA reads it only
- * once; a context created before that runs outside MPS, time-sliced
- * against gpuqd.
+ * Call order: connect to gpuqd (gpuq_connect or gpuq_connect_opts), call
+ * gpuq_mps_prepare_cuda, then make the process's first CUDA call. When
+ * gpuqd shares its GPUs through MPS, CUDA must find gpuqd's MPS server in
+ * the environment, and reads it only once: a context created before that
+ * runs outside MPS, time-sliced against gpuqd.
  */
+
+/*
+ * Sets the environment variables of gpuq_mps_env (libgpuq) for q, each
+ * unless already set (the user's value wins), so that the CUDA context
+ * this process creates next joins gpuqd's MPS server. Call it after
+ * connecting and before the process's first CUDA call (a context that
+ * exists already is not moved), and before other threads read the
+ * environment (setenv is not thread-safe). It makes no CUDA call. Returns
+ * how many variables gpuqd asked for (0: gpuqd does not use MPS, nothing
+ * set), or -EINVAL (NULL q), -ENOMEM.
+ */
+GPUQ_CUDA_API int gpuq_mps_prepare_cuda(gpuq_t *q);
 
 /*
  * Maps device buffer id of session q into the calling process's CUDA

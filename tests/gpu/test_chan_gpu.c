@@ -51,6 +51,8 @@ static gpuq_t *connect_ok(const char *name)
 	int r = gpuq_connect_opts(d.sock, &o, &q);
 
 	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
+	/* Before this process's first CUDA call: its context joins gpuqd's MPS server, if any. */
+	ck_assert_int_ge(gpuq_mps_prepare_cuda(q), 0);
 	return q;
 }
 
