@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "errmsg.h"
 #include "frame.h"
 #include "gpuq/gpuq.h"
 #include "ring.h"
@@ -146,7 +147,5 @@ static inline int client_size_check(size_t size)
  */
 void client_fill(void *dst, size_t size, const void *src, size_t lib_size);
 
-/* Records a library-side error message and returns err. */
-int client_fail(struct gpuq *q, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

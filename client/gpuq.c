@@ -2,72 +2,15 @@
 #include "build-config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <stdatomic.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "client.h"
-
-/*
- * Error messages are the calling thread's: a handle shared by threads
- * keeps one message per thread, so one thread's error never overwrites
- * the message another is about to read. Each thread keeps the messages
- * of the last ERR_SLOTS handles it got one on (the oldest slot is
- * reused), keyed by a serial that no later handle reuses, and the
- * message of its last failed connect (no handle).
- */
-#define ERR_SLOTS 4
-#define ERR_LEN 512
-
-struct err_slot {
-	uint64_t key; /* the handle's err_key; 0: unused */
-	char msg[ERR_LEN];
-};
-
-static __thread struct err_slot err_slots[ERR_SLOTS];
-static __thread unsigned err_next;
-static __thread char connect_err[ERR_LEN];
-static _Atomic uint64_t err_keys = 1;
-
-/* The calling thread's message slot for q, or NULL when it has none and !create. */
-static char *err_slot(const struct gpuq *q, int create)
-{
-	struct err_slot *s;
-
-	for (unsigned i = 0; i < ERR_SLOTS; i++)
-		if (err_slots[i].key == q->err_key)
-			return err_slots[i].msg;
-	if (!create)
-		return NULL;
-	s = &err_slots[err_next++ % ERR_SLOTS];
-	s->key = q->err_key;
-	s->msg[0] = '\0';
-	return s->msg;
-}
-
-int client_fail(struct gpuq *q, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err_slot(q, 1), ERR_LEN, fmt, ap);
-	va_end(ap);
-	return err;
-}
-
-/* Forgets the calling thread's message on q (a new call begins). */
-static void clear_err(struct gpuq *q)
-{
-	char *m = err_slot(q, 0);
-
-	if (m)
-		m[0] = '\0';
-}
+#include "errmsg.h"
 
 void client_fill(void *dst, size_t size, const void *src, size_t lib_size)
 {
@@ -90,19 +33,14 @@ static int options_take(const struct gpuq_options *opts, struct gpuq_options *o)
 	if (!opts)
 		return 0;
 	size = opts->struct_size;
-	if (client_size_check(size)) {
-		snprintf(connect_err, sizeof(connect_err),
-			 "struct gpuq_options: bad struct_size %zu", size);
-		return -EINVAL;
-	}
+	if (client_size_check(size))
+		return client_fail(NULL, -EINVAL, "struct gpuq_options: bad struct_size %zu", size);
 	for (size_t i = sizeof(*o); i < size; i++)
-		if (p[i]) {
-			snprintf(
-				connect_err, sizeof(connect_err),
+		if (p[i])
+			return client_fail(
+				NULL, -E2BIG,
 				"struct gpuq_options: byte %zu is set, but this libgpuq knows %zu bytes",
 				i, sizeof(*o));
-			return -E2BIG;
-		}
 	memcpy(o, opts, size < sizeof(*o) ? size : sizeof(*o));
 	return 0;
 }
@@ -177,7 +115,7 @@ int client_rpc(struct gpuq *q, Gpuq__Msg *req, Gpuq__Msg **rep)
 	Gpuq__Msg *m;
 	int r;
 
-	clear_err(q);
+	errmsg_clear(q);
 	if (q->fd < 0)
 		return client_fail(q, -ENOTCONN, "not connected");
 	req->seq = ++q->seq;
@@ -269,7 +207,7 @@ static int session_open(struct gpuq *q)
 
 	q->seq = 0;
 	q->max_frame = FRAME_MAX_LIMIT; /* until the Welcome names the cap */
-	clear_err(q);
+	errmsg_clear(q);
 	q->fd = open_socket(q, q->path);
 	if (q->fd < 0) {
 		r = q->fd;
@@ -332,10 +270,9 @@ GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts
 	struct gpuq_options o;
 	const char *client_name;
 	struct gpuq *q;
-	char *m;
 	int r;
 
-	connect_err[0] = '\0';
+	errmsg_clear(NULL);
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
@@ -348,13 +285,11 @@ GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts
 	if (!path || !*path)
 		path = GPUQ_DEFAULT_SOCKET;
 	q = calloc(1, sizeof(*q));
-	if (!q) {
-		snprintf(connect_err, sizeof(connect_err), "out of memory");
-		return -ENOMEM;
-	}
+	if (!q)
+		return client_fail(NULL, -ENOMEM, "out of memory");
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_mutex_init(&q->dlock, NULL);
-	q->err_key = atomic_fetch_add_explicit(&err_keys, 1, memory_order_relaxed);
+	q->err_key = errmsg_key();
 	q->fd = q->sock = q->epfd = q->efd = -1;
 	q->path = strdup(path);
 	q->client_name = client_name ? strdup(client_name) : NULL;
@@ -372,11 +307,7 @@ GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts
 	*out = q;
 	return 0;
 fail:
-	/* q goes: its message becomes the thread's connect message. */
-	m = err_slot(q, 0);
-	snprintf(connect_err, sizeof(connect_err), "%s", m ? m : "");
-	if (m)
-		m[0] = '\0';
+	errmsg_to_connect(q);
 	gpuq_close(q);
 	return r;
 }
@@ -419,16 +350,6 @@ GPUQ_API void gpuq_close(gpuq_t *q)
 	free(q->path);
 	free(q->client_name);
 	free(q);
-}
-
-GPUQ_API const char *gpuq_errmsg(gpuq_t *q)
-{
-	const char *m;
-
-	if (!q)
-		return connect_err;
-	m = err_slot(q, 0);
-	return m ? m : "";
 }
 
 GPUQ_API int gpuq_mps_env(gpuq_t *q, const char **names, const char **values, unsigned max)
