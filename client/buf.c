@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "client.h"
+#include "xfer.h"
 
 /* Bytes of one BufWrite/BufRead chunk: the frame cap less room for the envelope. */
 static size_t chunk_size(const struct gpuq *q)
@@ -33,7 +34,7 @@ GPUQ_API int gpuq_buf_alloc(gpuq_t *q, unsigned device, size_t size, uint32_t *i
 		return r;
 	*id = rep->buf_alloc_reply->buf_id;
 	frame_free(rep);
-	client_buf_note(q, *id, (int)device);
+	xfer_buf_note(q, *id, (int)device);
 	return 0;
 }
 
@@ -61,12 +62,12 @@ GPUQ_API int gpuq_buf_free(gpuq_t *q, uint32_t id)
 		 */
 		if (r != -EBUSY)
 			break;
-		client_reap(q);
+		xfer_reap(q);
 		nanosleep(&ts, NULL);
 	}
 	if (!r) {
 		frame_free(rep);
-		client_buf_note(q, id, -1);
+		xfer_buf_note(q, id, -1);
 	}
 	return r;
 }

@@ -86,4 +86,3 @@ GPUQ_API const char *gpuq_errmsg(gpuq_t *q)
 	m = err_slot(q, 0);
 	return m ? m : "";
 }
-

@@ -1,6 +1,6 @@
 /* errmsg.h: libgpuq's error messages, one per thread and handle (gpuq_errmsg). */
-#ifndef GPUQ_ERRMSG_H
-#define GPUQ_ERRMSG_H
+#ifndef GPUQ_CLIENT_ERRMSG_H
+#define GPUQ_CLIENT_ERRMSG_H
 
 #include <stdint.h>
 
@@ -13,7 +13,8 @@ uint64_t errmsg_key(void);
  * Records a library-side message for the calling thread on q (NULL: the
  * thread's connect message) and returns err.
  */
-int client_fail(struct gpuq *q, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int client_fail(struct gpuq *q, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Forgets the calling thread's message on q (NULL: its connect message); a new call begins. */
 void errmsg_clear(struct gpuq *q);

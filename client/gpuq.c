@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "xfer.h"
 #include "errmsg.h"
 
 void client_fill(void *dst, size_t size, const void *src, size_t lib_size)
@@ -249,14 +250,14 @@ static int session_open(struct gpuq *q)
 	if (rep->welcome->mps_client_sm_percent)
 		snprintf(q->mps_sm_percent, sizeof(q->mps_sm_percent), "%u",
 			 rep->welcome->mps_client_sm_percent);
-	r = client_data_open(q, rep->welcome->shm_size, rep->welcome->ndevices);
+	r = xfer_open(q, rep->welcome->shm_size, rep->welcome->ndevices);
 	if (r)
 		goto fail;
 	frame_free(rep);
 	return 0;
 fail:
 	frame_free(rep);
-	client_data_reset(q);
+	xfer_reset(q);
 	while (q->rx_nfds)
 		close(q->rx_fds[--q->rx_nfds]);
 	if (q->fd >= 0)
@@ -325,7 +326,7 @@ GPUQ_API int gpuq_reconnect(gpuq_t *q)
 		return -EINVAL;
 	pthread_mutex_lock(&q->lock);
 	/* The old session is over (or is ended here): its resources go with it. */
-	client_data_reset(q);
+	xfer_reset(q);
 	while (q->rx_nfds)
 		close(q->rx_fds[--q->rx_nfds]);
 	if (q->fd >= 0)
@@ -340,7 +341,7 @@ GPUQ_API void gpuq_close(gpuq_t *q)
 {
 	if (!q)
 		return;
-	client_data_close(q);
+	xfer_close(q);
 	while (q->rx_nfds)
 		close(q->rx_fds[--q->rx_nfds]);
 	if (q->fd >= 0)
