@@ -61,20 +61,22 @@ void internal_busy(int fd)
 
 	sigaction(SIGTERM, &sa, NULL);
 	/*
-	 * A client that computes beside gpuqd: connect first, so that libgpuq can
-	 * point this process at gpuqd's MPS server before CUDA starts.
+	 * A client that computes beside gpuqd: connect first, so that this
+	 * process joins gpuqd's MPS server before CUDA starts.
 	 */
 	if (O.internal_socket) {
-		struct gpuq_options go = { .client_name = "gpuq-bench-busy", .arena_size = MiB };
-		char err[256] = "";
+		struct gpuq_options go = { .struct_size = sizeof(go),
+					   .client_name = "gpuq-bench-busy",
+					   .arena_size = MiB };
 		gpuq_t *q = NULL;
-		int r = gpuq_connect_opts(O.internal_socket, &go, &q, err, sizeof(err));
+		int r = gpuq_connect_opts(O.internal_socket, &go, &q);
 
 		if (r) {
 			fprintf(stderr, "gpuq-bench: busy load: connecting to %s: %s (%s)\n",
-				O.internal_socket, err, strerror(-r));
+				O.internal_socket, gpuq_errmsg(NULL), strerror(-r));
 			exit(1);
 		}
+		mps_env_apply(q);
 		/* Kept open until exit: the session is what an MPS client holds. */
 	}
 	e = cudaGetDeviceCount(&n);

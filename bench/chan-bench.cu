@@ -450,7 +450,10 @@ static gpuq_t *connect_gpuqd()
 
 	if (O.sock) {
 		int r = gpuq_connect(O.sock, &q);
-		if (r) {
+		/* Before the first CUDA call: this process joins gpuqd's MPS server, if any. */
+		if (!r)
+			r = gpuq_mps_prepare_cuda(q);
+		if (r < 0) {
 			fprintf(stderr, "chan-bench: connect %s: %s\n", O.sock, strerror(-r));
 			exit(1);
 		}

@@ -228,9 +228,9 @@ static void wlat(struct wctx *w, const struct wcmd *c)
 static void worker_main(int idx, uint32_t seq0)
 {
 	struct wctx w = { .idx = idx, .me = &sh->res[idx], .seq = seq0 };
-	struct gpuq_options go = { 0 };
+	struct gpuq_options go = { .struct_size = sizeof(go) };
 	uint64_t need = (uint64_t)G.window * G.size, seed = 0x9e3779b97f4a7c15ull * (uint64_t)(idx + 1);
-	char name[64], err[256] = "", sz[32];
+	char name[64], sz[32];
 	size_t asz = 0;
 	ssize_t n;
 	int64_t bad;
@@ -247,10 +247,10 @@ static void worker_main(int idx, uint32_t seq0)
 			qd *= 2;
 		go.queue_depth = qd;
 	}
-	r = gpuq_connect_opts(sock_path, &go, &w.q, err, sizeof(err));
+	r = gpuq_connect_opts(sock_path, &go, &w.q);
 	if (r)
-		wfail(w.me, w.seq, r, "client %d: connecting to %s: %s (%s)", idx, sock_path, err,
-		      strerror(-r));
+		wfail(w.me, w.seq, r, "client %d: connecting to %s: %s (%s)", idx, sock_path,
+		      gpuq_errmsg(NULL), strerror(-r));
 	if (!O.smoke && strcmp(gpuq_backend(w.q), "cuda"))
 		wfail(w.me, w.seq, -EPROTO, "client %d: gpuqd runs the %s backend, not cuda", idx,
 		      gpuq_backend(w.q));

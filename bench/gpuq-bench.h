@@ -244,6 +244,7 @@ extern pid_t daemon_pid, internal_pid;
 extern pid_t worker_pids[MAX_CLIENTS];
 extern int late_failure;
 extern struct gpuq_status dstatus;
+void mps_env_apply(gpuq_t *q);
 extern struct gpuq_device_info ddev;
 extern int have_ddev;
 void daemon_log_tail(void);

@@ -16,7 +16,7 @@ pid_t daemon_pid, internal_pid;
 static int daemon_started; /* its log is worth keeping when something fails */
 pid_t worker_pids[MAX_CLIENTS];
 int late_failure;
-struct gpuq_status dstatus;
+struct gpuq_status dstatus = { .struct_size = sizeof(dstatus) };
 struct gpuq_device_info ddev;
 int have_ddev;
 
@@ -255,7 +255,7 @@ static void gpuqd_probe(gpuq_t *q)
 		die("gpuqd runs the %s backend (%s): no GPU figures from it (--smoke runs the bench "
 		    "on the host backend)",
 		    gpuq_backend(q), dstatus.backend_reason);
-	n = gpuq_devices(q, devs, 16);
+	n = gpuq_devices(q, devs, sizeof(*devs), 16);
 	if (n < 0)
 		die("gpuq_devices: %s (%s)", gpuq_errmsg(q), strerror(-n));
 	if (O.dev >= n)
@@ -266,10 +266,23 @@ static void gpuqd_probe(gpuq_t *q)
 	}
 }
 
+/*
+ * Puts gpuqd's MPS environment (gpuq_mps_env) into this process's, keeping
+ * what the user set, so that a CUDA context started after this, here or
+ * in a program this process starts, joins gpuqd's MPS server.
+ */
+void mps_env_apply(gpuq_t *q)
+{
+	const char *names[GPUQ_MPS_ENV_MAX], *values[GPUQ_MPS_ENV_MAX];
+	int n = gpuq_mps_env(q, names, values, GPUQ_MPS_ENV_MAX);
+
+	for (int i = 0; i < n && i < GPUQ_MPS_ENV_MAX; i++)
+		setenv(names[i], values[i], 0);
+}
+
 void gpuqd_wait_ready(uint64_t timeout_ns)
 {
 	uint64_t deadline = now_ns() + timeout_ns;
-	char err[256];
 	gpuq_t *q;
 	int r, st;
 
@@ -281,18 +294,24 @@ void gpuqd_wait_ready(uint64_t timeout_ns)
 			    WIFSIGNALED(st) ? "signal" : "status",
 			    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 		}
-		err[0] = '\0';
-		r = gpuq_connect_ex(sock_path, "gpuq-bench", &q, err, sizeof(err));
+		r = gpuq_connect_opts(
+			sock_path,
+			&(struct gpuq_options){ .struct_size = sizeof(struct gpuq_options),
+						.client_name = "gpuq-bench" },
+			&q);
 		if (r == 0)
 			break;
 		if ((r != -ENOENT && r != -ECONNREFUSED) || daemon_pid <= 0)
-			die("connecting to gpuqd at %s: %s", sock_path, err[0] ? err : strerror(-r));
+			die("connecting to gpuqd at %s: %s", sock_path,
+			    *gpuq_errmsg(NULL) ? gpuq_errmsg(NULL) : strerror(-r));
 		if (now_ns() > deadline)
 			die("gpuqd did not accept a connection on %s within %.0f s", sock_path,
 			    (double)timeout_ns / NS);
 		usleep(20000);
 	}
 	gpuqd_probe(q);
+	/* The CUDA programs this one starts (baselines, busy load) inherit it. */
+	mps_env_apply(q);
 	gpuq_close(q);
 }
 

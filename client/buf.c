@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "client.h"
+#include "xfer.h"
 
 /* Bytes of one BufWrite/BufRead chunk: the frame cap less room for the envelope. */
 static size_t chunk_size(const struct gpuq *q)
@@ -33,7 +34,7 @@ GPUQ_API int gpuq_buf_alloc(gpuq_t *q, unsigned device, size_t size, uint32_t *i
 		return r;
 	*id = rep->buf_alloc_reply->buf_id;
 	frame_free(rep);
-	client_buf_note(q, *id, (int)device);
+	xfer_buf_note(q, *id, (int)device);
 	return 0;
 }
 
@@ -61,12 +62,12 @@ GPUQ_API int gpuq_buf_free(gpuq_t *q, uint32_t id)
 		 */
 		if (r != -EBUSY)
 			break;
-		client_reap(q);
+		xfer_reap(q);
 		nanosleep(&ts, NULL);
 	}
 	if (!r) {
 		frame_free(rep);
-		client_buf_note(q, id, -1);
+		xfer_buf_note(q, id, -1);
 	}
 	return r;
 }
@@ -141,10 +142,15 @@ GPUQ_API int gpuq_buf_export(gpuq_t *q, uint32_t id, struct gpuq_buf_export *out
 	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
 	Gpuq__BufExport e = GPUQ__BUF_EXPORT__INIT;
 	const Gpuq__BufExportReply *x;
+	struct gpuq_buf_export ex;
+	uint32_t size;
 	int r;
 
 	if (!q || !out)
 		return -EINVAL;
+	size = out->struct_size;
+	if (client_size_check(size))
+		return client_fail(q, -EINVAL, "struct gpuq_buf_export: bad struct_size %u", size);
 	e.buf_id = id;
 	req.body_case = GPUQ__MSG__BODY_BUF_EXPORT;
 	req.buf_export = &e;
@@ -154,21 +160,23 @@ GPUQ_API int gpuq_buf_export(gpuq_t *q, uint32_t id, struct gpuq_buf_export *out
 		goto out;
 	x = rep->buf_export_reply;
 	/* A reply for another buffer, or a handle we cannot pass on whole, is not one. */
-	if (x->buf_id != id || x->handle.len != sizeof(out->handle) ||
-	    strlen(x->pci_bus_id ? x->pci_bus_id : "") >= sizeof(out->pci_bus_id)) {
+	if (x->buf_id != id || x->handle.len != sizeof(ex.handle) ||
+	    strlen(x->pci_bus_id ? x->pci_bus_id : "") >= sizeof(ex.pci_bus_id)) {
 		r = client_fail(q, -EPROTO,
 				"gpuqd's export of buffer %u is malformed (buffer %u, %zu-byte handle)",
 				id, x->buf_id, x->handle.len);
 		frame_free(rep);
 		goto out;
 	}
-	memset(out, 0, sizeof(*out));
-	out->id = x->buf_id;
-	out->device = x->device;
-	out->size = x->size;
-	memcpy(out->handle, x->handle.data, sizeof(out->handle));
-	snprintf(out->pci_bus_id, sizeof(out->pci_bus_id), "%s", x->pci_bus_id ? x->pci_bus_id : "");
+	memset(&ex, 0, sizeof(ex));
+	ex.struct_size = size;
+	ex.id = x->buf_id;
+	ex.device = x->device;
+	ex.size = x->size;
+	memcpy(ex.handle, x->handle.data, sizeof(ex.handle));
+	snprintf(ex.pci_bus_id, sizeof(ex.pci_bus_id), "%s", x->pci_bus_id ? x->pci_bus_id : "");
 	frame_free(rep);
+	client_fill(out, size, &ex, sizeof(ex));
 out:
 	pthread_mutex_unlock(&q->lock);
 	return r;

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "ring.h"
+#include "xfer.h"
 #include "gpuq/gpuq_chan.h"
 
 /* How long a waiting receiver (or a sender facing a full ring) spins before it sleeps. */
@@ -390,7 +392,7 @@ GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, in
 				deadline = deadline_of(timeout_ms);
 				timed = 1;
 			}
-			r = client_alive(ch->q); /* gpuqd gone: nobody repairs or drains for us */
+			r = xfer_alive(ch->q); /* gpuqd gone: nobody repairs or drains for us */
 			if (!r)
 				r = nap(deadline, &spin_end);
 			if (r)
@@ -641,7 +643,7 @@ static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens
 		ms = deadline ? (int)((deadline - t) / 1000000 + 1) : 1000;
 		if (ms > 1000)
 			ms = 1000; /* bounds the cost of a wakeup lost to a dead process */
-		n = client_alive(ch->q); /* gpuqd gone: nothing will arrive */
+		n = xfer_alive(ch->q); /* gpuqd gone: nothing will arrive */
 		if (n)
 			return n;
 		/* The futex does not see gpuqd die: wake often enough to notice within 100 ms. */

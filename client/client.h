@@ -2,15 +2,16 @@
 #ifndef GPUQ_CLIENT_H
 #define GPUQ_CLIENT_H
 
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 
 #include "arena.h"
+#include "errmsg.h"
 #include "frame.h"
 #include "gpuq/gpuq.h"
-#include "ring.h"
-
-#define GPUQ_API __attribute__((visibility("default")))
+#include "proto/ring.h"
 
 enum req_state { REQ_FREE, REQ_PENDING, REQ_DONE };
 
@@ -44,7 +45,7 @@ struct gpuq {
 	uint64_t session_id;
 	uint32_t max_frame;
 	char backend[16];
-	char errmsg[512];
+	uint64_t err_key;          /* names q's error messages in each thread (gpuq.c) */
 	int rx_fds[FRAME_MAX_FDS]; /* fds that came with the last frame read */
 	unsigned rx_nfds;
 
@@ -83,6 +84,14 @@ struct gpuq {
 	int efd;
 	int efd_set;
 
+	/*
+	 * What a CUDA context of this process needs to join gpuqd's MPS
+	 * server (gpuq_mps_env), from the Welcome; "" when gpuqd does not
+	 * share through MPS.
+	 */
+	char mps_pipe_dir[PATH_MAX];
+	char mps_sm_percent[16];
+
 	/* What gpuq_reconnect needs to say Hello again. */
 	char *path;
 	char *client_name;
@@ -93,7 +102,7 @@ struct gpuq {
 /*
  * Sends req and waits for the reply with the same seq. Returns 0 with *rep
  * set (free with frame_free), or -errno: the daemon's Error code (its text
- * in q->errmsg), -EPIPE/-ECONNRESET when the daemon went away, -EPROTO for a
+ * the calling thread's message on q), -EPIPE/-ECONNRESET when the daemon went away, -EPROTO for a
  * reply that is not one. Caller holds q->lock.
  */
 int client_rpc(struct gpuq *q, Gpuq__Msg *req, Gpuq__Msg **rep);
@@ -101,32 +110,16 @@ int client_rpc(struct gpuq *q, Gpuq__Msg *req, Gpuq__Msg **rep);
 /* Like client_rpc, additionally checking the reply's body type. */
 int client_call(struct gpuq *q, Gpuq__Msg *req, int want_body, Gpuq__Msg **rep);
 
-/* Maps the data path from the Welcome's fds (in q->rx_fds). Returns 0 or -errno. */
-int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices);
-void client_data_close(struct gpuq *q);
-/*
- * Puts the data path of an ended session away for a new one: the mapping
- * and socket go; the request table stays (every entry free, so stale
- * handles are refused, not followed), buffers and queued completions are
- * forgotten. Caller holds q->lock; takes dlock.
- */
-void client_data_reset(struct gpuq *q);
-/* Frees what gpuq_fd created. */
-void client_fd_close(struct gpuq *q);
-/*
- * 0 while gpuqd serves the session, else why it ended (-ECONNRESET,
- * -ESHUTDOWN, -EPROTO). Looks at the session socket at most once a
- * millisecond (one poll(2) with no timeout); cheap otherwise.
- */
-int client_alive(struct gpuq *q);
-/* The session socket (for a waiter that must notice gpuqd's end), or -1. */
-int client_sock(struct gpuq *q);
-/* Takes in every posted completion (nonblocking). Returns how many. */
-unsigned client_reap(struct gpuq *q);
-/* Records which device a buffer lives on (dev < 0: forget it). */
-void client_buf_note(struct gpuq *q, uint32_t id, int dev);
+/* 0 when size is one a caller may pass for a struct or an entry (gpuq.h, "Structs that grow"), else -EINVAL. */
+static inline int client_size_check(size_t size)
+{
+	return size >= 4 && size <= GPUQ_STRUCT_SIZE_MAX && size % 4 == 0 ? 0 : -EINVAL;
+}
 
-/* Records a library-side error message and returns err. */
-int client_fail(struct gpuq *q, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/*
+ * Gives the caller's struct of size bytes at dst what fits of the
+ * library's own (src, lib_size bytes); bytes past lib_size are zeroed.
+ */
+void client_fill(void *dst, size_t size, const void *src, size_t lib_size);
 
 #endif

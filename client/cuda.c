@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <unistd.h>
@@ -14,8 +15,6 @@
 #include "gpuq/gpuq.h"
 #include "gpuq/gpuq_chan.h"
 #include "gpuq/gpuq_cuda.h"
-
-#define GPUQ_CUDA_API __attribute__((visibility("default")))
 
 static_assert(sizeof(cudaIpcMemHandle_t) == sizeof(((struct gpuq_buf_export *)0)->handle),
 	      "gpuq_buf_export.handle holds a cudaIpcMemHandle_t");
@@ -43,9 +42,20 @@ static int cuda_errno(cudaError_t err)
 	}
 }
 
+GPUQ_CUDA_API int gpuq_mps_prepare_cuda(gpuq_t *q)
+{
+	const char *names[GPUQ_MPS_ENV_MAX], *values[GPUQ_MPS_ENV_MAX];
+	int n = gpuq_mps_env(q, names, values, GPUQ_MPS_ENV_MAX);
+
+	for (int i = 0; i < n && i < GPUQ_MPS_ENV_MAX; i++)
+		if (setenv(names[i], values[i], 0))
+			return -errno;
+	return n;
+}
+
 GPUQ_CUDA_API int gpuq_buf_map_cuda(gpuq_t *q, uint32_t id, void **devptr, size_t *size)
 {
-	struct gpuq_buf_export ex;
+	struct gpuq_buf_export ex = { .struct_size = sizeof(ex) };
 	cudaIpcMemHandle_t h;
 	cudaError_t err;
 	void *p = NULL;

@@ -7,7 +7,7 @@
 
 #include "client.h"
 
-GPUQ_API int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, unsigned max)
+GPUQ_API int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, size_t entry_size, unsigned max)
 {
 	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
 	Gpuq__DeviceListReq dl = GPUQ__DEVICE_LIST_REQ__INIT;
@@ -16,6 +16,9 @@ GPUQ_API int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, unsigned max
 
 	if (!q || (max && !devs))
 		return -EINVAL;
+	if (max && client_size_check(entry_size))
+		return client_fail(q, -EINVAL, "struct gpuq_device_info: bad entry_size %zu",
+				   entry_size);
 	req.body_case = GPUQ__MSG__BODY_DEVICE_LIST_REQ;
 	req.device_list_req = &dl;
 	pthread_mutex_lock(&q->lock);
@@ -25,9 +28,8 @@ GPUQ_API int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, unsigned max
 		return r;
 	for (i = 0; i < rep->device_list->n_devices && i < max; i++) {
 		const Gpuq__DeviceInfo *d = rep->device_list->devices[i];
-		struct gpuq_device_info *o = &devs[i];
+		struct gpuq_device_info e = { 0 }, *o = &e;
 
-		memset(o, 0, sizeof(*o));
 		o->index = d->index;
 		snprintf(o->name, sizeof(o->name), "%s", d->name);
 		snprintf(o->pci_bus_id, sizeof(o->pci_bus_id), "%s", d->pci_bus_id);
@@ -39,6 +41,7 @@ GPUQ_API int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, unsigned max
 		o->cc_major = d->cc_major;
 		o->cc_minor = d->cc_minor;
 		o->sm_count = d->sm_count;
+		client_fill((unsigned char *)devs + i * entry_size, entry_size, o, sizeof(*o));
 	}
 	r = (int)rep->device_list->n_devices;
 	frame_free(rep);

@@ -2,7 +2,6 @@
 #include "build-config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,15 +10,40 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "xfer.h"
+#include "errmsg.h"
 
-int client_fail(struct gpuq *q, int err, const char *fmt, ...)
+void client_fill(void *dst, size_t size, const void *src, size_t lib_size)
 {
-	va_list ap;
+	memcpy(dst, src, size < lib_size ? size : lib_size);
+	if (size > lib_size)
+		memset((char *)dst + lib_size, 0, size - lib_size);
+}
 
-	va_start(ap, fmt);
-	vsnprintf(q->errmsg, sizeof(q->errmsg), fmt, ap);
-	va_end(ap);
-	return err;
+/*
+ * Takes the caller's options (struct_size bytes at opts) into *o, zero
+ * where the caller's struct ends. Options past the ones this library
+ * knows must be zero: a caller that asked for one would not get it.
+ */
+static int options_take(const struct gpuq_options *opts, struct gpuq_options *o)
+{
+	const unsigned char *p = (const unsigned char *)opts;
+	size_t size;
+
+	memset(o, 0, sizeof(*o));
+	if (!opts)
+		return 0;
+	size = opts->struct_size;
+	if (client_size_check(size))
+		return client_fail(NULL, -EINVAL, "struct gpuq_options: bad struct_size %zu", size);
+	for (size_t i = sizeof(*o); i < size; i++)
+		if (p[i])
+			return client_fail(
+				NULL, -E2BIG,
+				"struct gpuq_options: byte %zu is set, but this libgpuq knows %zu bytes",
+				i, sizeof(*o));
+	memcpy(o, opts, size < sizeof(*o) ? size : sizeof(*o));
+	return 0;
 }
 
 static int send_all(int fd, const uint8_t *buf, size_t len)
@@ -92,7 +116,7 @@ int client_rpc(struct gpuq *q, Gpuq__Msg *req, Gpuq__Msg **rep)
 	Gpuq__Msg *m;
 	int r;
 
-	q->errmsg[0] = '\0';
+	errmsg_clear(q);
 	if (q->fd < 0)
 		return client_fail(q, -ENOTCONN, "not connected");
 	req->seq = ++q->seq;
@@ -149,22 +173,21 @@ int client_call(struct gpuq *q, Gpuq__Msg *req, int want_body, Gpuq__Msg **rep)
 	return r;
 }
 
-static int open_socket(const char *path, char *errbuf, size_t errlen)
+static int open_socket(struct gpuq *q, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(errbuf, errlen, "socket path too long: %s", path);
-		return -ENAMETOOLONG;
+		return client_fail(q, -ENAMETOOLONG, "socket path too long: %s", path);
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return client_fail(q, -errno, "socket: %s", strerror(errno));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = -errno;
-		snprintf(errbuf, errlen, "cannot connect to gpuqd at %s: %s", path, strerror(errno));
+		r = client_fail(q, -errno, "cannot connect to gpuqd at %s: %s", path,
+				strerror(errno));
 		close(fd);
 		return r;
 	}
@@ -174,9 +197,10 @@ static int open_socket(const char *path, char *errbuf, size_t errlen)
 /*
  * Connects q to gpuqd at q->path and says Hello with q's options: on
  * success q has a fresh session (control socket and data path). On failure
- * q is left without one, errbuf says why. Caller holds q->lock (or owns q).
+ * q is left without one, and the calling thread's message on q says why.
+ * Caller holds q->lock (or owns q).
  */
-static int session_open(struct gpuq *q, char *errbuf, size_t errlen)
+static int session_open(struct gpuq *q)
 {
 	Gpuq__Msg req = GPUQ__MSG__INIT, *rep = NULL;
 	Gpuq__Hello hello = GPUQ__HELLO__INIT;
@@ -184,7 +208,8 @@ static int session_open(struct gpuq *q, char *errbuf, size_t errlen)
 
 	q->seq = 0;
 	q->max_frame = FRAME_MAX_LIMIT; /* until the Welcome names the cap */
-	q->fd = open_socket(q->path, errbuf, errlen);
+	errmsg_clear(q);
+	q->fd = open_socket(q, q->path);
 	if (q->fd < 0) {
 		r = q->fd;
 		q->fd = -1;
@@ -197,46 +222,42 @@ static int session_open(struct gpuq *q, char *errbuf, size_t errlen)
 	req.body_case = GPUQ__MSG__BODY_HELLO;
 	req.hello = &hello;
 	r = client_call(q, &req, GPUQ__MSG__BODY_WELCOME, &rep);
-	if (r) {
-		snprintf(errbuf, errlen, "%s", q->errmsg);
+	if (r)
 		goto fail;
-	}
 	q->session_id = rep->welcome->session_id;
 	q->max_frame = rep->welcome->max_frame;
 	if (q->max_frame < 4096 || q->max_frame > FRAME_MAX_LIMIT) {
-		snprintf(errbuf, errlen, "gpuqd announced an invalid frame cap %u", q->max_frame);
-		r = -EPROTO;
+		r = client_fail(q, -EPROTO, "gpuqd announced an invalid frame cap %u",
+				q->max_frame);
 		goto fail;
 	}
 	snprintf(q->backend, sizeof(q->backend), "%s", rep->welcome->backend);
 	/*
 	 * In mps mode the client's own CUDA context must join gpuqd's MPS
-	 * server, or its kernels and gpuqd's copies take turns in time slices.
-	 * CUDA reads this at its first call: connect before touching CUDA. A
-	 * value the caller set is kept.
+	 * server, or its kernels and gpuqd's copies take turns in time slices;
+	 * the operator may also keep a share of the SMs free of clients'
+	 * kernels. Kept for gpuq_mps_env: the environment is the caller's.
 	 */
-	if (rep->welcome->mps_pipe_dir && rep->welcome->mps_pipe_dir[0])
-		setenv("CUDA_MPS_PIPE_DIRECTORY", rep->welcome->mps_pipe_dir, 0);
-	/*
-	 * The operator may keep a share of the SMs free of clients' kernels, so
-	 * gpuqd's batch kernels never queue behind long-running client work.
-	 */
-	if (rep->welcome->mps_client_sm_percent) {
-		char pct[16];
-
-		snprintf(pct, sizeof(pct), "%u", rep->welcome->mps_client_sm_percent);
-		setenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", pct, 0);
+	q->mps_pipe_dir[0] = q->mps_sm_percent[0] = '\0';
+	if (rep->welcome->mps_pipe_dir && rep->welcome->mps_pipe_dir[0]) {
+		if (strlen(rep->welcome->mps_pipe_dir) >= sizeof(q->mps_pipe_dir)) {
+			r = client_fail(q, -EPROTO, "gpuqd named an MPS pipe directory over %zu bytes",
+					sizeof(q->mps_pipe_dir) - 1);
+			goto fail;
+		}
+		snprintf(q->mps_pipe_dir, sizeof(q->mps_pipe_dir), "%s", rep->welcome->mps_pipe_dir);
 	}
-	r = client_data_open(q, rep->welcome->shm_size, rep->welcome->ndevices);
-	if (r) {
-		snprintf(errbuf, errlen, "%s", q->errmsg);
+	if (rep->welcome->mps_client_sm_percent)
+		snprintf(q->mps_sm_percent, sizeof(q->mps_sm_percent), "%u",
+			 rep->welcome->mps_client_sm_percent);
+	r = xfer_open(q, rep->welcome->shm_size, rep->welcome->ndevices);
+	if (r)
 		goto fail;
-	}
 	frame_free(rep);
 	return 0;
 fail:
 	frame_free(rep);
-	client_data_reset(q);
+	xfer_reset(q);
 	while (q->rx_nfds)
 		close(q->rx_fds[--q->rx_nfds]);
 	if (q->fd >= 0)
@@ -245,50 +266,56 @@ fail:
 	return r;
 }
 
-GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out,
-			       char *errbuf, size_t errlen)
+GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out)
 {
-	const char *client_name = opts ? opts->client_name : NULL;
-	char dummy[1];
+	struct gpuq_options o;
+	const char *client_name;
 	struct gpuq *q;
 	int r;
 
-	if (!errbuf || !errlen) {
-		errbuf = dummy;
-		errlen = sizeof(dummy);
-	}
-	errbuf[0] = '\0';
+	errmsg_clear(NULL);
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
+	r = options_take(opts, &o);
+	if (r)
+		return r;
+	client_name = o.client_name;
 	if (!path || !*path)
 		path = getenv(GPUQ_SOCKET_ENV);
 	if (!path || !*path)
 		path = GPUQ_DEFAULT_SOCKET;
 	q = calloc(1, sizeof(*q));
 	if (!q)
-		return -ENOMEM;
+		return client_fail(NULL, -ENOMEM, "out of memory");
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_mutex_init(&q->dlock, NULL);
+	q->err_key = errmsg_key();
 	q->fd = q->sock = q->epfd = q->efd = -1;
 	q->path = strdup(path);
 	q->client_name = client_name ? strdup(client_name) : NULL;
 	if (!q->path || (client_name && !q->client_name)) {
-		r = -ENOMEM;
+		r = client_fail(q, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	q->opt_arena_size = opts ? opts->arena_size : 0;
+	q->opt_arena_size = o.arena_size;
 	if (!q->opt_arena_size && getenv("GPUQ_ARENA_SIZE"))
 		q->opt_arena_size = strtoull(getenv("GPUQ_ARENA_SIZE"), NULL, 0);
-	q->opt_queue_depth = opts ? opts->queue_depth : 0;
-	r = session_open(q, errbuf, errlen);
+	q->opt_queue_depth = o.queue_depth;
+	r = session_open(q);
 	if (r)
 		goto fail;
 	*out = q;
 	return 0;
 fail:
+	errmsg_to_connect(q);
 	gpuq_close(q);
 	return r;
+}
+
+GPUQ_API int gpuq_connect(const char *path, gpuq_t **out)
+{
+	return gpuq_connect_opts(path, NULL, out);
 }
 
 GPUQ_API int gpuq_reconnect(gpuq_t *q)
@@ -299,35 +326,22 @@ GPUQ_API int gpuq_reconnect(gpuq_t *q)
 		return -EINVAL;
 	pthread_mutex_lock(&q->lock);
 	/* The old session is over (or is ended here): its resources go with it. */
-	client_data_reset(q);
+	xfer_reset(q);
 	while (q->rx_nfds)
 		close(q->rx_fds[--q->rx_nfds]);
 	if (q->fd >= 0)
 		close(q->fd);
 	q->fd = -1;
-	r = session_open(q, q->errmsg, sizeof(q->errmsg));
+	r = session_open(q);
 	pthread_mutex_unlock(&q->lock);
 	return r;
-}
-
-GPUQ_API int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t **out,
-			     char *errbuf, size_t errlen)
-{
-	struct gpuq_options o = { .client_name = client_name };
-
-	return gpuq_connect_opts(path, &o, out, errbuf, errlen);
-}
-
-GPUQ_API int gpuq_connect(const char *path, gpuq_t **out)
-{
-	return gpuq_connect_ex(path, NULL, out, NULL, 0);
 }
 
 GPUQ_API void gpuq_close(gpuq_t *q)
 {
 	if (!q)
 		return;
-	client_data_close(q);
+	xfer_close(q);
 	while (q->rx_nfds)
 		close(q->rx_fds[--q->rx_nfds]);
 	if (q->fd >= 0)
@@ -339,9 +353,26 @@ GPUQ_API void gpuq_close(gpuq_t *q)
 	free(q);
 }
 
-GPUQ_API const char *gpuq_errmsg(gpuq_t *q)
+GPUQ_API int gpuq_mps_env(gpuq_t *q, const char **names, const char **values, unsigned max)
 {
-	return q ? q->errmsg : "";
+	const char *n[GPUQ_MPS_ENV_MAX], *v[GPUQ_MPS_ENV_MAX];
+	unsigned k = 0;
+
+	if (!q || (max && (!names || !values)))
+		return -EINVAL;
+	if (q->mps_pipe_dir[0]) {
+		n[k] = "CUDA_MPS_PIPE_DIRECTORY";
+		v[k++] = q->mps_pipe_dir;
+	}
+	if (q->mps_sm_percent[0]) {
+		n[k] = "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE";
+		v[k++] = q->mps_sm_percent;
+	}
+	for (unsigned i = 0; i < k && i < max; i++) {
+		names[i] = n[i];
+		values[i] = v[i];
+	}
+	return (int)k;
 }
 
 GPUQ_API uint64_t gpuq_session_id(gpuq_t *q)

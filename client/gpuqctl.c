@@ -90,7 +90,7 @@ static int fail(gpuq_t *q, const char *what, int r)
 
 static int cmd_status(gpuq_t *q)
 {
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	char b1[32], b2[32];
 	int r = gpuq_status(q, &st);
 
@@ -153,7 +153,7 @@ static int cmd_devices(gpuq_t *q)
 {
 	struct gpuq_device_info devs[64];
 	char b1[32], b2[32], link[32];
-	int i, n = gpuq_devices(q, devs, 64);
+	int i, n = gpuq_devices(q, devs, sizeof(*devs), 64);
 
 	if (n < 0)
 		return fail(q, "devices", n);
@@ -199,7 +199,7 @@ static int cmd_clients(gpuq_t *q)
 {
 	struct gpuq_client_info *cl;
 	char b1[32], b2[32];
-	int i, n = gpuq_clients(q, &cl);
+	int i, n = gpuq_clients(q, &cl, sizeof(*cl));
 
 	if (n < 0)
 		return fail(q, "clients", n);
@@ -237,7 +237,7 @@ static int cmd_clients(gpuq_t *q)
 static int cmd_channels(gpuq_t *q)
 {
 	struct gpuq_channel_info *ch;
-	int i, n = gpuq_channels(q, &ch);
+	int i, n = gpuq_channels(q, &ch, sizeof(*ch));
 
 	if (n < 0)
 		return fail(q, "channels", n);
@@ -288,7 +288,7 @@ static int cmd_channels(gpuq_t *q)
 
 static int cmd_version(gpuq_t *q)
 {
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	int r = gpuq_status(q, &st);
 
 	if (r)
@@ -325,7 +325,6 @@ int main(int argc, char **argv)
 		{ "version", cmd_version },
 	};
 	const char *sock = NULL;
-	char err[512];
 	gpuq_t *q;
 	size_t i;
 	int o, r;
@@ -358,10 +357,15 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	/* An operator's query moves no data: ask for the smallest arena. */
-	r = gpuq_connect_opts(sock, &(struct gpuq_options){ .client_name = "gpuqctl", .arena_size = 1u << 20, .queue_depth = 64 },
-			      &q, err, sizeof(err));
+	r = gpuq_connect_opts(sock,
+			      &(struct gpuq_options){ .struct_size = sizeof(struct gpuq_options),
+						      .client_name = "gpuqctl",
+						      .arena_size = 1u << 20,
+						      .queue_depth = 64 },
+			      &q);
 	if (r) {
-		fprintf(stderr, "gpuqctl: %s\n", err[0] ? err : strerror(-r));
+		fprintf(stderr, "gpuqctl: %s\n",
+			*gpuq_errmsg(NULL) ? gpuq_errmsg(NULL) : strerror(-r));
 		if (r == -ENOENT || r == -ECONNREFUSED || r == -ENOTDIR)
 			return EXIT_NOT_RUNNING;
 		if (r == -EACCES || r == -EPERM)

@@ -9,15 +9,20 @@
 #include "client.h"
 #include "gpuq/gpuq_chan.h"
 
-GPUQ_API int gpuq_status(gpuq_t *q, struct gpuq_status *st)
+GPUQ_API int gpuq_status(gpuq_t *q, struct gpuq_status *out)
 {
 	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
 	Gpuq__StatusReq sr = GPUQ__STATUS_REQ__INIT;
+	struct gpuq_status full, *st = &full;
 	const Gpuq__Status *s;
+	uint32_t size;
 	int r;
 
-	if (!q || !st)
+	if (!q || !out)
 		return -EINVAL;
+	size = out->struct_size;
+	if (client_size_check(size))
+		return client_fail(q, -EINVAL, "struct gpuq_status: bad struct_size %u", size);
 	req.body_case = GPUQ__MSG__BODY_STATUS_REQ;
 	req.status_req = &sr;
 	pthread_mutex_lock(&q->lock);
@@ -27,6 +32,7 @@ GPUQ_API int gpuq_status(gpuq_t *q, struct gpuq_status *st)
 		return r;
 	s = rep->status;
 	memset(st, 0, sizeof(*st));
+	st->struct_size = size;
 	snprintf(st->server_version, sizeof(st->server_version), "%s", s->server_version);
 	st->proto_version = s->proto_version;
 	snprintf(st->backend, sizeof(st->backend), "%s", s->backend);
@@ -53,19 +59,23 @@ GPUQ_API int gpuq_status(gpuq_t *q, struct gpuq_status *st)
 	for (size_t i = 0; i < s->n_foreign_contexts && i < 4; i++)
 		snprintf(st->foreign[i], sizeof(st->foreign[i]), "%s", s->foreign_contexts[i]);
 	frame_free(rep);
+	client_fill(out, size, st, sizeof(*st));
 	return 0;
 }
 
-GPUQ_API int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out)
+GPUQ_API int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out, size_t entry_size)
 {
 	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
 	Gpuq__ClientsReq cr = GPUQ__CLIENTS_REQ__INIT;
-	struct gpuq_client_info *arr;
+	unsigned char *arr;
 	size_t i, n;
 	int r;
 
 	if (!q || !out)
 		return -EINVAL;
+	if (client_size_check(entry_size))
+		return client_fail(q, -EINVAL, "struct gpuq_client_info: bad entry_size %zu",
+				   entry_size);
 	req.body_case = GPUQ__MSG__BODY_CLIENTS_REQ;
 	req.clients_req = &cr;
 	pthread_mutex_lock(&q->lock);
@@ -74,39 +84,44 @@ GPUQ_API int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out)
 	if (r)
 		return r;
 	n = rep->clients->n_clients;
-	arr = calloc(n ? n : 1, sizeof(*arr));
+	arr = calloc(n ? n : 1, entry_size);
 	if (!arr) {
 		frame_free(rep);
 		return -ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
 		const Gpuq__ClientInfo *c = rep->clients->clients[i];
+		struct gpuq_client_info e = { 0 };
 
-		arr[i].session_id = c->session_id;
-		arr[i].pid = c->pid;
-		arr[i].uid = c->uid;
-		arr[i].gid = c->gid;
-		snprintf(arr[i].name, sizeof(arr[i].name), "%s", c->name);
-		arr[i].connected_ms = c->connected_ms;
-		arr[i].buffers = c->buffers;
-		arr[i].buffer_bytes = c->buffer_bytes;
-		arr[i].requests = c->requests;
+		e.session_id = c->session_id;
+		e.pid = c->pid;
+		e.uid = c->uid;
+		e.gid = c->gid;
+		snprintf(e.name, sizeof(e.name), "%s", c->name);
+		e.connected_ms = c->connected_ms;
+		e.buffers = c->buffers;
+		e.buffer_bytes = c->buffer_bytes;
+		e.requests = c->requests;
+		client_fill(arr + i * entry_size, entry_size, &e, sizeof(e));
 	}
 	frame_free(rep);
-	*out = arr;
+	*out = (struct gpuq_client_info *)arr;
 	return (int)n;
 }
 
-GPUQ_API int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out)
+GPUQ_API int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out, size_t entry_size)
 {
 	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
 	Gpuq__ChannelsReq cr = GPUQ__CHANNELS_REQ__INIT;
-	struct gpuq_channel_info *arr;
+	unsigned char *arr;
 	size_t i, n;
 	int r;
 
 	if (!q || !out)
 		return -EINVAL;
+	if (client_size_check(entry_size))
+		return client_fail(q, -EINVAL, "struct gpuq_channel_info: bad entry_size %zu",
+				   entry_size);
 	req.body_case = GPUQ__MSG__BODY_CHANNELS_REQ;
 	req.channels_req = &cr;
 	pthread_mutex_lock(&q->lock);
@@ -115,31 +130,33 @@ GPUQ_API int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out)
 	if (r)
 		return r;
 	n = rep->channels->n_channels;
-	arr = calloc(n ? n : 1, sizeof(*arr));
+	arr = calloc(n ? n : 1, entry_size);
 	if (!arr) {
 		frame_free(rep);
 		return -ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
 		const Gpuq__ChannelInfo *c = rep->channels->channels[i];
+		struct gpuq_channel_info e = { 0 };
 
-		snprintf(arr[i].name, sizeof(arr[i].name), "%s", c->name);
-		arr[i].uid = c->uid;
-		arr[i].gid = c->gid;
-		arr[i].mode = c->mode & 0777;
-		arr[i].slot_size = c->slot_size;
-		arr[i].nslots = c->nslots;
-		arr[i].direction = c->direction == GPUQ_CHAN_DIR_CPU_TO_GPU ? GPUQ_CHAN_CPU_TO_GPU
-									   : GPUQ_CHAN_GPU_TO_CPU;
-		arr[i].users = c->users;
-		arr[i].head = c->head;
-		arr[i].tail = c->tail;
-		arr[i].gpu_sender = c->gpu_sender;
-		arr[i].gpu_receiver = c->gpu_receiver;
-		arr[i].receivers_asleep = c->receivers_asleep;
-		arr[i].senders_done = c->senders_done;
+		snprintf(e.name, sizeof(e.name), "%s", c->name);
+		e.uid = c->uid;
+		e.gid = c->gid;
+		e.mode = c->mode & 0777;
+		e.slot_size = c->slot_size;
+		e.nslots = c->nslots;
+		e.direction = c->direction == GPUQ_CHAN_DIR_CPU_TO_GPU ? GPUQ_CHAN_CPU_TO_GPU :
+									 GPUQ_CHAN_GPU_TO_CPU;
+		e.users = c->users;
+		e.head = c->head;
+		e.tail = c->tail;
+		e.gpu_sender = c->gpu_sender;
+		e.gpu_receiver = c->gpu_receiver;
+		e.receivers_asleep = c->receivers_asleep;
+		e.senders_done = c->senders_done;
+		client_fill(arr + i * entry_size, entry_size, &e, sizeof(e));
 	}
 	frame_free(rep);
-	*out = arr;
+	*out = (struct gpuq_channel_info *)arr;
 	return (int)n;
 }

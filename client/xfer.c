@@ -1,22 +1,15 @@
-/* xfer.c: libgpuq's data path: shared rings, arena memory, send/recv, completions, waiting. */
+/* xfer.c: libgpuq's data path: arena memory, requests, send/recv, completions, waiting (over ring.c). */
 #include "build-config.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "client.h"
+#include "ring.h"
+#include "xfer.h"
 
-/* How long a waiter spins on its CQ before it sleeps on the eventfd. */
-#define SPIN_US_DEFAULT 50
 /* How often a call that never sleeps looks whether gpuqd is still there. */
 #define LIVENESS_NS 1000000ull
 /* Chunk of a blocking transfer staged through the arena. */
@@ -44,83 +37,29 @@ static uint64_t coarse_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static struct shm_sqe *sq_of(struct gpuq *q, unsigned dev)
-{
-	return (struct shm_sqe *)((uint8_t *)q->shm + q->hdr->rings_off +
-				  q->hdr->ringset_size * dev + shm_sq_off());
-}
-
-static struct shm_cqe *cq_of(struct gpuq *q, unsigned dev)
-{
-	return (struct shm_cqe *)((uint8_t *)q->shm + q->hdr->rings_off +
-				  q->hdr->ringset_size * dev + shm_cq_off(q->hdr->sq_entries));
-}
-
 static struct gpuq_req *req_at(struct gpuq *q, uint32_t idx);
 static void fd_update(struct gpuq *q);
-static void efd_clear(struct gpuq *q);
 
-int client_data_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices)
+int xfer_open(struct gpuq *q, uint64_t shm_size, unsigned ndevices)
 {
-	struct stat st;
-	struct shm_hdr *h;
-	unsigned i;
-	int r;
+	int r = ring_init(q, shm_size, ndevices);
 
-	q->sock = -1;
-	/* Protocol 2: the session memfd and our end of the session socket. */
-	if (q->rx_nfds < 2 || ndevices > SHM_MAX_DEVICES || ndevices == 0)
-		return client_fail(q, -EPROTO, "gpuqd sent %u descriptors for %u device(s)",
-				   q->rx_nfds, ndevices);
-	if (fstat(q->rx_fds[0], &st) < 0 || (uint64_t)st.st_size < shm_size ||
-	    shm_size < sizeof(struct shm_hdr))
-		return client_fail(q, -EPROTO, "the session memory is smaller than announced");
-	q->shm = mmap(NULL, shm_size, PROT_READ | PROT_WRITE, MAP_SHARED, q->rx_fds[0], 0);
-	if (q->shm == MAP_FAILED) {
-		q->shm = NULL;
-		r = -errno;
-		return client_fail(q, r, "mapping the session memory: %s", strerror(-r));
-	}
-	q->shm_size = shm_size;
-	h = q->hdr = q->shm;
-	if (h->magic != SHM_MAGIC || h->version != SHM_VERSION || h->ndevices != ndevices ||
-	    h->total_size > shm_size || h->arena_off + h->arena_size > shm_size ||
-	    !h->sq_entries || (h->sq_entries & (h->sq_entries - 1)) || !h->cq_entries ||
-	    (h->cq_entries & (h->cq_entries - 1)))
-		return client_fail(q, -EPROTO, "the session memory has an unknown layout");
-	q->arena = (uint8_t *)q->shm + h->arena_off;
-	q->arena_size = h->arena_size;
-	q->ndevices = ndevices;
-	/* The memfd's mapping keeps the memory; the fd itself is not needed. */
-	close(q->rx_fds[0]);
-	q->sock = q->rx_fds[1];
-	for (i = 2; i < q->rx_nfds; i++)
-		close(q->rx_fds[i]);
-	q->rx_nfds = 0;
+	if (r)
+		return r;
 	r = arena_init(&q->alloc, q->arena_size);
 	if (r)
 		return client_fail(q, r, "out of memory");
 	if (!q->nreqblk)
 		q->free_req = REQ_NONE;
 	if (q->fd_mode) {
-		/* gpuq_fd's epoll set outlives sessions: it watches the new socket now. */
-		struct epoll_event ev = { .events = EPOLLIN };
-
-		if (epoll_ctl(q->epfd, EPOLL_CTL_ADD, q->sock, &ev) < 0) {
-			r = -errno;
-			return client_fail(q, r, "watching the session socket: %s", strerror(-r));
-		}
 		pthread_mutex_lock(&q->dlock);
 		fd_update(q);
 		pthread_mutex_unlock(&q->dlock);
 	}
-	q->spin_us = SPIN_US_DEFAULT;
-	if (getenv("GPUQ_SPIN_US"))
-		q->spin_us = (unsigned)strtoul(getenv("GPUQ_SPIN_US"), NULL, 10);
 	return 0;
 }
 
-void client_data_close(struct gpuq *q)
+void xfer_close(struct gpuq *q)
 {
 	unsigned i;
 
@@ -130,16 +69,11 @@ void client_data_close(struct gpuq *q)
 	free(q->pollq);
 	free(q->buf_dev);
 	arena_fini(&q->alloc);
-	if (q->sock >= 0)
-		close(q->sock);
-	q->sock = -1;
-	if (q->shm)
-		munmap(q->shm, q->shm_size);
-	q->shm = NULL;
-	client_fd_close(q);
+	ring_fini(q);
+	ring_fd_close(q);
 }
 
-void client_data_reset(struct gpuq *q)
+void xfer_reset(struct gpuq *q)
 {
 	uint32_t i;
 
@@ -161,26 +95,13 @@ void client_data_reset(struct gpuq *q)
 		memset(q->buf_dev, 0, q->nbuf_dev);
 	arena_fini(&q->alloc);
 	memset(&q->alloc, 0, sizeof(q->alloc));
-	if (q->sock >= 0)
-		close(q->sock); /* leaves gpuq_fd's epoll set with it */
-	q->sock = -1;
-	if (q->shm)
-		munmap(q->shm, q->shm_size);
-	q->shm = NULL;
-	q->hdr = NULL;
-	q->arena = NULL;
-	q->arena_size = 0;
+	ring_fini(q);
 	q->dead = 0;
 	atomic_store_explicit(&q->next_check_ns, 0, memory_order_relaxed);
-	memset(q->sq_tail, 0, sizeof(q->sq_tail));
-	memset(q->cq_head, 0, sizeof(q->cq_head));
-	memset(q->outstanding, 0, sizeof(q->outstanding));
-	if (q->fd_mode)
-		efd_clear(q);
 	pthread_mutex_unlock(&q->dlock);
 }
 
-void client_buf_note(struct gpuq *q, uint32_t id, int dev)
+void xfer_buf_note(struct gpuq *q, uint32_t id, int dev)
 {
 	pthread_mutex_lock(&q->dlock);
 	if (id >= q->nbuf_dev && dev >= 0) {
@@ -321,9 +242,8 @@ static unsigned reap(struct gpuq *q)
 	if (q->dead)
 		return 0; /* every request was completed when the session ended */
 	for (dev = 0; dev < q->ndevices; dev++) {
-		struct shm_ringctl *ctl = &q->hdr->ctl[dev];
-		struct shm_cqe *cq = cq_of(q, dev);
-		uint32_t tail = atomic_load_explicit(&ctl->cq_tail.v, memory_order_acquire);
+		struct shm_cqe *cq = ring_cq(q, dev);
+		uint32_t tail = ring_cq_tail(q, dev);
 		uint32_t head = q->cq_head[dev], mask = q->hdr->cq_entries - 1;
 
 		if (tail == head)
@@ -355,13 +275,12 @@ static unsigned reap(struct gpuq *q)
 					req_put(q, r);
 			}
 		}
-		q->cq_head[dev] = head;
-		atomic_store_explicit(&ctl->cq_head.v, head, memory_order_release);
+		ring_cq_release(q, dev, head);
 	}
 	return n;
 }
 
-unsigned client_reap(struct gpuq *q)
+unsigned xfer_reap(struct gpuq *q)
 {
 	unsigned n = 0;
 
@@ -371,18 +290,6 @@ unsigned client_reap(struct gpuq *q)
 	n = reap(q);
 	pthread_mutex_unlock(&q->dlock);
 	return n;
-}
-
-/* Is any completion posted and not yet reaped? Caller holds dlock. */
-static int cq_pending(struct gpuq *q)
-{
-	unsigned dev;
-
-	for (dev = 0; dev < q->ndevices; dev++)
-		if (atomic_load_explicit(&q->hdr->ctl[dev].cq_tail.v, memory_order_acquire) !=
-		    q->cq_head[dev])
-			return 1;
-	return 0;
 }
 
 /*
@@ -428,33 +335,8 @@ static void set_dead(struct gpuq *q)
  */
 static void drain_sock(struct gpuq *q)
 {
-	char buf[64];
-
-	if (q->dead)
-		return;
-	for (;;) {
-		ssize_t n = recv(q->sock, buf, sizeof(buf), MSG_DONTWAIT);
-
-		if (n > 0)
-			continue;
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return;
+	if (!q->dead && ring_drain(q))
 		set_dead(q);
-		return;
-	}
-}
-
-/*
- * Has gpuqd closed its end? Looks without taking anything from the socket
- * (wakes there may be meant for another waiter or for gpuq_fd's owner).
- */
-static int sock_hup(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = 0 };
-
-	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
 /* Throttled liveness look for calls that never sleep. Caller holds dlock. */
@@ -468,12 +350,12 @@ static int check_alive(struct gpuq *q)
 	if (t < atomic_load_explicit(&q->next_check_ns, memory_order_relaxed))
 		return 0;
 	atomic_store_explicit(&q->next_check_ns, t + LIVENESS_NS, memory_order_relaxed);
-	if (sock_hup(q->sock))
+	if (ring_hup(q))
 		set_dead(q);
 	return q->dead;
 }
 
-int client_alive(struct gpuq *q)
+int xfer_alive(struct gpuq *q)
 {
 	int r;
 
@@ -488,33 +370,7 @@ int client_alive(struct gpuq *q)
 	return r;
 }
 
-int client_sock(struct gpuq *q)
-{
-	return q ? __atomic_load_n(&q->sock, __ATOMIC_RELAXED) : -1;
-}
-
 /* ---- gpuq_fd ---- */
-
-static void efd_raise(struct gpuq *q)
-{
-	uint64_t one = 1;
-
-	if (q->efd_set)
-		return;
-	if (write(q->efd, &one, sizeof(one)) == sizeof(one))
-		q->efd_set = 1;
-}
-
-static void efd_clear(struct gpuq *q)
-{
-	uint64_t v;
-
-	if (!q->efd_set)
-		return;
-	if (read(q->efd, &v, sizeof(v)) < 0)
-		(void)0; /* EAGAIN: already clear */
-	q->efd_set = 0;
-}
 
 /*
  * Keeps gpuq_fd's promise; run at the end of every data-path call while
@@ -531,17 +387,10 @@ static void fd_update(struct gpuq *q)
 {
 	if (!q->fd_mode || !q->shm)
 		return;
-	if (q->dead || q->pq_head != q->pq_tail || q->ndone_user || cq_pending(q)) {
-		efd_raise(q);
-		return;
-	}
-	efd_clear(q);
-	if (!atomic_load_explicit(&q->hdr->cq_waiting.v, memory_order_relaxed)) {
-		atomic_store_explicit(&q->hdr->cq_waiting.v, 1, memory_order_seq_cst);
-		atomic_thread_fence(memory_order_seq_cst);
-		if (cq_pending(q))
-			efd_raise(q);
-	}
+	if (q->dead || q->pq_head != q->pq_tail || q->ndone_user || ring_cq_pending(q))
+		ring_fd_raise(q);
+	else
+		ring_fd_arm(q);
 }
 
 /* Leaves a data-path call: gpuq_fd's state first, then the lock. */
@@ -557,16 +406,7 @@ static void data_unlock(struct gpuq *q)
  */
 static void sleep_for_completion(struct gpuq *q, int timeout_ms)
 {
-	struct pollfd p = { .fd = q->sock, .events = POLLIN };
-
-	atomic_store_explicit(&q->hdr->cq_waiting.v, 1, memory_order_seq_cst);
-	atomic_thread_fence(memory_order_seq_cst);
-	if (cq_pending(q))
-		return;
-	pthread_mutex_unlock(&q->dlock);
-	/* POLLHUP ends the sleep at once when gpuqd goes. */
-	poll(&p, 1, timeout_ms);
-	pthread_mutex_lock(&q->dlock);
+	ring_sleep(q, timeout_ms);
 	/* Another waiter may have drained it already: fine, the CQ is what counts. */
 	drain_sock(q);
 }
@@ -606,13 +446,9 @@ static int progress_until(struct gpuq *q, int (*cond)(struct gpuq *, void *), vo
 	}
 }
 
-static int ring_has_room(struct gpuq *q, void *arg)
+static int sq_has_room(struct gpuq *q, void *arg)
 {
-	unsigned dev = (unsigned)(uintptr_t)arg;
-	uint32_t head = atomic_load_explicit(&q->hdr->ctl[dev].sq_head.v, memory_order_acquire);
-
-	return q->outstanding[dev] < q->hdr->cq_entries &&
-	       q->sq_tail[dev] - head < q->hdr->sq_entries;
+	return ring_has_room(q, (unsigned)(uintptr_t)arg);
 }
 
 /*
@@ -621,24 +457,15 @@ static int ring_has_room(struct gpuq *q, void *arg)
  */
 static int push_sqe(struct gpuq *q, unsigned dev, const struct shm_sqe *e)
 {
-	struct shm_ringctl *ctl = &q->hdr->ctl[dev];
 	int r;
 
-	if (!ring_has_room(q, (void *)(uintptr_t)dev)) {
-		r = progress_until(q, ring_has_room, (void *)(uintptr_t)dev, 0);
+	if (!ring_has_room(q, dev)) {
+		r = progress_until(q, sq_has_room, (void *)(uintptr_t)dev, 0);
 		if (r || q->dead)
 			return r ? r : q->dead; /* a dead session's ring has room: nobody reads it */
 	}
-	sq_of(q, dev)[q->sq_tail[dev] & (q->hdr->sq_entries - 1)] = *e;
-	q->sq_tail[dev]++;
-	q->outstanding[dev]++;
-	atomic_store_explicit(&ctl->sq_tail.v, q->sq_tail[dev], memory_order_release);
-	/* Pairs with the engine's fence between raising NEED_WAKEUP and its last look. */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&ctl->sq_flags.v, memory_order_relaxed) & SHM_NEED_WAKEUP) {
-		if (send(q->sock, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
-			set_dead(q); /* EPIPE: gpuqd is gone; the request was completed with the error */
-	}
+	if (ring_push(q, dev, e))
+		set_dead(q); /* gpuqd is gone: the request was completed with the error */
 	return 0;
 }
 
@@ -922,38 +749,20 @@ GPUQ_API int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int
 
 GPUQ_API int gpuq_fd(gpuq_t *q)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
 	int r;
 
 	if (!q || !q->shm)
 		return -EINVAL;
 	pthread_mutex_lock(&q->dlock);
 	if (!q->fd_mode) {
-		q->epfd = epoll_create1(EPOLL_CLOEXEC);
-		q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (q->epfd < 0 || q->efd < 0 || epoll_ctl(q->epfd, EPOLL_CTL_ADD, q->efd, &ev) < 0 ||
-		    epoll_ctl(q->epfd, EPOLL_CTL_ADD, q->sock, &ev) < 0) {
-			r = -errno;
-			client_fd_close(q);
+		r = ring_fd_open(q);
+		if (r) {
 			pthread_mutex_unlock(&q->dlock);
 			return r;
 		}
-		q->efd_set = 0;
-		q->fd_mode = 1;
 	}
 	data_unlock(q);
 	return q->epfd;
-}
-
-void client_fd_close(struct gpuq *q)
-{
-	if (q->epfd >= 0)
-		close(q->epfd);
-	if (q->efd >= 0)
-		close(q->efd);
-	q->epfd = q->efd = -1;
-	q->efd_set = 0;
-	q->fd_mode = 0;
 }
 
 /* ---- blocking transfers ---- */

@@ -74,8 +74,10 @@ int main(int argc, char **argv)
 	gpuq_t *q = NULL;
 	int r, rc = 1;
 
-	if ((r = gpuq_connect(sock, &q))) {
+	/* Connect and join gpuqd's MPS server (if any) before the first CUDA call. */
+	if ((r = gpuq_connect(sock, &q)) || (r = gpuq_mps_prepare_cuda(q)) < 0) {
 		fprintf(stderr, "chan_persistent: connect: %s\n", strerror(-r));
+		gpuq_close(q);
 		return 1;
 	}
 	snprintf(wname, sizeof(wname), "work.%d", (int)getpid());

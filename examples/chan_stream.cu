@@ -95,9 +95,10 @@ int main(int argc, char **argv)
 	int r, status, rc = 1;
 	pid_t pid;
 
-	/* Connect before the first CUDA call (gpuq_cuda.h says why). */
-	if ((r = gpuq_connect(sock, &q))) {
+	/* Connect and join gpuqd's MPS server (if any) before the first CUDA call (gpuq_cuda.h says why). */
+	if ((r = gpuq_connect(sock, &q)) || (r = gpuq_mps_prepare_cuda(q)) < 0) {
 		fprintf(stderr, "chan_stream: connect: %s\n", strerror(-r));
+		gpuq_close(q);
 		return 1;
 	}
 	snprintf(name, sizeof(name), "chan-stream.%d", (int)getpid());

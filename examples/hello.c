@@ -12,7 +12,7 @@ int main(int argc, char **argv)
 	struct gpuq_device_info dev;
 	size_t size = 8u << 20, i;
 	unsigned char *out, *in;
-	char err[512];
+	struct gpuq_options opts = { .struct_size = sizeof(opts), .client_name = "gpuq-hello" };
 	uint32_t id;
 	gpuq_t *q;
 	int n, r, rc = 1;
@@ -23,14 +23,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: gpuq-hello [--socket PATH]\n");
 		return 2;
 	}
-	r = gpuq_connect_ex(sock, "gpuq-hello", &q, err, sizeof(err));
+	r = gpuq_connect_opts(sock, &opts, &q);
 	if (r) {
-		fprintf(stderr, "gpuq-hello: %s\n", err[0] ? err : strerror(-r));
+		fprintf(stderr, "gpuq-hello: %s\n",
+			*gpuq_errmsg(NULL) ? gpuq_errmsg(NULL) : strerror(-r));
 		return 1;
 	}
 	printf("connected: session %llu, %s backend\n", (unsigned long long)gpuq_session_id(q),
 	       gpuq_backend(q));
-	n = gpuq_devices(q, &dev, 1);
+	n = gpuq_devices(q, &dev, sizeof(dev), 1);
 	if (n <= 0) {
 		fprintf(stderr, "gpuq-hello: no devices (%s)\n", n ? gpuq_errmsg(q) : "none");
 		goto out_close;

@@ -17,36 +17,63 @@ extern "C" {
  * The library has no link-time dependency on CUDA.
  */
 
+/*
+ * Structs that grow. A struct the caller allocates and libgpuq reads or
+ * fills begins with a uint32_t struct_size, which the caller sets to the
+ * sizeof of the struct in the header it was built with (gpuq_options,
+ * gpuq_status, gpuq_buf_export); libgpuq leaves it as it was. Calls that
+ * fill arrays (gpuq_devices, gpuq_clients, gpuq_channels) take the
+ * entry's sizeof as an argument instead, entry_size, which is also the
+ * array's stride. New fields are only ever added at the end, and each
+ * makes sizeof grow, so a program built against an older header passes a
+ * smaller size. libgpuq then:
+ *   - fills (or reads) only the first min(size, its own sizeof) bytes,
+ *     so nothing is written past the caller's struct or entry;
+ *   - zeroes the bytes of a larger (newer) struct that it does not know,
+ *     and refuses options whose unknown bytes are not all zero (-E2BIG);
+ *   - refuses sizes that are not a multiple of 4, below 4 or above
+ *     GPUQ_STRUCT_SIZE_MAX with -EINVAL.
+ * struct gpuq_completion, filled on the data path, has a fixed layout.
+ */
+#define GPUQ_STRUCT_SIZE_MAX 65536u
+
+/*
+ * Symbols. Every function declared with GPUQ_API is exported by
+ * libgpuq.so, by name, under the version node of client/libgpuq.map
+ * (GPUQ_1); nothing else is. A new function goes into a new version node;
+ * tests/test_symbols.sh checks that the header, the map and the library
+ * agree.
+ */
+#ifndef GPUQ_API
+#ifdef __GNUC__
+#define GPUQ_API __attribute__((visibility("default")))
+#else
+#define GPUQ_API
+#endif
+#endif
+
 #define GPUQ_DEFAULT_SOCKET "/run/gpuqd/gpuqd.sock"
 #define GPUQ_SOCKET_ENV "GPUQ_SOCKET"
 
 typedef struct gpuq gpuq_t; /* one session with gpuqd; opaque */
 
 /*
- * Connects to gpuqd and performs the Hello/Welcome handshake. path may be
- * NULL: then $GPUQ_SOCKET, else GPUQ_DEFAULT_SOCKET. On success *out owns
- * the session; release it with gpuq_close. Errors: -ENOENT or -ECONNREFUSED
- * (no daemon), -EACCES (socket permissions), -EPROTONOSUPPORT (gpuqd speaks
- * another protocol version), -EPROTO (a malformed reply; gpuq_connect_ex
- * returns the daemon's message), -ENOMEM.
+ * Connects to gpuqd and performs the Hello/Welcome handshake, with default
+ * options (gpuq_connect_opts names them). path may be NULL: then
+ * $GPUQ_SOCKET, else GPUQ_DEFAULT_SOCKET. On success *out owns the
+ * session; release it with gpuq_close. Errors: -ENOENT or -ECONNREFUSED
+ * (no daemon), -EACCES (socket permissions), -EPROTONOSUPPORT (gpuqd
+ * speaks another protocol version), -EPROTO (a malformed reply), -ENOMEM;
+ * gpuq_errmsg(NULL) then gives the daemon's or the library's message.
  *
- * When gpuqd shares its GPUs through MPS, connecting sets
- * CUDA_MPS_PIPE_DIRECTORY (unless already set) so that this process's own
- * CUDA context joins the same MPS server. CUDA reads it once, at its first
- * call: connect to gpuqd before the process's first CUDA call.
+ * When gpuqd shares its GPUs through MPS, the process's own CUDA context
+ * should join the same MPS server: gpuq_mps_env says how. libgpuq never
+ * changes the process environment.
  */
-int gpuq_connect(const char *path, gpuq_t **out);
-
-/*
- * As gpuq_connect, with a client name shown by `gpuqctl clients` (may be
- * NULL) and a buffer that receives the daemon's or library's error message
- * on failure (may be NULL).
- */
-int gpuq_connect_ex(const char *path, const char *client_name, gpuq_t **out, char *errbuf,
-		    size_t errlen);
+GPUQ_API int gpuq_connect(const char *path, gpuq_t **out);
 
 /* Ends the session: the daemon frees every buffer the session owns. NULL is a no-op. */
-void gpuq_close(gpuq_t *q);
+GPUQ_API void gpuq_close(gpuq_t *q);
 
 /*
  * Starts a new session on q after the old one ended (gpuqd died, stopped
@@ -60,18 +87,44 @@ void gpuq_close(gpuq_t *q);
  * meanwhile. Returns 0 or -errno as gpuq_connect; after a failure q has no
  * session (calls fail) and gpuq_reconnect may be tried again.
  */
-int gpuq_reconnect(gpuq_t *q);
+GPUQ_API int gpuq_reconnect(gpuq_t *q);
 
-/* The message that came with the last error on q ("" when none). Valid until the next call. */
-const char *gpuq_errmsg(gpuq_t *q);
+/*
+ * The message that came with the calling thread's last error on q (""
+ * when none): each thread sees its own, so threads sharing q do not read
+ * each other's. A call that talks to gpuqd clears it first. A thread
+ * remembers messages for the 4 handles it most recently got one on.
+ * gpuq_errmsg(NULL) is the message of the calling thread's last failed
+ * gpuq_connect or gpuq_connect_opts. The string is the thread's: valid
+ * until that thread's next libgpuq call.
+ */
+GPUQ_API const char *gpuq_errmsg(gpuq_t *q);
+
+/*
+ * MPS. When gpuqd shares its GPUs through MPS, a CUDA context this process
+ * creates must join gpuqd's MPS server, or its kernels and gpuqd's copies
+ * take turns in time slices; and the operator may keep a share of the SMs
+ * free of clients' kernels. CUDA takes both from environment variables,
+ * read once, at the process's first CUDA call. gpuq_mps_env gives them:
+ * up to max names (e.g. "CUDA_MPS_PIPE_DIRECTORY") and values, and returns
+ * how many there are (at most GPUQ_MPS_ENV_MAX; 0 when gpuqd does not use
+ * MPS), or -EINVAL. The strings are q's, valid until gpuq_reconnect or
+ * gpuq_close. The order is: connect, set them (e.g. setenv(name, value, 0),
+ * keeping what the user set; before other threads read the environment),
+ * then make the first CUDA call. gpuq_mps_prepare_cuda (libgpuq-cuda) does
+ * the middle step.
+ */
+#define GPUQ_MPS_ENV_MAX 4
+GPUQ_API int gpuq_mps_env(gpuq_t *q, const char **names, const char **values, unsigned max);
 
 /* The session id the daemon assigned, and the backend it runs ("cuda" or "host"). */
-uint64_t gpuq_session_id(gpuq_t *q);
-const char *gpuq_backend(gpuq_t *q);
+GPUQ_API uint64_t gpuq_session_id(gpuq_t *q);
+GPUQ_API const char *gpuq_backend(gpuq_t *q);
 
 /* libgpuq's version string, e.g. "0.1.0". */
-const char *gpuq_version(void);
+GPUQ_API const char *gpuq_version(void);
 
+/* One device (an array entry: entry_size, see "Structs that grow"). */
 struct gpuq_device_info {
 	unsigned index;
 	char name[128];
@@ -86,10 +139,12 @@ struct gpuq_device_info {
 };
 
 /*
- * Fills up to max entries of devs and returns the number of devices the
- * daemon has (which may exceed max). devs may be NULL when max is 0.
+ * Fills up to max entries of devs, entry_size bytes apart (the caller's
+ * sizeof(struct gpuq_device_info)), and returns the number of devices the
+ * daemon has (which may exceed max). devs may be NULL and entry_size is
+ * not looked at when max is 0. -EINVAL for a bad entry_size.
  */
-int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, unsigned max);
+GPUQ_API int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, size_t entry_size, unsigned max);
 
 /*
  * Device buffers. A buffer lives on one device, is named by a small id that
@@ -98,7 +153,7 @@ int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, unsigned max);
  * or session quota exhausted), -ENOENT (no such buffer in this session),
  * -ERANGE (offset/length outside the buffer).
  */
-int gpuq_buf_alloc(gpuq_t *q, unsigned device, size_t size, uint32_t *id);
+GPUQ_API int gpuq_buf_alloc(gpuq_t *q, unsigned device, size_t size, uint32_t *id);
 /*
  * Frees buffer id. Transfers already taken by gpuqd on it finish first:
  * gpuqd refuses to free a buffer with transfers in flight (BufFree answers
@@ -106,18 +161,19 @@ int gpuq_buf_alloc(gpuq_t *q, unsigned device, size_t size, uint32_t *id);
  * it returns once the buffer is freed (their completions report success).
  * Requests on id that gpuqd had not taken yet complete with -ENOENT.
  */
-int gpuq_buf_free(gpuq_t *q, uint32_t id);
+GPUQ_API int gpuq_buf_free(gpuq_t *q, uint32_t id);
 
 /*
  * Copies len bytes between host memory and a device buffer through the
  * control socket. Simple and always correct, but not the fast path.
  * Returns len on success.
  */
-ssize_t gpuq_buf_write(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len);
-ssize_t gpuq_buf_read(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len);
+GPUQ_API ssize_t gpuq_buf_write(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len);
+GPUQ_API ssize_t gpuq_buf_read(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len);
 
 /* A device buffer exported for the caller's own CUDA context (CUDA IPC). */
 struct gpuq_buf_export {
+	uint32_t struct_size; /* the caller's sizeof(struct gpuq_buf_export) */
 	uint32_t id;
 	unsigned device;          /* gpuqd's device index, as gpuq_devices numbers it */
 	uint64_t size;            /* bytes, the whole buffer */
@@ -137,14 +193,16 @@ struct gpuq_buf_export {
  * the caller's: data sent with gpuq_send is in the buffer when gpuq_send
  * returns (or the request completes); the caller's own writes must be
  * complete (e.g. cudaStreamSynchronize) before it asks gpuqd to read them.
- * Returns 0 or -errno: -EINVAL (NULL argument), -ENOENT (no such buffer
+ * The caller sets out->struct_size. Returns 0 or -errno: -EINVAL (NULL
+ * argument or a bad struct_size), -ENOENT (no such buffer
  * in this session), -ENOTSUP (gpuqd runs the host backend, which has no
  * device memory to share), -EIO (the export failed in gpuqd); gpuq_errmsg
  * says why.
  */
-int gpuq_buf_export(gpuq_t *q, uint32_t id, struct gpuq_buf_export *out);
+GPUQ_API int gpuq_buf_export(gpuq_t *q, uint32_t id, struct gpuq_buf_export *out);
 
 struct gpuq_status {
+	uint32_t struct_size; /* the caller's sizeof(struct gpuq_status) */
 	char server_version[32];
 	unsigned proto_version;
 	char backend[16];
@@ -171,9 +229,14 @@ struct gpuq_status {
 	char foreign[4][64];       /* the first few of them */
 };
 
-/* The daemon's state, as `gpuqctl status` shows it. */
-int gpuq_status(gpuq_t *q, struct gpuq_status *st);
+/*
+ * The daemon's state, as `gpuqctl status` shows it. The caller sets
+ * st->struct_size (e.g. struct gpuq_status st = { .struct_size =
+ * sizeof(st) }); -EINVAL for a bad one.
+ */
+GPUQ_API int gpuq_status(gpuq_t *q, struct gpuq_status *st);
 
+/* One session (an array entry: entry_size, see "Structs that grow"). */
 struct gpuq_client_info {
 	uint64_t session_id;
 	unsigned pid, uid, gid;
@@ -186,10 +249,13 @@ struct gpuq_client_info {
 
 /*
  * Lists the daemon's sessions. On success *out is an array of the returned
- * count of entries, to be released with free().
+ * count of entries, entry_size bytes apart (the caller's sizeof(struct
+ * gpuq_client_info)), to be released with free(). -EINVAL for a bad
+ * entry_size.
  */
-int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out);
+GPUQ_API int gpuq_clients(gpuq_t *q, struct gpuq_client_info **out, size_t entry_size);
 
+/* One channel (an array entry: entry_size, see "Structs that grow"). */
 struct gpuq_channel_info {
 	char name[64];
 	unsigned uid, gid, mode;
@@ -205,9 +271,11 @@ struct gpuq_channel_info {
 /*
  * Lists the channels this peer may see (all for root and gpuqd's user,
  * else those it has access to). On success *out is an array of the
- * returned count of entries, to be released with free().
+ * returned count of entries, entry_size bytes apart (the caller's
+ * sizeof(struct gpuq_channel_info)), to be released with free(). -EINVAL
+ * for a bad entry_size.
  */
-int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out);
+GPUQ_API int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out, size_t entry_size);
 
 /*
  * ---- The data path ----
@@ -219,26 +287,33 @@ int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out);
  * busy) and each gets exactly one completion.
  */
 
-/* Connection options. Zero fields take defaults. */
+/*
+ * Connection options. The caller sets struct_size; other zero fields take
+ * defaults: struct gpuq_options o = { .struct_size = sizeof(o), ... }.
+ */
 struct gpuq_options {
+	uint32_t struct_size;    /* the caller's sizeof(struct gpuq_options) */
 	const char *client_name; /* shown by `gpuqctl clients` */
 	size_t arena_size;       /* bytes of arena; default $GPUQ_ARENA_SIZE, else 64 MiB; capped by gpuqd */
 	unsigned queue_depth;    /* submission ring entries per device; default 4096 */
 };
 
-/* As gpuq_connect_ex, with options (opts may be NULL). */
-int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out,
-		      char *errbuf, size_t errlen);
+/*
+ * As gpuq_connect, with options (opts may be NULL: all defaults). On
+ * failure gpuq_errmsg(NULL) says why; -EINVAL for a bad struct_size,
+ * -E2BIG for options this libgpuq does not know set to nonzero values.
+ */
+GPUQ_API int gpuq_connect_opts(const char *path, const struct gpuq_options *opts, gpuq_t **out);
 
 /*
  * Arena memory: buffers that move without a host copy. gpuq_mem_alloc
  * returns NULL when the arena is full (or size is 0). Freed memory must
  * not be in use by a pending request. Thread-safe.
  */
-void *gpuq_mem_alloc(gpuq_t *q, size_t size);
-void gpuq_mem_free(gpuq_t *q, void *p);
+GPUQ_API void *gpuq_mem_alloc(gpuq_t *q, size_t size);
+GPUQ_API void gpuq_mem_free(gpuq_t *q, void *p);
 /* The arena's bounds (for callers that manage it themselves). */
-void *gpuq_arena(gpuq_t *q, size_t *size);
+GPUQ_API void *gpuq_arena(gpuq_t *q, size_t *size);
 
 /* One finished request. */
 struct gpuq_completion {
@@ -267,9 +342,9 @@ typedef struct gpuq_req gpuq_req_t; /* a pending nonblocking request; opaque */
  * Any size works; host memory outside the arena is copied through it in
  * pipelined chunks.
  */
-ssize_t gpuq_send(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len);
-ssize_t gpuq_recv(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len);
-ssize_t gpuq_copy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id,
+GPUQ_API ssize_t gpuq_send(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len);
+GPUQ_API ssize_t gpuq_recv(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len);
+GPUQ_API ssize_t gpuq_copy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id,
 		  uint64_t src_off, size_t len);
 
 /*
@@ -282,11 +357,11 @@ ssize_t gpuq_copy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id,
  * a non-arena buffer larger than half the arena, -ENODEV, -ENOENT for an
  * unknown buffer).
  */
-int gpuq_isend(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len,
+GPUQ_API int gpuq_isend(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len,
 	       uint64_t tag, gpuq_req_t **req);
-int gpuq_irecv(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len, uint64_t tag,
+GPUQ_API int gpuq_irecv(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len, uint64_t tag,
 	       gpuq_req_t **req);
-int gpuq_icopy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id, uint64_t src_off,
+GPUQ_API int gpuq_icopy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id, uint64_t src_off,
 	       size_t len, uint64_t tag, gpuq_req_t **req);
 
 /*
@@ -300,9 +375,9 @@ int gpuq_icopy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id, ui
  * (gpuq_waitall: the first such error, after every request was released).
  * -EINVAL for a NULL or already released handle.
  */
-int gpuq_test(gpuq_t *q, gpuq_req_t *req, int *done, struct gpuq_completion *c);
-int gpuq_wait(gpuq_t *q, gpuq_req_t *req, struct gpuq_completion *c);
-int gpuq_waitall(gpuq_t *q, gpuq_req_t **reqs, unsigned n, struct gpuq_completion *cs);
+GPUQ_API int gpuq_test(gpuq_t *q, gpuq_req_t *req, int *done, struct gpuq_completion *c);
+GPUQ_API int gpuq_wait(gpuq_t *q, gpuq_req_t *req, struct gpuq_completion *c);
+GPUQ_API int gpuq_waitall(gpuq_t *q, gpuq_req_t **reqs, unsigned n, struct gpuq_completion *cs);
 
 /*
  * Harvests up to max completions of tag-only requests (req == NULL),
@@ -310,7 +385,7 @@ int gpuq_waitall(gpuq_t *q, gpuq_req_t **reqs, unsigned n, struct gpuq_completio
  * Returns the count, or -errno. After the session ended, the completions
  * it failed are returned first, then the session's error.
  */
-int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int timeout_ms);
+GPUQ_API int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int timeout_ms);
 
 /*
  * An fd for epoll, libevent or io_uring loops, owned by q (never read,
@@ -336,7 +411,7 @@ int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int timeout_
  *   gpuq_reconnect or gpuq_close. The same descriptor is kept across
  *   gpuq_reconnect. Returns the fd or -errno.
  */
-int gpuq_fd(gpuq_t *q);
+GPUQ_API int gpuq_fd(gpuq_t *q);
 
 /*
  * ---- Channels: message queues between GPU kernels and CPU processes ----
@@ -364,7 +439,7 @@ typedef struct gpuq_chan gpuq_chan_t; /* an open channel; opaque */
  * 1 MiB); nslots must be a power of two (2 to 1M). Errors: -EEXIST (name
  * taken), -EINVAL (bad name, size or flags), -ENOMEM.
  */
-int gpuq_chan_create(gpuq_t *q, const char *name, size_t slot_size, unsigned nslots,
+GPUQ_API int gpuq_chan_create(gpuq_t *q, const char *name, size_t slot_size, unsigned nslots,
 		     unsigned flags, gpuq_chan_t **out);
 /*
  * Opens an existing channel. flags: GPUQ_CHAN_SEND and/or GPUQ_CHAN_RECV;
@@ -373,35 +448,35 @@ int gpuq_chan_create(gpuq_t *q, const char *name, size_t slot_size, unsigned nsl
  * group. Errors: -ENOENT, -EACCES, -EINVAL (neither flag, or a bad name),
  * -EUSERS (GPUQ_CHAN_SENDERS_MAX sending openers already).
  */
-int gpuq_chan_open(gpuq_t *q, const char *name, unsigned flags, gpuq_chan_t **out);
+GPUQ_API int gpuq_chan_open(gpuq_t *q, const char *name, unsigned flags, gpuq_chan_t **out);
 /* Closes the handle; the channel goes when the last session closes it. NULL is a no-op. */
-void gpuq_chan_close(gpuq_chan_t *ch);
+GPUQ_API void gpuq_chan_close(gpuq_chan_t *ch);
 
 /*
  * Sends one message of len <= slot_size bytes. Waits while the ring is
  * full, up to timeout_ms (0: don't wait, -1: forever). Returns len, or
  * -EAGAIN (full), -ETIMEDOUT, -EMSGSIZE.
  */
-ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, int timeout_ms);
+GPUQ_API ssize_t gpuq_chan_send(gpuq_chan_t *ch, const void *msg, size_t len, int timeout_ms);
 /*
  * Receives one message into buf (cap bytes; a longer message is cut to cap
  * and its full length returned). Waits up to timeout_ms for one to arrive:
  * polls briefly, then sleeps until gpuqd wakes it. Returns the message's
  * length, or -EAGAIN (timeout 0, nothing there), -ETIMEDOUT.
  */
-ssize_t gpuq_chan_recv(gpuq_chan_t *ch, void *buf, size_t cap, int timeout_ms);
+GPUQ_API ssize_t gpuq_chan_recv(gpuq_chan_t *ch, void *buf, size_t cap, int timeout_ms);
 /*
  * Receives up to max messages: message i goes to bufs + i * stride (stride
  * bytes each at most) and its length to lens[i]. Waits like gpuq_chan_recv
  * for the first. Returns the count, or -errno.
  */
-int gpuq_chan_recv_batch(gpuq_chan_t *ch, void *bufs, size_t stride, size_t *lens, unsigned max,
+GPUQ_API int gpuq_chan_recv_batch(gpuq_chan_t *ch, void *bufs, size_t stride, size_t *lens, unsigned max,
 			 int timeout_ms);
 /*
  * An fd readable while messages are pending (for epoll, libevent, io_uring
  * loops). Receiving until the channel is empty re-arms it. Owned by ch.
  */
-int gpuq_chan_fd(gpuq_chan_t *ch);
+GPUQ_API int gpuq_chan_fd(gpuq_chan_t *ch);
 /*
  * The ends gpuqd granted this opener: GPUQ_CHAN_SEND and/or GPUQ_CHAN_RECV
  * (the creator gets both). The regions of the shared memory this opener may
@@ -409,9 +484,9 @@ int gpuq_chan_fd(gpuq_chan_t *ch);
  * the send end, or receiving (gpuq_chan_recv, _recv_batch, _fd) without the
  * receive end, returns -EBADF. Or -EINVAL for NULL.
  */
-int gpuq_chan_ends(gpuq_chan_t *ch);
+GPUQ_API int gpuq_chan_ends(gpuq_chan_t *ch);
 /* The channel's geometry and its shared memory (for gpuq_chan_map_cuda and the curious). */
-int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots, unsigned *direction,
+GPUQ_API int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots, unsigned *direction,
 		   void **mem, size_t *mem_size);
 /*
  * Takes (own != 0) or gives back one end of ch, GPUQ_CHAN_SEND or
@@ -422,7 +497,7 @@ int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots, unsigne
  * gpuqd clears the mark and repairs the ring, so CPU processes can take
  * over. Returns 0 or -errno (-EBUSY, -EINVAL, -ENOENT, -ENOTCONN).
  */
-int gpuq_chan_own(gpuq_chan_t *ch, unsigned end, int own);
+GPUQ_API int gpuq_chan_own(gpuq_chan_t *ch, unsigned end, int own);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,15 @@
 extern "C" {
 #endif
 
+/* Every function declared with GPUQ_CUDA_API is in client/libgpuq-cuda.map. */
+#ifndef GPUQ_CUDA_API
+#ifdef __GNUC__
+#define GPUQ_CUDA_API __attribute__((visibility("default")))
+#else
+#define GPUQ_CUDA_API
+#endif
+#endif
+
 /*
  * libgpuq-cuda (-lgpuq-cuda -lgpuq) is the optional companion of libgpuq
  * for processes that run their own CUDA code. It links the shared CUDA
@@ -20,12 +29,24 @@ extern "C" {
  * caller must link the shared runtime too (nvcc -cudart shared, or
  * -lcudart), not the static one. libgpuq itself never links CUDA.
  *
- * Call order: connect to gpuqd (gpuq_connect*) before the process's first
- * CUDA call. When gpuqd shares its GPUs through MPS, connecting points
- * CUDA_MPS_PIPE_DIRECTORY at gpuqd's MPS server, and CUDA reads it only
- * once; a context created before that runs outside MPS, time-sliced
- * against gpuqd.
+ * Call order: connect to gpuqd (gpuq_connect or gpuq_connect_opts), call
+ * gpuq_mps_prepare_cuda, then make the process's first CUDA call. When
+ * gpuqd shares its GPUs through MPS, CUDA must find gpuqd's MPS server in
+ * the environment, and reads it only once: a context created before that
+ * runs outside MPS, time-sliced against gpuqd.
  */
+
+/*
+ * Sets the environment variables of gpuq_mps_env (libgpuq) for q, each
+ * unless already set (the user's value wins), so that the CUDA context
+ * this process creates next joins gpuqd's MPS server. Call it after
+ * connecting and before the process's first CUDA call (a context that
+ * exists already is not moved), and before other threads read the
+ * environment (setenv is not thread-safe). It makes no CUDA call. Returns
+ * how many variables gpuqd asked for (0: gpuqd does not use MPS, nothing
+ * set), or -EINVAL (NULL q), -ENOMEM.
+ */
+GPUQ_CUDA_API int gpuq_mps_prepare_cuda(gpuq_t *q);
 
 /*
  * Maps device buffer id of session q into the calling process's CUDA
@@ -53,14 +74,14 @@ extern "C" {
  * a CUDA failure, cudaGetLastError() in the calling thread tells which.
  * Thread-safe as far as CUDA is.
  */
-int gpuq_buf_map_cuda(gpuq_t *q, uint32_t id, void **devptr, size_t *size);
+GPUQ_CUDA_API int gpuq_buf_map_cuda(gpuq_t *q, uint32_t id, void **devptr, size_t *size);
 
 /*
  * Releases a mapping made by gpuq_buf_map_cuda (cudaIpcCloseMemHandle).
  * The calling thread's current device is left as it was. Returns 0,
  * -EINVAL (NULL, or not a mapping of this process), or -EIO.
  */
-int gpuq_buf_unmap_cuda(void *devptr);
+GPUQ_CUDA_API int gpuq_buf_unmap_cuda(void *devptr);
 
 /*
  * The channel calls below fill struct gpuq_dev_chan for kernels built from
@@ -79,7 +100,7 @@ int gpuq_buf_unmap_cuda(void *devptr);
  * or succeeded. Each mapping call resets it. The string is the thread's
  * own and valid until its next mapping call.
  */
-const char *gpuq_cuda_errmsg(void);
+GPUQ_CUDA_API const char *gpuq_cuda_errmsg(void);
 
 /*
  * Maps channel ch's shared memory for kernels of this process: registers it
@@ -110,11 +131,11 @@ const char *gpuq_cuda_errmsg(void);
  * per launch.
  */
 #define gpuq_chan_map_cuda(ch, out) gpuq_chan_map_cuda_versioned((ch), (out), GPUQ_CHAN_VERSION)
-int gpuq_chan_map_cuda_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
+GPUQ_CUDA_API int gpuq_chan_map_cuda_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
 				 uint32_t chan_version);
 
 /* Undoes gpuq_chan_map_cuda (cudaHostUnregister). Returns 0, -EINVAL or -EIO. */
-int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
+GPUQ_CUDA_API int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
 
 /*
  * Like gpuq_chan_map_cuda, for a process whose kernels send on ch: the
@@ -127,9 +148,9 @@ int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
  */
 #define gpuq_chan_map_cuda_sender(ch, out) \
 	gpuq_chan_map_cuda_sender_versioned((ch), (out), GPUQ_CHAN_VERSION)
-int gpuq_chan_map_cuda_sender_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
+GPUQ_CUDA_API int gpuq_chan_map_cuda_sender_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
 					uint32_t chan_version);
-int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
+GPUQ_CUDA_API int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 
 /*
  * Like gpuq_chan_map_cuda, for a process whose kernels receive on ch (a
@@ -143,9 +164,9 @@ int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
  */
 #define gpuq_chan_map_cuda_receiver(ch, out) \
 	gpuq_chan_map_cuda_receiver_versioned((ch), (out), GPUQ_CHAN_VERSION)
-int gpuq_chan_map_cuda_receiver_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
+GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
 					  uint32_t chan_version);
-int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
+GPUQ_CUDA_API int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 /*
  * Both mappings take their end through gpuq_chan_own, then hold its word in
  * the ring (GPUQ_CHAN_HELD, gpuq_chan.h) so that a CPU sender (receiver)

@@ -46,11 +46,13 @@ static void stop(void)
 
 static gpuq_t *connect_ok(const char *name)
 {
-	char err[512] = "";
+	struct gpuq_options o = { .struct_size = sizeof(o), .client_name = name };
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_ex(d.sock, name, &q, err, sizeof(err));
+	int r = gpuq_connect_opts(d.sock, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
+	/* Before this process's first CUDA call: its context joins gpuqd's MPS server, if any. */
+	ck_assert_int_ge(gpuq_mps_prepare_cuda(q), 0);
 	return q;
 }
 

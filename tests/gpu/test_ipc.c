@@ -58,11 +58,13 @@ static void stop(void)
 /* Connects before this process's first CUDA call, as an MPS client must. */
 static gpuq_t *connect_ok(const char *name)
 {
-	char err[512] = "";
+	struct gpuq_options o = { .struct_size = sizeof(o), .client_name = name };
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_ex(d.sock, name, &q, err, sizeof(err));
+	int r = gpuq_connect_opts(d.sock, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
+	/* Before this process's first CUDA call: its context joins gpuqd's MPS server, if any. */
+	ck_assert_int_ge(gpuq_mps_prepare_cuda(q), 0);
 	ck_assert_str_eq(gpuq_backend(q), "cuda");
 	return q;
 }
@@ -102,7 +104,7 @@ START_TEST(client_kernel_consumes_delivered_buffer)
 	ck_assert_ptr_nonnull(src);
 	ck_assert_ptr_nonnull(res);
 	ck_assert_ptr_nonnull(back);
-	ndev = gpuq_devices(q, devs, 16);
+	ndev = gpuq_devices(q, devs, sizeof(*devs), 16);
 	ck_assert_int_ge(ndev, 1);
 	if (ndev > 16)
 		ndev = 16;
@@ -170,16 +172,19 @@ START_TEST(export_describes_buffer_and_refuses_unknown_ids)
 {
 	gpuq_t *q = connect_ok("test_ipc-export");
 	struct gpuq_device_info dev0;
-	struct gpuq_buf_export ex, ex2;
+	struct gpuq_buf_export ex = { .struct_size = sizeof(ex) },
+			       ex2 = { .struct_size = sizeof(ex2) };
 	unsigned char zero[sizeof(ex.handle)] = { 0 };
 	void *p = (void *)1;
 	uint32_t id, id2;
 
-	ck_assert_int_ge(gpuq_devices(q, &dev0, 1), 1);
+	ck_assert_int_ge(gpuq_devices(q, &dev0, sizeof(dev0), 1), 1);
 	ck_assert_int_eq(gpuq_buf_alloc(q, 0, 12345, &id), 0);
 	ck_assert_int_eq(gpuq_buf_alloc(q, 0, 4096, &id2), 0);
 	memset(&ex, 0xff, sizeof(ex));
+	ex.struct_size = sizeof(ex);
 	ck_assert_int_eq(gpuq_buf_export(q, id, &ex), 0);
+	ck_assert_uint_eq(ex.struct_size, sizeof(ex));
 	ck_assert_uint_eq(ex.id, id);
 	ck_assert_uint_eq(ex.device, 0);
 	ck_assert_uint_eq(ex.size, 12345);

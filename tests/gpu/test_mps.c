@@ -20,9 +20,9 @@ static struct daemon_proc d;
 START_TEST(mps_mode_steers_clients)
 {
 	static const char *const args[] = { "--mps-client-sm-percent", "90", NULL };
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	uint8_t out[1 << 16], in[1 << 16];
-	const char *dir;
+	const char *names[GPUQ_MPS_ENV_MAX], *values[GPUQ_MPS_ENV_MAX];
 	gpuq_t *q;
 	uint32_t id;
 	pid_t pid;
@@ -33,12 +33,18 @@ START_TEST(mps_mode_steers_clients)
 	ck_assert_int_eq(gpuq_status(q, &st), 0);
 	ck_assert_str_eq(st.sharing, "mps");
 	ck_assert_str_ne(st.mps_pipe_dir, "");
-	/* libgpuq pointed this process's future CUDA context at gpuqd's MPS server. */
-	dir = getenv("CUDA_MPS_PIPE_DIRECTORY");
-	ck_assert_ptr_nonnull(dir);
-	ck_assert_str_eq(dir, st.mps_pipe_dir);
-	ck_assert_str_eq(getenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "90");
+	/* libgpuq leaves the environment alone and says what to set in it. */
+	ck_assert_ptr_null(getenv("CUDA_MPS_PIPE_DIRECTORY"));
+	ck_assert_ptr_null(getenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"));
+	ck_assert_int_eq(gpuq_mps_env(q, names, values, GPUQ_MPS_ENV_MAX), 2);
+	ck_assert_str_eq(names[0], "CUDA_MPS_PIPE_DIRECTORY");
+	ck_assert_str_eq(values[0], st.mps_pipe_dir);
+	ck_assert_str_eq(names[1], "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE");
+	ck_assert_str_eq(values[1], "90");
 	ck_assert(harness_log_contains(&d, "sharing mps"));
+	/* Set before the first CUDA call, it points this process's future context at gpuqd's server. */
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(setenv(names[i], values[i], 0), 0);
 	/* A client context joins that server and computes beside gpuqd. */
 	pid = fork();
 	if (pid == 0) {

@@ -21,10 +21,10 @@ static uint8_t bystander_data[65536];
 
 static void start(const char *const *args)
 {
-	char err[256];
+	struct gpuq_options o = { .struct_size = sizeof(o), .client_name = "bystander" };
 
 	ck_assert_int_eq(harness_start(&d, NULL, args), 0);
-	ck_assert_int_eq(gpuq_connect_ex(d.sock, "bystander", &bystander, err, sizeof(err)), 0);
+	ck_assert_int_eq(gpuq_connect_opts(d.sock, &o, &bystander), 0);
 	harness_fill(bystander_data, sizeof(bystander_data), harness_seed());
 	ck_assert_int_eq(gpuq_buf_alloc(bystander, 0, sizeof(bystander_data), &bystander_buf), 0);
 	ck_assert_int_eq(gpuq_buf_write(bystander, bystander_buf, 0, bystander_data,
@@ -49,7 +49,7 @@ static void start_small(void)
 static void check_still_serving(void)
 {
 	uint8_t got[sizeof(bystander_data)];
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	gpuq_t *q;
 
 	ck_assert_msg(harness_alive(&d), "gpuqd died");

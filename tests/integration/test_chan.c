@@ -37,8 +37,11 @@ static gpuq_t *session(void)
 {
 	gpuq_t *q = NULL;
 
-	ck_assert_int_eq(gpuq_connect_opts(d.sock, &(struct gpuq_options){ .arena_size = 1u << 20 },
-					   &q, NULL, 0),
+	ck_assert_int_eq(gpuq_connect_opts(
+				 d.sock,
+				 &(struct gpuq_options){ .struct_size = sizeof(struct gpuq_options),
+							 .arena_size = 1u << 20 },
+				 &q),
 			 0);
 	return q;
 }
@@ -1187,7 +1190,11 @@ START_TEST(killed_senders_never_stall_receivers)
 			gpuq_chan_t *tx;
 
 			close(ready[0]);
-			if (gpuq_connect_opts(d.sock, &(struct gpuq_options){ .arena_size = 1u << 20 }, &c, NULL, 0) ||
+			if (gpuq_connect_opts(d.sock,
+					      &(struct gpuq_options){
+						      .struct_size = sizeof(struct gpuq_options),
+						      .arena_size = 1u << 20 },
+					      &c) ||
 			    gpuq_chan_open(c, "killed", GPUQ_CHAN_SEND, &tx))
 				_exit(10);
 			if (write(ready[1], "r", 1) != 1)
@@ -1343,7 +1350,7 @@ START_TEST(listing)
 	ck_assert_int_eq(gpuq_chan_send(a, &m, sizeof(m), 0), (ssize_t)sizeof(m));
 	ck_assert_int_eq(gpuq_chan_send(a, &m, sizeof(m), 0), (ssize_t)sizeof(m));
 	ck_assert_int_eq(gpuq_chan_own(b2, GPUQ_CHAN_RECV, 1), 0);
-	n = gpuq_channels(q, &list);
+	n = gpuq_channels(q, &list, sizeof(*list));
 	ck_assert_int_eq(n, 2);
 	for (i = 0; i < n; i++) {
 		ck_assert_uint_eq(list[i].uid, getuid());
@@ -1371,7 +1378,7 @@ START_TEST(listing)
 	gpuq_chan_close(b2);
 	gpuq_chan_close(b);
 	gpuq_chan_close(a);
-	ck_assert_int_eq(gpuq_channels(q, &list), 0);
+	ck_assert_int_eq(gpuq_channels(q, &list, sizeof(*list)), 0);
 	free(list);
 	gpuq_close(q2);
 	gpuq_close(q);
@@ -1415,7 +1422,7 @@ START_TEST(permissions)
 			_exit(24);
 		/* The listing shows nobody only the channel it has access to. */
 		struct gpuq_channel_info *list;
-		int n = gpuq_channels(c, &list);
+		int n = gpuq_channels(c, &list, sizeof(*list));
 		if (n != 1 || strcmp(list[0].name, "public") || list[0].users != 2)
 			_exit(25);
 		free(list);

@@ -67,17 +67,19 @@ static uint64_t rnd(uint64_t *x)
  */
 static int honest(int who, uint64_t seed)
 {
-	struct gpuq_options o = { .client_name = "honest", .arena_size = 1u << 20 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "honest",
+				  .arena_size = 1u << 20 };
 	static uint8_t out[65536], in[65536];
 	gpuq_chan_t *tx = NULL, *rx = NULL;
-	char name[64], err[256];
+	char name[64];
 	uint64_t x = seed | 1, rounds = 0;
 	uint32_t buf;
 	gpuq_t *q;
 
 	signal(SIGTERM, on_term);
-	if (gpuq_connect_opts(d.sock, &o, &q, err, sizeof(err))) {
-		fprintf(stderr, "honest %d: connect: %s\n", who, err);
+	if (gpuq_connect_opts(d.sock, &o, &q)) {
+		fprintf(stderr, "honest %d: connect: %s\n", who, gpuq_errmsg(NULL));
 		return 1;
 	}
 	if (gpuq_buf_alloc(q, 0, 256u << 10, &buf))
@@ -141,7 +143,10 @@ static int honest(int who, uint64_t seed)
 /* A client doing random work until it is killed. */
 static void victim(uint64_t seed)
 {
-	struct gpuq_options o = { .client_name = "chaos", .arena_size = 1u << 20, .queue_depth = 64 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "chaos",
+				  .arena_size = 1u << 20,
+				  .queue_depth = 64 };
 	static uint8_t data[65536];
 	uint64_t x = seed | 1;
 	gpuq_chan_t *ch = NULL, *rx = NULL;
@@ -150,7 +155,7 @@ static void victim(uint64_t seed)
 	char name[64];
 	gpuq_t *q;
 
-	if (gpuq_connect_opts(d.sock, &o, &q, NULL, 0))
+	if (gpuq_connect_opts(d.sock, &o, &q))
 		_exit(0);
 	for (;;) {
 		switch (rnd(&x) % 6) {
@@ -177,7 +182,7 @@ static void victim(uint64_t seed)
 				(void)gpuq_chan_send(ch, data, 64, 0);
 			break;
 		case 4: {
-			struct gpuq_status st;
+			struct gpuq_status st = { .struct_size = sizeof(st) };
 
 			(void)gpuq_status(q, &st);
 			break;

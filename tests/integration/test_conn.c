@@ -239,18 +239,20 @@ START_TEST(test_uid_limits)
 				   "arena_default = 1M\n";
 	struct daemon_proc d;
 	gpuq_t *q[3], *extra;
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	uint32_t b1, b2;
 	int fd, i, r;
-	char err[256];
 
 	ck_assert_int_eq(harness_start(&d, conf, NULL), 0);
 	for (i = 0; i < 3; i++)
 		ck_assert_int_eq(gpuq_connect(d.sock, &q[i]), 0);
 	/* A fourth session of the same uid. */
-	r = gpuq_connect_ex(d.sock, "fourth", &extra, err, sizeof(err));
+	r = gpuq_connect_opts(d.sock,
+			      &(struct gpuq_options){ .struct_size = sizeof(struct gpuq_options),
+						      .client_name = "fourth" },
+			      &extra);
 	ck_assert_int_eq(r, -EDQUOT);
-	ck_assert_msg(strstr(err, "uid_max_sessions"), "got '%s'", err);
+	ck_assert_msg(strstr(gpuq_errmsg(NULL), "uid_max_sessions"), "got '%s'", gpuq_errmsg(NULL));
 	gpuq_close(q[2]);
 	/* A session counts until gpuqd has freed it (on its worker thread). */
 	usleep(200000);
@@ -326,7 +328,6 @@ START_TEST(test_max_clients_counts_sessions)
 	struct daemon_proc d;
 	int idle[6], i, r;
 	gpuq_t *q[3];
-	char err[256];
 
 	ck_assert_int_eq(harness_start(&d, conf, NULL), 0);
 	for (i = 0; i < 6; i++) {
@@ -335,9 +336,12 @@ START_TEST(test_max_clients_counts_sessions)
 	}
 	ck_assert_int_eq(gpuq_connect(d.sock, &q[0]), 0);
 	ck_assert_int_eq(gpuq_connect(d.sock, &q[1]), 0);
-	r = gpuq_connect_ex(d.sock, "third", &q[2], err, sizeof(err));
+	r = gpuq_connect_opts(d.sock,
+			      &(struct gpuq_options){ .struct_size = sizeof(struct gpuq_options),
+						      .client_name = "third" },
+			      &q[2]);
 	ck_assert_int_eq(r, -EUSERS);
-	ck_assert_msg(strstr(err, "max_clients"), "got '%s'", err);
+	ck_assert_msg(strstr(gpuq_errmsg(NULL), "max_clients"), "got '%s'", gpuq_errmsg(NULL));
 	for (i = 0; i < 6; i++)
 		close(idle[i]);
 	gpuq_close(q[1]);
@@ -382,7 +386,7 @@ START_TEST(test_accept_emfile_backoff)
 	static const char conf[] = "max_handshakes = 1000\nhandshake_timeout = 60\n";
 	struct daemon_proc d;
 	struct rlimit rl;
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	int fds[100], i, base;
 	long t0, used;
 	gpuq_t *q;
@@ -442,7 +446,7 @@ START_TEST(test_unknown_field_flood)
 	struct daemon_proc d;
 	size_t cap = (4u << 20) - 16, len = 0, n;
 	uint8_t *frame = malloc(4u << 20);
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	double t0, worst = 0;
 	int fd, i, closed;
 	gpuq_t *q;
@@ -500,7 +504,7 @@ START_TEST(test_never_reading_client)
 	static const char conf[] = "max_output = 256K\n";
 	struct daemon_proc d;
 	static uint8_t burst[64 << 10];
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	size_t blen = 0;
 	long deadline;
 	int fd, i, gone = 0;
@@ -557,7 +561,7 @@ START_TEST(test_partial_frame_times_out)
 	static const char conf[] = "frame_timeout = 1\n";
 	static const uint8_t part[] = { 0, 0, 0x10, 0, 0x08, 0x01, 0x12 };
 	struct daemon_proc d;
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	long t0;
 	int fd;
 	gpuq_t *q;
@@ -600,7 +604,7 @@ START_TEST(test_status_beside_big_arenas)
 	enum { NSAMPLES = 400 };
 	static double lat[NSAMPLES];
 	struct daemon_proc d;
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	int pipefd[2], i, status;
 	unsigned cycles = 0;
 	pid_t child;
@@ -612,18 +616,19 @@ START_TEST(test_status_beside_big_arenas)
 	child = fork();
 	ck_assert_int_ge(child, 0);
 	if (child == 0) {
-		struct gpuq_options o = { .client_name = "big-arena", .arena_size = 1ull << 30 };
+		struct gpuq_options o = { .struct_size = sizeof(o),
+					  .client_name = "big-arena",
+					  .arena_size = 1ull << 30 };
 		unsigned n = 0;
 
 		close(pipefd[1]);
 		for (;;) {
 			struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
 			gpuq_t *b;
-			char err[256];
 
 			if (poll(&p, 1, 0) > 0)
 				break;
-			if (gpuq_connect_opts(d.sock, &o, &b, err, sizeof(err)) == 0) {
+			if (gpuq_connect_opts(d.sock, &o, &b) == 0) {
 				gpuq_close(b);
 				n++;
 			} else {

@@ -26,11 +26,11 @@ static void stop(void)
 
 static gpuq_t *connect_ok(void)
 {
-	char err[512] = "";
+	struct gpuq_options o = { .struct_size = sizeof(o), .client_name = "test_cuda_layout" };
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_ex(d.sock, "test_cuda_layout", &q, err, sizeof(err));
+	int r = gpuq_connect_opts(d.sock, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
 	return q;
 }
 

@@ -4,6 +4,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,18 +32,18 @@ static void stop_checked(void)
 
 static gpuq_t *connect_ok(const char *name)
 {
-	char err[512] = "";
+	struct gpuq_options o = { .struct_size = sizeof(o), .client_name = name };
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_ex(d.sock, name, &q, err, sizeof(err));
+	int r = gpuq_connect_opts(d.sock, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
 	return q;
 }
 
 /* Polls the daemon's status until its buffer count is want (session teardown is async). */
 static void wait_buffers(gpuq_t *q, uint64_t want)
 {
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	int i;
 
 	for (i = 0; i < 500; i++) {
@@ -63,7 +64,7 @@ START_TEST(handshake_and_devices)
 
 	ck_assert_uint_gt(gpuq_session_id(q), 0);
 	ck_assert_str_eq(gpuq_backend(q), harness_backend());
-	n = gpuq_devices(q, devs, 8);
+	n = gpuq_devices(q, devs, sizeof(*devs), 8);
 	ck_assert_int_ge(n, 1);
 	for (i = 0; i < n && i < 8; i++) {
 		ck_assert_uint_eq(devs[i].index, (unsigned)i);
@@ -78,7 +79,7 @@ START_TEST(handshake_and_devices)
 		}
 	}
 	/* A count beyond what the caller has room for is still reported. */
-	ck_assert_int_eq(gpuq_devices(q, NULL, 0), n);
+	ck_assert_int_eq(gpuq_devices(q, NULL, 0, 0), n);
 	gpuq_close(q);
 }
 END_TEST
@@ -144,6 +145,66 @@ START_TEST(buffer_errors)
 }
 END_TEST
 
+struct err_thread {
+	gpuq_t *q;
+	int r;
+	char msg[256], conn_msg[256];
+};
+
+static void *err_thread_main(void *arg)
+{
+	struct err_thread *t = arg;
+	uint32_t id;
+
+	t->r = gpuq_buf_alloc(t->q, 0, 0, &id);
+	snprintf(t->msg, sizeof(t->msg), "%s", gpuq_errmsg(t->q));
+	snprintf(t->conn_msg, sizeof(t->conn_msg), "%s", gpuq_errmsg(NULL));
+	return NULL;
+}
+
+/*
+ * Threads sharing a handle each read their own last error, and a failed
+ * connect leaves its message where gpuq_errmsg(NULL) finds it, in the
+ * thread that connected only.
+ */
+START_TEST(errmsg_per_thread)
+{
+	gpuq_t *q = connect_ok("errmsg"), *other[3], *none = NULL;
+	struct err_thread t = { 0 };
+	pthread_t th;
+	uint32_t id;
+
+	ck_assert_int_eq(gpuq_connect("/nonexistent/gpuqd.sock", &none), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(NULL), "/nonexistent/gpuqd.sock"));
+	ck_assert_int_eq(gpuq_buf_alloc(q, 99, 16, &id), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(q), "no device 99"));
+	t.q = q;
+	ck_assert_int_eq(pthread_create(&th, NULL, err_thread_main, &t), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(t.r, -EINVAL);
+	ck_assert_msg(strstr(t.msg, "size") && !strstr(t.msg, "99"), "thread's message: '%s'",
+		      t.msg);
+	ck_assert_str_eq(t.conn_msg, "");
+	/* The other thread's error did not overwrite this thread's. */
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(q), "no device 99"));
+	/* Errors on three other handles keep it too. */
+	for (int i = 0; i < 3; i++) {
+		other[i] = connect_ok("errmsg-other");
+		ck_assert_int_eq(gpuq_buf_alloc(other[i], 0, 0, &id), -EINVAL);
+	}
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(q), "no device 99"));
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(other[0]), "size"));
+	/* A call that talks to gpuqd starts with a clean message. */
+	ck_assert_int_eq(gpuq_buf_alloc(q, 0, 16, &id), 0);
+	ck_assert_str_eq(gpuq_errmsg(q), "");
+	/* A successful connect clears the thread's connect message. */
+	ck_assert_str_eq(gpuq_errmsg(NULL), "");
+	for (int i = 0; i < 3; i++)
+		gpuq_close(other[i]);
+	gpuq_close(q);
+}
+END_TEST
+
 START_TEST(sessions_are_isolated)
 {
 	gpuq_t *a = connect_ok("a"), *b = connect_ok("b");
@@ -175,15 +236,16 @@ START_TEST(session_end_frees_buffers)
 	uint32_t id;
 	int i;
 
-	ck_assert_int_eq(gpuq_devices(obs, &before, 1), gpuq_devices(obs, NULL, 0));
+	ck_assert_int_eq(gpuq_devices(obs, &before, sizeof(before), 1),
+			 gpuq_devices(obs, NULL, 0, 0));
 	for (i = 0; i < 3; i++)
 		ck_assert_int_eq(gpuq_buf_alloc(a, 0, 8u << 20, &id), 0);
 	wait_buffers(obs, 3);
-	ck_assert_int_ge(gpuq_devices(obs, &during, 1), 1);
+	ck_assert_int_ge(gpuq_devices(obs, &during, sizeof(during), 1), 1);
 	ck_assert_uint_le(during.free_mem + (24u << 20), before.free_mem + (4u << 20));
 	gpuq_close(a);
 	wait_buffers(obs, 0);
-	ck_assert_int_ge(gpuq_devices(obs, &after, 1), 1);
+	ck_assert_int_ge(gpuq_devices(obs, &after, sizeof(after), 1), 1);
 	ck_assert_uint_ge(after.free_mem + (4u << 20), before.free_mem);
 	ck_assert(harness_log_contains(&d, "freeing 3 buffer(s)"));
 	gpuq_close(obs);
@@ -196,7 +258,7 @@ START_TEST(clients_show_peer_credentials)
 	gpuq_t *q = connect_ok("creds-probe");
 	int n, i, found = 0;
 
-	n = gpuq_clients(q, &cl);
+	n = gpuq_clients(q, &cl, sizeof(*cl));
 	ck_assert_int_ge(n, 1);
 	for (i = 0; i < n; i++) {
 		if (strcmp(cl[i].name, "creds-probe"))
@@ -276,7 +338,7 @@ END_TEST
 
 START_TEST(sighup_reloads_config)
 {
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	gpuq_t *q = connect_ok("reload");
 	FILE *f;
 
@@ -324,22 +386,22 @@ START_TEST(max_clients)
 {
 	static const char *const args[] = { "--max-clients", "2", NULL };
 	gpuq_t *a, *b, *c = NULL;
-	char err[256];
+	struct gpuq_options three = { .struct_size = sizeof(three), .client_name = "three" };
 
 	ck_assert_int_eq(harness_start(&d, NULL, args), 0);
 	a = connect_ok("one");
 	b = connect_ok("two");
-	ck_assert_int_eq(gpuq_connect_ex(d.sock, "three", &c, err, sizeof(err)), -EUSERS);
-	ck_assert_ptr_nonnull(strstr(err, "at most 2"));
+	ck_assert_int_eq(gpuq_connect_opts(d.sock, &three, &c), -EUSERS);
+	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(NULL), "at most 2"));
 	gpuq_close(b);
 	/* The slot is free once gpuqd has freed the session (on its worker thread). */
 	for (int i = 0; i < 100; i++) {
-		if (gpuq_connect_ex(d.sock, "three-again", &c, err, sizeof(err)) == 0)
+		if (gpuq_connect_opts(d.sock, &three, &c) == 0)
 			break;
 		c = NULL;
 		usleep(20000);
 	}
-	ck_assert_msg(c != NULL, "no slot after a session ended: %s", err);
+	ck_assert_msg(c != NULL, "no slot after a session ended: %s", gpuq_errmsg(NULL));
 	gpuq_close(c);
 	gpuq_close(a);
 	stop_checked();
@@ -443,7 +505,7 @@ START_TEST(socket_activation)
 	}
 	ck_assert_msg(r == 0, "connect through the activated socket: %s", strerror(-r));
 	{
-		struct gpuq_status gs;
+		struct gpuq_status gs = { .struct_size = sizeof(gs) };
 
 		/* Status names the socket systemd handed over, not the configured one. */
 		ck_assert_int_eq(gpuq_status(q, &gs), 0);
@@ -511,6 +573,7 @@ static Suite *daemon_suite(void)
 	tcase_add_test(tc, handshake_and_devices);
 	tcase_add_test(tc, buffer_roundtrip);
 	tcase_add_test(tc, buffer_errors);
+	tcase_add_test(tc, errmsg_per_thread);
 	tcase_add_test(tc, sessions_are_isolated);
 	tcase_add_test(tc, session_end_frees_buffers);
 	tcase_add_test(tc, clients_show_peer_credentials);

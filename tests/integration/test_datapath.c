@@ -29,12 +29,13 @@ static void stop(void)
 
 static gpuq_t *open_session(const char *name, size_t arena)
 {
-	struct gpuq_options o = { .client_name = name, .arena_size = arena };
-	char err[256] = "";
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = name,
+				  .arena_size = arena };
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_opts(d.sock, &o, &q, err, sizeof(err));
+	int r = gpuq_connect_opts(d.sock, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
 	return q;
 }
 
@@ -260,7 +261,9 @@ END_TEST
 /* One client process: random transfers both ways, every byte checked against a shadow copy. */
 static int hammer(const char *sock, uint64_t seed, int rounds)
 {
-	struct gpuq_options o = { .client_name = "hammer", .arena_size = 16u << 20 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "hammer",
+				  .arena_size = 16u << 20 };
 	size_t bufsz = 4u << 20;
 	uint8_t *shadow = malloc(bufsz), *tmp = malloc(bufsz), *stage;
 	uint64_t s = seed | 1;
@@ -268,7 +271,7 @@ static int hammer(const char *sock, uint64_t seed, int rounds)
 	uint32_t id;
 	int i;
 
-	if (!shadow || !tmp || gpuq_connect_opts(sock, &o, &q, NULL, 0))
+	if (!shadow || !tmp || gpuq_connect_opts(sock, &o, &q))
 		return 10;
 	if (gpuq_buf_alloc(q, 0, bufsz, &id))
 		return 11;
@@ -310,7 +313,7 @@ START_TEST(concurrent_processes)
 {
 	enum { NPROC = 6 };
 	uint64_t seed = harness_seed();
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	pid_t pids[NPROC];
 	gpuq_t *q;
 	int i, status;
@@ -342,7 +345,9 @@ END_TEST
 static int windowed(const char *sock, uint64_t seed)
 {
 	enum { SLOTS = 96, WINDOW = 24 };
-	struct gpuq_options o = { .client_name = "windowed", .arena_size = 256u << 20 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "windowed",
+				  .arena_size = 256u << 20 };
 	size_t len[SLOTS], off[SLOTS], total = 0;
 	uint8_t *up, *down, seen[2 * SLOTS] = { 0 };
 	uint64_t s = seed | 1, sum[SLOTS];
@@ -361,7 +366,7 @@ static int windowed(const char *sock, uint64_t seed)
 	}
 	if (total > (120u << 20))
 		return 30; /* sizes are drawn to fit twice in the arena */
-	if (gpuq_connect_opts(sock, &o, &q, NULL, 0))
+	if (gpuq_connect_opts(sock, &o, &q))
 		return 31;
 	up = gpuq_mem_alloc(q, total);
 	down = gpuq_mem_alloc(q, total);
@@ -460,7 +465,7 @@ END_TEST
 
 START_TEST(client_killed_mid_transfer)
 {
-	struct gpuq_status st;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
 	gpuq_t *q;
 	pid_t pid;
 	int status, i;

@@ -25,11 +25,11 @@ static void stop(void)
 
 static gpuq_t *connect_ok(const char *name)
 {
-	char err[512] = "";
+	struct gpuq_options o = { .struct_size = sizeof(o), .client_name = name };
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_ex(d.sock, name, &q, err, sizeof(err));
+	int r = gpuq_connect_opts(d.sock, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
 	return q;
 }
 
@@ -42,7 +42,7 @@ START_TEST(host_backend_refuses_export)
 {
 	gpuq_t *q = connect_ok("test_export");
 	unsigned char in[1000], out[1000];
-	struct gpuq_buf_export ex;
+	struct gpuq_buf_export ex = { .struct_size = sizeof(ex) };
 	uint32_t id;
 
 	ck_assert_str_eq(gpuq_backend(q), "host");
@@ -65,7 +65,7 @@ END_TEST
 START_TEST(unknown_ids_and_bad_arguments)
 {
 	gpuq_t *a = connect_ok("test_export-a"), *b = connect_ok("test_export-b");
-	struct gpuq_buf_export ex;
+	struct gpuq_buf_export ex = { .struct_size = sizeof(ex) };
 	uint32_t id;
 
 	ck_assert_int_eq(gpuq_buf_export(a, 12345, &ex), -ENOENT);

@@ -36,11 +36,11 @@ static void stop_checked(void)
 
 static gpuq_t *connect_ok(const char *name)
 {
-	char err[512] = "";
+	struct gpuq_options o = { .struct_size = sizeof(o), .client_name = name };
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_ex(d.sock, name, &q, err, sizeof(err));
+	int r = gpuq_connect_opts(d.sock, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
 	return q;
 }
 
@@ -144,7 +144,7 @@ START_TEST(status_human)
 {
 	gpuq_t *q = connect_ok("ctl-probe");
 	char want[128], buf[512];
-	int ndev = gpuq_devices(q, NULL, 0);
+	int ndev = gpuq_devices(q, NULL, 0, 0);
 
 	ck_assert_int_ge(ndev, 1);
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "status"), 0);
@@ -171,7 +171,7 @@ END_TEST
 START_TEST(status_json)
 {
 	gpuq_t *q = connect_ok("ctl-probe");
-	int ndev = gpuq_devices(q, NULL, 0);
+	int ndev = gpuq_devices(q, NULL, 0, 0);
 
 	ck_assert_int_ge(ndev, 1);
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "--json", "status"), 0);
@@ -197,7 +197,7 @@ START_TEST(devices_human)
 	const char *l, *e;
 	int found = 0;
 
-	ck_assert_int_ge(gpuq_devices(q, &dev, 1), 1);
+	ck_assert_int_ge(gpuq_devices(q, &dev, sizeof(dev), 1), 1);
 	ck_assert_str_ne(dev.name, "");
 	ck_assert_int_eq(RUN_CTL("devices", "-s", d.sock), 0);
 	ck_assert_msg(!strncmp(out, "DEV ", 4) && strstr(out, "NAME"), "no header: %s", out);
@@ -228,7 +228,7 @@ START_TEST(devices_json)
 	json_t *arr, *d0;
 	int ndev;
 
-	ndev = gpuq_devices(q, &dev, 1);
+	ndev = gpuq_devices(q, &dev, sizeof(dev), 1);
 	ck_assert_int_ge(ndev, 1);
 	ck_assert_int_eq(RUN_CTL("devices", "--json", "--socket", d.sock), 0);
 	json_ok();

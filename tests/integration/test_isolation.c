@@ -54,12 +54,13 @@ static void stop(void)
 
 static gpuq_t *open_session(const char *name, size_t arena)
 {
-	struct gpuq_options o = { .client_name = name, .arena_size = arena };
-	char err[256] = "";
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = name,
+				  .arena_size = arena };
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_opts(d.sock, &o, &q, err, sizeof(err));
+	int r = gpuq_connect_opts(d.sock, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
 	return q;
 }
 

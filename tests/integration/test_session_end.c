@@ -38,12 +38,13 @@ static void start(void)
 
 static gpuq_t *open_session(const char *path)
 {
-	struct gpuq_options o = { .client_name = "session-end", .arena_size = 16u << 20 };
-	char err[256] = "";
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "session-end",
+				  .arena_size = 16u << 20 };
 	gpuq_t *q = NULL;
-	int r = gpuq_connect_opts(path, &o, &q, err, sizeof(err));
+	int r = gpuq_connect_opts(path, &o, &q);
 
-	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), err);
+	ck_assert_msg(r == 0, "connect: %s (%s)", strerror(-r), gpuq_errmsg(NULL));
 	return q;
 }
 
@@ -578,8 +579,8 @@ START_TEST(null_arguments)
 {
 	struct gpuq_completion c;
 	struct gpuq_device_info di;
-	struct gpuq_status st;
-	struct gpuq_buf_export ex;
+	struct gpuq_status st = { .struct_size = sizeof(st) };
+	struct gpuq_buf_export ex = { .struct_size = sizeof(ex) };
 	struct gpuq_client_info *ci;
 	struct gpuq_channel_info *chi;
 	gpuq_chan_t *ch = NULL;
@@ -596,22 +597,21 @@ START_TEST(null_arguments)
 
 	/* No session at all. */
 	ck_assert_int_eq(gpuq_connect(d.sock, NULL), -EINVAL);
-	ck_assert_int_eq(gpuq_connect_ex(d.sock, NULL, NULL, NULL, 0), -EINVAL);
-	ck_assert_int_eq(gpuq_connect_opts(d.sock, NULL, NULL, NULL, 0), -EINVAL);
+	ck_assert_int_eq(gpuq_connect_opts(d.sock, NULL, NULL), -EINVAL);
 	ck_assert_int_eq(gpuq_reconnect(NULL), -EINVAL);
 	gpuq_close(NULL);
 	ck_assert_str_eq(gpuq_errmsg(NULL), "");
 	ck_assert_uint_eq(gpuq_session_id(NULL), 0);
 	ck_assert_str_eq(gpuq_backend(NULL), "");
-	ck_assert_int_eq(gpuq_devices(NULL, &di, 1), -EINVAL);
+	ck_assert_int_eq(gpuq_devices(NULL, &di, sizeof(di), 1), -EINVAL);
 	ck_assert_int_eq(gpuq_buf_alloc(NULL, 0, 64, &id), -EINVAL);
 	ck_assert_int_eq(gpuq_buf_free(NULL, id), -EINVAL);
 	ck_assert_int_eq(gpuq_buf_write(NULL, id, 0, buf, 1), -EINVAL);
 	ck_assert_int_eq(gpuq_buf_read(NULL, id, 0, buf, 1), -EINVAL);
 	ck_assert_int_eq(gpuq_buf_export(NULL, id, &ex), -EINVAL);
 	ck_assert_int_eq(gpuq_status(NULL, &st), -EINVAL);
-	ck_assert_int_eq(gpuq_clients(NULL, &ci), -EINVAL);
-	ck_assert_int_eq(gpuq_channels(NULL, &chi), -EINVAL);
+	ck_assert_int_eq(gpuq_clients(NULL, &ci, sizeof(*ci)), -EINVAL);
+	ck_assert_int_eq(gpuq_channels(NULL, &chi, sizeof(*chi)), -EINVAL);
 	ck_assert_ptr_null(gpuq_mem_alloc(NULL, 64));
 	gpuq_mem_free(NULL, buf);
 	ck_assert_ptr_null(gpuq_arena(NULL, &sz));
@@ -638,14 +638,14 @@ START_TEST(null_arguments)
 	ck_assert_int_eq(gpuq_chan_own(NULL, GPUQ_CHAN_SEND, 1), -EINVAL);
 
 	/* A session, and NULL where a pointer is needed. */
-	ck_assert_int_eq(gpuq_devices(q, NULL, 1), -EINVAL);
+	ck_assert_int_eq(gpuq_devices(q, NULL, 0, 1), -EINVAL);
 	ck_assert_int_eq(gpuq_buf_alloc(q, 0, 64, NULL), -EINVAL);
 	ck_assert_int_eq(gpuq_buf_write(q, id, 0, NULL, 1), -EINVAL);
 	ck_assert_int_eq(gpuq_buf_read(q, id, 0, NULL, 1), -EINVAL);
 	ck_assert_int_eq(gpuq_buf_export(q, id, NULL), -EINVAL);
 	ck_assert_int_eq(gpuq_status(q, NULL), -EINVAL);
-	ck_assert_int_eq(gpuq_clients(q, NULL), -EINVAL);
-	ck_assert_int_eq(gpuq_channels(q, NULL), -EINVAL);
+	ck_assert_int_eq(gpuq_clients(q, NULL, sizeof(struct gpuq_client_info)), -EINVAL);
+	ck_assert_int_eq(gpuq_channels(q, NULL, sizeof(struct gpuq_channel_info)), -EINVAL);
 	ck_assert_int_eq(gpuq_send(q, id, 0, NULL, 1), -EINVAL);
 	ck_assert_int_eq(gpuq_recv(q, id, 0, NULL, 1), -EINVAL);
 	ck_assert_int_eq(gpuq_isend(q, id, 0, NULL, 1, 0, NULL), -EINVAL);

@@ -154,10 +154,11 @@ static void new_round(struct slot *s, unsigned k, uint64_t *r)
 static void client(int id, double seconds, int out)
 {
 	struct totals t = { 0 };
-	struct gpuq_options o = { .client_name = "soak", .arena_size = 64u << 20 };
+	struct gpuq_options o = { .struct_size = sizeof(o),
+				  .client_name = "soak",
+				  .arena_size = 64u << 20 };
 	struct gpuq_device_info devs[16];
 	struct slot slots[SLOTS];
-	char err[256] = "";
 	uint64_t r = 0x9e3779b97f4a7c15ull * (uint64_t)(id + 1);
 	double end, last_progress;
 	uint32_t a = 0, b = 0;
@@ -165,13 +166,13 @@ static void client(int id, double seconds, int out)
 	gpuq_t *q = NULL;
 	int n, rc;
 
-	rc = gpuq_connect_opts(d.sock, &o, &q, err, sizeof(err));
+	rc = gpuq_connect_opts(d.sock, &o, &q);
 	if (rc) {
 		t.errors++;
-		note(&t, "client %d: connect: %s (%s)", id, strerror(-rc), err);
+		note(&t, "client %d: connect: %s (%s)", id, strerror(-rc), gpuq_errmsg(NULL));
 		goto report;
 	}
-	n = gpuq_devices(q, devs, 16);
+	n = gpuq_devices(q, devs, sizeof(*devs), 16);
 	dev = n > 0 ? (unsigned)id % (unsigned)n : 0;
 	if ((rc = gpuq_buf_alloc(q, dev, SLOTS * (size_t)REGION, &a)) ||
 	    (rc = gpuq_buf_alloc(q, dev, SLOTS * (size_t)REGION, &b))) {
