@@ -77,7 +77,7 @@ static void card_read(struct card *c)
 struct bctx {
 	cudaStream_t st[2];
 	cudaEvent_t ev[2][QD_MAX];
-	cudaEvent_t t_begin[2], t_end[2]; /* timing: each stream's measured stretch */
+	cudaEvent_t t_begin[2], t_end[2];   /* timing: each stream's measured stretch */
 	uint8_t *hsrc, *hdst, *dsrc, *ddst; /* large: pinned host, device; big bytes each */
 	uint8_t *psrc, *pdst;               /* large: pageable host */
 	uint64_t big;
@@ -217,9 +217,11 @@ static void batch_setup(struct bctx *b, struct batch_args *a, uint64_t s, int di
 
 	memset(&a->attr, 0, sizeof(a->attr));
 	a->attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
-	a->attr.srcLocHint.type = dir == D_H2D ? cudaMemLocationTypeHost : cudaMemLocationTypeDevice;
+	a->attr.srcLocHint.type =
+		dir == D_H2D ? cudaMemLocationTypeHost : cudaMemLocationTypeDevice;
 	a->attr.srcLocHint.id = dir == D_H2D ? 0 : O.dev;
-	a->attr.dstLocHint.type = dir == D_H2D ? cudaMemLocationTypeDevice : cudaMemLocationTypeHost;
+	a->attr.dstLocHint.type =
+		dir == D_H2D ? cudaMemLocationTypeDevice : cudaMemLocationTypeHost;
 	a->attr.dstLocHint.id = dir == D_H2D ? O.dev : 0;
 	a->attr_idx = 0;
 	for (i = 0; i < BATCH; i++) {
@@ -289,8 +291,8 @@ static void bl_latency(struct bctx *b, int dir, int load)
 			secs = since(t0);
 			if (!phase && secs >= O.warm && n >= 10)
 				break;
-			if (phase && (n == LAT_MAX ||
-				      (secs >= O.dur && n >= LAT_MIN) || secs >= O.dur + 30))
+			if (phase &&
+			    (n == LAT_MAX || (secs >= O.dur && n >= LAT_MIN) || secs >= O.dur + 30))
 				break;
 		}
 	}
@@ -385,7 +387,8 @@ void internal_baselines(int fd, int latency_only)
 	for (d = D_H2D; d <= D_D2H; d++)
 		bl_latency(&b, d, latency_only ? L_BUSY : L_IDLE);
 	CK(cudaDeviceSynchronize());
-	if (write_full(fd, &c, sizeof(c)) || write_full(fd, rows, (size_t)nrows * sizeof(rows[0]))) {
+	if (write_full(fd, &c, sizeof(c)) ||
+	    write_full(fd, rows, (size_t)nrows * sizeof(rows[0]))) {
 		fprintf(stderr, "gpuq-bench: writing results to the parent: %s\n", strerror(errno));
 		exit(1);
 	}

@@ -12,23 +12,22 @@ int busy_ran;
  * The busy load's kernel, as PTX so that this C program needs no nvcc: every
  * thread spins on the global nanosecond timer for ns nanoseconds.
  */
-static const char spin_ptx[] =
-	".version 7.0\n"
-	".target sm_75\n"
-	".address_size 64\n"
-	".visible .entry gpuq_bench_spin(.param .u64 ns)\n"
-	"{\n"
-	"	.reg .pred %p;\n"
-	"	.reg .b64 %rd<4>;\n"
-	"	ld.param.u64 %rd0, [ns];\n"
-	"	mov.u64 %rd1, %globaltimer;\n"
-	"$Lspin:\n"
-	"	mov.u64 %rd2, %globaltimer;\n"
-	"	sub.u64 %rd3, %rd2, %rd1;\n"
-	"	setp.lt.u64 %p, %rd3, %rd0;\n"
-	"	@%p bra $Lspin;\n"
-	"	ret;\n"
-	"}\n";
+static const char spin_ptx[] = ".version 7.0\n"
+			       ".target sm_75\n"
+			       ".address_size 64\n"
+			       ".visible .entry gpuq_bench_spin(.param .u64 ns)\n"
+			       "{\n"
+			       "	.reg .pred %p;\n"
+			       "	.reg .b64 %rd<4>;\n"
+			       "	ld.param.u64 %rd0, [ns];\n"
+			       "	mov.u64 %rd1, %globaltimer;\n"
+			       "$Lspin:\n"
+			       "	mov.u64 %rd2, %globaltimer;\n"
+			       "	sub.u64 %rd3, %rd2, %rd1;\n"
+			       "	setp.lt.u64 %p, %rd3, %rd0;\n"
+			       "	@%p bra $Lspin;\n"
+			       "	ret;\n"
+			       "}\n";
 
 static volatile sig_atomic_t busy_stop;
 

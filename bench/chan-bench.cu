@@ -56,19 +56,19 @@
 #include <gpuq/gpuq.h>
 #include <gpuq/gpuq_cuda.h>
 
-#define CK(call)                                                                                      \
-	do {                                                                                          \
-		cudaError_t e_ = (call);                                                              \
-		if (e_ != cudaSuccess) {                                                              \
-			fprintf(stderr, "chan-bench: %s: %s\n", #call, cudaGetErrorString(e_));       \
-			exit(1);                                                                      \
-		}                                                                                     \
+#define CK(call)                                                                                \
+	do {                                                                                    \
+		cudaError_t e_ = (call);                                                        \
+		if (e_ != cudaSuccess) {                                                        \
+			fprintf(stderr, "chan-bench: %s: %s\n", #call, cudaGetErrorString(e_)); \
+			exit(1);                                                                \
+		}                                                                               \
 	} while (0)
 
 static struct {
 	int quick, json, rx, rounds;
 	const char *sock;
-} O = {0, 0, 0, 0, NULL};
+} O = { 0, 0, 0, 0, NULL };
 
 static double now_s()
 {
@@ -87,8 +87,8 @@ struct raw_ring {
 
 __device__ __forceinline__ void raw_store_unit(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag)
 {
-	asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(d0), "r"(tag), "r"(d1),
-		     "r"(tag)
+	asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(d0),
+		     "r"(tag), "r"(d1), "r"(tag)
 		     : "memory");
 }
 
@@ -152,8 +152,8 @@ __global__ void raw_produce_seq(uint8_t *rings, uint64_t ring_bytes, uint32_t ns
 }
 
 /* Block b sends on channel b % nchan. */
-__global__ void gq_produce(const gpuq_dev_chan *chans, uint32_t nchan, uint32_t size, const uint8_t *src,
-			   uint32_t per_lane)
+__global__ void gq_produce(const gpuq_dev_chan *chans, uint32_t nchan, uint32_t size,
+			   const uint8_t *src, uint32_t per_lane)
 {
 	const gpuq_dev_chan c = chans[blockIdx.x % nchan];
 	const uint8_t *s = src + (threadIdx.x % 32) * size;
@@ -169,7 +169,8 @@ __global__ void gq_echo(gpuq_dev_chan in, gpuq_dev_chan out, uint32_t n, int han
 	uint64_t buf[8];
 
 	for (uint32_t i = 0; i < n; i++) {
-		int len = handle ? gpuq_dev_receiver_recv(&r, buf, sizeof(buf)) : gpuq_dev_recv(in, buf, sizeof(buf));
+		int len = handle ? gpuq_dev_receiver_recv(&r, buf, sizeof(buf)) :
+				   gpuq_dev_recv(in, buf, sizeof(buf));
 		gpuq_dev_send(out, buf, (uint32_t)len);
 	}
 	gpuq_dev_receiver_end(&r);
@@ -195,7 +196,7 @@ __global__ void raw_echo(uint8_t *ping, uint8_t *pong, uint32_t n)
 struct cell {
 	const char *name;
 	uint32_t size, blocks;
-	double gq_mps, raw_mps;   /* messages per second, the median of the rounds */
+	double gq_mps, raw_mps;    /* messages per second, the median of the rounds */
 	double ratio_lo, ratio_hi; /* gpuq / raw, the lowest and highest of the rounds */
 };
 
@@ -225,7 +226,7 @@ static double run_gpuq(gpuq_t *q, const cell &c, const uint8_t *src, int rx, int
 	std::vector<gpuq_chan_t *> ch(nchan);
 	std::vector<gpuq_dev_chan> dc(nchan);
 	gpuq_dev_chan *ddc;
-	std::atomic<uint64_t> got{0};
+	std::atomic<uint64_t> got{ 0 };
 	int r;
 
 	for (int i = 0; i < nchan; i++) {
@@ -252,11 +253,13 @@ static double run_gpuq(gpuq_t *q, const cell &c, const uint8_t *src, int rx, int
 			size_t lens[64];
 			gpuq_chan_t *mine = ch[k % nchan];
 			while (got.load(std::memory_order_relaxed) < total) {
-				int n = gpuq_chan_recv_batch(mine, buf.data(), c.size, lens, batch, 0);
+				int n = gpuq_chan_recv_batch(mine, buf.data(), c.size, lens, batch,
+							     0);
 				if (n > 0)
 					got += n;
 				else if (n != -ETIMEDOUT && n != -EAGAIN) {
-					fprintf(stderr, "chan-bench: recv_batch: %s\n", strerror(-n));
+					fprintf(stderr, "chan-bench: recv_batch: %s\n",
+						strerror(-n));
 					exit(1);
 				}
 			}
@@ -274,7 +277,8 @@ static double run_gpuq(gpuq_t *q, const cell &c, const uint8_t *src, int rx, int
 }
 
 /* Reads a tagged raw slot (what libgpuq does for the TAG format, without the claim). */
-static bool raw_read_tag(const uint8_t *slot, uint64_t pos, uint32_t shift, uint32_t size, uint8_t *buf)
+static bool raw_read_tag(const uint8_t *slot, uint64_t pos, uint32_t shift, uint32_t size,
+			 uint8_t *buf)
 {
 	const uint64_t *w = (const uint64_t *)slot;
 	uint32_t lap = (uint32_t)((pos >> shift) + 1), tag0 = (lap << 9) | size;
@@ -294,18 +298,22 @@ static double run_raw(const cell &c, const uint8_t *src, int rx)
 	bool tag = c.size <= GPUQ_CHAN_TAG_MAX;
 	uint32_t nslots = c.size >= 16384 ? 64 : 1024, shift = __builtin_ctz(nslots);
 	uint64_t stride = tag ? 2 * (uint64_t)c.size : 16 + (uint64_t)c.size;
-	uint64_t rb = (sizeof(raw_ring) + nslots * stride + 4095) & ~4095ull, total = cell_msgs(c, c.blocks);
+	uint64_t rb = (sizeof(raw_ring) + nslots * stride + 4095) & ~4095ull,
+		 total = cell_msgs(c, c.blocks);
 	uint8_t *host, *dev;
-	std::atomic<uint64_t> got{0};
+	std::atomic<uint64_t> got{ 0 };
 
-	CK(cudaHostAlloc((void **)&host, rb * c.blocks, cudaHostAllocMapped | cudaHostAllocPortable));
+	CK(cudaHostAlloc((void **)&host, rb * c.blocks,
+			 cudaHostAllocMapped | cudaHostAllocPortable));
 	memset(host, 0, rb * c.blocks);
 	CK(cudaHostGetDevicePointer((void **)&dev, host, 0));
 	double t0 = now_s();
 	if (tag)
-		raw_produce_tag<<<c.blocks, 32>>>(dev, rb, nslots, c.size, src, (uint32_t)(total / (c.blocks * 32)));
+		raw_produce_tag<<<c.blocks, 32>>>(dev, rb, nslots, c.size, src,
+						  (uint32_t)(total / (c.blocks * 32)));
 	else
-		raw_produce_seq<<<c.blocks, 32>>>(dev, rb, nslots, c.size, src, (uint32_t)(total / (c.blocks * 32)));
+		raw_produce_seq<<<c.blocks, 32>>>(dev, rb, nslots, c.size, src,
+						  (uint32_t)(total / (c.blocks * 32)));
 	CK(cudaGetLastError());
 	std::vector<std::thread> th;
 	for (int k = 0; k < rx; k++)
@@ -320,16 +328,21 @@ static double run_raw(const cell &c, const uint8_t *src, int rx)
 					for (;;) {
 						uint8_t *slot = slots + (h & (nslots - 1)) * stride;
 						if (tag) {
-							if (!raw_read_tag(slot, h, shift, c.size, buf.data()))
+							if (!raw_read_tag(slot, h, shift, c.size,
+									  buf.data()))
 								break;
 						} else {
-							if (__atomic_load_n((uint64_t *)slot, __ATOMIC_ACQUIRE) != h + 1)
+							if (__atomic_load_n((uint64_t *)slot,
+									    __ATOMIC_ACQUIRE) !=
+							    h + 1)
 								break;
-							memcpy(buf.data(), slot + 16, *(uint32_t *)(slot + 8));
+							memcpy(buf.data(), slot + 16,
+							       *(uint32_t *)(slot + 8));
 						}
 						h++;
 						if (++n % 32 == 0)
-							__atomic_store_n(&r->head, h, __ATOMIC_RELEASE);
+							__atomic_store_n(&r->head, h,
+									 __ATOMIC_RELEASE);
 					}
 					if (n) {
 						__atomic_store_n(&r->head, h, __ATOMIC_RELEASE);
@@ -356,7 +369,7 @@ struct lat {
 static lat summarize(std::vector<double> &v)
 {
 	std::sort(v.begin(), v.end());
-	return lat{v[v.size() / 2] * 1e6, v[(size_t)(v.size() * 0.99)] * 1e6};
+	return lat{ v[v.size() / 2] * 1e6, v[(size_t)(v.size() * 0.99)] * 1e6 };
 }
 
 static lat ping_gpuq(gpuq_t *q, uint32_t n, int handle)
@@ -368,7 +381,8 @@ static lat ping_gpuq(gpuq_t *q, uint32_t n, int handle)
 
 	if ((r = gpuq_chan_create(q, "bench.ping", 64, 64, GPUQ_CHAN_CPU_TO_GPU, &in)) ||
 	    (r = gpuq_chan_create(q, "bench.pong", 64, 64, GPUQ_CHAN_GPU_TO_CPU, &out)) ||
-	    (r = gpuq_chan_map_cuda_receiver(in, &din)) || (r = gpuq_chan_map_cuda_sender(out, &dout))) {
+	    (r = gpuq_chan_map_cuda_receiver(in, &din)) ||
+	    (r = gpuq_chan_map_cuda_sender(out, &dout))) {
 		fprintf(stderr, "chan-bench: ping channels: %s\n", strerror(-r));
 		exit(1);
 	}
@@ -377,8 +391,8 @@ static lat ping_gpuq(gpuq_t *q, uint32_t n, int handle)
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t m = i, back = 0;
 		double t0 = now_s();
-		if (gpuq_chan_send(in, &m, sizeof(m), -1) < 0 || gpuq_chan_recv(out, &back, sizeof(back), 10000) < 0 ||
-		    back != i) {
+		if (gpuq_chan_send(in, &m, sizeof(m), -1) < 0 ||
+		    gpuq_chan_recv(out, &back, sizeof(back), 10000) < 0 || back != i) {
 			fprintf(stderr, "chan-bench: ping-pong broke at %u\n", i);
 			exit(1);
 		}
@@ -412,7 +426,8 @@ static lat ping_raw(uint32_t n)
 		       (__atomic_load_n(&host[17], __ATOMIC_ACQUIRE) >> 32) != i)
 			;
 		if ((uint32_t)host[16] != (uint32_t)i || (uint32_t)host[17] != 0xbeef) {
-			fprintf(stderr, "chan-bench: raw ping-pong broke at %llu\n", (unsigned long long)i);
+			fprintf(stderr, "chan-bench: raw ping-pong broke at %llu\n",
+				(unsigned long long)i);
 			exit(1);
 		}
 		if (i > n / 10)
@@ -480,8 +495,8 @@ static gpuq_t *connect_gpuqd()
 	fflush(NULL);
 	daemon_pid = fork();
 	if (daemon_pid == 0) {
-		execl(gpuqd, gpuqd, "--backend", "host", "--socket", sock, "--config", conf, "--log-level", "warn",
-		      (char *)NULL);
+		execl(gpuqd, gpuqd, "--backend", "host", "--socket", sock, "--config", conf,
+		      "--log-level", "warn", (char *)NULL);
 		fprintf(stderr, "chan-bench: exec %s: %s\n", gpuqd, strerror(errno));
 		_exit(127);
 	}
@@ -505,13 +520,13 @@ struct target {
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
-					     {"json", no_argument, NULL, 'j'},
-					     {"socket", required_argument, NULL, 's'},
-					     {"rx-threads", required_argument, NULL, 'r'},
-					     {"rounds", required_argument, NULL, 'n'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = { { "quick", no_argument, NULL, 'q' },
+					      { "json", no_argument, NULL, 'j' },
+					      { "socket", required_argument, NULL, 's' },
+					      { "rx-threads", required_argument, NULL, 'r' },
+					      { "rounds", required_argument, NULL, 'n' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
 	int o;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -522,7 +537,8 @@ int main(int argc, char **argv)
 		case 'r': O.rx = atoi(optarg); break;
 		case 'n': O.rounds = atoi(optarg); break;
 		default:
-			fprintf(stderr, "usage: chan-bench [--quick] [--json] [--socket PATH] [--rx-threads N] [--rounds N]\n");
+			fprintf(stderr,
+				"usage: chan-bench [--quick] [--json] [--socket PATH] [--rx-threads N] [--rounds N]\n");
 			return o == 'h' ? 0 : 2;
 		}
 	}
@@ -539,13 +555,14 @@ int main(int argc, char **argv)
 	CK(cudaMemset(src, 0x5a, 32 * 16384));
 
 	std::vector<cell> cells;
-	for (uint32_t size : {64u, 1024u, 16384u}) {
-		cells.push_back(cell{"one warp", size, 1, 0, 0, 0, 0});
-		cells.push_back(cell{"one warp per SM", size, (uint32_t)prop.multiProcessorCount, 0, 0, 0, 0});
+	for (uint32_t size : { 64u, 1024u, 16384u }) {
+		cells.push_back(cell{ "one warp", size, 1, 0, 0, 0, 0 });
+		cells.push_back(cell{ "one warp per SM", size, (uint32_t)prop.multiProcessorCount,
+				      0, 0, 0, 0 });
 	}
 	{
 		/* Warm-up: first launches, first registrations. */
-		cell w{"warm", 64, 1, 0, 0, 0, 0};
+		cell w{ "warm", 64, 1, 0, 0, 0, 0 };
 		int quick = O.quick;
 		O.quick = 1;
 		run_gpuq(q, w, src, 1, 1);
@@ -573,19 +590,19 @@ int main(int argc, char **argv)
 		c.gq_mps = median(gq);
 	}
 	/* For the record: one channel that every receiver thread shares (they contend for its head). */
-	cell shared{"one warp per SM", 16384, (uint32_t)prop.multiProcessorCount, 0, 0, 0, 0};
+	cell shared{ "one warp per SM", 16384, (uint32_t)prop.multiProcessorCount, 0, 0, 0, 0 };
 	shared.gq_mps = run_gpuq(q, shared, src, O.rx, 1);
 	uint32_t n = O.quick ? 2000 : 20000;
 	std::vector<double> p50[3], p99[3];
 	for (int r = 0; r < O.rounds; r++) {
-		lat l[3] = {ping_raw(n), ping_gpuq(q, n, 1), ping_gpuq(q, n, 0)};
+		lat l[3] = { ping_raw(n), ping_gpuq(q, n, 1), ping_gpuq(q, n, 0) };
 		for (int k = 0; k < 3; k++) {
 			p50[k].push_back(l[k].p50);
 			p99[k].push_back(l[k].p99);
 		}
 	}
-	lat lr = {median(p50[0]), median(p99[0])}, lg = {median(p50[1]), median(p99[1])},
-	    ls = {median(p50[2]), median(p99[2])};
+	lat lr = { median(p50[0]), median(p99[0]) }, lg = { median(p50[1]), median(p99[1]) },
+	    ls = { median(p50[2]), median(p99[2]) };
 
 	std::vector<target> t;
 	auto add = [&](const char *what, double v, double limit, bool higher) {
@@ -616,35 +633,42 @@ int main(int argc, char **argv)
 			printf("%s{\"size\":%u,\"senders\":\"%s\",\"warps\":%u,\"gpuq_msgs_per_s\":%.0f,"
 			       "\"raw_msgs_per_s\":%.0f,\"gpuq_gb_per_s\":%.3f,\"raw_gb_per_s\":%.3f,\"ratio\":%.3f,"
 			       "\"ratio_lowest\":%.3f,\"ratio_highest\":%.3f}",
-			       i ? "," : "", cells[i].size, cells[i].name, cells[i].blocks, cells[i].gq_mps,
-			       cells[i].raw_mps, cells[i].gq_mps * cells[i].size / 1e9,
-			       cells[i].raw_mps * cells[i].size / 1e9, cells[i].gq_mps / cells[i].raw_mps,
-			       cells[i].ratio_lo, cells[i].ratio_hi);
+			       i ? "," : "", cells[i].size, cells[i].name, cells[i].blocks,
+			       cells[i].gq_mps, cells[i].raw_mps,
+			       cells[i].gq_mps * cells[i].size / 1e9,
+			       cells[i].raw_mps * cells[i].size / 1e9,
+			       cells[i].gq_mps / cells[i].raw_mps, cells[i].ratio_lo,
+			       cells[i].ratio_hi);
 		printf("],\"shared_channel_16k_gb_per_s\":%.3f", shared.gq_mps * 16384 / 1e9);
 		printf(",\"latency_us\":{\"gpuq_rtt_p50\":%.3f,\"gpuq_rtt_p99\":%.3f,\"gpuq_shared_recv_rtt_p50\":%.3f,"
 		       "\"gpuq_shared_recv_rtt_p99\":%.3f,\"raw_rtt_p50\":%.3f,\"raw_rtt_p99\":%.3f},\"targets\":[",
 		       lg.p50, lg.p99, ls.p50, ls.p99, lr.p50, lr.p99);
 		for (size_t i = 0; i < t.size(); i++)
-			printf("%s{\"target\":\"%s\",\"value\":%.3f,\"verdict\":\"%s\"}", i ? "," : "", t[i].what,
-			       t[i].value, t[i].pass ? "PASS" : "MISS");
+			printf("%s{\"target\":\"%s\",\"value\":%.3f,\"verdict\":\"%s\"}",
+			       i ? "," : "", t[i].what, t[i].value, t[i].pass ? "PASS" : "MISS");
 		printf("]}\n");
 	} else {
-		printf("chan-bench on %s (%d SMs), %d receiver threads for many-block cells%s\n", prop.name,
-		       prop.multiProcessorCount, O.rx, O.quick ? ", --quick" : "");
+		printf("chan-bench on %s (%d SMs), %d receiver threads for many-block cells%s\n",
+		       prop.name, prop.multiProcessorCount, O.rx, O.quick ? ", --quick" : "");
 		printf("medians of %d rounds, raw and gpuq in turn; range: the rounds' lowest and highest ratio\n\n",
 		       O.rounds);
-		printf("%-8s %-16s %12s %12s %10s %10s %7s %11s\n", "size", "senders", "gpuq M/s", "raw M/s",
-		       "gpuq GB/s", "raw GB/s", "ratio", "range");
+		printf("%-8s %-16s %12s %12s %10s %10s %7s %11s\n", "size", "senders", "gpuq M/s",
+		       "raw M/s", "gpuq GB/s", "raw GB/s", "ratio", "range");
 		for (auto &c : cells)
-			printf("%-8u %-16s %12.2f %12.2f %10.2f %10.2f %6.0f%% %4.0f-%3.0f%%\n", c.size, c.name,
-			       c.gq_mps / 1e6, c.raw_mps / 1e6, c.gq_mps * c.size / 1e9, c.raw_mps * c.size / 1e9,
+			printf("%-8u %-16s %12.2f %12.2f %10.2f %10.2f %6.0f%% %4.0f-%3.0f%%\n",
+			       c.size, c.name, c.gq_mps / 1e6, c.raw_mps / 1e6,
+			       c.gq_mps * c.size / 1e9, c.raw_mps * c.size / 1e9,
 			       100 * c.gq_mps / c.raw_mps, 100 * c.ratio_lo, 100 * c.ratio_hi);
-		printf("%-8u %-16s %12.2f %12s %10.2f   (one channel shared by %d receiver threads)\n", 16384u,
-		       "one warp per SM", shared.gq_mps / 1e6, "", shared.gq_mps * 16384 / 1e9, O.rx);
+		printf("%-8u %-16s %12.2f %12s %10.2f   (one channel shared by %d receiver threads)\n",
+		       16384u, "one warp per SM", shared.gq_mps / 1e6, "",
+		       shared.gq_mps * 16384 / 1e9, O.rx);
 		printf("\nping-pong, 8 B each way (us)   RTT p50   RTT p99   one-way p50 (RTT/2)   (medians of the rounds)\n");
-		printf("  gpuq, receiver handle      %8.2f  %8.2f  %8.2f\n", lg.p50, lg.p99, lg.p50 / 2);
-		printf("  gpuq, gpuq_dev_recv        %8.2f  %8.2f  %8.2f\n", ls.p50, ls.p99, ls.p50 / 2);
-		printf("  raw tagged mailbox         %8.2f  %8.2f  %8.2f\n", lr.p50, lr.p99, lr.p50 / 2);
+		printf("  gpuq, receiver handle      %8.2f  %8.2f  %8.2f\n", lg.p50, lg.p99,
+		       lg.p50 / 2);
+		printf("  gpuq, gpuq_dev_recv        %8.2f  %8.2f  %8.2f\n", ls.p50, ls.p99,
+		       ls.p50 / 2);
+		printf("  raw tagged mailbox         %8.2f  %8.2f  %8.2f\n", lr.p50, lr.p99,
+		       lr.p50 / 2);
 		printf("  (host->kernel and kernel->host are each taken as RTT/2: no shared clock)\n\n");
 		for (auto &x : t)
 			printf("%s  %-48s %10.2f\n", x.pass ? "PASS" : "MISS", x.what, x.value);

@@ -157,16 +157,19 @@ static void wrun(struct wctx *w, const struct wcmd *c)
 			uint64_t tag = w->comp[k].tag, s0, lo, hi;
 
 			if (tag >= W)
-				wfail(w->me, w->seq, -EPROTO, "client %d: completion with unknown tag %llu",
-				      w->idx, (unsigned long long)tag);
+				wfail(w->me, w->seq, -EPROTO,
+				      "client %d: completion with unknown tag %llu", w->idx,
+				      (unsigned long long)tag);
 			if (w->comp[k].result != (int64_t)G.size)
 				wfail(w->me, w->seq,
 				      w->comp[k].result < 0 ? (int)w->comp[k].result : -EIO,
 				      "client %d: a %llu-byte %s completed with %lld%s%s", w->idx,
 				      (unsigned long long)G.size,
 				      slot_dir(w, c->dir, (unsigned)tag) == D_H2D ? "send" : "recv",
-				      (long long)w->comp[k].result, w->comp[k].result < 0 ? ": " : "",
-				      w->comp[k].result < 0 ? strerror((int)-w->comp[k].result) : "");
+				      (long long)w->comp[k].result,
+				      w->comp[k].result < 0 ? ": " : "",
+				      w->comp[k].result < 0 ? strerror((int)-w->comp[k].result) :
+							      "");
 			inflight--;
 			s0 = w->sub[tag];
 			if (s0 < c->t_end)
@@ -201,8 +204,8 @@ static void wlat(struct wctx *w, const struct wcmd *c)
 			ssize_t r;
 
 			t = now_ns();
-			r = c->dir == D_H2D ? gpuq_send(w->q, w->buf, 0, w->payload, G.size)
-					    : gpuq_recv(w->q, w->buf, 0, w->payload, G.size);
+			r = c->dir == D_H2D ? gpuq_send(w->q, w->buf, 0, w->payload, G.size) :
+					      gpuq_recv(w->q, w->buf, 0, w->payload, G.size);
 			if (r != (ssize_t)G.size)
 				wfail(w->me, w->seq, r < 0 ? (int)r : -EIO,
 				      "client %d: gpuq_%s returned %zd: %s", w->idx,
@@ -216,8 +219,8 @@ static void wlat(struct wctx *w, const struct wcmd *c)
 			secs = since(t0);
 			if (!phase && secs >= O.warm && n >= 10)
 				break;
-			if (phase && (n == LAT_MAX || (secs >= O.dur && n >= LAT_MIN) ||
-				      secs >= O.dur + 30))
+			if (phase &&
+			    (n == LAT_MAX || (secs >= O.dur && n >= LAT_MIN) || secs >= O.dur + 30))
 				break;
 		}
 	}
@@ -229,7 +232,8 @@ static void worker_main(int idx, uint32_t seq0)
 {
 	struct wctx w = { .idx = idx, .me = &sh->res[idx], .seq = seq0 };
 	struct gpuq_options go = { .struct_size = sizeof(go) };
-	uint64_t need = (uint64_t)G.window * G.size, seed = 0x9e3779b97f4a7c15ull * (uint64_t)(idx + 1);
+	uint64_t need = (uint64_t)G.window * G.size,
+		 seed = 0x9e3779b97f4a7c15ull * (uint64_t)(idx + 1);
 	char name[64], sz[32];
 	size_t asz = 0;
 	ssize_t n;
@@ -278,13 +282,15 @@ static void worker_main(int idx, uint32_t seq0)
 	pattern_fill(w.payload, need, seed);
 	n = gpuq_send(w.q, w.buf, 0, w.payload, need);
 	if (n != (ssize_t)need)
-		wfail(w.me, w.seq, n < 0 ? (int)n : -EIO, "client %d: gpuq_send(%s) returned %zd: %s",
-		      idx, fmt_size(need, sz, sizeof(sz)), n, gpuq_errmsg(w.q));
+		wfail(w.me, w.seq, n < 0 ? (int)n : -EIO,
+		      "client %d: gpuq_send(%s) returned %zd: %s", idx,
+		      fmt_size(need, sz, sizeof(sz)), n, gpuq_errmsg(w.q));
 	memset(w.payload, 0, need);
 	n = gpuq_recv(w.q, w.buf, 0, w.payload, need);
 	if (n != (ssize_t)need)
-		wfail(w.me, w.seq, n < 0 ? (int)n : -EIO, "client %d: gpuq_recv(%s) returned %zd: %s",
-		      idx, fmt_size(need, sz, sizeof(sz)), n, gpuq_errmsg(w.q));
+		wfail(w.me, w.seq, n < 0 ? (int)n : -EIO,
+		      "client %d: gpuq_recv(%s) returned %zd: %s", idx,
+		      fmt_size(need, sz, sizeof(sz)), n, gpuq_errmsg(w.q));
 	bad = pattern_check(w.payload, need, seed);
 	if (bad >= 0)
 		wfail(w.me, w.seq, -EIO,
@@ -340,9 +346,11 @@ static void acks_wait(uint32_t seq, uint64_t deadline, const char *what)
 		if (ok == n)
 			return;
 		for (i = 0; i < n; i++) {
-			if (worker_pids[i] > 0 && waitpid(worker_pids[i], &st, WNOHANG) == worker_pids[i]) {
+			if (worker_pids[i] > 0 &&
+			    waitpid(worker_pids[i], &st, WNOHANG) == worker_pids[i]) {
 				worker_pids[i] = 0;
-				if (atomic_load_explicit(&sh->res[i].ack, memory_order_acquire) != seq) {
+				if (atomic_load_explicit(&sh->res[i].ack, memory_order_acquire) !=
+				    seq) {
 					dead = i;
 					dead_st = st;
 				}
@@ -543,8 +551,9 @@ static void group_skip(const int *dirs, int ndirs, int kind)
 		struct row *r = row_add(kind, dirs[d], G.load, G.size, G.clients, 0);
 
 		r->skipped = 1;
-		snprintf(r->note, sizeof(r->note), "skipped: %d x %s over --mem-budget %s", G.clients,
-			 fmt_size(G.size, a, sizeof(a)), fmt_size(O.mem_budget, b, sizeof(b)));
+		snprintf(r->note, sizeof(r->note), "skipped: %d x %s over --mem-budget %s",
+			 G.clients, fmt_size(G.size, a, sizeof(a)),
+			 fmt_size(O.mem_budget, b, sizeof(b)));
 	}
 	note("%s gpuq %s x%d: skipped (over --mem-budget)", load_names[G.load],
 	     fmt_size(G.size, a, sizeof(a)), G.clients);

@@ -3,8 +3,7 @@
 
 #include "gpuq-bench.h"
 
-struct opts O = { .warm = -1, .dur = -1, .busy_ms = 10, .mem_budget = 16 * GiB,
-		  .internal_fd = -1 };
+struct opts O = { .warm = -1, .dur = -1, .busy_ms = 10, .mem_budget = 16 * GiB, .internal_fd = -1 };
 
 static void usage(FILE *f)
 {
@@ -37,9 +36,25 @@ static void usage(FILE *f)
 }
 
 enum {
-	OPT_SIZES = 256, OPT_CLIENTS, OPT_DURATION, OPT_WARMUP, OPT_WINDOW, OPT_MEM_BUDGET,
-	OPT_DEVICE, OPT_GPUQD, OPT_GPUQD_ARG, OPT_SOCKET, OPT_JSON, OPT_SMOKE, OPT_BUSY,
-	OPT_BUSY_MS, OPT_QUICK, OPT_NO_GPUQ, OPT_INTERNAL, OPT_INTERNAL_FD, OPT_INTERNAL_SOCKET,
+	OPT_SIZES = 256,
+	OPT_CLIENTS,
+	OPT_DURATION,
+	OPT_WARMUP,
+	OPT_WINDOW,
+	OPT_MEM_BUDGET,
+	OPT_DEVICE,
+	OPT_GPUQD,
+	OPT_GPUQD_ARG,
+	OPT_SOCKET,
+	OPT_JSON,
+	OPT_SMOKE,
+	OPT_BUSY,
+	OPT_BUSY_MS,
+	OPT_QUICK,
+	OPT_NO_GPUQ,
+	OPT_INTERNAL,
+	OPT_INTERNAL_FD,
+	OPT_INTERNAL_SOCKET,
 };
 
 static void bad_arg(const char *opt, const char *val)
@@ -119,9 +134,11 @@ static void parse_opts(int argc, char **argv)
 				O.nsizes = 0;
 			else
 				O.nclients = 0;
-			for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			for (tok = strtok_r(list, ",", &save); tok;
+			     tok = strtok_r(NULL, ",", &save)) {
 				if (o == OPT_SIZES) {
-					if (O.nsizes == MAX_LIST || parse_size(tok, &O.sizes[O.nsizes]) ||
+					if (O.nsizes == MAX_LIST ||
+					    parse_size(tok, &O.sizes[O.nsizes]) ||
 					    O.sizes[O.nsizes] > 4 * GiB)
 						bad_arg("--sizes", optarg);
 					O.nsizes++;
@@ -161,7 +178,9 @@ static void parse_opts(int argc, char **argv)
 		case 'q': O.quiet = 1; break;
 		case 'h': usage(stdout); exit(0);
 		case OPT_INTERNAL: O.internal = optarg; break;
-		case OPT_INTERNAL_FD: O.internal_fd = (int)parse_long("--internal-fd", optarg, 0, 65535); break;
+		case OPT_INTERNAL_FD:
+			O.internal_fd = (int)parse_long("--internal-fd", optarg, 0, 65535);
+			break;
 		case OPT_INTERNAL_SOCKET: O.internal_socket = optarg; break;
 		default: usage(stderr); exit(2);
 		}

@@ -59,23 +59,24 @@
 #define BATCH 1024              /* copies per per-call batch and per cudaMemcpyBatchAsync call */
 #define QD_MAX 64               /* copies queued per stream by the pinned baseline */
 #define WINDOW_BYTES (16 * MiB) /* default window: this many bytes per client, 4..1024 requests */
-#define WINDOW_MAX_BYTES (512 * MiB) /* ... but no more bytes than this (then 2 requests at least) */
-#define SPIN_BLOCK 256          /* threads per block of the busy kernel */
-#define LIFE_BPS 50e9           /* link rate assumed to size cells by the bytes in flight */
+#define WINDOW_MAX_BYTES \
+	(512 * MiB)    /* ... but no more bytes than this (then 2 requests at least) */
+#define SPIN_BLOCK 256 /* threads per block of the busy kernel */
+#define LIFE_BPS 50e9  /* link rate assumed to size cells by the bytes in flight */
 #define NS 1000000000.0
 
 enum dir { D_H2D, D_D2H, D_BIDIR };
 enum load { L_IDLE, L_BUSY };
 enum kind {
-	K_PINNED,        /* cudaMemcpyAsync, pinned host memory, large sizes */
-	K_PAGEABLE,      /* cudaMemcpy, malloc memory */
-	K_PERCALL,       /* one cudaMemcpyAsync per small transfer, one sync per 1024 */
-	K_BATCH,         /* cudaMemcpyBatchAsync, 1024 per call */
-	K_LAT_P50,       /* 4 KiB cudaMemcpyAsync + cudaStreamSynchronize */
+	K_PINNED,   /* cudaMemcpyAsync, pinned host memory, large sizes */
+	K_PAGEABLE, /* cudaMemcpy, malloc memory */
+	K_PERCALL,  /* one cudaMemcpyAsync per small transfer, one sync per 1024 */
+	K_BATCH,    /* cudaMemcpyBatchAsync, 1024 per call */
+	K_LAT_P50,  /* 4 KiB cudaMemcpyAsync + cudaStreamSynchronize */
 	K_LAT_P99,
-	K_GPUQ,          /* gpuq_isend/irecv from arena memory */
-	K_GPUQ_MALLOC,   /* gpuq_isend/irecv from malloc memory (staged through the arena) */
-	K_GPUQ_LAT_P50,  /* blocking gpuq_send/recv of 4 KiB from arena memory */
+	K_GPUQ,         /* gpuq_isend/irecv from arena memory */
+	K_GPUQ_MALLOC,  /* gpuq_isend/irecv from malloc memory (staged through the arena) */
+	K_GPUQ_LAT_P50, /* blocking gpuq_send/recv of 4 KiB from arena memory */
 	K_GPUQ_LAT_P99,
 };
 enum verdict { V_NONE, V_PASS, V_MISS };
@@ -92,10 +93,10 @@ extern const char *const load_names[];
 
 /* One comparison of a row with a baseline row of the same run. */
 struct cmp {
-	int kind, load;   /* the baseline row's */
-	double base;      /* its value; NAN when it was not measured */
-	double ratio;     /* value / base */
-	char target[16];  /* "" when no target applies */
+	int kind, load;  /* the baseline row's */
+	double base;     /* its value; NAN when it was not measured */
+	double ratio;    /* value / base */
+	char target[16]; /* "" when no target applies */
 	int verdict;
 };
 

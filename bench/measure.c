@@ -59,9 +59,21 @@ int parse_size(const char *s, uint64_t *out)
 	if (errno || end == s)
 		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': mul = KiB; end++; break;
-	case 'm': case 'M': mul = MiB; end++; break;
-	case 'g': case 'G': mul = GiB; end++; break;
+	case 'k':
+	case 'K':
+		mul = KiB;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mul = MiB;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mul = GiB;
+		end++;
+		break;
 	default: break;
 	}
 	if (mul > 1 && (!strcmp(end, "iB") || !strcmp(end, "ib")))

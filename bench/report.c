@@ -35,7 +35,7 @@ static const struct target {
 	int kind;
 	uint64_t size;
 	int clients, dir;
-	int cmp;   /* -1: on the value itself; else the comparison's index */
+	int cmp; /* -1: on the value itself; else the comparison's index */
 	int at_most;
 	double limit;
 	const char *text;
@@ -108,7 +108,8 @@ void compare_all(void)
 			if (isnan(v))
 				*verdict = V_NONE;
 			else
-				*verdict = (g->at_most ? v <= g->limit : v >= g->limit) ? V_PASS : V_MISS;
+				*verdict = (g->at_most ? v <= g->limit : v >= g->limit) ? V_PASS :
+											  V_MISS;
 		}
 	}
 }
@@ -165,8 +166,8 @@ static void print_header(FILE *f)
 
 	fprintf(f, "gpuq-bench %s (libgpuq %s)\n", PACKAGE_VERSION, gpuq_version());
 	if (have_card) {
-		fprintf(f, "card:    %s, device %d, %s, %d SMs, cc %d.%d, %.0f GiB\n", card.name, O.dev,
-			card.busid, card.sm_count, card.cc_major, card.cc_minor,
+		fprintf(f, "card:    %s, device %d, %s, %d SMs, cc %d.%d, %.0f GiB\n", card.name,
+			O.dev, card.busid, card.sm_count, card.cc_major, card.cc_minor,
 			(double)card.total_mem / (double)GiB);
 		if (card.link_load[0])
 			fprintf(f, "PCIe:    %s under load (idle %s; max %s)\n", card.link_load,
@@ -177,13 +178,15 @@ static void print_header(FILE *f)
 			card.driver_api / 1000, card.driver_api % 1000 / 10, card.runtime / 1000,
 			card.runtime % 1000 / 10);
 	} else {
-		fprintf(f, "card:    none: --smoke runs gpuqd's host backend; no figure here is a GPU's\n");
+		fprintf(f,
+			"card:    none: --smoke runs gpuqd's host backend; no figure here is a GPU's\n");
 	}
 	if (O.no_gpuq)
 		fprintf(f, "gpuqd:   not used (--no-gpuq)");
 	else
-		fprintf(f, "gpuqd:   %s, backend %s, %s %s", dstatus.server_version, dstatus.backend,
-			O.socket ? "running at" : "started from", O.socket ? O.socket : gpuqd_path);
+		fprintf(f, "gpuqd:   %s, backend %s, %s %s", dstatus.server_version,
+			dstatus.backend, O.socket ? "running at" : "started from",
+			O.socket ? O.socket : gpuqd_path);
 	if (!O.socket && !O.no_gpuq) {
 		fprintf(f, " with --backend %s", O.smoke ? "host" : "cuda");
 		for (i = 0; i < O.ngpuqd_args; i++)
@@ -194,12 +197,14 @@ static void print_header(FILE *f)
 		fprintf(f, "         its device %u: %s, PCIe gen %u x%u\n", ddev.index, ddev.name,
 			ddev.pcie_gen, ddev.pcie_width);
 	if (busy_ran)
-		fprintf(f, "busy:    another process ran %llu spin kernels of %d x %d threads on every SM, "
-			   "%.2f ms each (min %.2f, max %.2f)\n",
+		fprintf(f,
+			"busy:    another process ran %llu spin kernels of %d x %d threads on every SM, "
+			"%.2f ms each (min %.2f, max %.2f)\n",
 			(unsigned long long)busy_report.launches, busy_ready.grid, busy_ready.block,
 			busy_report.mean_ms, busy_report.min_ms, busy_report.max_ms);
-	fprintf(f, "cells:   %.2f s warm-up + %.2f s measured (longer where gigabytes are in flight); GB/s = 1e9 bytes/s, M/s = 1e6 "
-		   "transfers/s; ratio = value / baseline (latency: lower is better)\n\n",
+	fprintf(f,
+		"cells:   %.2f s warm-up + %.2f s measured (longer where gigabytes are in flight); GB/s = 1e9 bytes/s, M/s = 1e6 "
+		"transfers/s; ratio = value / baseline (latency: lower is better)\n\n",
 		O.warm, O.dur);
 }
 
@@ -247,8 +252,8 @@ void print_table(FILE *f)
 	int i, j, pass = 0, miss = 0, t;
 
 	print_header(f);
-	fprintf(f, ROWFMT, "what", "size", "cl", "dir", "load", "value", "unit", " also", "baseline",
-		"value", "ratio", "target");
+	fprintf(f, ROWFMT, "what", "size", "cl", "dir", "load", "value", "unit", " also",
+		"baseline", "value", "ratio", "target");
 	for (i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
 		char sz[32], cl[8], val[32], also[32], bv[32], ra[32], tg[64], tg2[32], bl[32];
@@ -259,8 +264,9 @@ void print_table(FILE *f)
 		else
 			snprintf(cl, sizeof(cl), "-");
 		if (r->skipped) {
-			fprintf(f, "%-25s %7s %3s %-5s %-4s %9s %-4s %-13s| %s\n", kinds[r->kind].what, sz, cl,
-				dir_names[r->dir], load_names[r->load], "-", "", "", r->note);
+			fprintf(f, "%-25s %7s %3s %-5s %-4s %9s %-4s %-13s| %s\n",
+				kinds[r->kind].what, sz, cl, dir_names[r->dir], load_names[r->load],
+				"-", "", "", r->note);
 			continue;
 		}
 		fmt_num(r->value, val, sizeof(val));
@@ -278,20 +284,19 @@ void print_table(FILE *f)
 			if (tg[0] && tg2[0])
 				strncat(tg, ", ", sizeof(tg) - strlen(tg) - 1);
 			strncat(tg, tg2, sizeof(tg) - strlen(tg) - 1);
-			fprintf(f, ROWFMT,
-				kinds[r->kind].what, sz, cl, dir_names[r->dir], load_names[r->load], val,
-				unit_of(r), also, cmp_label(r, c, bl, sizeof(bl)), fmt_num(c->base, bv, sizeof(bv)),
+			fprintf(f, ROWFMT, kinds[r->kind].what, sz, cl, dir_names[r->dir],
+				load_names[r->load], val, unit_of(r), also,
+				cmp_label(r, c, bl, sizeof(bl)), fmt_num(c->base, bv, sizeof(bv)),
 				fmt_ratio(c, ra, sizeof(ra)), tg);
 		} else {
-			fprintf(f, ROWFMT,
-				kinds[r->kind].what, sz, cl, dir_names[r->dir], load_names[r->load], val,
-				unit_of(r), also, "", "", "", tg);
+			fprintf(f, ROWFMT, kinds[r->kind].what, sz, cl, dir_names[r->dir],
+				load_names[r->load], val, unit_of(r), also, "", "", "", tg);
 		}
 		for (j = 1; j < r->ncmp; j++) {
 			const struct cmp *c = &r->cmp[j];
 			fmt_verdict(tg2, sizeof(tg2), c->target, c->verdict, r->load);
-			fprintf(f, ROWFMT, "", "", "",
-				"", "", "", "", "", cmp_label(r, c, bl, sizeof(bl)), fmt_num(c->base, bv, sizeof(bv)),
+			fprintf(f, ROWFMT, "", "", "", "", "", "", "", "",
+				cmp_label(r, c, bl, sizeof(bl)), fmt_num(c->base, bv, sizeof(bv)),
 				fmt_ratio(c, ra, sizeof(ra)), tg2);
 		}
 	}
@@ -309,7 +314,8 @@ void print_table(FILE *f)
 
 		if (target_measured(g))
 			continue;
-		fprintf(f, "%s%s %s x%d %s %s", j++ ? "; " : "; not measured: ", kinds[g->kind].base,
+		fprintf(f, "%s%s %s x%d %s %s",
+			j++ ? "; " : "; not measured: ", kinds[g->kind].base,
 			fmt_size(g->size, sz, sizeof(sz)), g->clients, dir_names[g->dir], g->text);
 	}
 	fputc('\n', f);
@@ -368,7 +374,8 @@ void print_json(FILE *f)
 	else
 		fputs("null", f);
 	if (have_card) {
-		fprintf(f, ",\"cuda_driver_api\":%d,\"cuda_runtime\":%d,\"device\":%d,\"pci_bus_id\":",
+		fprintf(f,
+			",\"cuda_driver_api\":%d,\"cuda_runtime\":%d,\"device\":%d,\"pci_bus_id\":",
 			card.driver_api, card.runtime, O.dev);
 		json_str(f, card.busid);
 		fprintf(f, ",\"sm_count\":%d,\"pcie\":{\"under_load\":", card.sm_count);
@@ -406,17 +413,19 @@ busy:
 			busy_report.min_ms, busy_report.max_ms);
 	else
 		fputs(",\"busy\":null", f);
-	fprintf(f, ",\"smoke\":%s,\"warmup_s\":%.3f,\"duration_s\":%.3f,\"mem_budget\":%llu,\"rows\":[",
+	fprintf(f,
+		",\"smoke\":%s,\"warmup_s\":%.3f,\"duration_s\":%.3f,\"mem_budget\":%llu,\"rows\":[",
 		O.smoke ? "true" : "false", O.warm, O.dur, (unsigned long long)O.mem_budget);
 	for (i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
 
 		fprintf(f, "%s\n{\"what\":", i ? "," : "");
 		json_str(f, kinds[r->kind].what);
-		fprintf(f, ",\"kind\":\"%s\",\"size\":%llu,\"clients\":%d,\"direction\":\"%s\","
-			   "\"load\":\"%s\",\"window\":%d",
-			kinds[r->kind].id, (unsigned long long)r->size, r->clients, dir_names[r->dir],
-			load_names[r->load], r->window);
+		fprintf(f,
+			",\"kind\":\"%s\",\"size\":%llu,\"clients\":%d,\"direction\":\"%s\","
+			"\"load\":\"%s\",\"window\":%d",
+			kinds[r->kind].id, (unsigned long long)r->size, r->clients,
+			dir_names[r->dir], load_names[r->load], r->window);
 		if (r->skipped) {
 			fputs(",\"skipped\":", f);
 			json_str(f, r->note);
@@ -443,7 +452,8 @@ busy:
 		for (j = 0; j < r->ncmp; j++) {
 			const struct cmp *c = &r->cmp[j];
 
-			fprintf(f, "%s{\"baseline\":\"%s\",\"baseline_load\":\"%s\",\"baseline_value\":",
+			fprintf(f,
+				"%s{\"baseline\":\"%s\",\"baseline_load\":\"%s\",\"baseline_value\":",
 				j ? "," : "", kinds[c->kind].id, load_names[c->load]);
 			json_num(f, c->base);
 			fputs(",\"ratio\":", f);
@@ -465,10 +475,11 @@ busy:
 
 			if (target_measured(g))
 				continue;
-			fprintf(f, "%s{\"kind\":\"%s\",\"size\":%llu,\"clients\":%d,\"direction\":\"%s\","
-				   "\"target\":",
-				n++ ? "," : "", kinds[g->kind].id, (unsigned long long)g->size, g->clients,
-				dir_names[g->dir]);
+			fprintf(f,
+				"%s{\"kind\":\"%s\",\"size\":%llu,\"clients\":%d,\"direction\":\"%s\","
+				"\"target\":",
+				n++ ? "," : "", kinds[g->kind].id, (unsigned long long)g->size,
+				g->clients, dir_names[g->dir]);
 			json_str(f, g->text);
 			fputc('}', f);
 		}

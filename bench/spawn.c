@@ -171,9 +171,9 @@ pid_t spawn_internal(const char *mode, int *rfd)
 		die("spawning the %s process: %s", mode, strerror(errno));
 	snprintf(fdarg, sizeof(fdarg), "--internal-fd=%d", p[1]);
 	argv[n++] = self_exe;
-	argv[n++] = (char *)(strcmp(mode, "busy") == 0 ? "--internal=busy"
-				: strcmp(mode, "latency") == 0 ? "--internal=latency"
-							       : "--internal=baselines");
+	argv[n++] = (char *)(strcmp(mode, "busy") == 0    ? "--internal=busy" :
+			     strcmp(mode, "latency") == 0 ? "--internal=latency" :
+							    "--internal=baselines");
 	argv[n++] = fdarg;
 	if (sock_path[0]) {
 		argv[n++] = (char *)"--internal-socket";
@@ -375,8 +375,12 @@ void gpuqd_stop(void)
 	daemon_pid = 0;
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		fprintf(stderr, "gpuq-bench: gpuqd did not stop cleanly on SIGTERM (%s %d)\n",
-			st == -1 ? "killed after 20 s" : WIFSIGNALED(st) ? "signal" : "status",
-			st == -1 ? 0 : WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+			st == -1        ? "killed after 20 s" :
+			WIFSIGNALED(st) ? "signal" :
+					  "status",
+			st == -1        ? 0 :
+			WIFSIGNALED(st) ? WTERMSIG(st) :
+					  WEXITSTATUS(st));
 		daemon_log_tail();
 		late_failure = 1;
 	}

@@ -120,7 +120,8 @@ int64_t arena_get(struct arena_alloc *a, uint64_t len)
 			f->len = pad;
 			if (rest_len) {
 				if (a->nfree == a->capfree) {
-					struct arena_extent *n = realloc(a->free, 2 * a->capfree * sizeof(*n));
+					struct arena_extent *n =
+						realloc(a->free, 2 * a->capfree * sizeof(*n));
 
 					if (!n) {
 						used_remove(a, off);
@@ -133,14 +134,16 @@ int64_t arena_get(struct arena_alloc *a, uint64_t len)
 				}
 				memmove(&a->free[i + 2], &a->free[i + 1],
 					(a->nfree - i - 1) * sizeof(*a->free));
-				a->free[i + 1] = (struct arena_extent){ .off = rest_off, .len = rest_len };
+				a->free[i + 1] =
+					(struct arena_extent){ .off = rest_off, .len = rest_len };
 				a->nfree++;
 			}
 		} else {
 			f->off += len;
 			f->len -= len;
 			if (!f->len) {
-				memmove(&a->free[i], &a->free[i + 1], (a->nfree - i - 1) * sizeof(*a->free));
+				memmove(&a->free[i], &a->free[i + 1],
+					(a->nfree - i - 1) * sizeof(*a->free));
 				a->nfree--;
 			}
 		}
@@ -184,7 +187,8 @@ int arena_put(struct arena_alloc *a, uint64_t off)
 			struct arena_extent *n = realloc(a->free, 2 * a->capfree * sizeof(*n));
 
 			if (!n) {
-				used_insert(a, off, len); /* keep it allocated rather than lose it */
+				used_insert(a, off,
+					    len); /* keep it allocated rather than lose it */
 				a->bytes_used += len;
 				return -ENOMEM;
 			}

@@ -72,7 +72,8 @@ GPUQ_API int gpuq_buf_free(gpuq_t *q, uint32_t id)
 	return r;
 }
 
-GPUQ_API ssize_t gpuq_buf_write(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len)
+GPUQ_API ssize_t gpuq_buf_write(gpuq_t *q, uint32_t id, uint64_t offset, const void *src,
+				size_t len)
 {
 	Gpuq__Msg req = GPUQ__MSG__INIT, *rep;
 	Gpuq__BufWrite w = GPUQ__BUF_WRITE__INIT;
@@ -162,9 +163,10 @@ GPUQ_API int gpuq_buf_export(gpuq_t *q, uint32_t id, struct gpuq_buf_export *out
 	/* A reply for another buffer, or a handle we cannot pass on whole, is not one. */
 	if (x->buf_id != id || x->handle.len != sizeof(ex.handle) ||
 	    strlen(x->pci_bus_id ? x->pci_bus_id : "") >= sizeof(ex.pci_bus_id)) {
-		r = client_fail(q, -EPROTO,
-				"gpuqd's export of buffer %u is malformed (buffer %u, %zu-byte handle)",
-				id, x->buf_id, x->handle.len);
+		r = client_fail(
+			q, -EPROTO,
+			"gpuqd's export of buffer %u is malformed (buffer %u, %zu-byte handle)", id,
+			x->buf_id, x->handle.len);
 		frame_free(rep);
 		goto out;
 	}

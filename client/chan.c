@@ -642,7 +642,7 @@ static int recv_some(gpuq_chan_t *ch, uint8_t *bufs, size_t stride, size_t *lens
 		/* Polled long enough: sleep until a CPU sender (or gpuqd, for kernels) wakes us. */
 		ms = deadline ? (int)((deadline - t) / 1000000 + 1) : 1000;
 		if (ms > 1000)
-			ms = 1000; /* bounds the cost of a wakeup lost to a dead process */
+			ms = 1000;     /* bounds the cost of a wakeup lost to a dead process */
 		n = xfer_alive(ch->q); /* gpuqd gone: nothing will arrive */
 		if (n)
 			return n;

@@ -19,7 +19,7 @@ enum req_state { REQ_FREE, REQ_PENDING, REQ_DONE };
 struct gpuq_req {
 	uint64_t tag;
 	int64_t result;
-	uint32_t gen;       /* bumped at each reuse: stale completions are recognised */
+	uint32_t gen; /* bumped at each reuse: stale completions are recognised */
 	uint32_t index;
 	uint8_t state;      /* enum req_state */
 	uint8_t has_handle; /* REQ_HANDLE_*: completion goes to test/wait, not to gpuq_poll */
@@ -30,8 +30,8 @@ struct gpuq_req {
 	uint32_t next_free;
 };
 
-#define REQ_HANDLE_NONE 0   /* tag only: the completion goes to gpuq_poll */
-#define REQ_HANDLE_USER 1   /* the caller's gpuq_req_t: gpuq_test/gpuq_wait */
+#define REQ_HANDLE_NONE 0     /* tag only: the completion goes to gpuq_poll */
+#define REQ_HANDLE_USER 1     /* the caller's gpuq_req_t: gpuq_test/gpuq_wait */
 #define REQ_HANDLE_INTERNAL 2 /* a blocking call's own window */
 
 #define REQ_BLOCK 1024

@@ -26,19 +26,15 @@ static_assert(sizeof(cudaIpcMemHandle_t) == sizeof(((struct gpuq_buf_export *)0)
 static int cuda_errno(cudaError_t err)
 {
 	switch (err) {
-	case cudaSuccess:
-		return 0;
+	case cudaSuccess: return 0;
 	case cudaErrorNoDevice:
 	case cudaErrorInvalidDevice:
 	case cudaErrorInsufficientDriver:
 	case cudaErrorDevicesUnavailable:
 	case cudaErrorStubLibrary:
-	case cudaErrorCallRequiresNewerDriver:
-		return -ENODEV;
-	case cudaErrorMemoryAllocation:
-		return -ENOMEM;
-	default:
-		return -EIO;
+	case cudaErrorCallRequiresNewerDriver: return -ENODEV;
+	case cudaErrorMemoryAllocation: return -ENOMEM;
+	default: return -EIO;
 	}
 }
 
@@ -171,7 +167,8 @@ static int register_regions(void *mem, size_t size, int ends)
 
 	regions(size, ends, off, len, rw);
 	if (cudaGetDevice(&dev) != cudaSuccess ||
-	    cudaDeviceGetAttribute(&ro_ok, cudaDevAttrHostRegisterReadOnlySupported, dev) != cudaSuccess) {
+	    cudaDeviceGetAttribute(&ro_ok, cudaDevAttrHostRegisterReadOnlySupported, dev) !=
+		    cudaSuccess) {
 		(void)cudaGetLastError();
 		ro_ok = 0;
 	}
@@ -274,10 +271,11 @@ static int check_version(const char *call, uint32_t chan_version)
 	errmsg[0] = '\0';
 	if (chan_version == GPUQ_CHAN_VERSION)
 		return 0;
-	snprintf(errmsg, sizeof(errmsg),
-		 "%s: the caller was built for channel layout %u, libgpuq-cuda implements layout %u; "
-		 "rebuild against this library's headers",
-		 call, chan_version, GPUQ_CHAN_VERSION);
+	snprintf(
+		errmsg, sizeof(errmsg),
+		"%s: the caller was built for channel layout %u, libgpuq-cuda implements layout %u; "
+		"rebuild against this library's headers",
+		call, chan_version, GPUQ_CHAN_VERSION);
 	return -EPROTO;
 }
 
@@ -369,7 +367,8 @@ static int map_end(gpuq_chan_t *ch, unsigned end, struct gpuq_dev_chan *out, uin
 	word = end == GPUQ_CHAN_SEND ? &h->tail : &h->head;
 	cur = __atomic_load_n(word, __ATOMIC_ACQUIRE);
 	while (!(cur & GPUQ_CHAN_HELD) &&
-	       !__atomic_compare_exchange_n(word, &cur, cur | GPUQ_CHAN_HELD, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+	       !__atomic_compare_exchange_n(word, &cur, cur | GPUQ_CHAN_HELD, 0, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE))
 		;
 	/* Already held: left so by an owner gone before us (gpuqd gave us the end); it is ours now. */
 	cur &= ~GPUQ_CHAN_HELD;
@@ -417,9 +416,10 @@ static int unmap_end(gpuq_chan_t *ch, unsigned end, uint64_t *dev)
 		pos[1] &= ~GPUQ_DEV_RX_UNFENCED; /* the kernels ended: their stores are all in */
 		/* Head, released: the last position the kernels freed, or later if their last store beat ours. */
 		cur = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-		while (!__atomic_compare_exchange_n(&h->head, &cur,
-						    (cur & ~GPUQ_CHAN_HELD) > pos[1] ? cur & ~GPUQ_CHAN_HELD : pos[1], 0,
-						    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		while (!__atomic_compare_exchange_n(
+			&h->head, &cur,
+			(cur & ~GPUQ_CHAN_HELD) > pos[1] ? cur & ~GPUQ_CHAN_HELD : pos[1], 0,
+			__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 			;
 	}
 	cudaFree(dev);

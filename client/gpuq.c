@@ -241,11 +241,13 @@ static int session_open(struct gpuq *q)
 	q->mps_pipe_dir[0] = q->mps_sm_percent[0] = '\0';
 	if (rep->welcome->mps_pipe_dir && rep->welcome->mps_pipe_dir[0]) {
 		if (strlen(rep->welcome->mps_pipe_dir) >= sizeof(q->mps_pipe_dir)) {
-			r = client_fail(q, -EPROTO, "gpuqd named an MPS pipe directory over %zu bytes",
+			r = client_fail(q, -EPROTO,
+					"gpuqd named an MPS pipe directory over %zu bytes",
 					sizeof(q->mps_pipe_dir) - 1);
 			goto fail;
 		}
-		snprintf(q->mps_pipe_dir, sizeof(q->mps_pipe_dir), "%s", rep->welcome->mps_pipe_dir);
+		snprintf(q->mps_pipe_dir, sizeof(q->mps_pipe_dir), "%s",
+			 rep->welcome->mps_pipe_dir);
 	}
 	if (rep->welcome->mps_client_sm_percent)
 		snprintf(q->mps_sm_percent, sizeof(q->mps_sm_percent), "%u",

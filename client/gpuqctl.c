@@ -15,18 +15,19 @@ static int json;
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: gpuqctl [--socket PATH] [--json] COMMAND\n"
-		   "Commands:\n"
-		   "  status    daemon state: version, backend, sessions, buffers, requests\n"
-		   "  devices   the devices gpuqd serves\n"
-		   "  clients   connected client sessions\n"
-		   "  channels  channels you may see, their rings and GPU ends\n"
-		   "  version   gpuqctl's and gpuqd's versions\n"
-		   "Options:\n"
-		   "  -s, --socket PATH  gpuqd's socket (default $%s, else %s)\n"
-		   "  -j, --json         machine-readable output\n"
-		   "  -h, --help         this help\n"
-		   "Exit status: 0 ok, 1 error, 2 usage, 3 daemon not running, 4 permission denied.\n",
+	fprintf(f,
+		"Usage: gpuqctl [--socket PATH] [--json] COMMAND\n"
+		"Commands:\n"
+		"  status    daemon state: version, backend, sessions, buffers, requests\n"
+		"  devices   the devices gpuqd serves\n"
+		"  clients   connected client sessions\n"
+		"  channels  channels you may see, their rings and GPU ends\n"
+		"  version   gpuqctl's and gpuqd's versions\n"
+		"Options:\n"
+		"  -s, --socket PATH  gpuqd's socket (default $%s, else %s)\n"
+		"  -j, --json         machine-readable output\n"
+		"  -h, --help         this help\n"
+		"Exit status: 0 ok, 1 error, 2 usage, 3 daemon not running, 4 permission denied.\n",
 		GPUQ_SOCKET_ENV, GPUQ_DEFAULT_SOCKET);
 }
 
@@ -250,15 +251,17 @@ static int cmd_channels(gpuq_t *q)
 			       "\"nslots\":%u,\"users\":%u,\"head\":%llu,\"tail\":%llu,\"gpu_sender_pid\":%u,"
 			       "\"gpu_receiver_pid\":%u,\"receivers_asleep\":%s,\"senders_done\":%u}",
 			       ch[i].uid, ch[i].gid, ch[i].mode,
-			       ch[i].direction == GPUQ_CHAN_CPU_TO_GPU ? "cpu-to-gpu" : "gpu-to-cpu", ch[i].slot_size,
-			       ch[i].nslots, ch[i].users, (unsigned long long)ch[i].head,
-			       (unsigned long long)ch[i].tail, ch[i].gpu_sender, ch[i].gpu_receiver,
+			       ch[i].direction == GPUQ_CHAN_CPU_TO_GPU ? "cpu-to-gpu" :
+									 "gpu-to-cpu",
+			       ch[i].slot_size, ch[i].nslots, ch[i].users,
+			       (unsigned long long)ch[i].head, (unsigned long long)ch[i].tail,
+			       ch[i].gpu_sender, ch[i].gpu_receiver,
 			       ch[i].receivers_asleep ? "true" : "false", ch[i].senders_done);
 		}
 		printf("]}\n");
 	} else {
-		printf("%-24s %-6s %-5s %-10s %6s %7s %5s %9s %s\n", "NAME", "UID", "MODE", "DIRECTION", "SLOT",
-		       "SLOTS", "USERS", "QUEUED", "GPU ENDS");
+		printf("%-24s %-6s %-5s %-10s %6s %7s %5s %9s %s\n", "NAME", "UID", "MODE",
+		       "DIRECTION", "SLOT", "SLOTS", "USERS", "QUEUED", "GPU ENDS");
 		for (i = 0; i < n; i++) {
 			char queued[24], ends[48];
 
@@ -269,17 +272,21 @@ static int cmd_channels(gpuq_t *q)
 				snprintf(queued, sizeof(queued), "%llu",
 					 (unsigned long long)(ch[i].tail - ch[i].head));
 			if (ch[i].gpu_sender && ch[i].gpu_receiver)
-				snprintf(ends, sizeof(ends), "send (pid %u), receive (pid %u)", ch[i].gpu_sender,
-					 ch[i].gpu_receiver);
+				snprintf(ends, sizeof(ends), "send (pid %u), receive (pid %u)",
+					 ch[i].gpu_sender, ch[i].gpu_receiver);
 			else if (ch[i].gpu_sender)
 				snprintf(ends, sizeof(ends), "send (pid %u)", ch[i].gpu_sender);
 			else if (ch[i].gpu_receiver)
-				snprintf(ends, sizeof(ends), "receive (pid %u)", ch[i].gpu_receiver);
+				snprintf(ends, sizeof(ends), "receive (pid %u)",
+					 ch[i].gpu_receiver);
 			else
 				snprintf(ends, sizeof(ends), "-");
-			printf("%-24s %-6u %04o  %-10s %6u %7u %5u %9s %s%s\n", ch[i].name, ch[i].uid, ch[i].mode,
-			       ch[i].direction == GPUQ_CHAN_CPU_TO_GPU ? "cpu-to-gpu" : "gpu-to-cpu", ch[i].slot_size,
-			       ch[i].nslots, ch[i].users, queued, ends, ch[i].receivers_asleep ? " (receivers asleep)" : "");
+			printf("%-24s %-6u %04o  %-10s %6u %7u %5u %9s %s%s\n", ch[i].name,
+			       ch[i].uid, ch[i].mode,
+			       ch[i].direction == GPUQ_CHAN_CPU_TO_GPU ? "cpu-to-gpu" :
+									 "gpu-to-cpu",
+			       ch[i].slot_size, ch[i].nslots, ch[i].users, queued, ends,
+			       ch[i].receivers_asleep ? " (receivers asleep)" : "");
 		}
 	}
 	free(ch);
@@ -318,10 +325,8 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(gpuq_t *q);
 	} cmds[] = {
-		{ "status", cmd_status },
-		{ "devices", cmd_devices },
-		{ "clients", cmd_clients },
-		{ "channels", cmd_channels },
+		{ "status", cmd_status },   { "devices", cmd_devices },
+		{ "clients", cmd_clients }, { "channels", cmd_channels },
 		{ "version", cmd_version },
 	};
 	const char *sock = NULL;
@@ -344,7 +349,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "gpuqctl: %s\n", optind == argc ? "missing command" : "too many arguments");
+		fprintf(stderr, "gpuqctl: %s\n",
+			optind == argc ? "missing command" : "too many arguments");
 		usage(stderr);
 		return EXIT_USAGE;
 	}

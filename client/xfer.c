@@ -136,7 +136,8 @@ static int in_arena(struct gpuq *q, const void *p, size_t len)
 {
 	const uint8_t *b = p;
 
-	return b >= q->arena && len <= q->arena_size && (size_t)(b - q->arena) <= q->arena_size - len;
+	return b >= q->arena && len <= q->arena_size &&
+	       (size_t)(b - q->arena) <= q->arena_size - len;
 }
 
 GPUQ_API void *gpuq_mem_alloc(gpuq_t *q, size_t size)
@@ -306,8 +307,9 @@ static void set_dead(struct gpuq *q)
 		return;
 	reap(q); /* what gpuqd finished before it went still counts */
 	st = atomic_load_explicit(&q->hdr->srv_state.v, memory_order_acquire);
-	q->dead = st == SHM_STATE_SHUTDOWN ? -ESHUTDOWN : st == SHM_STATE_BROKEN ? -EPROTO
-										  : -ECONNRESET;
+	q->dead = st == SHM_STATE_SHUTDOWN ? -ESHUTDOWN :
+		  st == SHM_STATE_BROKEN   ? -EPROTO :
+					     -ECONNRESET;
 	for (i = 0; i < q->nreqblk * REQ_BLOCK; i++) {
 		struct gpuq_req *r = req_at(q, i);
 
@@ -441,7 +443,8 @@ static int progress_until(struct gpuq *q, int (*cond)(struct gpuq *, void *), vo
 			pthread_mutex_lock(&q->dlock);
 			continue;
 		}
-		sleep_for_completion(q, deadline_ns ? (int)((deadline_ns - t) / 1000000 + 1) : 1000);
+		sleep_for_completion(q,
+				     deadline_ns ? (int)((deadline_ns - t) / 1000000 + 1) : 1000);
 		spin_end = 0;
 	}
 }
@@ -462,7 +465,8 @@ static int push_sqe(struct gpuq *q, unsigned dev, const struct shm_sqe *e)
 	if (!ring_has_room(q, dev)) {
 		r = progress_until(q, sq_has_room, (void *)(uintptr_t)dev, 0);
 		if (r || q->dead)
-			return r ? r : q->dead; /* a dead session's ring has room: nobody reads it */
+			return r ? r :
+				   q->dead; /* a dead session's ring has room: nobody reads it */
 	}
 	if (ring_push(q, dev, e))
 		set_dead(q); /* gpuqd is gone: the request was completed with the error */
@@ -724,9 +728,9 @@ GPUQ_API int gpuq_poll(gpuq_t *q, struct gpuq_completion *out, unsigned max, int
 	reap(q);
 	if (q->pq_head == q->pq_tail) {
 		if (timeout_ms != 0)
-			r = progress_until(q, pollq_nonempty, NULL,
-					   timeout_ms < 0 ? 0
-							  : now_ns() + (uint64_t)timeout_ms * 1000000);
+			r = progress_until(
+				q, pollq_nonempty, NULL,
+				timeout_ms < 0 ? 0 : now_ns() + (uint64_t)timeout_ms * 1000000);
 		else
 			r = check_alive(q);
 	}
@@ -771,8 +775,8 @@ GPUQ_API int gpuq_fd(gpuq_t *q)
  * Moves len bytes in STAGE_CHUNK pieces with up to 4 in flight, staging
  * non-arena memory through the arena; arena memory goes in one request.
  */
-static ssize_t blocking(gpuq_t *q, uint8_t op, uint32_t id, uint64_t offset, void *host,
-			size_t len, uint32_t src_id, uint64_t src_off)
+static ssize_t blocking(gpuq_t *q, uint8_t op, uint32_t id, uint64_t offset, void *host, size_t len,
+			uint32_t src_id, uint64_t src_off)
 {
 	struct gpuq_req *win[4];
 	size_t chunk, done = 0, sent = 0;
@@ -791,8 +795,8 @@ static ssize_t blocking(gpuq_t *q, uint8_t op, uint32_t id, uint64_t offset, voi
 		while (nwin < 4 && sent < len + (len == 0) && !err) {
 			size_t n = len - sent < chunk ? len - sent : chunk;
 
-			r = submit(q, op, id, offset + sent, host ? (uint8_t *)host + sent : NULL, n,
-				   src_id, src_off + sent, 0, REQ_HANDLE_INTERNAL, &win[nwin]);
+			r = submit(q, op, id, offset + sent, host ? (uint8_t *)host + sent : NULL,
+				   n, src_id, src_off + sent, 0, REQ_HANDLE_INTERNAL, &win[nwin]);
 			if (r) {
 				err = r;
 				break;

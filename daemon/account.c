@@ -7,10 +7,8 @@
 #include "account.h"
 
 static const char *const res_names[ACCT_NRES] = {
-	[ACCT_SESSIONS] = "sessions",
-	[ACCT_ARENA] = "pinned arena bytes",
-	[ACCT_MEM] = "device memory bytes",
-	[ACCT_CHANNELS] = "open channels",
+	[ACCT_SESSIONS] = "sessions",           [ACCT_ARENA] = "pinned arena bytes",
+	[ACCT_MEM] = "device memory bytes",     [ACCT_CHANNELS] = "open channels",
 	[ACCT_CHANNEL_BYTES] = "channel bytes",
 };
 

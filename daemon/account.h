@@ -10,10 +10,10 @@
 
 /* What an account counts. */
 enum account_res {
-	ACCT_SESSIONS,     /* sessions */
-	ACCT_ARENA,        /* pinned arena bytes */
-	ACCT_MEM,          /* device memory of buffers */
-	ACCT_CHANNELS,     /* channels held open */
+	ACCT_SESSIONS,      /* sessions */
+	ACCT_ARENA,         /* pinned arena bytes */
+	ACCT_MEM,           /* device memory of buffers */
+	ACCT_CHANNELS,      /* channels held open */
 	ACCT_CHANNEL_BYTES, /* bytes of those channels */
 	ACCT_NRES
 };

@@ -85,7 +85,8 @@ struct backend_ops {
 	int (*mem_alloc)(struct backend *be, unsigned dev, size_t size, uint64_t *addr);
 	int (*mem_free)(struct backend *be, unsigned dev, uint64_t addr);
 	/* Synchronous copies between host memory and device memory. */
-	int (*copy_to_dev)(struct backend *be, unsigned dev, uint64_t dst, const void *src, size_t len);
+	int (*copy_to_dev)(struct backend *be, unsigned dev, uint64_t dst, const void *src,
+			   size_t len);
 	int (*copy_from_dev)(struct backend *be, unsigned dev, void *dst, uint64_t src, size_t len);
 
 	/*
@@ -137,12 +138,12 @@ struct backend_ops {
 struct backend {
 	const struct backend_ops *ops;
 	unsigned ndevices;
-	uint64_t host_mem;                 /* host backend: bytes of "device" memory */
-	unsigned host_devices;             /* host backend: how many devices (1..16) */
-	char reason[256];                  /* why this backend was chosen (auto) */
+	uint64_t host_mem;                       /* host backend: bytes of "device" memory */
+	unsigned host_devices;                   /* host backend: how many devices (1..16) */
+	char reason[256];                        /* why this backend was chosen (auto) */
 	uint64_t crossover[BACKEND_MAX_DEVICES]; /* small/large split, bytes, per device */
-	unsigned xfer_max_batch;           /* most transfers per xfer_submit */
-	void *priv;                        /* backend-private state */
+	unsigned xfer_max_batch;                 /* most transfers per xfer_submit */
+	void *priv;                              /* backend-private state */
 };
 
 enum backend_kind {

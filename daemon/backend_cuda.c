@@ -507,9 +507,7 @@ static int cuda_set_option(struct backend *be, enum backend_option opt, int valu
 		if (env)
 			priv->copy_server = atoi(env) != 0;
 		return 0;
-	case BACKEND_OPT_COPY_SERVER:
-		priv->copy_server = value != 0;
-		return 0;
+	case BACKEND_OPT_COPY_SERVER: priv->copy_server = value != 0; return 0;
 	}
 	return -ENOTSUP;
 }

@@ -134,7 +134,8 @@ static int host_mem_free(struct backend *be, unsigned dev, uint64_t addr)
 	return 0;
 }
 
-static int host_copy_to_dev(struct backend *be, unsigned dev, uint64_t dst, const void *src, size_t len)
+static int host_copy_to_dev(struct backend *be, unsigned dev, uint64_t dst, const void *src,
+			    size_t len)
 {
 	if (dev >= be->ndevices)
 		return -ENODEV;

@@ -87,10 +87,26 @@ int config_parse_size(const char *s, uint64_t *out)
 		return -ERANGE;
 	switch (*end) {
 	case '\0': break;
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		end++;
+		break;
 	default: return -EINVAL;
 	}
 	/* Accept KiB and KB spellings after a unit letter, nothing else. */
@@ -262,8 +278,7 @@ int config_set(struct config *cfg, const char *key, const char *value, char *err
 		else
 			cfg->uid_max_channel_bytes = sz;
 		break;
-	case CFG_NKEYS:
-		break;
+	case CFG_NKEYS: break;
 	}
 	return k;
 bad:
@@ -332,7 +347,8 @@ int config_load(struct config *cfg, const char *path, uint32_t *seen, char *err,
 			*close = '\0';
 			rest = trim(close + 1);
 			if (*rest && *rest != '#') {
-				snprintf(err, errlen, "%s:%u: text after the quoted value", path, lineno);
+				snprintf(err, errlen, "%s:%u: text after the quoted value", path,
+					 lineno);
 				r = -EINVAL;
 				goto out;
 			}
@@ -392,7 +408,8 @@ void config_print(const struct config *cfg, FILE *f)
 	fprintf(f, "uid_max_arena = %llu\n", (unsigned long long)cfg->uid_max_arena);
 	fprintf(f, "uid_max_mem = %llu\n", (unsigned long long)cfg->uid_max_mem);
 	fprintf(f, "uid_max_channels = %u\n", cfg->uid_max_channels);
-	fprintf(f, "uid_max_channel_bytes = %llu\n", (unsigned long long)cfg->uid_max_channel_bytes);
+	fprintf(f, "uid_max_channel_bytes = %llu\n",
+		(unsigned long long)cfg->uid_max_channel_bytes);
 	fprintf(f, "uid_max_inflight = %u\n", cfg->uid_max_inflight);
 	fprintf(f, "mps_pipe_dir = \"%s\"\n", cfg->mps_pipe_dir);
 	fprintf(f, "mps_client_sm_percent = %u\n", cfg->mps_client_sm_percent);

@@ -22,26 +22,26 @@ struct config {
 	int log_level;
 	uint32_t max_frame;
 	unsigned max_clients;
-	uint64_t max_session_mem; /* device memory per session, 0 = unlimited */
+	uint64_t max_session_mem;   /* device memory per session, 0 = unlimited */
 	unsigned handshake_timeout; /* seconds */
 	uint64_t host_mem;
-	unsigned host_devices; /* devices of the host backend, 1..16 */
-	uint64_t arena_default; /* session arena when the client names none */
-	uint64_t arena_max;     /* cap on what a client may ask for */
+	unsigned host_devices;   /* devices of the host backend, 1..16 */
+	uint64_t arena_default;  /* session arena when the client names none */
+	uint64_t arena_max;      /* cap on what a client may ask for */
 	unsigned engine_idle_us; /* how long an idle engine polls before it sleeps */
 	enum sharing_mode sharing;
-	char mps_pipe_dir[200]; /* "" = "mps" beside the socket */
+	char mps_pipe_dir[200];         /* "" = "mps" beside the socket */
 	unsigned mps_client_sm_percent; /* SM share suggested to clients under MPS, 0 = none */
 	/* Bounds per connection and per uid (0 = unlimited for the uid_max_* sizes and counts). */
-	unsigned max_handshakes;      /* connections not yet past Hello */
-	uint64_t max_output;          /* queued replies per connection */
-	unsigned frame_timeout;       /* seconds a started frame may make no progress */
-	unsigned uid_max_sessions;    /* sessions of one uid */
-	uint64_t uid_max_arena;       /* pinned arena bytes of one uid's sessions */
-	uint64_t uid_max_mem;         /* device memory of one uid's buffers */
-	unsigned uid_max_channels;    /* channels one uid's sessions hold open */
+	unsigned max_handshakes;        /* connections not yet past Hello */
+	uint64_t max_output;            /* queued replies per connection */
+	unsigned frame_timeout;         /* seconds a started frame may make no progress */
+	unsigned uid_max_sessions;      /* sessions of one uid */
+	uint64_t uid_max_arena;         /* pinned arena bytes of one uid's sessions */
+	uint64_t uid_max_mem;           /* device memory of one uid's buffers */
+	unsigned uid_max_channels;      /* channels one uid's sessions hold open */
 	uint64_t uid_max_channel_bytes; /* bytes of the channels one uid's sessions hold open */
-	unsigned uid_max_inflight;    /* requests in flight for one uid, all devices */
+	unsigned uid_max_inflight;      /* requests in flight for one uid, all devices */
 };
 
 /* One bit per key; records which keys a source set, so flags can win over the file. */

@@ -124,7 +124,8 @@ static void teardown_done(struct worker_job *j)
 
 	if (t->acct) {
 		for (r = 0; r < ACCT_NRES; r++)
-			account_uncharge(t->host->gq->accounts, t->acct, (enum account_res)r, t->used[r]);
+			account_uncharge(t->host->gq->accounts, t->acct, (enum account_res)r,
+					 t->used[r]);
 		account_put(t->host->gq->accounts, t->acct);
 	}
 	t->host->session_done(t->host);
@@ -170,8 +171,8 @@ static void conn_end_session(struct conn *c)
 		/* No session: only what a refused Hello charged. */
 		if (t->acct) {
 			for (i = 0; i < ACCT_NRES; i++)
-				account_uncharge(t->host->gq->accounts, t->acct, (enum account_res)i,
-						 t->used[i]);
+				account_uncharge(t->host->gq->accounts, t->acct,
+						 (enum account_res)i, t->used[i]);
 			account_put(t->host->gq->accounts, t->acct);
 		}
 		return;
@@ -182,7 +183,8 @@ static void conn_end_session(struct conn *c)
 		teardown_run(&t->job);
 		/* teardown_done frees t: a copy on the heap is not there, so do its work here. */
 		for (i = 0; t->acct && i < ACCT_NRES; i++)
-			account_uncharge(t->host->gq->accounts, t->acct, (enum account_res)i, t->used[i]);
+			account_uncharge(t->host->gq->accounts, t->acct, (enum account_res)i,
+					 t->used[i]);
 		account_put(t->host->gq->accounts, t->acct);
 		t->host->session_done(t->host);
 		return;
@@ -201,9 +203,10 @@ int conn_chan_charge(struct conn *c, uint64_t seq, uint64_t bytes)
 	if (!c->acct)
 		return 0;
 	if (account_charge(t, c->acct, ACCT_CHANNELS, 1, cfg->uid_max_channels, &used)) {
-		conn_send_error(c, seq, -EDQUOT,
-				"uid %u holds %llu channels open, the limit (uid_max_channels) is %u",
-				(unsigned)c->uid, (unsigned long long)used, cfg->uid_max_channels);
+		conn_send_error(
+			c, seq, -EDQUOT,
+			"uid %u holds %llu channels open, the limit (uid_max_channels) is %u",
+			(unsigned)c->uid, (unsigned long long)used, cfg->uid_max_channels);
 		return -EDQUOT;
 	}
 	if (account_charge(t, c->acct, ACCT_CHANNEL_BYTES, bytes, cfg->uid_max_channel_bytes,
@@ -212,7 +215,8 @@ int conn_chan_charge(struct conn *c, uint64_t seq, uint64_t bytes)
 		conn_send_error(c, seq, -EDQUOT,
 				"uid %u holds %llu bytes of channels, %llu more asked, the limit "
 				"(uid_max_channel_bytes) is %llu",
-				(unsigned)c->uid, (unsigned long long)used, (unsigned long long)bytes,
+				(unsigned)c->uid, (unsigned long long)used,
+				(unsigned long long)bytes,
 				(unsigned long long)cfg->uid_max_channel_bytes);
 		return -EDQUOT;
 	}
@@ -326,13 +330,15 @@ int conn_send_fds(struct conn *c, Gpuq__Msg *m, uint64_t seq, const int *fds, un
 	 * max_output, and the descriptors it holds by CONN_OUT_FDS_MAX.
 	 */
 	if (!c->pending && c->outbytes &&
-	    (c->outbytes + len > c->host->gq->cfg->max_output || c->outfds + nfds > CONN_OUT_FDS_MAX)) {
+	    (c->outbytes + len > c->host->gq->cfg->max_output ||
+	     c->outfds + nfds > CONN_OUT_FDS_MAX)) {
 		free(buf);
 		if (!c->drop)
 			log_warn("pid %d leaves %zu bytes and %u descriptors of replies unread "
 				 "(max_output %llu, at most %u descriptors); disconnecting",
 				 (int)c->pid, c->outbytes, c->outfds,
-				 (unsigned long long)c->host->gq->cfg->max_output, CONN_OUT_FDS_MAX);
+				 (unsigned long long)c->host->gq->cfg->max_output,
+				 CONN_OUT_FDS_MAX);
 		c->state = CONN_CLOSING;
 		c->drop = 1;
 		return -ENOBUFS;
@@ -495,8 +501,7 @@ static int scan_unknown(const ProtobufCMessageDescriptor *d, const uint8_t *p, c
 				return -1;
 			p += v;
 			break;
-		default: /* groups are not part of gpuq's protocol */
-			return -1;
+		default: /* groups are not part of gpuq's protocol */ return -1;
 		}
 	}
 	return 0;
@@ -609,8 +614,10 @@ static int conn_process(struct conn *c)
 			const uint8_t *h = c->in + off;
 
 			log_warn("pid %d sent a frame of %u bytes, over the %u-byte cap; closing",
-				 (int)c->pid, (unsigned)h[0] << 24 | (unsigned)h[1] << 16 |
-				 (unsigned)h[2] << 8 | h[3], max);
+				 (int)c->pid,
+				 (unsigned)h[0] << 24 | (unsigned)h[1] << 16 | (unsigned)h[2] << 8 |
+					 h[3],
+				 max);
 			conn_send_error(c, 0, -EMSGSIZE, "frame exceeds the %u-byte cap", max);
 			conn_close_after_flush(c);
 			break;
@@ -640,12 +647,11 @@ static int conn_process(struct conn *c)
 			break;
 		}
 		c->host->gq->requests++;
-		if (m->body_case == GPUQ__MSG__BODY__NOT_SET &&
-		    ++c->bodyless > CONN_BODYLESS_MAX) {
+		if (m->body_case == GPUQ__MSG__BODY__NOT_SET && ++c->bodyless > CONN_BODYLESS_MAX) {
 			log_warn("pid %d sent %u messages in a row with no known body; closing",
 				 (int)c->pid, c->bodyless);
-			conn_send_error(c, m->seq, -EPROTO, "%u messages in a row with no known body",
-					c->bodyless);
+			conn_send_error(c, m->seq, -EPROTO,
+					"%u messages in a row with no known body", c->bodyless);
 			conn_close_after_flush(c);
 			frame_free(m);
 			break;
@@ -727,7 +733,8 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 		return;
 	log_info("pid %d sent no hello within %u s; closing", (int)c->pid,
 		 c->host->gq->cfg->handshake_timeout);
-	conn_send_error(c, 0, -ETIMEDOUT, "no hello within %u s", c->host->gq->cfg->handshake_timeout);
+	conn_send_error(c, 0, -ETIMEDOUT, "no hello within %u s",
+			c->host->gq->cfg->handshake_timeout);
 	conn_close_after_flush(c);
 	conn_settle(c);
 }

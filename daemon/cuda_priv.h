@@ -35,7 +35,8 @@
  * ring holds a command for every batch the two small lanes may have in
  * flight, so a slot is never rewritten before the server took it.
  */
-#define CS_SLOTS (4 * XFER_INFLIGHT) /* a power of two (command numbers wrap at 2^32), room for STOPs */
+#define CS_SLOTS \
+	(4 * XFER_INFLIGHT) /* a power of two (command numbers wrap at 2^32), room for STOPs */
 #define CS_MAX_BYTES (16u << 10)
 /*
  * One lane of the data path: a stream, and a word in mapped host memory
@@ -58,15 +59,16 @@ struct cuda_lane {
 struct cuda_cs {
 	_Atomic uint64_t *ring; /* CS_SLOTS commands of GPUQ_CS_WORDS words, host view */
 	uint64_t ring_dev;
-	_Atomic uint64_t *gone; /* [0]: where a server that left says from which command on; [1]: it runs */
+	_Atomic uint64_t
+		*gone; /* [0]: where a server that left says from which command on; [1]: it runs */
 	uint64_t gone_dev;
 	cudaStream_t stream;
-	uint32_t next;   /* number of the next command */
-	uint32_t resume; /* first command no server took, while none runs */
-	int running;     /* launched, and not known to have left */
-	int stopping;    /* a STOP is posted to the running one: no more commands for it */
+	uint32_t next;    /* number of the next command */
+	uint32_t resume;  /* first command no server took, while none runs */
+	int running;      /* launched, and not known to have left */
+	int stopping;     /* a STOP is posted to the running one: no more commands for it */
 	uint32_t stop_no; /* that STOP's number */
-	int64_t born;    /* when the running one was launched */
+	int64_t born;     /* when the running one was launched */
 	struct gpuq_cs_done done;
 	uint64_t launches; /* also the running one's generation (gone[1] once it runs) */
 };
@@ -78,7 +80,7 @@ struct cuda_xfer {
 	PFN_cuStreamWriteValue64_v11070 write_value64; /* NULL: kern_write_u64 writes done words */
 	void *host_mem;                                /* cudaHostAlloc: done words, then slots */
 	struct cuda_lane lane[LANE_COUNT];
-	struct cuda_cs cs;                             /* ring == NULL: no copy server */
+	struct cuda_cs cs; /* ring == NULL: no copy server */
 };
 
 /* One usable device. */

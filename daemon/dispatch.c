@@ -66,8 +66,7 @@ static int charge_hello(struct conn *c, uint64_t seq, const Gpuq__Hello *h)
 		conn_send_error(c, seq, -ENOMEM, "out of memory creating the session");
 		goto refuse;
 	}
-	if (account_charge(gq->accounts, c->acct, ACCT_SESSIONS, 1, cfg->uid_max_sessions,
-			   &used)) {
+	if (account_charge(gq->accounts, c->acct, ACCT_SESSIONS, 1, cfg->uid_max_sessions, &used)) {
 		log_warn("refusing pid %d: uid %u has %llu sessions (uid_max_sessions %u)",
 			 (int)c->pid, (unsigned)c->uid, (unsigned long long)used,
 			 cfg->uid_max_sessions);
@@ -118,8 +117,8 @@ static int on_hello(struct conn *c, Gpuq__Msg *m)
 	}
 	conn_end_handshake(c);
 	if (server_sessions_full(server_of(c))) {
-		log_warn("refusing pid %d uid %u: %u sessions is the limit (max_clients)", (int)c->pid,
-			 (unsigned)c->uid, gq->cfg->max_clients);
+		log_warn("refusing pid %d uid %u: %u sessions is the limit (max_clients)",
+			 (int)c->pid, (unsigned)c->uid, gq->cfg->max_clients);
 		conn_send_error(c, seq, -EUSERS, "gpuqd serves at most %u sessions (max_clients)",
 				gq->cfg->max_clients);
 		conn_close_after_flush(c);
@@ -151,8 +150,8 @@ static void hello_open(struct conn *c, const Gpuq__Msg *m)
 {
 	struct gpuqd *gq = c->host->gq;
 
-	c->job_result = session_open_data(c->sess, gq->be, gq->engines, gq->nengines,
-					  gq->doorbell, hello_depth(m->hello), c->arena_bytes);
+	c->job_result = session_open_data(c->sess, gq->be, gq->engines, gq->nengines, gq->doorbell,
+					  hello_depth(m->hello), c->arena_bytes);
 }
 
 /* Back on the control thread: the Welcome, or why there is none. */
@@ -257,14 +256,15 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 	uint64_t used, before;
 	int id;
 
-	if (account_charge(c->host->gq->accounts, c->acct, ACCT_MEM, a->size, c->host->gq->cfg->uid_max_mem,
-			   &used)) {
+	if (account_charge(c->host->gq->accounts, c->acct, ACCT_MEM, a->size,
+			   c->host->gq->cfg->uid_max_mem, &used)) {
 		/* -ENOMEM, as for the session quota: what gpuq_buf_alloc documents. */
-		conn_send_error(c, seq, -ENOMEM,
-				"uid %u has %llu bytes of device memory, %llu more asked, the limit "
-				"(uid_max_mem) is %llu",
-				(unsigned)c->uid, (unsigned long long)used, (unsigned long long)a->size,
-				(unsigned long long)c->host->gq->cfg->uid_max_mem);
+		conn_send_error(
+			c, seq, -ENOMEM,
+			"uid %u has %llu bytes of device memory, %llu more asked, the limit "
+			"(uid_max_mem) is %llu",
+			(unsigned)c->uid, (unsigned long long)used, (unsigned long long)a->size,
+			(unsigned long long)c->host->gq->cfg->uid_max_mem);
 		return;
 	}
 	pthread_mutex_lock(&c->sess->lock);
@@ -272,21 +272,24 @@ static void on_buf_alloc(struct conn *c, uint64_t seq, const Gpuq__BufAlloc *a)
 	id = buf_alloc(&c->sess->bufs, a->device, a->size);
 	/* The account holds exactly what the table counts. */
 	account_uncharge(c->host->gq->accounts, c->acct, ACCT_MEM, a->size);
-	account_charge(c->host->gq->accounts, c->acct, ACCT_MEM, c->sess->bufs.bytes - before, 0, NULL);
+	account_charge(c->host->gq->accounts, c->acct, ACCT_MEM, c->sess->bufs.bytes - before, 0,
+		       NULL);
 	pthread_mutex_unlock(&c->sess->lock);
 	if (id < 0) {
 		switch (id) {
 		case -EINVAL:
-			conn_send_error(c, seq, id, a->size ? "no device %u (gpuqd has %u)"
-							    : "size must be at least 1 byte (device %u of %u)",
+			conn_send_error(c, seq, id,
+					a->size ? "no device %u (gpuqd has %u)" :
+						  "size must be at least 1 byte (device %u of %u)",
 					a->device, c->host->gq->be->ndevices);
 			break;
 		case -EDQUOT:
-			conn_send_error(c, seq, -ENOMEM,
-					"session quota: %llu bytes in use, %llu more asked, limit %llu",
-					(unsigned long long)c->sess->bufs.bytes,
-					(unsigned long long)a->size,
-					(unsigned long long)c->sess->bufs.quota);
+			conn_send_error(
+				c, seq, -ENOMEM,
+				"session quota: %llu bytes in use, %llu more asked, limit %llu",
+				(unsigned long long)c->sess->bufs.bytes,
+				(unsigned long long)a->size,
+				(unsigned long long)c->sess->bufs.quota);
 			break;
 		default:
 			conn_send_error(c, seq, id, "allocating %llu bytes on device %u: %s",
@@ -314,7 +317,8 @@ static void on_buf_free(struct conn *c, uint64_t seq, const Gpuq__BufFree *f)
 	account_uncharge(c->host->gq->accounts, c->acct, ACCT_MEM, before - c->sess->bufs.bytes);
 	pthread_mutex_unlock(&c->sess->lock);
 	if (r == -EBUSY)
-		conn_send_error(c, seq, r, "buffer %u has transfers in flight; free it once they complete",
+		conn_send_error(c, seq, r,
+				"buffer %u has transfers in flight; free it once they complete",
 				f->buf_id);
 	else if (r)
 		conn_send_error(c, seq, r, "no buffer %u in this session", f->buf_id);
@@ -345,8 +349,8 @@ static void on_buf_write(struct conn *c, uint64_t seq, const Gpuq__BufWrite *w)
 	}
 	/* An empty write has no bytes to copy (and protobuf gives no pointer for it). */
 	r = w->data.len ? be->ops->copy_to_dev(be, b->device, b->addr + w->offset, w->data.data,
-					       w->data.len)
-			: 0;
+					       w->data.len) :
+			  0;
 	if (r)
 		conn_send_error(c, seq, r, "copy to device %u failed", b->device);
 	else
@@ -416,17 +420,18 @@ static void on_buf_export(struct conn *c, uint64_t seq, const Gpuq__BufExport *e
 	}
 	r = be->ops->ipc_export(be, b->device, b->addr, handle);
 	if (r == -ENOTSUP) {
-		conn_send_error(c, seq, r,
-				"buffer %u cannot be exported: gpuqd runs the %s backend, which has no "
-				"device memory to share; CUDA IPC export needs the cuda backend",
-				e->buf_id, be->ops->name);
+		conn_send_error(
+			c, seq, r,
+			"buffer %u cannot be exported: gpuqd runs the %s backend, which has no "
+			"device memory to share; CUDA IPC export needs the cuda backend",
+			e->buf_id, be->ops->name);
 		return;
 	}
 	if (r) {
 		log_warn("session %llu: exporting buffer %u on device %u: %s",
 			 (unsigned long long)c->sess->id, e->buf_id, b->device, strerror(-r));
-		conn_send_error(c, seq, r, "exporting buffer %u on device %u failed: %s",
-				e->buf_id, b->device, strerror(-r));
+		conn_send_error(c, seq, r, "exporting buffer %u on device %u failed: %s", e->buf_id,
+				b->device, strerror(-r));
 		return;
 	}
 	r = be->ops->device_info(be, b->device, &info);
@@ -486,7 +491,8 @@ static void reply_chan(struct conn *c, uint64_t seq, struct chan *ch)
  * /proc/<pid>/status of a pid that may be gone or reused. *buf (free())
  * holds the groups when they did not fit in small.
  */
-static void peer_cred(struct conn *c, struct chan_cred *who, gid_t *small, unsigned nsmall, gid_t **buf)
+static void peer_cred(struct conn *c, struct chan_cred *who, gid_t *small, unsigned nsmall,
+		      gid_t **buf)
 {
 	socklen_t len = (socklen_t)(nsmall * sizeof(gid_t));
 
@@ -507,8 +513,8 @@ static void peer_cred(struct conn *c, struct chan_cred *who, gid_t *small, unsig
 		return;
 	}
 #endif
-	log_info("pid %d: no supplementary groups (SO_PEERGROUPS: %s); primary group only", (int)c->pid,
-		 strerror(errno));
+	log_info("pid %d: no supplementary groups (SO_PEERGROUPS: %s); primary group only",
+		 (int)c->pid, strerror(errno));
 }
 
 /* A channel name from the wire, for messages: printable, truncated, NUL shown as \0. */
@@ -528,7 +534,8 @@ static void name_for_log(const ProtobufCBinaryData *n, char *out, size_t cap)
 	out[o] = 0;
 }
 
-static const char name_rule[] = "name must be 1-63 of [A-Za-z0-9._-], not starting with '.', no NUL";
+static const char name_rule[] =
+	"name must be 1-63 of [A-Za-z0-9._-], not starting with '.', no NUL";
 
 static void on_chan_create(struct conn *c, uint64_t seq, const Gpuq__ChanCreate *cc)
 {
@@ -545,22 +552,24 @@ static void on_chan_create(struct conn *c, uint64_t seq, const Gpuq__ChanCreate 
 		return;
 	}
 	peer_cred(c, &who, small, 64, &big);
-	ch = chan_create(c->host->gq->chans, (const char *)cc->name.data, cc->name.len, cc->slot_size,
-			 cc->nslots, cc->direction, cc->mode, &who, &err);
+	ch = chan_create(c->host->gq->chans, (const char *)cc->name.data, cc->name.len,
+			 cc->slot_size, cc->nslots, cc->direction, cc->mode, &who, &err);
 	free(big);
 	if (!ch) {
 		if (err == -EEXIST)
 			conn_send_error(c, seq, err, "a channel named '%s' exists", shown);
 		else if (err == -EINVAL)
-			conn_send_error(c, seq, err,
-					"invalid channel '%s': slot size 1..1 MiB, slots a power of two 2..1M, "
-					"one direction, mode <= 0777",
-					shown);
+			conn_send_error(
+				c, seq, err,
+				"invalid channel '%s': slot size 1..1 MiB, slots a power of two 2..1M, "
+				"one direction, mode <= 0777",
+				shown);
 		else if (err == -E2BIG)
 			conn_send_error(c, seq, err, "channel of %u x %u bytes exceeds the limit",
 					cc->nslots, cc->slot_size);
 		else
-			conn_send_error(c, seq, err, "creating channel '%s': %s", shown, strerror(-err));
+			conn_send_error(c, seq, err, "creating channel '%s': %s", shown,
+					strerror(-err));
 		return;
 	}
 	reply_chan(c, seq, ch);
@@ -581,25 +590,31 @@ static void on_chan_open(struct conn *c, uint64_t seq, const Gpuq__ChanOpen *co)
 		return;
 	}
 	if (!co->send && !co->recv) {
-		conn_send_error(c, seq, -EINVAL, "opening channel '%s': ask for send, receive or both", shown);
+		conn_send_error(c, seq, -EINVAL,
+				"opening channel '%s': ask for send, receive or both", shown);
 		return;
 	}
 	peer_cred(c, &who, small, 64, &big);
-	ch = chan_open(c->host->gq->chans, (const char *)co->name.data, co->name.len, co->send, co->recv, &who,
-		       &err);
+	ch = chan_open(c->host->gq->chans, (const char *)co->name.data, co->name.len, co->send,
+		       co->recv, &who, &err);
 	free(big);
 	if (!ch) {
 		if (err == -EACCES) {
-			log_info("pid %d uid %u denied %s on channel '%s'", (int)c->pid, (unsigned)c->uid,
-				 co->send && co->recv ? "send+receive" : co->send ? "send" : "receive", shown);
+			log_info("pid %d uid %u denied %s on channel '%s'", (int)c->pid,
+				 (unsigned)c->uid,
+				 co->send && co->recv ? "send+receive" :
+				 co->send             ? "send" :
+							"receive",
+				 shown);
 			conn_send_error(c, seq, err, "permission denied on channel '%s'", shown);
 		} else if (err == -EUSERS)
-			conn_send_error(c, seq, err, "channel '%s' has %u sending openers already", shown,
-					GPUQ_CHAN_SENDERS_MAX);
+			conn_send_error(c, seq, err, "channel '%s' has %u sending openers already",
+					shown, GPUQ_CHAN_SENDERS_MAX);
 		else if (err == -ENOENT)
 			conn_send_error(c, seq, err, "no channel named '%s'", shown);
 		else
-			conn_send_error(c, seq, err, "opening channel '%s': %s", shown, strerror(-err));
+			conn_send_error(c, seq, err, "opening channel '%s': %s", shown,
+					strerror(-err));
 		return;
 	}
 	reply_chan(c, seq, ch);
@@ -629,12 +644,14 @@ static void on_chan_own(struct conn *c, uint64_t seq, const Gpuq__ChanOwn *co)
 		return;
 	}
 	if (co->end != CHAN_END_SEND && co->end != CHAN_END_RECV) {
-		conn_send_error(c, seq, -EINVAL, "channel end %u: 1 (send) or 2 (receive)", co->end);
+		conn_send_error(c, seq, -EINVAL, "channel end %u: 1 (send) or 2 (receive)",
+				co->end);
 		return;
 	}
 	if (!co->own) {
 		if (!(*own & co->end)) {
-			conn_send_error(c, seq, -EINVAL, "this session does not own that end of channel %u",
+			conn_send_error(c, seq, -EINVAL,
+					"this session does not own that end of channel %u",
 					co->chan_id);
 			return;
 		}
@@ -645,14 +662,17 @@ static void on_chan_own(struct conn *c, uint64_t seq, const Gpuq__ChanOwn *co)
 	}
 	r = *own & co->end ? -EBUSY : chan_own(ch, co->end, c->pid > 0 ? (uint32_t)c->pid : 1u);
 	if (r == -EACCES) {
-		log_info("pid %d uid %u denied the %s end of channel '%s' (not opened for it)", (int)c->pid,
-			 (unsigned)c->uid, co->end == CHAN_END_SEND ? "send" : "receive", ch->ring->name);
-		conn_send_error(c, seq, r, "channel %u was not opened for %s: its GPU cannot take that end",
+		log_info("pid %d uid %u denied the %s end of channel '%s' (not opened for it)",
+			 (int)c->pid, (unsigned)c->uid,
+			 co->end == CHAN_END_SEND ? "send" : "receive", ch->ring->name);
+		conn_send_error(c, seq, r,
+				"channel %u was not opened for %s: its GPU cannot take that end",
 				co->chan_id, co->end == CHAN_END_SEND ? "sending" : "receiving");
 		return;
 	}
 	if (r) {
-		conn_send_error(c, seq, r, "that end of channel %u is already kept by a GPU", co->chan_id);
+		conn_send_error(c, seq, r, "that end of channel %u is already kept by a GPU",
+				co->chan_id);
 		return;
 	}
 	*own |= (uint8_t)co->end;
@@ -764,26 +784,13 @@ static void on_status(struct conn *c, uint64_t seq)
 static void run_backend_request(struct conn *c, const Gpuq__Msg *m)
 {
 	switch (m->body_case) {
-	case GPUQ__MSG__BODY_DEVICE_LIST_REQ:
-		on_device_list(c, m->seq);
-		break;
-	case GPUQ__MSG__BODY_BUF_ALLOC:
-		on_buf_alloc(c, m->seq, m->buf_alloc);
-		break;
-	case GPUQ__MSG__BODY_BUF_FREE:
-		on_buf_free(c, m->seq, m->buf_free);
-		break;
-	case GPUQ__MSG__BODY_BUF_WRITE:
-		on_buf_write(c, m->seq, m->buf_write);
-		break;
-	case GPUQ__MSG__BODY_BUF_READ:
-		on_buf_read(c, m->seq, m->buf_read);
-		break;
-	case GPUQ__MSG__BODY_BUF_EXPORT:
-		on_buf_export(c, m->seq, m->buf_export);
-		break;
-	default:
-		break;
+	case GPUQ__MSG__BODY_DEVICE_LIST_REQ: on_device_list(c, m->seq); break;
+	case GPUQ__MSG__BODY_BUF_ALLOC: on_buf_alloc(c, m->seq, m->buf_alloc); break;
+	case GPUQ__MSG__BODY_BUF_FREE: on_buf_free(c, m->seq, m->buf_free); break;
+	case GPUQ__MSG__BODY_BUF_WRITE: on_buf_write(c, m->seq, m->buf_write); break;
+	case GPUQ__MSG__BODY_BUF_READ: on_buf_read(c, m->seq, m->buf_read); break;
+	case GPUQ__MSG__BODY_BUF_EXPORT: on_buf_export(c, m->seq, m->buf_export); break;
+	default: break;
 	}
 }
 
@@ -879,31 +886,17 @@ int dispatch_msg(struct conn *c, Gpuq__Msg *m)
 	case GPUQ__MSG__BODY_BUF_FREE:
 	case GPUQ__MSG__BODY_BUF_WRITE:
 	case GPUQ__MSG__BODY_BUF_READ:
-	case GPUQ__MSG__BODY_BUF_EXPORT:
-		conn_defer(c, m, run_backend_request, NULL);
-		return 1;
-	case GPUQ__MSG__BODY_CHAN_CREATE:
-		on_chan_create(c, seq, m->chan_create);
-		break;
-	case GPUQ__MSG__BODY_CHAN_OPEN:
-		on_chan_open(c, seq, m->chan_open);
-		break;
+	case GPUQ__MSG__BODY_BUF_EXPORT: conn_defer(c, m, run_backend_request, NULL); return 1;
+	case GPUQ__MSG__BODY_CHAN_CREATE: on_chan_create(c, seq, m->chan_create); break;
+	case GPUQ__MSG__BODY_CHAN_OPEN: on_chan_open(c, seq, m->chan_open); break;
 	case GPUQ__MSG__BODY_CHAN_CLOSE:
 		/* Closing an owned send end repairs the ring: up to a lap of slots rewritten. */
 		conn_defer(c, m, run_chan_close, NULL);
 		return 1;
-	case GPUQ__MSG__BODY_CHAN_OWN:
-		on_chan_own(c, seq, m->chan_own);
-		break;
-	case GPUQ__MSG__BODY_STATUS_REQ:
-		on_status(c, seq);
-		break;
-	case GPUQ__MSG__BODY_CLIENTS_REQ:
-		on_clients(c, seq);
-		break;
-	case GPUQ__MSG__BODY_CHANNELS_REQ:
-		on_channels(c, seq);
-		break;
+	case GPUQ__MSG__BODY_CHAN_OWN: on_chan_own(c, seq, m->chan_own); break;
+	case GPUQ__MSG__BODY_STATUS_REQ: on_status(c, seq); break;
+	case GPUQ__MSG__BODY_CLIENTS_REQ: on_clients(c, seq); break;
+	case GPUQ__MSG__BODY_CHANNELS_REQ: on_channels(c, seq); break;
 	case GPUQ__MSG__BODY__NOT_SET:
 		log_info("pid %d sent an unknown message", (int)c->pid);
 		conn_send_error(c, seq, -EPROTO, "unknown message");

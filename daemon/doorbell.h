@@ -23,7 +23,7 @@ struct doorbell {
 	pthread_t thread;
 	int epfd;
 	int stop_efd;
-	pthread_mutex_t lock; /* guards byfd: held while a socket is read */
+	pthread_mutex_t lock;      /* guards byfd: held while a socket is read */
 	struct engine_port **byfd; /* fd -> port whose gpuqd end it is */
 	unsigned nbyfd;
 	struct engine **engines;

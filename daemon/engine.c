@@ -224,10 +224,9 @@ static unsigned harvest(struct engine *e, struct engine_port *s)
 		b = lane_building(ln);
 		ln->x[ln->n] = x;
 		ln->bytes += q.len;
-		b->items[ln->n] = (struct item){ .s = s,
-						 .held = { held[0], held[1] },
-						 .user_data = q.user_data,
-						 .len = q.len };
+		b->items[ln->n] = (struct item){
+			.s = s, .held = { held[0], held[1] }, .user_data = q.user_data, .len = q.len
+		};
 		ln->n++;
 		se->inflight++;
 	}
@@ -394,8 +393,8 @@ static void sleep_until_rung(struct engine *e)
 	for (i = 0; i < e->nsess && !work; i++) {
 		struct engine_port *s = e->sess[i];
 
-		work = atomic_load_explicit(&s->hdr->ctl[e->dev].sq_tail.v,
-					    memory_order_acquire) != s->eng[e->dev].sq_head &&
+		work = atomic_load_explicit(&s->hdr->ctl[e->dev].sq_tail.v, memory_order_acquire) !=
+			       s->eng[e->dev].sq_head &&
 		       !s->eng[e->dev].broken;
 	}
 	if (!work && !atomic_load(&e->stop)) {
@@ -461,10 +460,11 @@ static void *engine_main(void *arg)
 		if (complete(e))
 			idle_since = now_ns(); /* progress: a backlog, not a hang */
 		if (now_ns() - idle_since > ENGINE_DEADLINE_NS) {
-			log_async(LOG_ERR,
-				  "device %u: %u batch(es) still in flight and none finished for %llu s "
-				  "during shutdown; the device looks hung, giving up on them",
-				  e->dev, inflight_total(e), ENGINE_DEADLINE_NS / 1000000000ull);
+			log_async(
+				LOG_ERR,
+				"device %u: %u batch(es) still in flight and none finished for %llu s "
+				"during shutdown; the device looks hung, giving up on them",
+				e->dev, inflight_total(e), ENGINE_DEADLINE_NS / 1000000000ull);
 			break;
 		}
 		shm_cpu_relax();
@@ -483,7 +483,8 @@ int engine_create(struct engine **out, struct backend *be, unsigned dev, unsigne
 		return -ENOMEM;
 	e->be = be;
 	e->dev = dev;
-	e->max_batch = be->xfer_max_batch < ENGINE_MAX_BATCH ? be->xfer_max_batch : ENGINE_MAX_BATCH;
+	e->max_batch =
+		be->xfer_max_batch < ENGINE_MAX_BATCH ? be->xfer_max_batch : ENGINE_MAX_BATCH;
 	atomic_store(&e->idle_us, idle_us);
 	e->hold_inflight = ENGINE_HOLD_INFLIGHT;
 	/* A tuning knob for benchmarks, not a setting: see HACKING.md. */

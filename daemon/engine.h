@@ -30,13 +30,13 @@ struct engine_ring {
  * engine_attach and keeps it until every engine_detach has returned.
  */
 struct engine_port {
-	struct shm_geom geom;  /* gpuqd's copy: every size, mask and offset comes from it */
-	uint8_t *base;         /* the shared mapping; only index words and SQEs are read */
-	struct shm_hdr *hdr;   /* == base */
+	struct shm_geom geom; /* gpuqd's copy: every size, mask and offset comes from it */
+	uint8_t *base;        /* the shared mapping; only index words and SQEs are read */
+	struct shm_hdr *hdr;  /* == base */
 	uint64_t arena_dev[BACKEND_MAX_DEVICES]; /* device-visible arena address per device */
 	pthread_mutex_t *lock; /* guards *bufs: held across request_translate and buf_hold */
 	struct buf_table *bufs;
-	int sock;              /* gpuqd's end of the session socket: wakes, MSG_DONTWAIT */
+	int sock; /* gpuqd's end of the session socket: wakes, MSG_DONTWAIT */
 	/*
 	 * Requests in flight for the session's uid, shared by its sessions
 	 * (NULL = unlimited). Engines take no request while *uid_inflight >=

@@ -21,8 +21,8 @@ static const struct {
 	const char *name;
 	int level;
 } levels[] = {
-	{ "err", LOG_ERR }, { "error", LOG_ERR }, { "warn", LOG_WARNING }, { "warning", LOG_WARNING },
-	{ "info", LOG_INFO }, { "debug", LOG_DEBUG },
+	{ "err", LOG_ERR },         { "error", LOG_ERR }, { "warn", LOG_WARNING },
+	{ "warning", LOG_WARNING }, { "info", LOG_INFO }, { "debug", LOG_DEBUG },
 };
 
 void log_init(int level)
@@ -94,8 +94,8 @@ void log_msg(int level, const char *fmt, ...)
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		localtime_r(&ts.tv_sec, &tm);
-		fprintf(stderr, "%02d:%02d:%02d.%03ld gpuqd %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-			ts.tv_nsec / 1000000, log_level_name(level), line);
+		fprintf(stderr, "%02d:%02d:%02d.%03ld gpuqd %s: %s\n", tm.tm_hour, tm.tm_min,
+			tm.tm_sec, ts.tv_nsec / 1000000, log_level_name(level), line);
 	}
 	fflush(stderr);
 	pthread_mutex_unlock(&log_lock);
@@ -146,7 +146,8 @@ void log_flush(void)
 		log_msg(level, "%s", line);
 	dropped = atomic_exchange(&lq.dropped, 0);
 	if (dropped)
-		log_msg(LOG_WARNING, "%u message(s) from the engines dropped (log queue full)", dropped);
+		log_msg(LOG_WARNING, "%u message(s) from the engines dropped (log queue full)",
+			dropped);
 }
 
 static void *logger_main(void *arg)

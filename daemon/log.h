@@ -44,10 +44,10 @@ struct log_rl {
 int log_ratelimit(struct log_rl *rl);
 
 /* Rate-limited, never-blocking logging for the engine threads. */
-#define log_engine(level, ...)                     \
-	do {                                       \
-		static struct log_rl log_rl_;      \
-		if (log_ratelimit(&log_rl_))       \
+#define log_engine(level, ...)                         \
+	do {                                           \
+		static struct log_rl log_rl_;          \
+		if (log_ratelimit(&log_rl_))           \
 			log_async(level, __VA_ARGS__); \
 	} while (0)
 

@@ -61,10 +61,23 @@ static void usage(FILE *f)
 		CONFIG_DEFAULT_PATH);
 }
 
-enum { OPT_SOCKET_MODE = 256, OPT_SOCKET_GROUP, OPT_MAX_FRAME, OPT_MAX_CLIENTS,
-       OPT_MAX_SESSION_MEM, OPT_HANDSHAKE_TIMEOUT, OPT_HOST_MEM, OPT_CHECK_CONFIG,
-       OPT_ARENA_DEFAULT, OPT_ARENA_MAX, OPT_ENGINE_IDLE_US, OPT_SHARING, OPT_MPS_PIPE_DIR,
-       OPT_MPS_CLIENT_SM_PERCENT, OPT_HOST_DEVICES };
+enum {
+	OPT_SOCKET_MODE = 256,
+	OPT_SOCKET_GROUP,
+	OPT_MAX_FRAME,
+	OPT_MAX_CLIENTS,
+	OPT_MAX_SESSION_MEM,
+	OPT_HANDSHAKE_TIMEOUT,
+	OPT_HOST_MEM,
+	OPT_CHECK_CONFIG,
+	OPT_ARENA_DEFAULT,
+	OPT_ARENA_MAX,
+	OPT_ENGINE_IDLE_US,
+	OPT_SHARING,
+	OPT_MPS_PIPE_DIR,
+	OPT_MPS_CLIENT_SM_PERCENT,
+	OPT_HOST_DEVICES
+};
 
 static int parse_args(int argc, char **argv, struct flags *fl)
 {
@@ -99,7 +112,10 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 		switch (o) {
 		case 's': fl->key[CFG_SOCKET] = optarg; break;
 		case 'b': fl->key[CFG_BACKEND] = optarg; break;
-		case 'c': fl->config_path = optarg; fl->config_explicit = 1; break;
+		case 'c':
+			fl->config_path = optarg;
+			fl->config_explicit = 1;
+			break;
 		case 'l': fl->key[CFG_LOG_LEVEL] = optarg; break;
 		case OPT_SOCKET_MODE: fl->key[CFG_SOCKET_MODE] = optarg; break;
 		case OPT_SOCKET_GROUP: fl->key[CFG_SOCKET_GROUP] = optarg; break;
@@ -116,7 +132,9 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 		case OPT_MPS_PIPE_DIR: fl->key[CFG_MPS_PIPE_DIR] = optarg; break;
 		case OPT_MPS_CLIENT_SM_PERCENT: fl->key[CFG_MPS_CLIENT_SM_PERCENT] = optarg; break;
 		case OPT_CHECK_CONFIG: fl->check_config = 1; break;
-		case 'V': printf("gpuqd %s (protocol %d)\n", PACKAGE_VERSION, GPUQ_PROTO_VERSION); exit(0);
+		case 'V':
+			printf("gpuqd %s (protocol %d)\n", PACKAGE_VERSION, GPUQ_PROTO_VERSION);
+			exit(0);
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -EINVAL;
 		}
@@ -128,7 +146,6 @@ static int parse_args(int argc, char **argv, struct flags *fl)
 	}
 	return 0;
 }
-
 
 /* Builds the effective settings: defaults, then the file, then flags (flags win). */
 static int build_config(const struct flags *fl, struct config *cfg)
@@ -148,7 +165,8 @@ static int build_config(const struct flags *fl, struct config *cfg)
 	for (k = 0; k < CFG_NKEYS; k++) {
 		if (!fl->key[k])
 			continue;
-		r = config_set(cfg, config_key_name((enum config_key)k), fl->key[k], err, sizeof(err));
+		r = config_set(cfg, config_key_name((enum config_key)k), fl->key[k], err,
+			       sizeof(err));
 		if (r < 0) {
 			fprintf(stderr, "gpuqd: option: %s\n", err);
 			return r;
@@ -216,7 +234,8 @@ static int reload(void *arg)
 	    next.host_mem != gq->cfg->host_mem || next.socket_mode != gq->cfg->socket_mode ||
 	    next.host_devices != gq->cfg->host_devices ||
 	    strcmp(next.socket_group, gq->cfg->socket_group))
-		log_warn("socket, backend, host_mem and host_devices changes take effect at restart");
+		log_warn(
+			"socket, backend, host_mem and host_devices changes take effect at restart");
 	gq->cfg->log_level = next.log_level;
 	gq->cfg->max_frame = next.max_frame;
 	gq->cfg->max_clients = next.max_clients;

@@ -52,7 +52,6 @@ int request_translate(const struct shm_sqe *q, const struct shm_geom *g, uint64_
 		x->dst = b->addr + q->buf_off;
 		x->len = q->len;
 		return LANE_D2D;
-	default:
-		return -EINVAL;
+	default: return -EINVAL;
 	}
 }

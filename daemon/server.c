@@ -228,7 +228,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			log_warn(
 				"dropping pid %d uid %u, in its handshake: %u connections are, and "
 				"its uid holds the most of them",
-				(int)victim->pid, (unsigned)victim->uid, srv->gq->cfg->max_handshakes);
+				(int)victim->pid, (unsigned)victim->uid,
+				srv->gq->cfg->max_handshakes);
 		else
 			log_warn("refusing pid %d uid %u: %u connections are already in their "
 				 "handshake",
@@ -394,7 +395,8 @@ static int adopt_activated(struct server *srv)
 		socklen_t len = sizeof(sa);
 
 		memset(&sa, 0, sizeof(sa));
-		if (getsockname(srv->listen_fd, (struct sockaddr *)&sa, &len) == 0 && sa.sun_path[0])
+		if (getsockname(srv->listen_fd, (struct sockaddr *)&sa, &len) == 0 &&
+		    sa.sun_path[0])
 			snprintf(srv->socket_path, sizeof(srv->socket_path), "%.*s",
 				 (int)sizeof(sa.sun_path), sa.sun_path);
 	}
@@ -445,14 +447,16 @@ int server_init(struct server *srv, struct gpuqd *gq, int (*handle)(struct conn 
 	srv->sig_int = evsignal_new(srv->base, SIGINT, on_signal, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, on_signal, srv);
 	srv->status_timer = evtimer_new(srv->base, send_status, srv);
-	srv->broken_ev = event_new(srv->base, srv->broken_efd, EV_READ | EV_PERSIST, on_broken, srv);
+	srv->broken_ev =
+		event_new(srv->base, srv->broken_efd, EV_READ | EV_PERSIST, on_broken, srv);
 	if (!srv->broken_ev || event_add(srv->broken_ev, NULL)) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (!srv->status_timer || !srv->listen_ev || !srv->accept_backoff || !srv->sig_term || !srv->sig_int || !srv->sig_hup ||
-	    event_add(srv->listen_ev, NULL) || event_add(srv->sig_term, NULL) ||
-	    event_add(srv->sig_int, NULL) || event_add(srv->sig_hup, NULL)) {
+	if (!srv->status_timer || !srv->listen_ev || !srv->accept_backoff || !srv->sig_term ||
+	    !srv->sig_int || !srv->sig_hup || event_add(srv->listen_ev, NULL) ||
+	    event_add(srv->sig_term, NULL) || event_add(srv->sig_int, NULL) ||
+	    event_add(srv->sig_hup, NULL)) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -495,7 +499,8 @@ void server_fini(struct server *srv)
 	}
 	if (srv->worker && worker_flush_timeout(srv->worker, SERVER_STOP_MS / 2) < 0) {
 		log_err("sessions still being freed after %d s (a hung device?); exiting without "
-			"waiting for them", SERVER_STOP_MS / 1000);
+			"waiting for them",
+			SERVER_STOP_MS / 1000);
 		if (srv->listen_fd >= 0 && !srv->activated)
 			unlink(srv->gq->cfg->socket);
 		sd_notify(0, "STATUS=stopped with sessions still held by a hung device");

@@ -24,17 +24,17 @@ struct server {
 	struct gpuqd *gq;      /* main's */
 	struct event_base *base;
 	struct worker *worker; /* runs slow control work (owned: init/fini) */
-	int broken_efd; /* engines write it when a session's ring is corrupt */
+	int broken_efd;        /* engines write it when a session's ring is corrupt */
 	struct event *broken_ev;
 	int listen_fd;
-	int activated;      /* listen_fd came from systemd: do not unlink it */
+	int activated;         /* listen_fd came from systemd: do not unlink it */
 	char socket_path[108]; /* where clients reach us (systemd's socket when activated) */
 	struct event *listen_ev;
 	struct event *accept_backoff; /* re-enables listen_ev after accept ran out of fds */
-	unsigned accept_paused; /* back-offs since the last accept that worked */
+	unsigned accept_paused;       /* back-offs since the last accept that worked */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *status_timer; /* coalesces STATUS= updates */
-	int (*reload)(void *arg); /* re-reads the config; set by main */
+	int (*reload)(void *arg);   /* re-reads the config; set by main */
 	void *reload_arg;
 	TAILQ_HEAD(, conn) conns;
 	unsigned nconns;

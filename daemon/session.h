@@ -46,12 +46,12 @@ struct session {
 	struct engine_port port;
 	int client_sock;
 	struct doorbell *doorbell; /* watching port.sock while set */
-	struct engine **engines; /* one per device, attached while has_shm */
+	struct engine **engines;   /* one per device, attached while has_shm */
 	unsigned nengines;
-	struct session *next_hung; /* on the list of sessions a hung device kept */
+	struct session *next_hung;   /* on the list of sessions a hung device kept */
 	struct chan_registry *chreg; /* where the channels below live */
 	struct chan **chans;         /* channels this session opened; id = index + 1 */
-	uint8_t *chan_own;           /* per channel: the CHAN_END_* bits this session owns (ChanOwn) */
+	uint8_t *chan_own; /* per channel: the CHAN_END_* bits this session owns (ChanOwn) */
 	unsigned nchans;
 };
 

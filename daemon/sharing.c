@@ -228,7 +228,8 @@ unavailable:
 		return -ENOTSUP;
 	}
 	log_warn("MPS unavailable (%s): sharing mode exclusive; copies will wait for time slices "
-		 "while other processes compute on the GPU", sh->reason);
+		 "while other processes compute on the GPU",
+		 sh->reason);
 	sh->pipe_dir[0] = '\0';
 	return 0;
 }
@@ -343,9 +344,10 @@ static void *watch(void *arg)
 				if (!strcmp(now[i], sh->foreign[j]))
 					break;
 			if (j == sh->nforeign)
-				log_warn("%s holds a CUDA context outside %s: gpuqd's copies will wait "
-					 "for time slices while it computes",
-					 now[i], sh->mode == SHARING_MPS ? "MPS" : "gpuqd");
+				log_warn(
+					"%s holds a CUDA context outside %s: gpuqd's copies will wait "
+					"for time slices while it computes",
+					now[i], sh->mode == SHARING_MPS ? "MPS" : "gpuqd");
 		}
 		memcpy(sh->foreign, now, sizeof(now));
 		sh->nforeign = k;

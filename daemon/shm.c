@@ -50,7 +50,8 @@ int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t ar
 		r = -errno;
 		goto fail;
 	}
-	s->base = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, s->memfd, 0);
+	s->base =
+		mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, s->memfd, 0);
 	if (s->base == MAP_FAILED) {
 		s->base = NULL;
 		r = -errno;

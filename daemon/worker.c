@@ -17,14 +17,14 @@
 struct worker {
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;    /* signalled when a job is queued or stop is set */
-	pthread_cond_t idle;    /* signalled when a job has run */
+	pthread_cond_t cond; /* signalled when a job is queued or stop is set */
+	pthread_cond_t idle; /* signalled when a job has run */
 	STAILQ_HEAD(, worker_job) todo, done;
-	int running;            /* a job is being run */
+	int running; /* a job is being run */
 	int stop;
-	int efd;                /* written by the thread per completion, read by the loop */
+	int efd; /* written by the thread per completion, read by the loop */
 	struct event *ev;
-	unsigned pending;       /* submitted, done not called yet (loop's thread only) */
+	unsigned pending; /* submitted, done not called yet (loop's thread only) */
 };
 
 static void *worker_main(void *arg)

@@ -56,7 +56,7 @@ __global__ void worker(gpuq_dev_chan in, gpuq_dev_chan out)
 		for (int o = 16; o; o /= 2)
 			s += __shfl_down_sync(0xffffffffu, s, o);
 		if (lane == 0) {
-			answer a = {item.id, w, s};
+			answer a = { item.id, w, s };
 			gpuq_dev_send(out, &a, sizeof(a));
 		}
 	}
@@ -68,7 +68,7 @@ int main(int argc, char **argv)
 	gpuq_chan_t *in = NULL, *out = NULL;
 	struct gpuq_dev_chan din = {}, dout = {};
 	uint32_t sent = 0, got = 0, wrong = 0, i;
-	unsigned per_worker[WORKERS] = {0};
+	unsigned per_worker[WORKERS] = { 0 };
 	char wname[64], rname[64];
 	cudaError_t err;
 	gpuq_t *q = NULL;
@@ -83,9 +83,11 @@ int main(int argc, char **argv)
 	snprintf(wname, sizeof(wname), "work.%d", (int)getpid());
 	snprintf(rname, sizeof(rname), "results.%d", (int)getpid());
 	if ((r = gpuq_chan_create(q, wname, sizeof(struct work), 256, GPUQ_CHAN_CPU_TO_GPU, &in)) ||
-	    (r = gpuq_chan_create(q, rname, sizeof(struct answer), 256, GPUQ_CHAN_GPU_TO_CPU, &out)) ||
+	    (r = gpuq_chan_create(q, rname, sizeof(struct answer), 256, GPUQ_CHAN_GPU_TO_CPU,
+				  &out)) ||
 	    /* This process's kernels are the work channel's only receivers and the results' only senders. */
-	    (r = gpuq_chan_map_cuda_receiver(in, &din)) || (r = gpuq_chan_map_cuda_sender(out, &dout))) {
+	    (r = gpuq_chan_map_cuda_receiver(in, &din)) ||
+	    (r = gpuq_chan_map_cuda_sender(out, &dout))) {
 		fprintf(stderr, "chan_persistent: set-up: %s\n", strerror(-r));
 		goto out;
 	}
@@ -100,7 +102,7 @@ int main(int argc, char **argv)
 
 		/* Top up the work ring without waiting, then take whatever results are there. */
 		while (sent < ITEMS) {
-			struct work w = {sent, 1000 + sent % 1000};
+			struct work w = { sent, 1000 + sent % 1000 };
 			if (gpuq_chan_send(in, &w, sizeof(w), 0) < 0)
 				break;
 			sent++;
@@ -109,7 +111,8 @@ int main(int argc, char **argv)
 		if (n == -EAGAIN)
 			continue;
 		if (n != (ssize_t)sizeof(a)) {
-			fprintf(stderr, "chan_persistent: recv: %s\n", n < 0 ? strerror((int)-n) : "short message");
+			fprintf(stderr, "chan_persistent: recv: %s\n",
+				n < 0 ? strerror((int)-n) : "short message");
 			break;
 		}
 		uint64_t m = 1000 + a.id % 1000;
@@ -118,16 +121,16 @@ int main(int argc, char **argv)
 		got++;
 	}
 	for (i = 0; i < WORKERS; i++) {
-		struct work w = {STOP, 0};
+		struct work w = { STOP, 0 };
 		gpuq_chan_send(in, &w, sizeof(w), -1);
 	}
 	if ((err = cudaDeviceSynchronize()) != cudaSuccess)
 		fprintf(stderr, "chan_persistent: kernel: %s\n", cudaGetErrorString(err));
 	printf("chan_persistent: %u results from %d workers, %u wrong\n", got, WORKERS, wrong);
 	for (i = 0; i < WORKERS; i += 8)
-		printf("  workers %2u-%2u handled %u %u %u %u %u %u %u %u\n", i, i + 7, per_worker[i], per_worker[i + 1],
-		       per_worker[i + 2], per_worker[i + 3], per_worker[i + 4], per_worker[i + 5], per_worker[i + 6],
-		       per_worker[i + 7]);
+		printf("  workers %2u-%2u handled %u %u %u %u %u %u %u %u\n", i, i + 7,
+		       per_worker[i], per_worker[i + 1], per_worker[i + 2], per_worker[i + 3],
+		       per_worker[i + 4], per_worker[i + 5], per_worker[i + 6], per_worker[i + 7]);
 	rc = got == ITEMS && !wrong && err == cudaSuccess ? 0 : 1;
 out:
 	if (din.dev_rx)

@@ -44,7 +44,7 @@ __global__ void produce(gpuq_dev_chan ch)
 
 	for (uint32_t i = 0; i < PER_THREAD; i++) {
 		uint64_t index = (uint64_t)i * gridDim.x * blockDim.x + t;
-		result r = {index, sqrt((double)index), t, {0, 0, 0}};
+		result r = { index, sqrt((double)index), t, { 0, 0, 0 } };
 		gpuq_dev_send_warp(ch, &r, sizeof(r)); /* the loop keeps the warp converged */
 	}
 	__syncthreads();
@@ -73,12 +73,16 @@ static int consume(const char *sock, const char *name)
 			break;
 		}
 		for (i = 0; i < n; i++) {
-			bad += lens[i] != sizeof(r[0]) || r[i].value * r[i].value - (double)r[i].index > 1e-6 * r[i].index + 1e-9;
+			bad += lens[i] != sizeof(r[0]) ||
+			       r[i].value * r[i].value - (double)r[i].index >
+				       1e-6 * r[i].index + 1e-9;
 			if (++got % (TOTAL / 8) == 0)
-				printf("consumer: %llu of %llu results\n", (unsigned long long)got, (unsigned long long)TOTAL);
+				printf("consumer: %llu of %llu results\n", (unsigned long long)got,
+				       (unsigned long long)TOTAL);
 		}
 	}
-	printf("consumer: done, %llu results, %llu wrong\n", (unsigned long long)got, (unsigned long long)bad);
+	printf("consumer: done, %llu results, %llu wrong\n", (unsigned long long)got,
+	       (unsigned long long)bad);
 	gpuq_chan_close(ch);
 	gpuq_close(q);
 	return got == TOTAL && !bad ? 0 : 1;
@@ -102,7 +106,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(name, sizeof(name), "chan-stream.%d", (int)getpid());
-	if ((r = gpuq_chan_create(q, name, sizeof(struct result), 1024, GPUQ_CHAN_GPU_TO_CPU, &ch))) {
+	if ((r = gpuq_chan_create(q, name, sizeof(struct result), 1024, GPUQ_CHAN_GPU_TO_CPU,
+				  &ch))) {
 		fprintf(stderr, "chan_stream: create: %s\n", strerror(-r));
 		goto out_close;
 	}
@@ -129,7 +134,8 @@ int main(int argc, char **argv)
 		kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
 	if (err == cudaSuccess && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		printf("chan_stream: kernel sent %llu results; consumer got them all\n", (unsigned long long)TOTAL);
+		printf("chan_stream: kernel sent %llu results; consumer got them all\n",
+		       (unsigned long long)TOTAL);
 		rc = 0;
 	}
 	gpuq_chan_unmap_cuda_sender(ch, &dc);

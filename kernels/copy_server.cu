@@ -35,8 +35,8 @@ static __device__ __forceinline__ uint64_t globaltimer(void)
  * through gpuqd took 9.8 us against 5.6 on an H200).
  */
 static __global__ void __launch_bounds__(CS_THREADS)
-	copy_server_kernel(const uint64_t *ring, unsigned nslots, struct gpuq_cs_done done, uint32_t first,
-			   uint64_t *gone, uint64_t gen)
+	copy_server_kernel(const uint64_t *ring, unsigned nslots, struct gpuq_cs_done done,
+			   uint32_t first, uint64_t *gone, uint64_t gen)
 {
 	__shared__ uint32_t w[GPUQ_CS_WORDS];
 	const unsigned lane = threadIdx.x & 31;
@@ -44,7 +44,8 @@ static __global__ void __launch_bounds__(CS_THREADS)
 
 	/* Running: say so (gone[1]), so gpuqd hands commands to this server rather than waiting for it. */
 	if (threadIdx.x == 0)
-		asm volatile("st.volatile.global.u64 [%0], %1;" ::"l"(gone + 1), "l"(gen) : "memory");
+		asm volatile("st.volatile.global.u64 [%0], %1;" ::"l"(gone + 1), "l"(gen)
+			     : "memory");
 
 	for (uint32_t c = first;; c++) {
 		if (threadIdx.x < 32) {
@@ -58,9 +59,13 @@ static __global__ void __launch_bounds__(CS_THREADS)
 					w[0] = CS_OP_LEAVE;
 					break;
 				}
-				asm volatile("ld.volatile.global.u64 %0, [%1];" : "=l"(v) : "l"(slot + lane) : "memory");
+				asm volatile("ld.volatile.global.u64 %0, [%1];"
+					     : "=l"(v)
+					     : "l"(slot + lane)
+					     : "memory");
 				uint32_t d = (uint32_t)v, hdr = __shfl_sync(FULL_MASK, d, 0);
-				unsigned op = hdr & 15, need = op == GPUQ_CS_OP_BATCH ? 3 + 5 * (hdr >> 8) : 1;
+				unsigned op = hdr & 15,
+					 need = op == GPUQ_CS_OP_BATCH ? 3 + 5 * (hdr >> 8) : 1;
 				bool ok = (uint32_t)(v >> 32) == c;
 
 				/* Lane 0's tag first: before it matches, hdr may be any earlier command's. */
@@ -79,7 +84,8 @@ static __global__ void __launch_bounds__(CS_THREADS)
 			uint32_t from = op == GPUQ_CS_OP_STOP ? c + 1 : c;
 
 			if (threadIdx.x == 0)
-				asm volatile("st.volatile.global.u64 [%0], %1;" ::"l"(gone), "l"((1ull << 32) | from)
+				asm volatile("st.volatile.global.u64 [%0], %1;" ::"l"(gone),
+					     "l"((1ull << 32) | from)
 					     : "memory");
 			return;
 		}
@@ -95,8 +101,8 @@ static __global__ void __launch_bounds__(CS_THREADS)
 				const uint32_t *e = &w[3 + 5 * i];
 
 				copy_span((uint8_t *)(((uint64_t)e[3] << 32) | e[2]),
-					  (const uint8_t *)(((uint64_t)e[1] << 32) | e[0]), e[4], threadIdx.x,
-					  CS_THREADS);
+					  (const uint8_t *)(((uint64_t)e[1] << 32) | e[0]), e[4],
+					  threadIdx.x, CS_THREADS);
 			}
 			__threadfence_system();
 		}
@@ -111,8 +117,8 @@ static __global__ void __launch_bounds__(CS_THREADS)
 	}
 }
 
-extern "C" int kern_copy_server(const uint64_t *ring, unsigned nslots, struct gpuq_cs_done done, uint32_t first,
-				uint64_t *gone, uint64_t gen, cudaStream_t stream)
+extern "C" int kern_copy_server(const uint64_t *ring, unsigned nslots, struct gpuq_cs_done done,
+				uint32_t first, uint64_t *gone, uint64_t gen, cudaStream_t stream)
 {
 	if (!ring || ((uintptr_t)ring & 7) || !nslots || !gone || ((uintptr_t)gone & 7))
 		return -EINVAL;

@@ -84,8 +84,8 @@ struct gpuq_cs_done {
  * launches another from c when it needs one. 0 once launched, -EINVAL for
  * a NULL or misaligned ring or gone, -EIO when the launch failed (reported, kern_set_log).
  */
-int kern_copy_server(const uint64_t *ring, unsigned nslots, struct gpuq_cs_done done, uint32_t first,
-		     uint64_t *gone, uint64_t gen, cudaStream_t stream);
+int kern_copy_server(const uint64_t *ring, unsigned nslots, struct gpuq_cs_done done,
+		     uint32_t first, uint64_t *gone, uint64_t gen, cudaStream_t stream);
 
 /*
  * Stores value into the 8 bytes at dst (device-visible, 8-byte aligned:

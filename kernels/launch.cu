@@ -18,5 +18,6 @@ void kern_report_launch(const char *kernel, cudaError_t err)
 	if (log_fn)
 		log_fn(kernel, cudaGetErrorString(err));
 	else
-		fprintf(stderr, "%s launch: cudaGetLastError: %s\n", kernel, cudaGetErrorString(err));
+		fprintf(stderr, "%s launch: cudaGetLastError: %s\n", kernel,
+			cudaGetErrorString(err));
 }

@@ -125,8 +125,10 @@ ssize_t frame_recv(int sock, void *buf, size_t len, int *fds, unsigned *nfds, un
 		char b[CMSG_SPACE(sizeof(int) * FRAME_MAX_FDS)];
 	} ctl;
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-			     .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b) };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = ctl.b,
+			     .msg_controllen = sizeof(ctl.b) };
 	struct cmsghdr *c;
 	ssize_t r;
 

@@ -8,10 +8,10 @@
 
 #include "gpuq.pb-c.h"
 
-#define FRAME_HDR 4u                     /* 32-bit big-endian payload length */
-#define FRAME_MAX_DEFAULT (4u << 20)     /* default cap on one frame's payload */
-#define FRAME_MAX_LIMIT (64u << 20)      /* no configuration may exceed this */
-#define FRAME_MAX_FDS 8                  /* fds accepted beside one frame */
+#define FRAME_HDR 4u                 /* 32-bit big-endian payload length */
+#define FRAME_MAX_DEFAULT (4u << 20) /* default cap on one frame's payload */
+#define FRAME_MAX_LIMIT (64u << 20)  /* no configuration may exceed this */
+#define FRAME_MAX_FDS 8              /* fds accepted beside one frame */
 
 /*
  * Serializes m behind a length prefix into a malloc'd buffer (*out, *outlen;

@@ -58,11 +58,11 @@ enum shm_op {
 
 /* A request. 64 bytes. */
 struct shm_sqe {
-	uint8_t op;        /* enum shm_op */
+	uint8_t op; /* enum shm_op */
 	uint8_t flags;
 	uint16_t rsvd0;
-	uint32_t buf;      /* device buffer id (destination of H2D/D2D, source of D2H) */
-	uint32_t src_buf;  /* D2D: source buffer id */
+	uint32_t buf;     /* device buffer id (destination of H2D/D2D, source of D2H) */
+	uint32_t src_buf; /* D2D: source buffer id */
 	uint32_t rsvd1;
 	uint64_t arena_off; /* H2D source / D2H destination, offset in the arena */
 	uint64_t buf_off;   /* offset in buf */
@@ -84,11 +84,11 @@ struct shm_ctr {
 
 /* Indices and flags of one ring set; each on its own cache line. */
 struct shm_ringctl {
-	struct shm_ctr sq_head;    /* engine: next SQE to consume */
-	struct shm_ctr sq_tail;    /* client: next SQE to fill */
-	struct shm_ctr sq_flags;   /* engine: SHM_NEED_WAKEUP */
-	struct shm_ctr cq_head;    /* client: next CQE to read */
-	struct shm_ctr cq_tail;    /* engine: next CQE to fill */
+	struct shm_ctr sq_head;  /* engine: next SQE to consume */
+	struct shm_ctr sq_tail;  /* client: next SQE to fill */
+	struct shm_ctr sq_flags; /* engine: SHM_NEED_WAKEUP */
+	struct shm_ctr cq_head;  /* client: next CQE to read */
+	struct shm_ctr cq_tail;  /* engine: next CQE to fill */
 };
 
 /* The header page. Written by the daemon at creation; read-only afterwards but for ctl. */
@@ -100,7 +100,7 @@ struct shm_hdr {
 	uint32_t cq_entries; /* power of two, >= 2 * sq_entries */
 	uint32_t rsvd;
 	uint64_t total_size;
-	uint64_t rings_off;  /* first ring set */
+	uint64_t rings_off; /* first ring set */
 	uint64_t ringset_size;
 	uint64_t arena_off;
 	uint64_t arena_size;
@@ -151,9 +151,8 @@ struct shm_geom {
  * cq_entries powers of two, ndevices <= SHM_MAX_DEVICES). Returns the total
  * size.
  */
-static inline uint64_t shm_geom_compute(struct shm_geom *g, uint32_t ndevices,
-					uint32_t sq_entries, uint32_t cq_entries,
-					uint64_t arena_size)
+static inline uint64_t shm_geom_compute(struct shm_geom *g, uint32_t ndevices, uint32_t sq_entries,
+					uint32_t cq_entries, uint64_t arena_size)
 {
 	g->ndevices = ndevices;
 	g->sq_entries = sq_entries;
@@ -161,8 +160,9 @@ static inline uint64_t shm_geom_compute(struct shm_geom *g, uint32_t ndevices,
 	g->sq_mask = sq_entries - 1;
 	g->cq_mask = cq_entries - 1;
 	g->rings_off = shm_align(sizeof(struct shm_hdr), SHM_ARENA_ALIGN);
-	g->ringset_size = shm_align(shm_cq_off(sq_entries) + (uint64_t)cq_entries *
-				    sizeof(struct shm_cqe), SHM_ARENA_ALIGN);
+	g->ringset_size =
+		shm_align(shm_cq_off(sq_entries) + (uint64_t)cq_entries * sizeof(struct shm_cqe),
+			  SHM_ARENA_ALIGN);
 	g->arena_off = shm_align(g->rings_off + g->ringset_size * ndevices, 2u << 20);
 	g->arena_size = shm_align(arena_size, SHM_ARENA_ALIGN);
 	g->total_size = g->arena_off + g->arena_size;

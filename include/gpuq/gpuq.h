@@ -144,7 +144,8 @@ struct gpuq_device_info {
  * daemon has (which may exceed max). devs may be NULL and entry_size is
  * not looked at when max is 0. -EINVAL for a bad entry_size.
  */
-GPUQ_API int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, size_t entry_size, unsigned max);
+GPUQ_API int gpuq_devices(gpuq_t *q, struct gpuq_device_info *devs, size_t entry_size,
+			  unsigned max);
 
 /*
  * Device buffers. A buffer lives on one device, is named by a small id that
@@ -168,7 +169,8 @@ GPUQ_API int gpuq_buf_free(gpuq_t *q, uint32_t id);
  * control socket. Simple and always correct, but not the fast path.
  * Returns len on success.
  */
-GPUQ_API ssize_t gpuq_buf_write(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len);
+GPUQ_API ssize_t gpuq_buf_write(gpuq_t *q, uint32_t id, uint64_t offset, const void *src,
+				size_t len);
 GPUQ_API ssize_t gpuq_buf_read(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len);
 
 /* A device buffer exported for the caller's own CUDA context (CUDA IPC). */
@@ -260,10 +262,11 @@ struct gpuq_channel_info {
 	char name[64];
 	unsigned uid, gid, mode;
 	unsigned slot_size, nslots;
-	unsigned direction; /* GPUQ_CHAN_GPU_TO_CPU or GPUQ_CHAN_CPU_TO_GPU */
-	unsigned users;     /* sessions that have it open */
+	unsigned direction;  /* GPUQ_CHAN_GPU_TO_CPU or GPUQ_CHAN_CPU_TO_GPU */
+	unsigned users;      /* sessions that have it open */
 	uint64_t head, tail; /* from the shared header; tail lags while a GPU keeps the send end */
-	unsigned gpu_sender, gpu_receiver; /* pids whose GPUs keep an end (gpuq_chan_own), 0: none */
+	unsigned gpu_sender,
+		gpu_receiver; /* pids whose GPUs keep an end (gpuq_chan_own), 0: none */
 	int receivers_asleep;
 	unsigned senders_done;
 };
@@ -294,8 +297,8 @@ GPUQ_API int gpuq_channels(gpuq_t *q, struct gpuq_channel_info **out, size_t ent
 struct gpuq_options {
 	uint32_t struct_size;    /* the caller's sizeof(struct gpuq_options) */
 	const char *client_name; /* shown by `gpuqctl clients` */
-	size_t arena_size;       /* bytes of arena; default $GPUQ_ARENA_SIZE, else 64 MiB; capped by gpuqd */
-	unsigned queue_depth;    /* submission ring entries per device; default 4096 */
+	size_t arena_size; /* bytes of arena; default $GPUQ_ARENA_SIZE, else 64 MiB; capped by gpuqd */
+	unsigned queue_depth; /* submission ring entries per device; default 4096 */
 };
 
 /*
@@ -345,7 +348,7 @@ typedef struct gpuq_req gpuq_req_t; /* a pending nonblocking request; opaque */
 GPUQ_API ssize_t gpuq_send(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len);
 GPUQ_API ssize_t gpuq_recv(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len);
 GPUQ_API ssize_t gpuq_copy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id,
-		  uint64_t src_off, size_t len);
+			   uint64_t src_off, size_t len);
 
 /*
  * Nonblocking transfers. The host memory must stay untouched until the
@@ -358,11 +361,11 @@ GPUQ_API ssize_t gpuq_copy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_
  * unknown buffer).
  */
 GPUQ_API int gpuq_isend(gpuq_t *q, uint32_t id, uint64_t offset, const void *src, size_t len,
-	       uint64_t tag, gpuq_req_t **req);
-GPUQ_API int gpuq_irecv(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len, uint64_t tag,
-	       gpuq_req_t **req);
-GPUQ_API int gpuq_icopy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id, uint64_t src_off,
-	       size_t len, uint64_t tag, gpuq_req_t **req);
+			uint64_t tag, gpuq_req_t **req);
+GPUQ_API int gpuq_irecv(gpuq_t *q, uint32_t id, uint64_t offset, void *dst, size_t len,
+			uint64_t tag, gpuq_req_t **req);
+GPUQ_API int gpuq_icopy(gpuq_t *q, uint32_t dst_id, uint64_t dst_off, uint32_t src_id,
+			uint64_t src_off, size_t len, uint64_t tag, gpuq_req_t **req);
 
 /*
  * gpuq_test: *done = 1 and *c filled when req has completed (req is then
@@ -440,7 +443,7 @@ typedef struct gpuq_chan gpuq_chan_t; /* an open channel; opaque */
  * taken), -EINVAL (bad name, size or flags), -ENOMEM.
  */
 GPUQ_API int gpuq_chan_create(gpuq_t *q, const char *name, size_t slot_size, unsigned nslots,
-		     unsigned flags, gpuq_chan_t **out);
+			      unsigned flags, gpuq_chan_t **out);
 /*
  * Opens an existing channel. flags: GPUQ_CHAN_SEND and/or GPUQ_CHAN_RECV;
  * sending needs the write bit, receiving the read bit; the group bits
@@ -470,8 +473,8 @@ GPUQ_API ssize_t gpuq_chan_recv(gpuq_chan_t *ch, void *buf, size_t cap, int time
  * bytes each at most) and its length to lens[i]. Waits like gpuq_chan_recv
  * for the first. Returns the count, or -errno.
  */
-GPUQ_API int gpuq_chan_recv_batch(gpuq_chan_t *ch, void *bufs, size_t stride, size_t *lens, unsigned max,
-			 int timeout_ms);
+GPUQ_API int gpuq_chan_recv_batch(gpuq_chan_t *ch, void *bufs, size_t stride, size_t *lens,
+				  unsigned max, int timeout_ms);
 /*
  * An fd readable while messages are pending (for epoll, libevent, io_uring
  * loops). Receiving until the channel is empty re-arms it. Owned by ch.
@@ -486,8 +489,8 @@ GPUQ_API int gpuq_chan_fd(gpuq_chan_t *ch);
  */
 GPUQ_API int gpuq_chan_ends(gpuq_chan_t *ch);
 /* The channel's geometry and its shared memory (for gpuq_chan_map_cuda and the curious). */
-GPUQ_API int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots, unsigned *direction,
-		   void **mem, size_t *mem_size);
+GPUQ_API int gpuq_chan_info(gpuq_chan_t *ch, size_t *slot_size, unsigned *nslots,
+			    unsigned *direction, void **mem, size_t *mem_size);
 /*
  * Takes (own != 0) or gives back one end of ch, GPUQ_CHAN_SEND or
  * GPUQ_CHAN_RECV, for this process's kernels, which then keep it in device

@@ -157,22 +157,24 @@ struct gpuq_chan_hdr {
 	uint32_t slot_size; /* payload bytes per slot, a multiple of 16 */
 	uint32_t nslots;    /* a power of two */
 	uint32_t direction;
-	uint32_t tail_owner; /* pid whose GPU keeps the tail in device memory (gpuq_chan_map_cuda_sender), 0: none */
+	uint32_t
+		tail_owner; /* pid whose GPU keeps the tail in device memory (gpuq_chan_map_cuda_sender), 0: none */
 	uint64_t stride;    /* bytes from one slot to the next: gpuq_chan_stride() */
 	uint64_t slots_off; /* offset of slot 0 from the header */
 	uint64_t total_size;
-	uint32_t format;   /* GPUQ_CHAN_FMT_*: gpuq_chan_format(slot_size) */
-	uint32_t rx_owner; /* pid whose GPU keeps head in device memory (gpuq_chan_map_cuda_receiver), 0: none */
+	uint32_t format; /* GPUQ_CHAN_FMT_*: gpuq_chan_format(slot_size) */
+	uint32_t
+		rx_owner; /* pid whose GPU keeps head in device memory (gpuq_chan_map_cuda_receiver), 0: none */
 	uint8_t pad0[GPUQ_CHAN_RX_OFF - 56];
 	/* Receiver page: written by receivers (and gpuqd). */
-	uint64_t head;       /* next position a receiver takes */
+	uint64_t head; /* next position a receiver takes */
 	uint8_t pad1[56];
 	uint32_t rx_waiting; /* an event-loop receiver waits on its wake pipe */
 	uint8_t pad2[60];
 	uint32_t rx_sleepers; /* blocking receivers asleep on the head slot's futex */
 	uint8_t pad3[GPUQ_CHAN_RX_SIZE - 132];
 	/* Sender pages: written by senders (and gpuqd). */
-	uint64_t tail;       /* next position a sender takes */
+	uint64_t tail; /* next position a sender takes */
 	uint8_t pad4[56];
 	uint32_t senders_done; /* senders that declared they are finished (gpuq_dev_chan_done) */
 	uint8_t pad5[4096 - 68];
@@ -205,8 +207,9 @@ static inline uint32_t gpuq_chan_format(uint32_t slot_size)
 /* Bytes from one slot to the next. */
 static inline uint64_t gpuq_chan_stride(uint32_t slot_size)
 {
-	return gpuq_chan_format(slot_size) == GPUQ_CHAN_FMT_TAG ? 2ull * slot_size
-								 : GPUQ_CHAN_SLOT_HDR + (uint64_t)slot_size;
+	return gpuq_chan_format(slot_size) == GPUQ_CHAN_FMT_TAG ?
+		       2ull * slot_size :
+		       GPUQ_CHAN_SLOT_HDR + (uint64_t)slot_size;
 }
 
 /* Size of the shared memory for a channel of nslots slots of slot_size bytes. */
@@ -260,7 +263,8 @@ static inline int gpuq_chan_tag_lap(uint32_t tag, uint64_t pos, unsigned lap_shi
  * is copied), 0: not yet, -1: the slot holds a later lap (head moved on).
  * For CPU readers; kernels use gpuq_device.cuh.
  */
-static inline int gpuq_chan_slot_state(const void *slot, uint64_t pos, uint32_t format, unsigned lap_shift)
+static inline int gpuq_chan_slot_state(const void *slot, uint64_t pos, uint32_t format,
+				       unsigned lap_shift)
 {
 	if (format == GPUQ_CHAN_FMT_TAG) {
 		uint64_t w = __atomic_load_n((const uint64_t *)slot, __ATOMIC_ACQUIRE);
@@ -268,7 +272,8 @@ static inline int gpuq_chan_slot_state(const void *slot, uint64_t pos, uint32_t 
 
 		return d == 0 ? 1 : d < 0 ? 0 : -1;
 	} else {
-		int64_t d = (int64_t)(__atomic_load_n((const uint64_t *)slot, __ATOMIC_ACQUIRE) - (pos + 1));
+		int64_t d = (int64_t)(__atomic_load_n((const uint64_t *)slot, __ATOMIC_ACQUIRE) -
+				      (pos + 1));
 
 		return d == 0 ? 1 : d < 0 ? 0 : -1;
 	}

@@ -132,7 +132,7 @@ GPUQ_CUDA_API const char *gpuq_cuda_errmsg(void);
  */
 #define gpuq_chan_map_cuda(ch, out) gpuq_chan_map_cuda_versioned((ch), (out), GPUQ_CHAN_VERSION)
 GPUQ_CUDA_API int gpuq_chan_map_cuda_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
-				 uint32_t chan_version);
+					       uint32_t chan_version);
 
 /* Undoes gpuq_chan_map_cuda (cudaHostUnregister). Returns 0, -EINVAL or -EIO. */
 GPUQ_CUDA_API int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
@@ -149,7 +149,7 @@ GPUQ_CUDA_API int gpuq_chan_unmap_cuda(gpuq_chan_t *ch);
 #define gpuq_chan_map_cuda_sender(ch, out) \
 	gpuq_chan_map_cuda_sender_versioned((ch), (out), GPUQ_CHAN_VERSION)
 GPUQ_CUDA_API int gpuq_chan_map_cuda_sender_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
-					uint32_t chan_version);
+						      uint32_t chan_version);
 GPUQ_CUDA_API int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 
 /*
@@ -165,7 +165,7 @@ GPUQ_CUDA_API int gpuq_chan_unmap_cuda_sender(gpuq_chan_t *ch, struct gpuq_dev_c
 #define gpuq_chan_map_cuda_receiver(ch, out) \
 	gpuq_chan_map_cuda_receiver_versioned((ch), (out), GPUQ_CHAN_VERSION)
 GPUQ_CUDA_API int gpuq_chan_map_cuda_receiver_versioned(gpuq_chan_t *ch, struct gpuq_dev_chan *out,
-					  uint32_t chan_version);
+							uint32_t chan_version);
 GPUQ_CUDA_API int gpuq_chan_unmap_cuda_receiver(gpuq_chan_t *ch, struct gpuq_dev_chan *dc);
 /*
  * Both mappings take their end through gpuq_chan_own, then hold its word in

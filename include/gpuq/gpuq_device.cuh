@@ -81,8 +81,8 @@ GPUQ_DEV int gpuq_dev_try_send(gpuq_dev_chan c, const void *msg, uint32_t len);
  * so arrive in order and unbroken by other senders. Returns 0, or
  * -EMSGSIZE when any is too long (then none is sent).
  */
-GPUQ_DEV int gpuq_dev_send_batch(gpuq_dev_chan c, const void *msgs, uint32_t msg_stride, const uint32_t *lens,
-				 uint32_t n);
+GPUQ_DEV int gpuq_dev_send_batch(gpuq_dev_chan c, const void *msgs, uint32_t msg_stride,
+				 const uint32_t *lens, uint32_t n);
 
 /*
  * Warp-aggregated send: all 32 lanes of a full, converged warp call it

@@ -30,8 +30,10 @@ static void put(uint8_t *mem, uint32_t slot_size, uint32_t nslots, uint64_t pos,
 		len = GPUQ_CHAN_TAG_SKIP;
 	units = len == GPUQ_CHAN_TAG_SKIP ? 1 : gpuq_chan_tag_units(len);
 	for (i = 0; i < 2 * units && i < slot_size / 4; i++)
-		w[i] = (uint64_t)(i < 2 ? gpuq_chan_tag(pos, shift, len) : gpuq_chan_tag_rest(pos, shift))
-		       << 32 | (w[i] & 0xffffffffu);
+		w[i] = (uint64_t)(i < 2 ? gpuq_chan_tag(pos, shift, len) :
+					  gpuq_chan_tag_rest(pos, shift))
+			       << 32 |
+		       (w[i] & 0xffffffffu);
 	if (act & 0x40 && i > 2)
 		w[i - 1] ^= 1ull << 40; /* one unit of the wrong lap: torn */
 }

@@ -33,13 +33,15 @@ static int has_unknown(const ProtobufCMessage *m)
 		}
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 			size_t n = *(const size_t *)(base + f->quantifier_offset), k;
-			ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+			ProtobufCMessage *const *v =
+				*(ProtobufCMessage *const *const *)(base + f->offset);
 
 			for (k = 0; k < n; k++)
 				if (v[k] && has_unknown(v[k]))
 					return 1;
 		} else {
-			const ProtobufCMessage *sub = *(ProtobufCMessage *const *)(base + f->offset);
+			const ProtobufCMessage *sub =
+				*(ProtobufCMessage *const *)(base + f->offset);
 
 			if (sub && has_unknown(sub))
 				return 1;
@@ -87,7 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 				if (!again && !has_unknown(&m->base))
 					abort(); /* what we packed must unpack */
-				if (again && frame_pack(again, FRAME_MAX_LIMIT, &buf2, &len2) == 0) {
+				if (again &&
+				    frame_pack(again, FRAME_MAX_LIMIT, &buf2, &len2) == 0) {
 					if (len2 != len || memcmp(buf, buf2, len))
 						abort();
 					free(buf2);

@@ -91,13 +91,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!b || held[0] != b || held[1] || !inside(q->arena_off, q->len, g.arena_size) ||
 		    b->device != in.dev % (SHM_MAX_DEVICES + 1))
 			abort();
-		if (q->op == SHM_OP_H2D ? (x.src != (1ull << 62) + q->arena_off ||
-					    x.dst != b->addr + q->buf_off)
-					 : (x.dst != (1ull << 62) + q->arena_off ||
-					    x.src != b->addr + q->buf_off))
+		if (q->op == SHM_OP_H2D ?
+			    (x.src != (1ull << 62) + q->arena_off ||
+			     x.dst != b->addr + q->buf_off) :
+			    (x.dst != (1ull << 62) + q->arena_off || x.src != b->addr + q->buf_off))
 			abort();
-		if ((q->len < in.crossover) !=
-		    (r == LANE_H2D_SMALL || r == LANE_D2H_SMALL))
+		if ((q->len < in.crossover) != (r == LANE_H2D_SMALL || r == LANE_D2H_SMALL))
 			abort();
 		break;
 	case SHM_OP_D2D:
@@ -108,8 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    x.src != src->addr + q->src_off || x.dst != b->addr + q->buf_off)
 			abort();
 		break;
-	default:
-		abort(); /* an unknown op was accepted */
+	default: abort(); /* an unknown op was accepted */
 	}
 	return 0;
 }

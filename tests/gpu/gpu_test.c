@@ -28,7 +28,8 @@ int gpu_test_usable(const char *prog)
 		cudaError_t err = cudaGetDeviceCount(&count);
 
 		if (err != cudaSuccess) {
-			fprintf(stderr, "%s: no GPU: cudaGetDeviceCount: %s\n", prog, cudaGetErrorString(err));
+			fprintf(stderr, "%s: no GPU: cudaGetDeviceCount: %s\n", prog,
+				cudaGetErrorString(err));
 			_exit(GPU_TEST_SKIP);
 		}
 		if (count < 1) {

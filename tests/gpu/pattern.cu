@@ -32,7 +32,8 @@ static int launch_result(const char *kernel)
 	cudaError_t err = cudaGetLastError();
 
 	if (err != cudaSuccess) {
-		fprintf(stderr, "%s launch: cudaGetLastError: %s\n", kernel, cudaGetErrorString(err));
+		fprintf(stderr, "%s launch: cudaGetLastError: %s\n", kernel,
+			cudaGetErrorString(err));
 		return -EIO;
 	}
 	return 0;
@@ -137,7 +138,7 @@ extern "C" int gpu_pattern_fill(void *dst, uint64_t len, uint32_t seed, cudaStre
 }
 
 extern "C" int gpu_pattern_check(const void *src, uint64_t len, uint32_t seed,
-				  unsigned long long *mismatches, cudaStream_t stream)
+				 unsigned long long *mismatches, cudaStream_t stream)
 {
 	if (len == 0)
 		return 0;

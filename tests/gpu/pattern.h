@@ -57,7 +57,7 @@ int gpu_pattern_fill(void *dst, uint64_t len, uint32_t seed, cudaStream_t stream
  * pointers, -EIO when the launch failed (printed).
  */
 int gpu_pattern_check(const void *src, uint64_t len, uint32_t seed, unsigned long long *mismatches,
-		       cudaStream_t stream);
+		      cudaStream_t stream);
 
 #ifdef __cplusplus
 }

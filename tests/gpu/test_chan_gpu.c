@@ -63,7 +63,7 @@ static gpuq_t *connect_ok(const char *name)
  */
 struct checker {
 	uint32_t nsenders, per;
-	int mode; /* of chan_test_produce: 4 and 5 send messages of varying length */
+	int mode;       /* of chan_test_produce: 4 and 5 send messages of varying length */
 	uint32_t *next; /* next seq expected from each sender */
 	uint64_t got, bad, disorder;
 };
@@ -86,9 +86,11 @@ static void checker_add(struct checker *k, const struct chan_test_msg *m, ssize_
 		k->bad++;
 		return;
 	}
-	if (k->mode == 4 || k->mode == 5) { /* every byte of a message of varying length must be right */
+	if (k->mode == 4 ||
+	    k->mode == 5) { /* every byte of a message of varying length must be right */
 		const uint8_t *b = (const uint8_t *)m;
-		uint32_t want = k->mode == 4 ? chan_test_big_len(m->sender, m->seq) : chan_test_small_len(m->sender, m->seq);
+		uint32_t want = k->mode == 4 ? chan_test_big_len(m->sender, m->seq) :
+					       chan_test_small_len(m->sender, m->seq);
 
 		if (len != (ssize_t)want) {
 			k->bad++;
@@ -113,11 +115,13 @@ static void checker_done(struct checker *k, const char *what)
 
 	for (i = 0; i < k->nsenders; i++)
 		short_senders += k->next[i] != k->per;
-	ck_assert_msg(!k->bad && !k->disorder && !short_senders && k->got == (uint64_t)k->nsenders * k->per,
-		      "%s: %llu received of %llu, %llu corrupt, %llu out of order, %llu senders incomplete", what,
-		      (unsigned long long)k->got, (unsigned long long)k->nsenders * k->per,
-		      (unsigned long long)k->bad, (unsigned long long)k->disorder,
-		      (unsigned long long)short_senders);
+	ck_assert_msg(
+		!k->bad && !k->disorder && !short_senders &&
+			k->got == (uint64_t)k->nsenders * k->per,
+		"%s: %llu received of %llu, %llu corrupt, %llu out of order, %llu senders incomplete",
+		what, (unsigned long long)k->got, (unsigned long long)k->nsenders * k->per,
+		(unsigned long long)k->bad, (unsigned long long)k->disorder,
+		(unsigned long long)short_senders);
 	free(k->next);
 }
 
@@ -134,7 +138,8 @@ static uint32_t senders_done(gpuq_chan_t *ch)
  * the messages: the kernel waits on the CPU) and receives everything on the
  * CPU while it runs, alternating gpuq_chan_recv and gpuq_chan_recv_batch.
  */
-static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned per, unsigned nslots, unsigned slot)
+static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned per, unsigned nslots,
+			unsigned slot)
 {
 	gpuq_t *q = connect_ok("test_chan_gpu");
 	gpuq_chan_t *ch = NULL;
@@ -148,8 +153,8 @@ static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned pe
 
 	snprintf(name, sizeof(name), "stream%d.%u", mode, slot);
 	/* slot 0: the message's own size (the TAG format); 1024: the SEQ format. */
-	ck_assert_int_eq(gpuq_chan_create(q, name, slot ? slot : sizeof(struct chan_test_msg), nslots,
-					  GPUQ_CHAN_GPU_TO_CPU, &ch),
+	ck_assert_int_eq(gpuq_chan_create(q, name, slot ? slot : sizeof(struct chan_test_msg),
+					  nslots, GPUQ_CHAN_GPU_TO_CPU, &ch),
 			 0);
 	/* Mode 0 sends through the ring's tail; the others through a sender mapping's device counters. */
 	if (mode == 0)
@@ -163,13 +168,16 @@ static void stream_case(int mode, unsigned blocks, unsigned threads, unsigned pe
 		if (k.got & 1) {
 			ssize_t r = gpuq_chan_recv(ch, one, sizeof(one), TIMEOUT_MS);
 
-			ck_assert_msg(r > 0, "recv after %llu: %s", (unsigned long long)k.got, strerror((int)-r));
+			ck_assert_msg(r > 0, "recv after %llu: %s", (unsigned long long)k.got,
+				      strerror((int)-r));
 			checker_add(&k, (const struct chan_test_msg *)one, r);
 		} else {
 			n = gpuq_chan_recv_batch(ch, batch, sizeof(batch[0]), lens, 64, TIMEOUT_MS);
-			ck_assert_msg(n > 0, "recv_batch after %llu: %s", (unsigned long long)k.got, strerror(-n));
+			ck_assert_msg(n > 0, "recv_batch after %llu: %s", (unsigned long long)k.got,
+				      strerror(-n));
 			for (i = 0; i < n; i++)
-				checker_add(&k, (const struct chan_test_msg *)batch[i], (ssize_t)lens[i]);
+				checker_add(&k, (const struct chan_test_msg *)batch[i],
+					    (ssize_t)lens[i]);
 		}
 	}
 	CK_CUDA(cudaDeviceSynchronize());
@@ -228,10 +236,12 @@ END_TEST
 START_TEST(test_stream_block)
 {
 	stream_case(5, 32, 128, 32, 256, 64);
-	stream_case(5, 8, 64, 100, 32, 64); /* a ring of 32: every warp waits, and its block wraps */
-	stream_case(5, 16, 64, 20, 64, 80);  /* 10 units a slot: the block send's general form, two rounds */
-	stream_case(5, 8, 64, 20, 64, 256);  /* 32 units a slot: four rounds */
-	stream_case(5, 4, 64, 8, 16, 64);    /* a ring smaller than a warp */
+	stream_case(5, 8, 64, 100, 32,
+		    64); /* a ring of 32: every warp waits, and its block wraps */
+	stream_case(5, 16, 64, 20, 64,
+		    80); /* 10 units a slot: the block send's general form, two rounds */
+	stream_case(5, 8, 64, 20, 64, 256); /* 32 units a slot: four rounds */
+	stream_case(5, 4, 64, 8, 16, 64);   /* a ring smaller than a warp */
 }
 END_TEST
 
@@ -280,11 +290,11 @@ START_TEST(test_persistent)
 	uint32_t sent = 0, got = 0, stops = 0, bad = 0;
 
 	ck_assert_ptr_nonnull(done);
-	ck_assert_int_eq(gpuq_chan_create(q, "work", sizeof(struct chan_test_work) + extra, 256, GPUQ_CHAN_CPU_TO_GPU,
-					  &in),
+	ck_assert_int_eq(gpuq_chan_create(q, "work", sizeof(struct chan_test_work) + extra, 256,
+					  GPUQ_CHAN_CPU_TO_GPU, &in),
 			 0);
-	ck_assert_int_eq(gpuq_chan_create(q, "results", sizeof(struct chan_test_result) + extra, 256,
-					  GPUQ_CHAN_GPU_TO_CPU, &out),
+	ck_assert_int_eq(gpuq_chan_create(q, "results", sizeof(struct chan_test_result) + extra,
+					  256, GPUQ_CHAN_GPU_TO_CPU, &out),
 			 0);
 	if (mapped) {
 		struct chan_test_work w;
@@ -340,7 +350,8 @@ START_TEST(test_persistent)
 	ck_assert_msg(!watch.backwards, "the work ring's head went back %llu times in %llu reads",
 		      (unsigned long long)watch.backwards, (unsigned long long)watch.reads);
 	ck_assert_msg(!bad, "%u wrong or duplicated results", bad);
-	ck_assert_int_eq(gpuq_chan_recv(out, &(struct chan_test_result){ 0 }, sizeof(struct chan_test_result), 0),
+	ck_assert_int_eq(gpuq_chan_recv(out, &(struct chan_test_result){ 0 },
+					sizeof(struct chan_test_result), 0),
 			 -EAGAIN);
 	free(done);
 	if (mapped) {
@@ -416,14 +427,17 @@ static void *count_run(void *arg)
 			return NULL;
 		}
 		c->got++;
-		if (r != (ssize_t)sizeof(m) || m.sum != chan_test_sum(m.sender, m.seq) || m.nsum != ~m.sum) {
+		if (r != (ssize_t)sizeof(m) || m.sum != chan_test_sum(m.sender, m.seq) ||
+		    m.nsum != ~m.sum) {
 			c->bad++;
 			continue;
 		}
 		if (m.sender < c->gpu_senders && m.seq < c->gpu_per)
 			at = (uint64_t)m.sender * c->gpu_per + m.seq;
-		else if (m.sender >= CPU_ID0 && m.sender - CPU_ID0 < c->cpu_senders && m.seq < c->cpu_per)
-			at = (uint64_t)c->gpu_senders * c->gpu_per + (uint64_t)(m.sender - CPU_ID0) * c->cpu_per + m.seq;
+		else if (m.sender >= CPU_ID0 && m.sender - CPU_ID0 < c->cpu_senders &&
+			 m.seq < c->cpu_per)
+			at = (uint64_t)c->gpu_senders * c->gpu_per +
+			     (uint64_t)(m.sender - CPU_ID0) * c->cpu_per + m.seq;
 		else {
 			c->bad++;
 			continue;
@@ -449,10 +463,16 @@ START_TEST(test_map_beside_cpu_senders)
 	pthread_t sth[CPUS], rth;
 	uint64_t n = (uint64_t)BLOCKS * THREADS * PER + CPUS * CPU_PER, wrong = 0, busy = 0;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "mapflip", sizeof(struct chan_test_msg), 256, GPUQ_CHAN_GPU_TO_CPU, &ch),
+	ck_assert_int_eq(gpuq_chan_create(q, "mapflip", sizeof(struct chan_test_msg), 256,
+					  GPUQ_CHAN_GPU_TO_CPU, &ch),
 			 0);
-	cnt = (struct counter){ .ch = ch, .gpu_senders = BLOCKS * THREADS, .gpu_per = PER, .cpu_senders = CPUS,
-				.cpu_per = CPU_PER, .want = (uint64_t)BLOCKS * THREADS * PER * ROUNDS + CPUS * CPU_PER };
+	cnt = (struct counter){ .ch = ch,
+				.gpu_senders = BLOCKS * THREADS,
+				.gpu_per = PER,
+				.cpu_senders = CPUS,
+				.cpu_per = CPU_PER,
+				.want = (uint64_t)BLOCKS * THREADS * PER * ROUNDS +
+					CPUS * CPU_PER };
 	cnt.count = calloc(n, sizeof(*cnt.count));
 	ck_assert_ptr_nonnull(cnt.count);
 	ck_assert_int_eq(pthread_create(&rth, NULL, count_run, &cnt), 0);
@@ -473,14 +493,17 @@ START_TEST(test_map_beside_cpu_senders)
 		busy += snd[k].busy;
 	}
 	pthread_join(rth, NULL);
-	ck_assert_msg(!cnt.err, "receiver: %s after %llu", strerror(-cnt.err), (unsigned long long)cnt.got);
+	ck_assert_msg(!cnt.err, "receiver: %s after %llu", strerror(-cnt.err),
+		      (unsigned long long)cnt.got);
 	for (uint64_t i = 0; i < n; i++)
 		wrong += cnt.count[i] != (i < (uint64_t)BLOCKS * THREADS * PER ? ROUNDS : 1);
 	printf("test_chan_gpu: %u map rounds beside %u CPU senders: %llu messages, %llu refusals while held\n",
 	       ROUNDS, CPUS, (unsigned long long)cnt.got, (unsigned long long)busy);
-	ck_assert_msg(!cnt.bad && !wrong, "%llu corrupt, %llu (sender, seq) counted wrong", (unsigned long long)cnt.bad,
-		      (unsigned long long)wrong);
-	ck_assert_int_eq(gpuq_chan_recv(ch, &(struct chan_test_msg){ 0 }, sizeof(struct chan_test_msg), 0), -EAGAIN);
+	ck_assert_msg(!cnt.bad && !wrong, "%llu corrupt, %llu (sender, seq) counted wrong",
+		      (unsigned long long)cnt.bad, (unsigned long long)wrong);
+	ck_assert_int_eq(
+		gpuq_chan_recv(ch, &(struct chan_test_msg){ 0 }, sizeof(struct chan_test_msg), 0),
+		-EAGAIN);
 	free(cnt.count);
 	gpuq_chan_close(ch);
 	gpuq_close(q);
@@ -538,8 +561,9 @@ static void receiver_child(struct rx_log *log, uint32_t nsenders, uint64_t want)
 
 		if (r <= 0)
 			_exit(3);
-		if (r != (ssize_t)sizeof(m) || m.sender >= nsenders || m.sum != chan_test_sum(m.sender, m.seq) ||
-		    m.nsum != ~m.sum || m.seq != log->next[m.sender])
+		if (r != (ssize_t)sizeof(m) || m.sender >= nsenders ||
+		    m.sum != chan_test_sum(m.sender, m.seq) || m.nsum != ~m.sum ||
+		    m.seq != log->next[m.sender])
 			log->bad++;
 		else
 			log->next[m.sender] = m.seq + 1;
@@ -554,7 +578,8 @@ static void wait_child(pid_t pid, const char *what)
 	int status;
 
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s exited with status %d", what, status);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s exited with status %d",
+		      what, status);
 }
 
 /* A second receiver process takes over the stream when the first exits halfway; the kernel never notices. */
@@ -573,7 +598,8 @@ START_TEST(test_receiver_handover)
 
 	log = mmap(NULL, logsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(log, MAP_FAILED);
-	ck_assert_int_eq(gpuq_chan_create(q, "handover", sizeof(struct chan_test_msg), 128, GPUQ_CHAN_GPU_TO_CPU, &ch),
+	ck_assert_int_eq(gpuq_chan_create(q, "handover", sizeof(struct chan_test_msg), 128,
+					  GPUQ_CHAN_GPU_TO_CPU, &ch),
 			 0);
 	ck_assert_int_eq(gpuq_chan_map_cuda(ch, &dc), 0);
 	CK_CUDA(chan_test_produce(dc, BLOCKS, THREADS, PER, 2, 0));
@@ -593,8 +619,8 @@ START_TEST(test_receiver_handover)
 	for (i = 0; i < nsenders; i++)
 		short_senders += log->next[i] != PER;
 	ck_assert_msg(!log->bad && !short_senders && log->count == total,
-		      "handover: %llu received, %u bad, %u senders incomplete", (unsigned long long)log->count,
-		      log->bad, short_senders);
+		      "handover: %llu received, %u bad, %u senders incomplete",
+		      (unsigned long long)log->count, log->bad, short_senders);
 	munmap(log, logsz);
 	ck_assert_int_eq(gpuq_chan_unmap_cuda(ch), 0);
 	gpuq_chan_close(ch);

@@ -31,14 +31,16 @@ __global__ void produce_kernel(gpuq_dev_chan c, unsigned per_thread, int mode)
 		gpuq_dev_chan_done(c);
 }
 
-__global__ void produce_big_kernel(gpuq_dev_chan c, unsigned per_thread, uint8_t *scratch, int small)
+__global__ void produce_big_kernel(gpuq_dev_chan c, unsigned per_thread, uint8_t *scratch,
+				   int small)
 {
 	uint32_t sender = blockIdx.x * blockDim.x + threadIdx.x;
 	uint8_t *my = scratch + (size_t)sender * CHAN_TEST_BIG_MAX;
 
 	for (uint32_t i = 0; i < per_thread; i++) {
 		chan_test_msg m;
-		uint32_t len = small ? chan_test_small_len(sender, i) : chan_test_big_len(sender, i);
+		uint32_t len =
+			small ? chan_test_small_len(sender, i) : chan_test_big_len(sender, i);
 
 		m.sender = sender;
 		m.seq = i;
@@ -66,10 +68,11 @@ __global__ void worker_kernel(gpuq_dev_chan in, gpuq_dev_chan out, int handles)
 		return;
 	for (;;) {
 		chan_test_work w;
-		int n = handle ? gpuq_dev_receiver_recv(&hr, &w, sizeof(w)) : gpuq_dev_recv(in, &w, sizeof(w));
+		int n = handle ? gpuq_dev_receiver_recv(&hr, &w, sizeof(w)) :
+				 gpuq_dev_recv(in, &w, sizeof(w));
 		if (n != (int)sizeof(w) || w.id == CHAN_TEST_STOP)
 			break;
-		chan_test_result r = {w.id, w.x * w.x + 1, worker, 0};
+		chan_test_result r = { w.id, w.x * w.x + 1, worker, 0 };
 		gpuq_dev_send(out, &r, sizeof(r));
 	}
 	if (worker % 4 == 0)
@@ -93,15 +96,17 @@ extern "C" cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks
 				return e;
 			have = need;
 		}
-		produce_big_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, scratch, mode == 5);
+		produce_big_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, scratch,
+								   mode == 5);
 		return cudaGetLastError();
 	}
 	produce_kernel<<<blocks, threads, 0, stream>>>(c, per_thread, mode);
 	return cudaGetLastError();
 }
 
-extern "C" cudaError_t chan_test_worker(struct gpuq_dev_chan in, struct gpuq_dev_chan out, unsigned blocks,
-					unsigned warps, int handles, cudaStream_t stream)
+extern "C" cudaError_t chan_test_worker(struct gpuq_dev_chan in, struct gpuq_dev_chan out,
+					unsigned blocks, unsigned warps, int handles,
+					cudaStream_t stream)
 {
 	worker_kernel<<<blocks, warps * 32, 0, stream>>>(in, out, handles);
 	return cudaGetLastError();

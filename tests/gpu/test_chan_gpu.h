@@ -24,7 +24,8 @@ struct chan_test_msg {
 #ifdef __CUDACC__
 __host__ __device__
 #endif
-static inline uint64_t chan_test_sum(uint32_t sender, uint32_t seq)
+	static inline uint64_t
+	chan_test_sum(uint32_t sender, uint32_t seq)
 {
 	uint64_t x = ((uint64_t)sender << 32 | seq) * 0x9e3779b97f4a7c15ull;
 	return x ^ (x >> 29);
@@ -35,7 +36,8 @@ static inline uint64_t chan_test_sum(uint32_t sender, uint32_t seq)
 #ifdef __CUDACC__
 __host__ __device__
 #endif
-static inline uint32_t chan_test_big_len(uint32_t sender, uint32_t seq)
+	static inline uint32_t
+	chan_test_big_len(uint32_t sender, uint32_t seq)
 {
 	return 256u + (sender * 13u + seq * 37u) % 769u;
 }
@@ -43,14 +45,16 @@ static inline uint32_t chan_test_big_len(uint32_t sender, uint32_t seq)
 #ifdef __CUDACC__
 __host__ __device__
 #endif
-static inline uint32_t chan_test_small_len(uint32_t sender, uint32_t seq)
+	static inline uint32_t
+	chan_test_small_len(uint32_t sender, uint32_t seq)
 {
 	return 32u + (sender * 13u + seq * 37u) % 33u;
 }
 #ifdef __CUDACC__
 __host__ __device__
 #endif
-static inline uint8_t chan_test_byte(uint32_t sender, uint32_t seq, uint32_t i)
+	static inline uint8_t
+	chan_test_byte(uint32_t sender, uint32_t seq, uint32_t i)
 {
 	return (uint8_t)(sender * 31u + seq * 7u + i * 3u);
 }
@@ -78,15 +82,15 @@ struct chan_test_result {
  * Thread 0 of each block
  * calls gpuq_dev_chan_done at the end.
  */
-cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads, unsigned per_thread,
-			      int mode, cudaStream_t stream);
+cudaError_t chan_test_produce(struct gpuq_dev_chan c, unsigned blocks, unsigned threads,
+			      unsigned per_thread, int mode, cudaStream_t stream);
 /*
  * A persistent grid of blocks x warps workers (lane 0 of each warp): work
  * in, results out, until STOP. handles: even workers receive through a
  * gpuq_dev_receiver handle.
  */
-cudaError_t chan_test_worker(struct gpuq_dev_chan in, struct gpuq_dev_chan out, unsigned blocks, unsigned warps,
-			     int handles, cudaStream_t stream);
+cudaError_t chan_test_worker(struct gpuq_dev_chan in, struct gpuq_dev_chan out, unsigned blocks,
+			     unsigned warps, int handles, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -228,7 +228,7 @@ START_TEST(test_alloc_zeroed)
 		for (int r = 0; r < ROUNDS; r++) {
 			old[r] = addr[r] = alloc(sizes[i]);
 			ck_assert_int_eq(gpu_pattern_fill((void *)(uintptr_t)addr[r], sizes[i],
-							   test_seed, 0),
+							  test_seed, 0),
 					 0);
 		}
 		CK_CUDA(cudaDeviceSynchronize());
@@ -871,12 +871,16 @@ START_TEST(test_xfer_server)
 				n = 8;
 				big++;
 				for (unsigned i = 0; i < 7; i++)
-					x[i] = (struct backend_xfer){ .dst = d1 + SRC + i * SRC, .src = src, .len = SRC };
+					x[i] = (struct backend_xfer){ .dst = d1 + SRC + i * SRC,
+								      .src = src,
+								      .len = SRC };
 			}
 			x[n - 1] = (struct backend_xfer){ .dst = d1, .src = src, .len = SRC };
 		} else {
 			/* Device to host: a copy of what d1 holds, to a spare page. */
-			x[0] = (struct backend_xfer){ .dst = r.dev + HALF, .src = d1 + 8 * SRC, .len = SRC };
+			x[0] = (struct backend_xfer){ .dst = r.dev + HALF,
+						      .src = d1 + 8 * SRC,
+						      .len = SRC };
 		}
 		seq = submit(lane, x, n);
 		ck_assert_uint_eq(seq, last[lane] + 1);
@@ -906,8 +910,11 @@ START_TEST(test_xfer_server)
 		int64_t deadline = now_ns() + WAIT_NS;
 
 		while (cs_batches() == before) {
-			ck_assert_msg(now_ns() < deadline, "no server took batches again after it left");
-			x[0] = (struct backend_xfer){ .dst = d1, .src = r.dev + 5 * SRC, .len = SRC };
+			ck_assert_msg(now_ns() < deadline,
+				      "no server took batches again after it left");
+			x[0] = (struct backend_xfer){ .dst = d1,
+						      .src = r.dev + 5 * SRC,
+						      .len = SRC };
 			wait_done(LANE_H2D_SMALL, submit(LANE_H2D_SMALL, x, 1));
 		}
 	}
@@ -925,7 +932,8 @@ START_TEST(test_xfer_server)
 		wait_done(LANE_H2D_SMALL, submit(LANE_H2D_SMALL, x, 1));
 		x[0] = (struct backend_xfer){ .dst = r.dev + HALF, .src = d1, .len = SRC };
 		wait_done(LANE_D2H_SMALL, submit(LANE_D2H_SMALL, x, 1));
-		ck_assert_msg(first_diff(r.p + HALF, r.p, SRC) < 0, "round %u: stale bytes came through", k);
+		ck_assert_msg(first_diff(r.p + HALF, r.p, SRC) < 0,
+			      "round %u: stale bytes came through", k);
 		memset(r.p + HALF, 0, SRC);
 	}
 	be.ops->xfer_stop(&be, 0);
@@ -1006,14 +1014,15 @@ START_TEST(test_xfer_server_waits)
 	}
 	t.stop = 1;
 	pthread_join(th, NULL);
-	printf("copy server busy: %" PRIu64 " batches meanwhile; slowest mem_free %.2f ms, host_unregister %.2f ms\n",
+	printf("copy server busy: %" PRIu64
+	       " batches meanwhile; slowest mem_free %.2f ms, host_unregister %.2f ms\n",
 	       t.batches, worst_free * 1e-6, worst_unreg * 1e-6);
 	ck_assert_msg(!t.errors, "a batch failed or hung while memory was freed");
 	ck_assert_uint_ge(t.batches, 100);
 	ck_assert_uint_gt(cs_batches(), 100);
 	ck_assert_msg(worst_free < 20000000LL && worst_unreg < 20000000LL,
-		      "a device-wide wait took %.1f / %.1f ms beside the copy server", worst_free * 1e-6,
-		      worst_unreg * 1e-6);
+		      "a device-wide wait took %.1f / %.1f ms beside the copy server",
+		      worst_free * 1e-6, worst_unreg * 1e-6);
 	be.ops->xfer_stop(&be, 0);
 	region_close(&r);
 	release(d1);

@@ -51,8 +51,10 @@ START_TEST(mps_mode_steers_clients)
 		void *p = NULL;
 
 		_exit(cudaSetDevice(0) == cudaSuccess && cudaMalloc(&p, 1 << 20) == cudaSuccess &&
-		      cudaMemset(p, 1, 1 << 20) == cudaSuccess &&
-		      cudaDeviceSynchronize() == cudaSuccess ? 0 : 1);
+				      cudaMemset(p, 1, 1 << 20) == cudaSuccess &&
+				      cudaDeviceSynchronize() == cudaSuccess ?
+			      0 :
+			      1);
 	}
 	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
 	ck_assert_msg(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "a client context under MPS failed");

@@ -158,9 +158,9 @@ int harness_start(struct daemon_proc *d, const char *config_text, const char *co
 	 * $GPUQ_TEST_SHARING picks the mode (default exclusive).
 	 */
 	argv[argc++] = "--sharing";
-	argv[argc++] = getenv("GPUQ_TEST_SHARING") && *getenv("GPUQ_TEST_SHARING")
-			       ? getenv("GPUQ_TEST_SHARING")
-			       : "exclusive";
+	argv[argc++] = getenv("GPUQ_TEST_SHARING") && *getenv("GPUQ_TEST_SHARING") ?
+			       getenv("GPUQ_TEST_SHARING") :
+			       "exclusive";
 	argv[argc++] = "--config";
 	argv[argc++] = d->conf;
 	for (i = 0; extra && extra[i] && argc < 62; i++)
@@ -231,7 +231,8 @@ int harness_kill_wait(struct daemon_proc *d, int sig)
 				break;
 			}
 			if (now_ms() > deadline) {
-				fprintf(stderr, "gpuqd did not exit within 20 s of signal %d\n", sig);
+				fprintf(stderr, "gpuqd did not exit within 20 s of signal %d\n",
+					sig);
 				kill(d->pid, SIGKILL);
 				waitpid(d->pid, &st, 0);
 				break;
@@ -553,9 +554,8 @@ void harness_raw_session_close(struct raw_session *rs)
 
 struct shm_sqe *harness_raw_sqe(struct raw_session *rs, unsigned dev, uint32_t idx)
 {
-	return (struct shm_sqe *)(rs->base + rs->rings_off + rs->ringset_size * dev +
-				  shm_sq_off() + (uint64_t)(idx & (rs->sq_entries - 1)) *
-							  sizeof(struct shm_sqe));
+	return (struct shm_sqe *)(rs->base + rs->rings_off + rs->ringset_size * dev + shm_sq_off() +
+				  (uint64_t)(idx & (rs->sq_entries - 1)) * sizeof(struct shm_sqe));
 }
 
 static struct shm_cqe *raw_cqe(struct raw_session *rs, unsigned dev, uint32_t idx)
@@ -601,8 +601,8 @@ unsigned harness_raw_reap(struct raw_session *rs, unsigned dev, struct shm_cqe *
 	unsigned got = 0;
 
 	while (got < n) {
-		uint32_t tail = atomic_load_explicit(&rs->hdr->ctl[dev].cq_tail.v,
-						     memory_order_acquire);
+		uint32_t tail =
+			atomic_load_explicit(&rs->hdr->ctl[dev].cq_tail.v, memory_order_acquire);
 
 		while (got < n && rs->cq_head[dev] != tail) {
 			out[got++] = *raw_cqe(rs, dev, rs->cq_head[dev]);

@@ -12,7 +12,7 @@
 /* A gpuqd started by the harness. Owned by the test; harness_stop frees its files. */
 struct daemon_proc {
 	pid_t pid;
-	char dir[256];    /* private directory: socket, config, log, notify socket */
+	char dir[256]; /* private directory: socket, config, log, notify socket */
 	char sock[320];
 	char conf[320];
 	char log[320];
@@ -88,22 +88,22 @@ int harness_raw_send_fds(int fd, const void *buf, size_t len, const int *fds, un
  */
 struct raw_session {
 	int sock;
-	uint32_t proto;     /* Welcome's proto_version */
-	uint64_t id;        /* Welcome's session_id */
+	uint32_t proto; /* Welcome's proto_version */
+	uint64_t id;    /* Welcome's session_id */
 	unsigned ndevices;
 	int fds[FRAME_MAX_FDS]; /* as received, in order */
 	unsigned nfds;
-	int memfd;          /* the session memfd */
-	int wake_fd;        /* protocol 1: the CQ eventfd; 2: the client's end of the session socket */
-	int doorbell[16];   /* protocol 1: per-device engine eventfds; 2: wake_fd for each */
-	uint8_t *base;      /* mapping of the memfd, read-write, size bytes */
+	int memfd;   /* the session memfd */
+	int wake_fd; /* protocol 1: the CQ eventfd; 2: the client's end of the session socket */
+	int doorbell[16]; /* protocol 1: per-device engine eventfds; 2: wake_fd for each */
+	uint8_t *base;    /* mapping of the memfd, read-write, size bytes */
 	size_t size;
 	struct shm_hdr *hdr;
 	uint32_t sq_entries, cq_entries;
 	uint64_t rings_off, ringset_size, arena_off, arena_size;
 	uint32_t sq_tail[16]; /* the client's own count of published SQEs per device */
 	uint32_t cq_head[16];
-	uint64_t seq;       /* next control request seq */
+	uint64_t seq; /* next control request seq */
 };
 
 /*

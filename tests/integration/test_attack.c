@@ -56,16 +56,17 @@ static int enabled(const char *name)
 		return 1;
 	for (i = 0; i < sizeof(pending) / sizeof(pending[0]); i++)
 		if (!strcmp(pending[i].name, name)) {
-			fprintf(stderr, "attack %s: skipped, pending (%s); GPUQ_ATTACK_ALL=1 runs it\n",
+			fprintf(stderr,
+				"attack %s: skipped, pending (%s); GPUQ_ATTACK_ALL=1 runs it\n",
 				name, pending[i].hole);
 			return 0;
 		}
 	return 1;
 }
 
-#define ADD(tc, t)                       \
-	do {                             \
-		if (enabled(#t))         \
+#define ADD(tc, t)                             \
+	do {                                   \
+		if (enabled(#t))               \
 			tcase_add_test(tc, t); \
 	} while (0)
 
@@ -168,8 +169,12 @@ static void open_raw(struct raw_session *rs)
 static struct shm_sqe sqe(uint8_t op, uint32_t buf, uint64_t arena_off, uint64_t buf_off,
 			  uint64_t len, uint64_t ud)
 {
-	return (struct shm_sqe){ .op = op, .buf = buf, .arena_off = arena_off, .buf_off = buf_off,
-				 .len = len, .user_data = ud };
+	return (struct shm_sqe){ .op = op,
+				 .buf = buf,
+				 .arena_off = arena_off,
+				 .buf_off = buf_off,
+				 .len = len,
+				 .user_data = ud };
 }
 
 /* Submits one SQE and returns its completion's result; fails if none comes. */
@@ -342,21 +347,30 @@ START_TEST(frame_every_type_out_of_range)
 			Gpuq__Msg__BodyCase c;
 			void *body;
 		} all[] = {
-			{ GPUQ__MSG__BODY_HELLO, &he },	  { GPUQ__MSG__BODY_WELCOME, &we },
-			{ GPUQ__MSG__BODY_ERROR, &er },	  { GPUQ__MSG__BODY_OK, &ok },
+			{ GPUQ__MSG__BODY_HELLO, &he },
+			{ GPUQ__MSG__BODY_WELCOME, &we },
+			{ GPUQ__MSG__BODY_ERROR, &er },
+			{ GPUQ__MSG__BODY_OK, &ok },
 			{ GPUQ__MSG__BODY_DEVICE_LIST_REQ, &dlr },
 			{ GPUQ__MSG__BODY_DEVICE_LIST, &dl },
 			{ GPUQ__MSG__BODY_BUF_ALLOC, &ba },
 			{ GPUQ__MSG__BODY_BUF_ALLOC_REPLY, &bar },
-			{ GPUQ__MSG__BODY_BUF_FREE, &bf },	  { GPUQ__MSG__BODY_BUF_WRITE, &bw },
-			{ GPUQ__MSG__BODY_BUF_READ, &br },	  { GPUQ__MSG__BODY_BUF_DATA, &bd },
+			{ GPUQ__MSG__BODY_BUF_FREE, &bf },
+			{ GPUQ__MSG__BODY_BUF_WRITE, &bw },
+			{ GPUQ__MSG__BODY_BUF_READ, &br },
+			{ GPUQ__MSG__BODY_BUF_DATA, &bd },
 			{ GPUQ__MSG__BODY_BUF_EXPORT, &be },
 			{ GPUQ__MSG__BODY_BUF_EXPORT_REPLY, &ber },
-			{ GPUQ__MSG__BODY_CHAN_CREATE, &cc }, { GPUQ__MSG__BODY_CHAN_OPEN, &co },
-			{ GPUQ__MSG__BODY_CHAN_REPLY, &cr },  { GPUQ__MSG__BODY_CHAN_CLOSE, &cl },
-			{ GPUQ__MSG__BODY_CHAN_OWN, &cw },	  { GPUQ__MSG__BODY_STATUS_REQ, &sr },
-			{ GPUQ__MSG__BODY_STATUS, &st },	  { GPUQ__MSG__BODY_CLIENTS_REQ, &clr },
-			{ GPUQ__MSG__BODY_CLIENTS, &cls },	  { GPUQ__MSG__BODY_CHANNELS_REQ, &chr },
+			{ GPUQ__MSG__BODY_CHAN_CREATE, &cc },
+			{ GPUQ__MSG__BODY_CHAN_OPEN, &co },
+			{ GPUQ__MSG__BODY_CHAN_REPLY, &cr },
+			{ GPUQ__MSG__BODY_CHAN_CLOSE, &cl },
+			{ GPUQ__MSG__BODY_CHAN_OWN, &cw },
+			{ GPUQ__MSG__BODY_STATUS_REQ, &sr },
+			{ GPUQ__MSG__BODY_STATUS, &st },
+			{ GPUQ__MSG__BODY_CLIENTS_REQ, &clr },
+			{ GPUQ__MSG__BODY_CLIENTS, &cls },
+			{ GPUQ__MSG__BODY_CHANNELS_REQ, &chr },
 			{ GPUQ__MSG__BODY_CHANNELS, &chs },
 		};
 
@@ -399,8 +413,8 @@ START_TEST(frame_every_type_out_of_range)
 			unsigned nfds = 0, i;
 
 			/* Skip allocations that would succeed hugely; the rest is fair game. */
-			if (all[k].c == GPUQ__MSG__BODY_BUF_ALLOC && ba.size > 1 && ba.size != ~0ull &&
-			    ba.size != (1ull << 63) && ba.size != ~0ull - 4095)
+			if (all[k].c == GPUQ__MSG__BODY_BUF_ALLOC && ba.size > 1 &&
+			    ba.size != ~0ull && ba.size != (1ull << 63) && ba.size != ~0ull - 4095)
 				continue;
 			m.body_case = all[k].c;
 			/* The Msg's oneof members share one pointer. */
@@ -614,14 +628,15 @@ START_TEST(sqe_every_field_out_of_range)
 			q.user_data = 0x1000 + i;
 			res = one(&rs, q);
 			if (cases[i].ok)
-				ck_assert_msg(res == (int64_t)q.len, "case %u: %lld, expected %llu", i,
-					      (long long)res, (unsigned long long)q.len);
+				ck_assert_msg(res == (int64_t)q.len, "case %u: %lld, expected %llu",
+					      i, (long long)res, (unsigned long long)q.len);
 			else
-				ck_assert_msg(res < 0, "case %u (op %u buf %u arena_off %llu buf_off "
-						       "%llu len %llu) succeeded: %lld",
+				ck_assert_msg(res < 0,
+					      "case %u (op %u buf %u arena_off %llu buf_off "
+					      "%llu len %llu) succeeded: %lld",
 					      i, q.op, q.buf, (unsigned long long)q.arena_off,
-					      (unsigned long long)q.buf_off, (unsigned long long)q.len,
-					      (long long)res);
+					      (unsigned long long)q.buf_off,
+					      (unsigned long long)q.len, (long long)res);
 		}
 	}
 	/* D2D: source id and source offset at every edge. */
@@ -716,7 +731,8 @@ static void forge_and_use(size_t off, size_t width, uint64_t value)
 	harness_raw_session_close(&rs);
 }
 
-#define FORGE(field, v) forge_and_use(offsetof(struct shm_hdr, field), sizeof(((struct shm_hdr *)0)->field), v)
+#define FORGE(field, v) \
+	forge_and_use(offsetof(struct shm_hdr, field), sizeof(((struct shm_hdr *)0)->field), v)
 
 START_TEST(forged_harmless_fields)
 {
@@ -745,7 +761,8 @@ START_TEST(forged_arena_size_huge)
 	q = sqe(SHM_OP_H2D, b, 1ull << 40, 0, 4096, 1);
 	ck_assert_int_eq(harness_raw_submit(&rs, 0, &q, 1), 0);
 	if (harness_raw_reap(&rs, 0, &c, 1, 2000) == 1)
-		ck_assert_msg(c.res < 0, "H2D from arena_off 2^40 moved %lld bytes", (long long)c.res);
+		ck_assert_msg(c.res < 0, "H2D from arena_off 2^40 moved %lld bytes",
+			      (long long)c.res);
 	else
 		ck_assert(raw_closed_or_error(&rs, 2000));
 	check_bystander();
@@ -767,8 +784,8 @@ START_TEST(forged_arena_size_neighbour)
 	rs.hdr->arena_size = ~0ull;
 	/* Just past the own mapping, where gpuqd's next mapping (the bystander's) may be. */
 	for (i = 0; i < 8; i++) {
-		struct shm_sqe q = sqe(i & 1 ? SHM_OP_D2H : SHM_OP_H2D, b, A + 4096ull * (i / 2), 0,
-				       4096, i);
+		struct shm_sqe q =
+			sqe(i & 1 ? SHM_OP_D2H : SHM_OP_H2D, b, A + 4096ull * (i / 2), 0, 4096, i);
 		struct shm_cqe c;
 
 		ck_assert_int_eq(harness_raw_submit(&rs, 0, &q, 1), 0);
@@ -1058,16 +1075,17 @@ START_TEST(fd_doorbell_thief)
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	fprintf(stderr, "doorbell thief: worst bystander send %ld ms, %d of 40 over 300 ms\n", worst,
-		slow);
+	fprintf(stderr, "doorbell thief: worst bystander send %ld ms, %d of 40 over 300 ms\n",
+		worst, slow);
 	/*
 	 * A thief that wins the doorbell leaves the engine asleep until its
 	 * poll times out: most sends take about a second. One slow send on a
 	 * loaded machine is no such stall.
 	 */
-	ck_assert_msg(slow <= 2 && worst < 3000,
-		      "%d of 40 bystander sends took over 300 ms (worst %ld) beside a doorbell thief",
-		      slow, worst);
+	ck_assert_msg(
+		slow <= 2 && worst < 3000,
+		"%d of 40 bystander sends took over 300 ms (worst %ld) beside a doorbell thief",
+		slow, worst);
 	harness_raw_session_close(&rs);
 }
 END_TEST
@@ -1344,7 +1362,8 @@ START_TEST(seq_reply_fds_reused)
 		if (rep->body_case == GPUQ__MSG__BODY_CHAN_REPLY) {
 			found = 1;
 			ck_assert_uint_ge(nfds, 1);
-			ck_assert_msg(fd_is(fds[0], "/memfd:") && !fd_is(fds[0], "/memfd:gpuq-session"),
+			ck_assert_msg(fd_is(fds[0], "/memfd:") &&
+					      !fd_is(fds[0], "/memfd:gpuq-session"),
 				      "ChanReply's first fd is not a channel memfd");
 			/* A channel's fds are its memfds and a wake pipe or eventfd, nothing else. */
 			for (k = 1; k < nfds; k++)
@@ -1464,9 +1483,9 @@ static int raw_chan_create(struct raw_session *rs, const char *name, uint32_t mo
 	rep = harness_raw_call(rs, &m, 5000, fds, nfds, FRAME_MAX_FDS);
 	if (!rep)
 		return -ECONNRESET;
-	r = rep->body_case == GPUQ__MSG__BODY_CHAN_REPLY ? (int)rep->chan_reply->chan_id
-	    : rep->body_case == GPUQ__MSG__BODY_ERROR	 ? rep->error->code
-							 : -EPROTO;
+	r = rep->body_case == GPUQ__MSG__BODY_CHAN_REPLY ? (int)rep->chan_reply->chan_id :
+	    rep->body_case == GPUQ__MSG__BODY_ERROR      ? rep->error->code :
+							   -EPROTO;
 	frame_free(rep);
 	return r;
 }
@@ -1508,8 +1527,7 @@ START_TEST(seq_channel_fd_exhaustion)
 			break;
 	}
 	fprintf(stderr, "channel %d refused: %s\n", i, strerror(-r));
-	ck_assert_msg(r == -EDQUOT || r == -ENOMEM || r == -EMFILE || r == -ENFILE ||
-			      r == -ENOSPC,
+	ck_assert_msg(r == -EDQUOT || r == -ENOMEM || r == -EMFILE || r == -ENFILE || r == -ENOSPC,
 		      "channel %d: %d", i, r);
 	/* New clients are still served, promptly. */
 	t = now_ms();
@@ -1598,7 +1616,8 @@ static int own_send_end_recv_only(const char *name)
 
 static void start_open_socket(void)
 {
-	static const char *const args[] = { "--arena-default", "1M", "--socket-mode", "0666", NULL };
+	static const char *const args[] = { "--arena-default", "1M", "--socket-mode", "0666",
+					    NULL };
 
 	start_with(args);
 	chmod(d.dir, 0755);
@@ -1694,9 +1713,9 @@ END_TEST
 START_TEST(seq_chan_name_with_nul)
 {
 	/* Msg{seq=3, chan_create{name="abc\0evl", slot_size=64, nslots=8, direction=2, mode=0600}} */
-	static const uint8_t body[] = { 0x08, 0x03, 0x92, 0x03, 18,   0x0a, 7,	  'a',	'b',
-					'c',  0x00, 'e',  'v',	'l',  0x10, 0x40, 0x18, 0x08,
-					0x20, 0x02, 0x28, 0x80, 0x03 };
+	static const uint8_t body[] = { 0x08, 0x03, 0x92, 0x03, 18,   0x0a, 7,    'a',
+					'b',  'c',  0x00, 'e',  'v',  'l',  0x10, 0x40,
+					0x18, 0x08, 0x20, 0x02, 0x28, 0x80, 0x03 };
 	struct raw_session rs;
 	Gpuq__Msg *m;
 	int fds[FRAME_MAX_FDS];

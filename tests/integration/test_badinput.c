@@ -27,9 +27,9 @@ static void start(const char *const *args)
 	ck_assert_int_eq(gpuq_connect_opts(d.sock, &o, &bystander), 0);
 	harness_fill(bystander_data, sizeof(bystander_data), harness_seed());
 	ck_assert_int_eq(gpuq_buf_alloc(bystander, 0, sizeof(bystander_data), &bystander_buf), 0);
-	ck_assert_int_eq(gpuq_buf_write(bystander, bystander_buf, 0, bystander_data,
-					sizeof(bystander_data)),
-			 (ssize_t)sizeof(bystander_data));
+	ck_assert_int_eq(
+		gpuq_buf_write(bystander, bystander_buf, 0, bystander_data, sizeof(bystander_data)),
+		(ssize_t)sizeof(bystander_data));
 }
 
 static void start_default(void)

@@ -95,9 +95,9 @@ START_TEST(names_and_errors)
 	ck_assert_int_eq(gpuq_chan_create(q, "ok", 64, 6, GPUQ_CHAN_GPU_TO_CPU, &a), -EINVAL);
 	ck_assert_int_eq(gpuq_chan_create(q, "ok", 0, 8, GPUQ_CHAN_GPU_TO_CPU, &a), -EINVAL);
 	ck_assert_int_eq(gpuq_chan_create(q, "ok", 64, 8, 0, &a), -EINVAL);
-	ck_assert_int_eq(gpuq_chan_create(q, "ok", 64, 8,
-					  GPUQ_CHAN_GPU_TO_CPU | GPUQ_CHAN_CPU_TO_GPU, &a),
-			 -EINVAL);
+	ck_assert_int_eq(
+		gpuq_chan_create(q, "ok", 64, 8, GPUQ_CHAN_GPU_TO_CPU | GPUQ_CHAN_CPU_TO_GPU, &a),
+		-EINVAL);
 	ck_assert_int_eq(gpuq_chan_open(q, "missing", GPUQ_CHAN_RECV, &a), -ENOENT);
 	ck_assert_int_eq(gpuq_chan_create(q, "results.v1", 100, 8, GPUQ_CHAN_GPU_TO_CPU, &a), 0);
 	ck_assert_int_eq(gpuq_chan_create(q2, "results.v1", 64, 8, GPUQ_CHAN_GPU_TO_CPU, &b),
@@ -217,9 +217,7 @@ START_TEST(many_senders_order_and_integrity)
 	unsigned got = 0;
 	int i, st;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "fanin", SLOT(_i), 64, GPUQ_CHAN_CPU_TO_GPU,
-					  &rx),
-			 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "fanin", SLOT(_i), 64, GPUQ_CHAN_CPU_TO_GPU, &rx), 0);
 	for (i = 0; i < SENDERS; i++) {
 		pids[i] = fork();
 		if (pids[i] == 0)
@@ -266,7 +264,8 @@ START_TEST(many_receivers_batches)
 	pid_t pids[SENDERS + RECEIVERS];
 	int i, st;
 
-	seen = mmap(NULL, SENDERS * COUNT + 64, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	seen = mmap(NULL, SENDERS * COUNT + 64, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		    -1, 0);
 	ck_assert_ptr_ne(seen, MAP_FAILED);
 	got = (unsigned *)(seen + SENDERS * COUNT);
 	ck_assert_int_eq(gpuq_chan_create(q, "fanout", SLOT(_i), 32, GPUQ_CHAN_GPU_TO_CPU, &ch), 0);
@@ -279,7 +278,8 @@ START_TEST(many_receivers_batches)
 			size_t lens[16];
 			int64_t last[SENDERS] = { -1, -1, -1 };
 
-			if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "fanout", GPUQ_CHAN_RECV, &rx))
+			if (gpuq_connect(d.sock, &c) ||
+			    gpuq_chan_open(c, "fanout", GPUQ_CHAN_RECV, &rx))
 				_exit(10);
 			while (__atomic_load_n(got, __ATOMIC_ACQUIRE) < SENDERS * COUNT) {
 				int n = gpuq_chan_recv_batch(rx, m, sizeof(m[0]), lens, 16, 20), k;
@@ -289,11 +289,13 @@ START_TEST(many_receivers_batches)
 				if (n <= 0)
 					_exit(11);
 				for (k = 0; k < n; k++) {
-					if (lens[k] != sizeof(m[0]) || !msg_ok(&m[k]) || m[k].sender >= SENDERS ||
-					    m[k].n >= COUNT || (int64_t)m[k].n <= last[m[k].sender])
+					if (lens[k] != sizeof(m[0]) || !msg_ok(&m[k]) ||
+					    m[k].sender >= SENDERS || m[k].n >= COUNT ||
+					    (int64_t)m[k].n <= last[m[k].sender])
 						_exit(12);
 					last[m[k].sender] = m[k].n;
-					if (__atomic_fetch_add(&seen[m[k].sender * COUNT + m[k].n], 1, __ATOMIC_RELAXED))
+					if (__atomic_fetch_add(&seen[m[k].sender * COUNT + m[k].n],
+							       1, __ATOMIC_RELAXED))
 						_exit(13);
 				}
 				__atomic_fetch_add(got, (unsigned)n, __ATOMIC_RELEASE);
@@ -309,7 +311,8 @@ START_TEST(many_receivers_batches)
 	for (i = 0; i < SENDERS + RECEIVERS; i++) {
 		ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s %d exited with %d",
-			      i < SENDERS ? "sender" : "receiver", i, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+			      i < SENDERS ? "sender" : "receiver", i,
+			      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 	}
 	for (i = 0; i < SENDERS * COUNT; i++)
 		ck_assert_msg(seen[i] == 1, "message %d seen %u times", i, seen[i]);
@@ -330,9 +333,12 @@ static void raw_put(struct gpuq_chan_hdr *h, uint64_t pos, const void *msg, uint
 	while (pos - (__atomic_load_n(&h->head, __ATOMIC_ACQUIRE) & ~GPUQ_CHAN_HELD) >= h->nslots)
 		;
 	if (h->format == GPUQ_CHAN_FMT_TAG) {
-		uint64_t *wd = (uint64_t *)((uint8_t *)h + h->slots_off + (pos & (h->nslots - 1)) * h->stride);
-		uint64_t tag = (uint64_t)gpuq_chan_tag(pos, gpuq_chan_lap_shift(h->nslots), len) << 32;
-		uint64_t rest = (uint64_t)gpuq_chan_tag_rest(pos, gpuq_chan_lap_shift(h->nslots)) << 32;
+		uint64_t *wd = (uint64_t *)((uint8_t *)h + h->slots_off +
+					    (pos & (h->nslots - 1)) * h->stride);
+		uint64_t tag = (uint64_t)gpuq_chan_tag(pos, gpuq_chan_lap_shift(h->nslots), len)
+			       << 32;
+		uint64_t rest = (uint64_t)gpuq_chan_tag_rest(pos, gpuq_chan_lap_shift(h->nslots))
+				<< 32;
 		uint32_t i;
 
 		/* Every word with its tag; in no particular order, like a GPU's stores. */
@@ -340,7 +346,8 @@ static void raw_put(struct gpuq_chan_hdr *h, uint64_t pos, const void *msg, uint
 			uint32_t v = 0;
 
 			if (4 * i < len)
-				memcpy(&v, (const uint8_t *)msg + 4 * i, len - 4 * i < 4 ? len - 4 * i : 4);
+				memcpy(&v, (const uint8_t *)msg + 4 * i,
+				       len - 4 * i < 4 ? len - 4 * i : 4);
 			__atomic_store_n(&wd[i], (i < 2 ? tag : rest) | v, __ATOMIC_RELAXED);
 		}
 		return;
@@ -392,7 +399,8 @@ START_TEST(owned_ends)
 	ck_assert_int_eq(gpuq_chan_own(ch, GPUQ_CHAN_SEND, 1), 0);
 	ck_assert_int_eq(gpuq_chan_own(ch, GPUQ_CHAN_SEND, 1), -EBUSY);
 	ck_assert_int_eq(gpuq_chan_own(other, GPUQ_CHAN_SEND, 1), -EBUSY);
-	ck_assert_int_eq(gpuq_chan_own(other, GPUQ_CHAN_SEND, 0), -EINVAL); /* not its to give back */
+	ck_assert_int_eq(gpuq_chan_own(other, GPUQ_CHAN_SEND, 0),
+			 -EINVAL); /* not its to give back */
 	ck_assert_int_eq(gpuq_chan_own(ch, 7, 1), -EINVAL);
 	ck_assert_int_eq(gpuq_chan_send(other, &m, sizeof(m), 0), -EBUSY);
 	ck_assert_int_eq(gpuq_chan_own(ch, GPUQ_CHAN_SEND, 0), 0);
@@ -439,7 +447,8 @@ START_TEST(owner_dies_others_take_over)
 	pid_t pid;
 	int st;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "orphan", SLOT(_i), 8, GPUQ_CHAN_GPU_TO_CPU | 0666, &ch), 0);
+	ck_assert_int_eq(
+		gpuq_chan_create(q, "orphan", SLOT(_i), 8, GPUQ_CHAN_GPU_TO_CPU | 0666, &ch), 0);
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
@@ -447,8 +456,10 @@ START_TEST(owner_dies_others_take_over)
 		gpuq_chan_t *mine;
 		struct msg k;
 
-		if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "orphan", GPUQ_CHAN_SEND | GPUQ_CHAN_RECV, &mine) ||
-		    gpuq_chan_own(mine, GPUQ_CHAN_SEND, 1) || gpuq_chan_own(mine, GPUQ_CHAN_RECV, 1))
+		if (gpuq_connect(d.sock, &c) ||
+		    gpuq_chan_open(c, "orphan", GPUQ_CHAN_SEND | GPUQ_CHAN_RECV, &mine) ||
+		    gpuq_chan_own(mine, GPUQ_CHAN_SEND, 1) ||
+		    gpuq_chan_own(mine, GPUQ_CHAN_RECV, 1))
 			_exit(10);
 		struct gpuq_chan_hdr *h = hdr_of(mine);
 		uint64_t next = h->tail; /* the "device counter" */
@@ -462,21 +473,27 @@ START_TEST(owner_dies_others_take_over)
 		}
 		if (h->format == GPUQ_CHAN_FMT_TAG) {
 			/* Killed halfway through a message: its first unit landed, the rest did not. */
-			uint64_t *w = (uint64_t *)((uint8_t *)h + h->slots_off + (next & (h->nslots - 1)) * h->stride);
-			uint64_t tag = (uint64_t)gpuq_chan_tag(next, gpuq_chan_lap_shift(h->nslots), sizeof(k)) << 32;
+			uint64_t *w = (uint64_t *)((uint8_t *)h + h->slots_off +
+						   (next & (h->nslots - 1)) * h->stride);
+			uint64_t tag = (uint64_t)gpuq_chan_tag(next, gpuq_chan_lap_shift(h->nslots),
+							       sizeof(k))
+				       << 32;
 
 			w[0] = tag | 1;
 			w[1] = tag | 2;
 		}
 		next++; /* taken, never filled whole */
 		make_msg(&k, 7, 99);
-		raw_put(h, next++, &k, sizeof(k)); /* whole, but after the gap: must not pass for a later sender's */
-		_exit(0); /* no give-back, no close */
+		raw_put(h, next++, &k,
+			sizeof(k)); /* whole, but after the gap: must not pass for a later sender's */
+		_exit(0);           /* no give-back, no close */
 	}
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	ck_assert_msg(wait_cleared(&hdr_of(ch)->tail_owner), "gpuqd did not clear the dead sender's mark");
-	ck_assert_msg(wait_cleared(&hdr_of(ch)->rx_owner), "gpuqd did not clear the dead receiver's mark");
+	ck_assert_msg(wait_cleared(&hdr_of(ch)->tail_owner),
+		      "gpuqd did not clear the dead sender's mark");
+	ck_assert_msg(wait_cleared(&hdr_of(ch)->rx_owner),
+		      "gpuqd did not clear the dead receiver's mark");
 	ck_assert_uint_eq(hdr_of(ch)->tail, 2);
 	ck_assert_uint_eq(hdr_of(ch)->head, 0); /* let go, at the position it had */
 	for (uint32_t i = 0; i < 2; i++) {
@@ -488,7 +505,8 @@ START_TEST(owner_dies_others_take_over)
 		make_msg(&m, 1, i);
 		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
 		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
-		ck_assert_msg(msg_ok(&m) && m.sender == 1 && m.n == i, "got sender %u n %u", m.sender, m.n);
+		ck_assert_msg(msg_ok(&m) && m.sender == 1 && m.n == i, "got sender %u n %u",
+			      m.sender, m.n);
 		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), -EAGAIN);
 	}
 	gpuq_chan_close(ch);
@@ -504,15 +522,15 @@ START_TEST(sleeping_receiver_woken_by_gpuqd)
 	pid_t pid;
 	int st;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "kernel-out", SLOT(_i), 16, GPUQ_CHAN_GPU_TO_CPU,
-					  &ch),
+	ck_assert_int_eq(gpuq_chan_create(q, "kernel-out", SLOT(_i), 16, GPUQ_CHAN_GPU_TO_CPU, &ch),
 			 0);
 	pid = fork();
 	if (pid == 0) {
 		gpuq_t *c;
 		int code = 0, i;
 
-		if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "kernel-out", GPUQ_CHAN_RECV, &rx))
+		if (gpuq_connect(d.sock, &c) ||
+		    gpuq_chan_open(c, "kernel-out", GPUQ_CHAN_RECV, &rx))
 			_exit(10);
 		for (i = 0; i < 5; i++) {
 			struct timespec now;
@@ -537,7 +555,8 @@ START_TEST(sleeping_receiver_woken_by_gpuqd)
 			memcpy(&sent, m.fill + 40, sizeof(sent));
 			late = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec - sent;
 			if (late > 600000000ull) {
-				fprintf(stderr, "message %d: received %.1f ms after it was sent\n", i, late / 1e6);
+				fprintf(stderr, "message %d: received %.1f ms after it was sent\n",
+					i, late / 1e6);
 				code = 12;
 			}
 		}
@@ -556,8 +575,8 @@ START_TEST(sleeping_receiver_woken_by_gpuqd)
 		raw_send(ch, &m, sizeof(m));
 	}
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "receiver failed: %d (11: a wrong message, 12: woken late)",
-		      WEXITSTATUS(st));
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "receiver failed: %d (11: a wrong message, 12: woken late)", WEXITSTATUS(st));
 	gpuq_chan_close(ch);
 	gpuq_close(q);
 }
@@ -835,10 +854,12 @@ START_TEST(modes_enforced_by_mappings)
 	ms = mem_of(tx, NULL);
 
 	/* Receive-only: slots and tail stay read-only; head is its to write. */
-	ck_assert_int_eq(mprotect(mr + GPUQ_CHAN_TX_OFF, size - GPUQ_CHAN_TX_OFF, PROT_READ | PROT_WRITE), -1);
+	ck_assert_int_eq(
+		mprotect(mr + GPUQ_CHAN_TX_OFF, size - GPUQ_CHAN_TX_OFF, PROT_READ | PROT_WRITE),
+		-1);
 	ck_assert_int_eq(errno, EACCES);
 	ck_assert_int_eq(mprotect(mr, GPUQ_CHAN_FIXED_SIZE, PROT_READ | PROT_WRITE), -1);
-	ck_assert_int_eq(writable(mr + GPUQ_CHAN_HDR_SIZE), 0);           /* a slot */
+	ck_assert_int_eq(writable(mr + GPUQ_CHAN_HDR_SIZE), 0);             /* a slot */
 	ck_assert_int_eq(writable(&((struct gpuq_chan_hdr *)mr)->tail), 0); /* tail */
 	ck_assert_int_eq(writable(&((struct gpuq_chan_hdr *)mr)->rx_waiting), 1);
 	make_msg(&m, 1, 1);
@@ -847,7 +868,8 @@ START_TEST(modes_enforced_by_mappings)
 	ck_assert_ptr_nonnull(strstr(gpuq_errmsg(qr), "not opened for sending"));
 
 	/* Send-only: head stays read-only (it cannot consume); slots and tail are its to write. */
-	ck_assert_int_eq(mprotect(ms + GPUQ_CHAN_RX_OFF, GPUQ_CHAN_RX_SIZE, PROT_READ | PROT_WRITE), -1);
+	ck_assert_int_eq(mprotect(ms + GPUQ_CHAN_RX_OFF, GPUQ_CHAN_RX_SIZE, PROT_READ | PROT_WRITE),
+			 -1);
 	ck_assert_int_eq(errno, EACCES);
 	ck_assert_int_eq(writable(&((struct gpuq_chan_hdr *)ms)->head), 0);
 	ck_assert_int_eq(gpuq_chan_recv(tx, &m, sizeof(m), 0), -EBADF);
@@ -903,7 +925,8 @@ static void raw_expect_error(int fd, int code, const char *text)
 	ck_assert_msg(m != NULL, "no reply (expected error %d)", code);
 	ck_assert_int_eq(m->body_case, GPUQ__MSG__BODY_ERROR);
 	ck_assert_int_eq(m->error->code, code);
-	ck_assert_msg(strstr(m->error->message, text), "error '%s' lacks '%s'", m->error->message, text);
+	ck_assert_msg(strstr(m->error->message, text), "error '%s' lacks '%s'", m->error->message,
+		      text);
 	frame_free(m);
 }
 
@@ -968,10 +991,12 @@ START_TEST(big_channel_untouched)
 
 	before = daemon_rss_kib();
 	/* Over 512 MiB: 128 Ki slots of 4 KiB (SEQ format, whose slots were once stamped one by one). */
-	ck_assert_int_eq(gpuq_chan_create(q, "big", 4096, 128u << 10, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+	ck_assert_int_eq(gpuq_chan_create(q, "big", 4096, 128u << 10, GPUQ_CHAN_CPU_TO_GPU, &ch),
+			 0);
 	after = daemon_rss_kib();
 	ck_assert_int_ge(before, 0);
-	ck_assert_msg(after - before < 1024, "gpuqd's shared memory grew by %ld KiB", after - before);
+	ck_assert_msg(after - before < 1024, "gpuqd's shared memory grew by %ld KiB",
+		      after - before);
 	make_msg(&m, 1, 1);
 	ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
 	ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
@@ -1064,12 +1089,14 @@ static void half_send_and_die(gpuq_chan_t *ch, uint32_t id, int full)
 
 	make_msg(&m, id, 0);
 	__atomic_store_n(&h->pending[1][0], pos + 1, __ATOMIC_SEQ_CST);
-	if (!__atomic_compare_exchange_n(&h->tail, &pos, pos + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+	if (!__atomic_compare_exchange_n(&h->tail, &pos, pos + 1, 0, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST))
 		_exit(30);
 	if (full)
 		raise(SIGKILL);
 	if (h->format == GPUQ_CHAN_FMT_TAG) {
-		uint64_t rest = (uint64_t)gpuq_chan_tag_rest(pos, gpuq_chan_lap_shift(h->nslots)) << 32;
+		uint64_t rest = (uint64_t)gpuq_chan_tag_rest(pos, gpuq_chan_lap_shift(h->nslots))
+				<< 32;
 
 		for (uint32_t i = 2; i < sizeof(m) / 4; i++)
 			((uint64_t *)slot)[i] = rest | ((uint32_t *)&m)[i];
@@ -1089,7 +1116,8 @@ START_TEST(dead_sender_hole_skipped)
 		pid_t pid;
 		int st, i, before = full ? 8 : 1;
 
-		ck_assert_int_eq(gpuq_chan_create(q, "holes", SLOT(_i), 8, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
+		ck_assert_int_eq(
+			gpuq_chan_create(q, "holes", SLOT(_i), 8, GPUQ_CHAN_CPU_TO_GPU, &ch), 0);
 		for (i = 0; i < before; i++) {
 			make_msg(&m, 1, (uint32_t)i);
 			ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 0), (ssize_t)sizeof(m));
@@ -1099,15 +1127,18 @@ START_TEST(dead_sender_hole_skipped)
 			gpuq_t *c;
 			gpuq_chan_t *tx;
 
-			if (gpuq_connect(d.sock, &c) || gpuq_chan_open(c, "holes", GPUQ_CHAN_SEND, &tx))
+			if (gpuq_connect(d.sock, &c) ||
+			    gpuq_chan_open(c, "holes", GPUQ_CHAN_SEND, &tx))
 				_exit(10);
 			half_send_and_die(tx, 2, full);
 			_exit(11);
 		}
 		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-		ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the dying sender: %d", st);
+		ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the dying sender: %d",
+			      st);
 		for (i = 0; i < before; i++) {
-			ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
+			ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 1000),
+					 (ssize_t)sizeof(m));
 			ck_assert(msg_ok(&m) && m.sender == 1 && m.n == (uint32_t)i);
 		}
 		/* The living sender's next message comes after the hole, which gpuqd skips. */
@@ -1115,7 +1146,8 @@ START_TEST(dead_sender_hole_skipped)
 		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 1000), (ssize_t)sizeof(m));
 		memset(&m, 0, sizeof(m));
 		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 3000), (ssize_t)sizeof(m));
-		ck_assert_msg(msg_ok(&m) && m.sender == 1 && m.n == 100, "got sender %u n %u", m.sender, m.n);
+		ck_assert_msg(msg_ok(&m) && m.sender == 1 && m.n == 100, "got sender %u n %u",
+			      m.sender, m.n);
 		ck_assert_int_eq(gpuq_chan_recv(ch, &m, sizeof(m), 0), -EAGAIN);
 		gpuq_chan_close(ch);
 		gpuq_close(q);
@@ -1170,7 +1202,8 @@ START_TEST(killed_senders_never_stall_receivers)
 			next[m->sender] = m->n + 1;
 			others++;
 		}
-		if (write(res[1], &living, sizeof(living)) < 0 || write(res[1], &others, sizeof(others)) < 0)
+		if (write(res[1], &living, sizeof(living)) < 0 ||
+		    write(res[1], &others, sizeof(others)) < 0)
 			_exit(15);
 		_exit(0);
 	}
@@ -1213,7 +1246,8 @@ START_TEST(killed_senders_never_stall_receivers)
 		ck_assert_int_eq(waitpid(spid, &st, 0), spid);
 		/* Whatever it left, the next message of a living sender gets through. */
 		make_msg(&m, 0, (uint32_t)k);
-		ck_assert_msg(gpuq_chan_send(ch, &m, sizeof(m), 5000) == (ssize_t)sizeof(m), "kill %d: ring stuck", k);
+		ck_assert_msg(gpuq_chan_send(ch, &m, sizeof(m), 5000) == (ssize_t)sizeof(m),
+			      "kill %d: ring stuck", k);
 	}
 	{
 		struct msg m;
@@ -1223,11 +1257,13 @@ START_TEST(killed_senders_never_stall_receivers)
 		ck_assert_int_eq(gpuq_chan_send(ch, &m, sizeof(m), 5000), (ssize_t)sizeof(m));
 		ck_assert_int_eq(waitpid(rpid, &st, 0), rpid);
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-			      "receiver: %d (11 stuck, 12 torn, 13 living sender's lost, 14 order)", WEXITSTATUS(st));
+			      "receiver: %d (11 stuck, 12 torn, 13 living sender's lost, 14 order)",
+			      WEXITSTATUS(st));
 		ck_assert_int_eq(read(res[0], &living, sizeof(living)), (ssize_t)sizeof(living));
 		ck_assert_int_eq(read(res[0], &others, sizeof(others)), (ssize_t)sizeof(others));
 		ck_assert_uint_eq(living, (uint32_t)kills);
-		fprintf(stderr, "killed_senders (%s): %d kills, %u messages of the killed senders received\n",
+		fprintf(stderr,
+			"killed_senders (%s): %d kills, %u messages of the killed senders received\n",
 			_i ? "SEQ" : "TAG", kills, others);
 	}
 	close(res[0]);
@@ -1242,7 +1278,9 @@ static int raw_recv_fds(int fd, int *fds, int max)
 	static char data[1 << 16];
 	char ctl[CMSG_SPACE(8 * sizeof(int))];
 	struct iovec iov = { data, sizeof(data) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)
+	};
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	struct cmsghdr *cm;
 	int n = 0;
@@ -1274,7 +1312,8 @@ START_TEST(descriptors_as_handed_out)
 	int st;
 
 	if (getuid() != 0) {
-		fprintf(stderr, "descriptors_as_handed_out: not root, cannot act as another user; skipped\n");
+		fprintf(stderr,
+			"descriptors_as_handed_out: not root, cannot act as another user; skipped\n");
 		gpuq_close(q);
 		return;
 	}
@@ -1305,7 +1344,8 @@ START_TEST(descriptors_as_handed_out)
 			for (int i = 0; i < 2; i++) {
 				int f = i ? fds[0] : ro;
 
-				if (mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0) != MAP_FAILED)
+				if (mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0) !=
+				    MAP_FAILED)
 					_exit(23);
 				if (write(f, "x", 1) != -1 || ftruncate(f, 0) != -1)
 					_exit(24);
@@ -1317,7 +1357,8 @@ START_TEST(descriptors_as_handed_out)
 				if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, f, 0) == MAP_FAILED)
 					_exit(27);
 			}
-			if (mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0) == MAP_FAILED)
+			if (mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0) ==
+			    MAP_FAILED)
 				_exit(28);
 			if (write(fds[3], "x", 1) != -1)
 				_exit(29);

@@ -165,8 +165,8 @@ static void victim(uint64_t seed)
 			break;
 		case 1: /* pipelined, never waited for */
 			for (i = 0; nb && i < 16; i++)
-				(void)gpuq_isend(q, ids[rnd(&x) % nb], 0, data, 1 + rnd(&x) % 4096, i,
-						 NULL);
+				(void)gpuq_isend(q, ids[rnd(&x) % nb], 0, data, 1 + rnd(&x) % 4096,
+						 i, NULL);
 			break;
 		case 2:
 			if (nb)
@@ -174,7 +174,8 @@ static void victim(uint64_t seed)
 			break;
 		case 3:
 			if (!ch) {
-				snprintf(name, sizeof(name), "chaos-%llu", (unsigned long long)seed);
+				snprintf(name, sizeof(name), "chaos-%llu",
+					 (unsigned long long)seed);
 				if (!gpuq_chan_create(q, name, 64, 8, GPUQ_CHAN_CPU_TO_GPU, &ch))
 					(void)gpuq_chan_open(q, name, GPUQ_CHAN_RECV, &rx);
 			}

@@ -102,7 +102,8 @@ static Gpuq__Msg *read_until(int fd, uint64_t want, int *fds, unsigned *nfds, un
 			len -= off;
 			off = 0;
 		}
-		ck_assert_msg(mono_ms() < deadline, "reply %llu never came", (unsigned long long)want);
+		ck_assert_msg(mono_ms() < deadline, "reply %llu never came",
+			      (unsigned long long)want);
 		if (poll(&p, 1, 1000) <= 0)
 			continue;
 		fl = frame_recv(fd, buf + len, sizeof(buf) - len, fds, nfds, maxfds);
@@ -197,7 +198,6 @@ START_TEST(test_queued_reply_fds_owned)
 }
 END_TEST
 
-
 /* Sends a Hello asking for arena bytes and returns the reply. */
 static Gpuq__Msg *hello_arena(int fd, uint64_t arena)
 {
@@ -287,22 +287,22 @@ START_TEST(test_uid_limits)
 	{
 		gpuq_chan_t *c1, *c2, *c3;
 
-		ck_assert_int_eq(gpuq_chan_create(q[0], "lim-a", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600,
-						  &c1),
-				 0);
-		ck_assert_int_eq(gpuq_chan_create(q[1], "lim-big", 4096, 32, GPUQ_CHAN_CPU_TO_GPU | 0600,
-						  &c2),
+		ck_assert_int_eq(
+			gpuq_chan_create(q[0], "lim-a", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600, &c1),
+			0);
+		ck_assert_int_eq(gpuq_chan_create(q[1], "lim-big", 4096, 32,
+						  GPUQ_CHAN_CPU_TO_GPU | 0600, &c2),
 				 -EDQUOT);
-		ck_assert_int_eq(gpuq_chan_create(q[1], "lim-b", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600,
-						  &c2),
-				 0);
-		ck_assert_int_eq(gpuq_chan_create(q[1], "lim-c", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600,
-						  &c3),
-				 -EDQUOT);
+		ck_assert_int_eq(
+			gpuq_chan_create(q[1], "lim-b", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600, &c2),
+			0);
+		ck_assert_int_eq(
+			gpuq_chan_create(q[1], "lim-c", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600, &c3),
+			-EDQUOT);
 		gpuq_chan_close(c2);
-		ck_assert_int_eq(gpuq_chan_create(q[1], "lim-c", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600,
-						  &c3),
-				 0);
+		ck_assert_int_eq(
+			gpuq_chan_create(q[1], "lim-c", 64, 16, GPUQ_CHAN_CPU_TO_GPU | 0600, &c3),
+			0);
 		gpuq_chan_close(c3);
 		gpuq_chan_close(c1);
 	}
@@ -475,7 +475,8 @@ START_TEST(test_unknown_field_flood)
 		closed = harness_raw_closed(fd, 3000);
 		if (dt > worst)
 			worst = dt;
-		printf("unknown-field frame %d: another client's status answered in %.1f ms\n", i, dt);
+		printf("unknown-field frame %d: another client's status answered in %.1f ms\n", i,
+		       dt);
 		ck_assert_msg(closed, "a sender of unknown fields was not disconnected");
 		close(fd);
 	}

@@ -213,7 +213,8 @@ START_TEST(sessions_are_isolated)
 
 	harness_fill(secret, sizeof(secret), harness_seed());
 	ck_assert_int_eq(gpuq_buf_alloc(a, 0, sizeof(secret), &ida), 0);
-	ck_assert_int_eq(gpuq_buf_write(a, ida, 0, secret, sizeof(secret)), (ssize_t)sizeof(secret));
+	ck_assert_int_eq(gpuq_buf_write(a, ida, 0, secret, sizeof(secret)),
+			 (ssize_t)sizeof(secret));
 	/* B cannot name A's buffer... */
 	ck_assert_int_eq(gpuq_buf_read(b, ida, 0, got, sizeof(got)), -ENOENT);
 	ck_assert_int_eq(gpuq_buf_free(b, ida), -ENOENT);
@@ -423,8 +424,8 @@ START_TEST(socket_mode_and_stale_socket)
 	ck_assert_uint_eq(st.st_mode & 0777, 0600);
 	/* A second gpuqd must not steal a live daemon's socket. */
 	{
-		const char *argv[] = { harness_gpuqd(), "--socket", d.sock, "--backend", "host",
-				       "--config", d.conf, NULL };
+		const char *argv[] = { harness_gpuqd(), "--socket", d.sock, "--backend",
+				       "host",          "--config", d.conf, NULL };
 		pid_t pid = fork();
 		int wst;
 

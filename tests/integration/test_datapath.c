@@ -62,8 +62,8 @@ static uint64_t rnd(uint64_t *s)
 START_TEST(blocking_roundtrip_sizes)
 {
 	/* From 1 byte to 256 MiB, unaligned offsets, arena and ordinary memory. */
-	static const size_t sizes[] = { 1, 3, 255, 4096, 4097, 65535, 262143, 262144, 1u << 20,
-					(7u << 20) + 5, 256u << 20 };
+	static const size_t sizes[] = { 1,      3,      255,      4096,           4097,      65535,
+					262143, 262144, 1u << 20, (7u << 20) + 5, 256u << 20 };
 	gpuq_t *q = open_session("sizes", 64u << 20);
 	uint64_t seed = harness_seed();
 	size_t i;
@@ -138,7 +138,8 @@ START_TEST(nonblocking_many_in_flight)
 	/* More requests than the ring holds: submission waits for room by itself. */
 	for (i = 0; i < N; i++)
 		ck_assert_int_eq(gpuq_isend(q, id, (uint64_t)i * 512, src + i * 512, 512,
-					    (uint64_t)i, &reqs[i]), 0);
+					    (uint64_t)i, &reqs[i]),
+				 0);
 	ck_assert_int_eq(gpuq_waitall(q, reqs, N, cs), 0);
 	for (i = 0; i < N; i++) {
 		ck_assert_uint_eq(cs[i].tag, (uint64_t)i);
@@ -159,7 +160,9 @@ START_TEST(nonblocking_many_in_flight)
 		}
 		for (i = 0; i < N; i++)
 			ck_assert_int_eq(gpuq_irecv(q, id, (uint64_t)order[i] * 512,
-						    dst + order[i] * 512, 512, 1000000 + order[i], NULL), 0);
+						    dst + order[i] * 512, 512, 1000000 + order[i],
+						    NULL),
+					 0);
 		while (got < N) {
 			struct gpuq_completion c[64];
 			int n = gpuq_poll(q, c, 64, 5000), k;
@@ -359,8 +362,10 @@ static int windowed(const char *sock, uint64_t seed)
 		uint64_t k = rnd(&s) % 8;
 
 		/* Three large slots; the rest tiny, page-sized or mid-sized. */
-		len[i] = i % 32 == 5 ? (8u << 20) + rnd(&s) % (16u << 20)
-		       : k < 3 ? 1 + rnd(&s) % 256 : k < 7 ? 1 + rnd(&s) % 300000 : 4096;
+		len[i] = i % 32 == 5 ? (8u << 20) + rnd(&s) % (16u << 20) :
+			 k < 3       ? 1 + rnd(&s) % 256 :
+			 k < 7       ? 1 + rnd(&s) % 300000 :
+				       4096;
 		off[i] = total + rnd(&s) % 64;
 		total = off[i] + len[i];
 	}
@@ -384,7 +389,8 @@ static int windowed(const char *sock, uint64_t seed)
 		while (inflight < WINDOW && next < 2 * SLOTS) {
 			/* Uploads first; a slot's download only after its upload completed. */
 			if (next < SLOTS) {
-				if (gpuq_isend(q, id, off[next], up + off[next], len[next], next, NULL))
+				if (gpuq_isend(q, id, off[next], up + off[next], len[next], next,
+					       NULL))
 					return 33;
 			} else {
 				unsigned sl = next - SLOTS;
@@ -452,7 +458,8 @@ START_TEST(concurrent_nonblocking)
 	for (i = 0; i < NPROC; i++) {
 		pids[i] = fork();
 		if (pids[i] == 0)
-			_exit(i == 0 ? huge(d.sock, seed) : windowed(d.sock, seed * 31 + (uint64_t)i));
+			_exit(i == 0 ? huge(d.sock, seed) :
+				       windowed(d.sock, seed * 31 + (uint64_t)i));
 	}
 	for (i = 0; i < NPROC; i++) {
 		ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);

@@ -289,7 +289,8 @@ START_TEST(clients_json)
 	json_ok();
 	arr = jget(jd, "clients");
 	ck_assert_int_eq(jcount(arr), 2);
-	json_array_foreach(arr, i, k) {
+	json_array_foreach(arr, i, k)
+	{
 		ck_assert(json_is_object(k));
 		if (strcmp(jstr(k, "name", NULL), "ctl-probe"))
 			continue;
@@ -317,7 +318,8 @@ START_TEST(clients_odd_name)
 	json_ok();
 	arr = jget(jd, "clients");
 	jcount(arr);
-	json_array_foreach(arr, i, k) {
+	json_array_foreach(arr, i, k)
+	{
 		const char *name;
 		long len;
 
@@ -524,11 +526,13 @@ START_TEST(channels_human_and_json)
 	gpuq_chan_t *ch;
 	json_t *arr, *k;
 
-	ck_assert_int_eq(gpuq_chan_create(q, "ctl.results", 64, 32, GPUQ_CHAN_GPU_TO_CPU | 0640, &ch), 0);
+	ck_assert_int_eq(
+		gpuq_chan_create(q, "ctl.results", 64, 32, GPUQ_CHAN_GPU_TO_CPU | 0640, &ch), 0);
 	ck_assert_int_eq(gpuq_chan_send(ch, "x", 1, 0), 1);
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "channels"), 0);
 	ck_assert_msg(!strncmp(out, "NAME ", 5), "no header: %s", out);
-	ck_assert_msg(strstr(out, "ctl.results") && strstr(out, "0640") && strstr(out, "gpu-to-cpu"),
+	ck_assert_msg(strstr(out, "ctl.results") && strstr(out, "0640") &&
+			      strstr(out, "gpu-to-cpu"),
 		      "no row for the channel: %s", out);
 	ck_assert_int_eq(RUN_CTL("--socket", d.sock, "--json", "channels"), 0);
 	json_ok();

@@ -33,7 +33,7 @@ static long now_ms(void)
 
 static void start_with(const char *ndev)
 {
-	const char *const args[] = { "--host-mem", "2G", "--arena-max", "256M",
+	const char *const args[] = { "--host-mem",     "2G", "--arena-max", "256M",
 				     "--host-devices", ndev, NULL };
 
 	/* Only the host backend has a device count to choose: a GPU host has what it has. */
@@ -278,8 +278,12 @@ static int raw_cqe(struct raw *r, unsigned dev, struct shm_cqe *out, int ms)
 static int64_t raw_xfer(struct raw *r, uint8_t op, uint32_t buf, uint64_t arena_off,
 			uint64_t buf_off, uint64_t len)
 {
-	struct shm_sqe e = { .op = op, .buf = buf, .arena_off = arena_off, .buf_off = buf_off,
-			     .len = len, .user_data = 0x5eed0000u + r->sq_tail[0] };
+	struct shm_sqe e = { .op = op,
+			     .buf = buf,
+			     .arena_off = arena_off,
+			     .buf_off = buf_off,
+			     .len = len,
+			     .user_data = 0x5eed0000u + r->sq_tail[0] };
 	struct shm_cqe c;
 
 	raw_push(r, 0, &e);
@@ -314,7 +318,8 @@ START_TEST(forged_arena_size)
 		/* Wrapping sums. */
 		ck_assert_int_eq(raw_xfer(&r, SHM_OP_D2H, id, ~0ull - 10, 0, 100), -ERANGE);
 		/* Inside the true arena it still works. */
-		ck_assert_int_eq(raw_xfer(&r, SHM_OP_H2D, id, r.g.arena_size - 4096, 0, 4096), 4096);
+		ck_assert_int_eq(raw_xfer(&r, SHM_OP_H2D, id, r.g.arena_size - 4096, 0, 4096),
+				 4096);
 	}
 	ck_assert(harness_alive(&d));
 	bystander_check(&b);
@@ -544,8 +549,10 @@ START_TEST(free_in_flight_raw)
 	raw_open(&r, 1);
 	for (round = 0; round < 20; round++) {
 		uint32_t id = raw_alloc(&r, 0, 4u << 20);
-		struct shm_sqe e = { .op = (round & 1) ? SHM_OP_D2H : SHM_OP_H2D, .buf = id,
-				     .len = 4u << 20, .user_data = round };
+		struct shm_sqe e = { .op = (round & 1) ? SHM_OP_D2H : SHM_OP_H2D,
+				     .buf = id,
+				     .len = 4u << 20,
+				     .user_data = round };
 		struct shm_cqe c;
 		int code;
 
@@ -556,8 +563,8 @@ START_TEST(free_in_flight_raw)
 		ck_assert_int_eq(code, 0);
 		ck_assert_int_eq(raw_cqe(&r, 0, &c, 5000), 0);
 		ck_assert_uint_eq(c.user_data, round);
-		ck_assert_msg(c.res == (int64_t)(4u << 20) || c.res == -ENOENT,
-			      "completion %lld", (long long)c.res);
+		ck_assert_msg(c.res == (int64_t)(4u << 20) || c.res == -ENOENT, "completion %lld",
+			      (long long)c.res);
 		bystander_check(&b);
 	}
 	ck_assert(harness_alive(&d));

@@ -52,7 +52,8 @@ static void relay(int a, int b)
 	uint8_t buf[65536];
 
 	for (;;) {
-		struct pollfd p[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
+		struct pollfd p[2] = { { .fd = a, .events = POLLIN },
+				       { .fd = b, .events = POLLIN } };
 
 		if (poll(p, 2, 10000) <= 0)
 			return;

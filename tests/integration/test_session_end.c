@@ -73,10 +73,21 @@ static void stop_daemon(void)
 
 /* ---- a client blocked in each kind of call when gpuqd goes ---- */
 
-enum kind { K_SEND, K_RECV, K_COPY, K_WAIT, K_WAITALL, K_POLL, K_POLL_TIMEOUT, K_CHAN_SEND,
-	    K_CHAN_RECV, K_NKINDS };
+enum kind {
+	K_SEND,
+	K_RECV,
+	K_COPY,
+	K_WAIT,
+	K_WAITALL,
+	K_POLL,
+	K_POLL_TIMEOUT,
+	K_CHAN_SEND,
+	K_CHAN_RECV,
+	K_NKINDS
+};
 
-static const char *const kind_name[] = { "send", "recv", "copy", "wait", "waitall", "poll(-1)",
+static const char *const kind_name[] = { "send",       "recv",      "copy",
+					 "wait",       "waitall",   "poll(-1)",
 					 "poll(5000)", "chan_send", "chan_recv" };
 
 struct blocked {
@@ -99,14 +110,14 @@ static void prepare(struct blocked *w)
 		break;
 	case K_WAITALL:
 		ck_assert_int_eq(gpuq_isend(w->q, w->a, 0, w->host, 4096, 1, &w->reqs[0]), 0);
-		ck_assert_int_eq(gpuq_irecv(w->q, w->a, 0, w->host + 4096, 4096, 2, &w->reqs[1]), 0);
+		ck_assert_int_eq(gpuq_irecv(w->q, w->a, 0, w->host + 4096, 4096, 2, &w->reqs[1]),
+				 0);
 		break;
 	case K_POLL:
 	case K_POLL_TIMEOUT:
 		ck_assert_int_eq(gpuq_isend(w->q, w->a, 0, w->host, 4096, 7, NULL), 0);
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -117,15 +128,9 @@ static void *run_blocked(void *arg)
 	char msg[64] = "m";
 
 	switch (w->kind) {
-	case K_SEND:
-		w->ret = gpuq_send(w->q, w->a, 0, w->host, LEN);
-		break;
-	case K_RECV:
-		w->ret = gpuq_recv(w->q, w->a, 0, w->host, LEN);
-		break;
-	case K_COPY:
-		w->ret = gpuq_copy(w->q, w->b, 0, w->a, 0, LEN);
-		break;
+	case K_SEND: w->ret = gpuq_send(w->q, w->a, 0, w->host, LEN); break;
+	case K_RECV: w->ret = gpuq_recv(w->q, w->a, 0, w->host, LEN); break;
+	case K_COPY: w->ret = gpuq_copy(w->q, w->b, 0, w->a, 0, LEN); break;
 	case K_WAIT:
 		w->ret = gpuq_wait(w->q, w->reqs[0], &c[0]);
 		if (w->ret == 0 && c[0].result > 0)
@@ -157,14 +162,9 @@ static void *run_blocked(void *arg)
 			w->ret = -1002;
 		}
 		break;
-	case K_CHAN_SEND:
-		w->ret = gpuq_chan_send(w->tx, msg, sizeof(msg), -1);
-		break;
-	case K_CHAN_RECV:
-		w->ret = gpuq_chan_recv(w->rx, msg, sizeof(msg), -1);
-		break;
-	default:
-		break;
+	case K_CHAN_SEND: w->ret = gpuq_chan_send(w->tx, msg, sizeof(msg), -1); break;
+	case K_CHAN_RECV: w->ret = gpuq_chan_recv(w->rx, msg, sizeof(msg), -1); break;
+	default: break;
 	}
 	w->t_return = now_ms();
 	return NULL;
@@ -192,11 +192,13 @@ static double one_round(enum kind kind, int sig, long *ret, double *closed_ms)
 	ck_assert_int_eq(gpuq_buf_alloc(w.q, 0, LEN, &w.a), 0);
 	ck_assert_int_eq(gpuq_buf_alloc(w.q, 0, LEN, &w.b), 0);
 	if (kind == K_CHAN_SEND || kind == K_CHAN_RECV) {
-		ck_assert_int_eq(gpuq_chan_create(w.q, "end", 64, 16, GPUQ_CHAN_CPU_TO_GPU, &w.tx), 0);
+		ck_assert_int_eq(gpuq_chan_create(w.q, "end", 64, 16, GPUQ_CHAN_CPU_TO_GPU, &w.tx),
+				 0);
 		ck_assert_int_eq(gpuq_chan_open(w.q, "end", GPUQ_CHAN_RECV, &w.rx), 0);
 		if (kind == K_CHAN_SEND) {
 			for (i = 0; i < 16; i++)
-				ck_assert_int_eq(gpuq_chan_send(w.tx, msg, sizeof(msg), 0), sizeof(msg));
+				ck_assert_int_eq(gpuq_chan_send(w.tx, msg, sizeof(msg), 0),
+						 sizeof(msg));
 			ck_assert_int_eq(gpuq_chan_send(w.tx, msg, sizeof(msg), 0), -EAGAIN);
 		}
 	}
@@ -277,8 +279,10 @@ START_TEST(kill_while_blocked)
 			printf("kill -9 while in %s: %.1f ms after gpuqd's sockets closed (busy "
 			       "machine?), run again\n",
 			       kind_name[k], ms - closed);
-			ck_assert_msg(++slow <= 3, "%s noticed gpuqd's death %.1f ms after its sockets "
-				      "closed (4th slow round)", kind_name[k], ms - closed);
+			ck_assert_msg(++slow <= 3,
+				      "%s noticed gpuqd's death %.1f ms after its sockets "
+				      "closed (4th slow round)",
+				      kind_name[k], ms - closed);
 			round--;
 			continue;
 		}
@@ -313,7 +317,8 @@ START_TEST(clean_stop_while_blocked)
 		else
 			ck_assert_msg(ret == -ESHUTDOWN, "%s after SIGTERM: %ld",
 				      kind_name[kinds[i]], ret);
-		ck_assert_msg(ms < 1000, "%s noticed the stop after %.1f ms", kind_name[kinds[i]], ms);
+		ck_assert_msg(ms < 1000, "%s noticed the stop after %.1f ms", kind_name[kinds[i]],
+			      ms);
 	}
 }
 END_TEST
@@ -438,15 +443,9 @@ static void blocking_call(gpuq_t *q, enum bkind k, uint32_t a, uint32_t b, uint8
 	gpuq_req_t *h[2];
 
 	switch (k) {
-	case B_SEND:
-		ck_assert_int_eq(gpuq_send(q, a, 0, host, LEN), LEN);
-		break;
-	case B_RECV:
-		ck_assert_int_eq(gpuq_recv(q, a, 0, host, LEN), LEN);
-		break;
-	case B_COPY:
-		ck_assert_int_eq(gpuq_copy(q, b, 0, a, 0, LEN), LEN);
-		break;
+	case B_SEND: ck_assert_int_eq(gpuq_send(q, a, 0, host, LEN), LEN); break;
+	case B_RECV: ck_assert_int_eq(gpuq_recv(q, a, 0, host, LEN), LEN); break;
+	case B_COPY: ck_assert_int_eq(gpuq_copy(q, b, 0, a, 0, LEN), LEN); break;
 	case B_WAIT:
 		ck_assert_int_eq(gpuq_isend(q, a, 0, host, LEN, 0, &h[0]), 0);
 		ck_assert_int_eq(gpuq_wait(q, h[0], &c[0]), 0);
@@ -462,8 +461,7 @@ static void blocking_call(gpuq_t *q, enum bkind k, uint32_t a, uint32_t b, uint8
 		ck_assert_int_eq(gpuq_poll(q, c, 1, 5000), 1);
 		ck_assert_int_eq(c[0].tag, 5);
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -518,7 +516,8 @@ static void fd_after_blocking(int edge)
 				ck_assert_int_eq(epoll_wait(ep, &ev, 1, 0), 0);
 		}
 	}
-	printf("%s-triggered: %d wakes of 600 found nothing yet\n", edge ? "edge" : "level", spurious);
+	printf("%s-triggered: %d wakes of 600 found nothing yet\n", edge ? "edge" : "level",
+	       spurious);
 	close(ep);
 	gpuq_close(q);
 	ck_assert_int_eq(harness_stop(&d), 0);

@@ -97,18 +97,12 @@ static void note(struct totals *t, const char *fmt, ...)
 static size_t pick_len(uint64_t *r)
 {
 	switch (rnd(r) % 6) {
-	case 0:
-		return 1 + rnd(r) % 256;
-	case 1:
-		return 4096;
-	case 2:
-		return 1 + rnd(r) % 65536;
-	case 3:
-		return 1u << 20;
-	case 4:
-		return MAX_LEN;
-	default:
-		return 1 + rnd(r) % MAX_LEN;
+	case 0: return 1 + rnd(r) % 256;
+	case 1: return 4096;
+	case 2: return 1 + rnd(r) % 65536;
+	case 3: return 1u << 20;
+	case 4: return MAX_LEN;
+	default: return 1 + rnd(r) % MAX_LEN;
 	}
 }
 
@@ -130,12 +124,9 @@ static int issue(gpuq_t *q, uint32_t a, uint32_t b, unsigned k, struct slot *s)
 	uint64_t tag = tag_of(k, s);
 
 	switch (s->step) {
-	case STEP_SEND:
-		return gpuq_isend(q, a, s->off_a, s->src, s->len, tag, NULL);
-	case STEP_COPY:
-		return gpuq_icopy(q, b, s->off_b, a, s->off_a, s->len, tag, NULL);
-	default:
-		return gpuq_irecv(q, b, s->off_b, s->dst, s->len, tag, NULL);
+	case STEP_SEND: return gpuq_isend(q, a, s->off_a, s->src, s->len, tag, NULL);
+	case STEP_COPY: return gpuq_icopy(q, b, s->off_b, a, s->off_a, s->len, tag, NULL);
+	default: return gpuq_irecv(q, b, s->off_b, s->dst, s->len, tag, NULL);
 	}
 }
 
@@ -214,7 +205,8 @@ static void client(int id, double seconds, int out)
 		}
 		if (n == 0 && now_s() - last_progress > STALL_S) {
 			t.lost += (uint64_t)busy;
-			note(&t, "client %d: %d request(s) without completion for %d s", id, busy, STALL_S);
+			note(&t, "client %d: %d request(s) without completion for %d s", id, busy,
+			     STALL_S);
 			break;
 		}
 		if (n > 0)
@@ -225,13 +217,14 @@ static void client(int id, double seconds, int out)
 
 			if (!s || s->step == 99 || c[i].tag != tag_of(sk, s)) {
 				t.duplicated++;
-				note(&t, "client %d: unexpected completion tag %#" PRIx64, id, c[i].tag);
+				note(&t, "client %d: unexpected completion tag %#" PRIx64, id,
+				     c[i].tag);
 				continue;
 			}
 			if (c[i].result != (int64_t)s->len) {
 				t.errors++;
-				note(&t, "client %d: step %u of %zu bytes: result %" PRId64, id, s->step,
-				     s->len, c[i].result);
+				note(&t, "client %d: step %u of %zu bytes: result %" PRId64, id,
+				     s->step, s->len, c[i].result);
 				s->step = 99;
 				continue;
 			}
@@ -241,7 +234,9 @@ static void client(int id, double seconds, int out)
 				t.rounds++;
 				if (memcmp(s->src, s->dst, s->len)) {
 					t.corrupted++;
-					note(&t, "client %d: round %" PRIu64 " of %zu bytes came back changed",
+					note(&t,
+					     "client %d: round %" PRIu64
+					     " of %zu bytes came back changed",
 					     id, s->round, s->len);
 				}
 				if (now_s() >= end) {
@@ -270,7 +265,8 @@ report:
 START_TEST(test_soak)
 {
 	static const char *const args[] = { "--host-mem", "4G", "--arena-max", "256M", NULL };
-	unsigned nclients = env_or("GPUQ_SOAK_CLIENTS", 4), seconds = env_or("GPUQ_SOAK_SECONDS", 3), i;
+	unsigned nclients = env_or("GPUQ_SOAK_CLIENTS", 4),
+		 seconds = env_or("GPUQ_SOAK_SECONDS", 3), i;
 	struct totals sum = { 0 };
 	int pipes[64][2];
 	pid_t pids[64];
@@ -300,8 +296,8 @@ START_TEST(test_soak)
 		ck_assert_int_eq(read(pipes[i][0], &t, sizeof(t)), (ssize_t)sizeof(t));
 		close(pipes[i][0]);
 		ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
-		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %u died (status %#x)", i,
-			      st);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %u died (status %#x)",
+			      i, st);
 		sum.transfers += t.transfers;
 		sum.bytes += t.bytes;
 		sum.rounds += t.rounds;

@@ -393,49 +393,54 @@ START_TEST(test_translate)
 	ck_assert_uint_eq(x.len, 100);
 	ck_assert_ptr_eq(held[0], b);
 	ck_assert_ptr_null(held[1]);
-	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2H, .buf = a, .arena_off = (1u << 20) - 8192,
-					       .len = 8192),
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2H, .buf = a,
+					       .arena_off = (1u << 20) - 8192, .len = 8192),
 					   &g, arena_dev, &t, 0, cross, &x, held),
 			 LANE_D2H_LARGE);
 	ck_assert_uint_eq(x.dst, arena_dev + (1u << 20) - 8192);
-	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2D, .buf = a, .src_buf = c, .len = 8192),
-					   &g, arena_dev, &t, 0, cross, &x, held),
-			 LANE_D2D);
+	ck_assert_int_eq(
+		request_translate(SQE(.op = SHM_OP_D2D, .buf = a, .src_buf = c, .len = 8192), &g,
+				  arena_dev, &t, 0, cross, &x, held),
+		LANE_D2D);
 	ck_assert_ptr_nonnull(held[1]);
 
 	/* The arena range is checked against the private size, without wrapping. */
-	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .arena_off = 1ull << 40, .len = 1),
+	ck_assert_int_eq(request_translate(
+				 SQE(.op = SHM_OP_H2D, .buf = a, .arena_off = 1ull << 40, .len = 1),
+				 &g, arena_dev, &t, 0, cross, &x, held),
+			 -ERANGE);
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a,
+					       .arena_off = (1u << 20) - 10, .len = 11),
 					   &g, arena_dev, &t, 0, cross, &x, held),
 			 -ERANGE);
-	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .arena_off = (1u << 20) - 10,
-					       .len = 11),
-					   &g, arena_dev, &t, 0, cross, &x, held),
+	ck_assert_int_eq(request_translate(
+				 SQE(.op = SHM_OP_D2H, .buf = a, .arena_off = ~0ull - 5, .len = 10),
+				 &g, arena_dev, &t, 0, cross, &x, held),
 			 -ERANGE);
-	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2H, .buf = a, .arena_off = ~0ull - 5, .len = 10),
-					   &g, arena_dev, &t, 0, cross, &x, held),
-			 -ERANGE);
-	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2H, .buf = a, .arena_off = 8, .len = ~0ull),
-					   &g, arena_dev, &t, 0, cross, &x, held),
-			 -ERANGE);
+	ck_assert_int_eq(
+		request_translate(SQE(.op = SHM_OP_D2H, .buf = a, .arena_off = 8, .len = ~0ull), &g,
+				  arena_dev, &t, 0, cross, &x, held),
+		-ERANGE);
 	/* Buffer ranges, ids, devices, ops. */
-	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .buf_off = 8000, .len = 200),
-					   &g, arena_dev, &t, 0, cross, &x, held),
-			 -ERANGE);
-	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = 999, .len = 1),
-					   &g, arena_dev, &t, 0, cross, &x, held),
+	ck_assert_int_eq(
+		request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .buf_off = 8000, .len = 200), &g,
+				  arena_dev, &t, 0, cross, &x, held),
+		-ERANGE);
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = 999, .len = 1), &g,
+					   arena_dev, &t, 0, cross, &x, held),
 			 -ENOENT);
-	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2D, .buf = a, .src_buf = c, .src_off = ~0ull,
-					       .len = 2),
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_D2D, .buf = a, .src_buf = c,
+					       .src_off = ~0ull, .len = 2),
 					   &g, arena_dev, &t, 0, cross, &x, held),
 			 -ERANGE);
-	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .len = 1),
-					   &g, arena_dev, &t, 1, cross, &x, held),
+	ck_assert_int_eq(request_translate(SQE(.op = SHM_OP_H2D, .buf = a, .len = 1), &g, arena_dev,
+					   &t, 1, cross, &x, held),
 			 -EINVAL);
-	ck_assert_int_eq(request_translate(SQE(.op = 0, .buf = a, .len = 1),
-					   &g, arena_dev, &t, 0, cross, &x, held),
+	ck_assert_int_eq(request_translate(SQE(.op = 0, .buf = a, .len = 1), &g, arena_dev, &t, 0,
+					   cross, &x, held),
 			 -EINVAL);
-	ck_assert_int_eq(request_translate(SQE(.op = 0xff, .buf = a, .len = 1),
-					   &g, arena_dev, &t, 0, cross, &x, held),
+	ck_assert_int_eq(request_translate(SQE(.op = 0xff, .buf = a, .len = 1), &g, arena_dev, &t,
+					   0, cross, &x, held),
 			 -EINVAL);
 #undef SQE
 	buf_table_fini(&t);

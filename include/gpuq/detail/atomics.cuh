@@ -6,12 +6,14 @@
 #error "include <gpuq/gpuq_device.cuh>, not the headers under gpuq/detail/"
 #endif
 
-namespace gpuq_detail {
+namespace gpuq_detail
+{
 
 GPUQ_DEV uint64_t load_acquire(uint64_t *p)
 {
 #ifdef __CUDA_ARCH__
-	return cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).load(cuda::memory_order_acquire);
+	return cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).load(
+		cuda::memory_order_acquire);
 #else
 	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 #endif
@@ -21,7 +23,8 @@ GPUQ_DEV uint64_t load_acquire(uint64_t *p)
 GPUQ_DEV uint64_t load_relaxed(uint64_t *p)
 {
 #ifdef __CUDA_ARCH__
-	return cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).load(cuda::memory_order_relaxed);
+	return cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).load(
+		cuda::memory_order_relaxed);
 #else
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 #endif
@@ -40,7 +43,8 @@ GPUQ_DEV void fence_system()
 GPUQ_DEV void store_relaxed(uint64_t *p, uint64_t v)
 {
 #ifdef __CUDA_ARCH__
-	cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).store(v, cuda::memory_order_relaxed);
+	cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).store(v,
+									cuda::memory_order_relaxed);
 #else
 	__atomic_store_n(p, v, __ATOMIC_RELAXED);
 #endif
@@ -71,7 +75,8 @@ GPUQ_DEV void store_unit(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag)
 #ifdef __CUDA_ARCH__
 	uint64_t w0 = ((uint64_t)tag << 32) | d0, w1 = ((uint64_t)tag << 32) | d1;
 
-	asm volatile("st.volatile.global.v2.b64 [%0], {%1, %2};" ::"l"(p), "l"(w0), "l"(w1) : "memory");
+	asm volatile("st.volatile.global.v2.b64 [%0], {%1, %2};" ::"l"(p), "l"(w0), "l"(w1)
+		     : "memory");
 #else
 	__atomic_store_n((uint64_t *)p + 1, ((uint64_t)tag << 32) | d1, __ATOMIC_RELAXED);
 	__atomic_store_n((uint64_t *)p, ((uint64_t)tag << 32) | d0, __ATOMIC_RELAXED);
@@ -80,13 +85,16 @@ GPUQ_DEV void store_unit(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag)
 
 #ifdef __CUDA_ARCH__
 /* store_unit when pred: a predicated store, where a branch around each store would serialise them. */
-__device__ __forceinline__ void store_unit_if(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag, uint32_t pred)
+__device__ __forceinline__ void store_unit_if(uint8_t *p, uint32_t d0, uint32_t d1, uint32_t tag,
+					      uint32_t pred)
 {
 	uint64_t w0 = ((uint64_t)tag << 32) | d0, w1 = ((uint64_t)tag << 32) | d1;
 
-	asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %3, 0;\n\t@q st.volatile.global.v2.b64 [%0], {%1, %2};\n\t}" ::"l"(p),
-		     "l"(w0), "l"(w1), "r"(pred)
-		     : "memory");
+	asm volatile(
+		"{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %3, 0;\n\t@q st.volatile.global.v2.b64 [%0], {%1, %2};\n\t}" ::
+			"l"(p),
+		"l"(w0), "l"(w1), "r"(pred)
+		: "memory");
 }
 #endif
 
@@ -97,7 +105,10 @@ GPUQ_DEV unit load_unit(const uint8_t *p)
 #ifdef __CUDA_ARCH__
 	uint64_t w0, w1;
 
-	asm volatile("ld.volatile.global.v2.b64 {%0, %1}, [%2];" : "=l"(w0), "=l"(w1) : "l"(p) : "memory");
+	asm volatile("ld.volatile.global.v2.b64 {%0, %1}, [%2];"
+		     : "=l"(w0), "=l"(w1)
+		     : "l"(p)
+		     : "memory");
 	u.d0 = (uint32_t)w0;
 	u.t0 = (uint32_t)(w0 >> 32);
 	u.d1 = (uint32_t)w1;
@@ -117,7 +128,8 @@ GPUQ_DEV unit load_unit(const uint8_t *p)
 GPUQ_DEV uint64_t fetch_add(uint64_t *p, uint64_t v)
 {
 #ifdef __CUDA_ARCH__
-	return cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).fetch_add(v, cuda::memory_order_relaxed);
+	return cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).fetch_add(
+		v, cuda::memory_order_relaxed);
 #else
 	return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 #endif
@@ -129,7 +141,8 @@ GPUQ_DEV bool cas(uint64_t *p, uint64_t expect, uint64_t desired)
 	return cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).compare_exchange_strong(
 		expect, desired, cuda::memory_order_relaxed);
 #else
-	return __atomic_compare_exchange_n(p, &expect, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	return __atomic_compare_exchange_n(p, &expect, desired, false, __ATOMIC_RELAXED,
+					   __ATOMIC_RELAXED);
 #endif
 }
 
@@ -140,14 +153,16 @@ GPUQ_DEV bool cas_acq_rel(uint64_t *p, uint64_t expect, uint64_t desired)
 	return cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*p).compare_exchange_strong(
 		expect, desired, cuda::memory_order_acq_rel);
 #else
-	return __atomic_compare_exchange_n(p, &expect, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	return __atomic_compare_exchange_n(p, &expect, desired, false, __ATOMIC_ACQ_REL,
+					   __ATOMIC_RELAXED);
 #endif
 }
 
 GPUQ_DEV uint32_t load_u32(uint32_t *p)
 {
 #ifdef __CUDA_ARCH__
-	return cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*p).load(cuda::memory_order_acquire);
+	return cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*p).load(
+		cuda::memory_order_acquire);
 #else
 	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 #endif
@@ -157,7 +172,8 @@ GPUQ_DEV void add_u32(uint32_t *p, uint32_t v)
 {
 #ifdef __CUDA_ARCH__
 	__threadfence_system();
-	cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*p).fetch_add(v, cuda::memory_order_release);
+	cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*p).fetch_add(
+		v, cuda::memory_order_release);
 #else
 	__atomic_fetch_add(p, v, __ATOMIC_RELEASE);
 #endif
@@ -189,7 +205,8 @@ GPUQ_DEV void backoff(unsigned *n)
 GPUQ_DEV uint64_t dev_fetch_add(uint64_t *p, uint64_t v)
 {
 #ifdef __CUDA_ARCH__
-	return cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*p).fetch_add(v, cuda::memory_order_relaxed);
+	return cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*p).fetch_add(
+		v, cuda::memory_order_relaxed);
 #else
 	return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 #endif
@@ -211,7 +228,8 @@ GPUQ_DEV bool dev_cas(uint64_t *p, uint64_t expect, uint64_t desired)
 	return cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*p).compare_exchange_strong(
 		expect, desired, cuda::memory_order_relaxed);
 #else
-	return __atomic_compare_exchange_n(p, &expect, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	return __atomic_compare_exchange_n(p, &expect, desired, false, __ATOMIC_RELAXED,
+					   __ATOMIC_RELAXED);
 #endif
 }
 

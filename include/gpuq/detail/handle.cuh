@@ -10,7 +10,7 @@
 
 GPUQ_DEV gpuq_dev_receiver gpuq_dev_receiver_begin(gpuq_dev_chan c)
 {
-	return gpuq_dev_receiver{c, 0};
+	return gpuq_dev_receiver{ c, 0 };
 }
 
 GPUQ_DEV int gpuq_dev_receiver_recv(gpuq_dev_receiver *r, void *buf, uint32_t cap)

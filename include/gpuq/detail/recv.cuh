@@ -9,7 +9,8 @@
 #include <gpuq/detail/atomics.cuh>
 #include <gpuq/detail/slots.cuh>
 
-namespace gpuq_detail {
+namespace gpuq_detail
+{
 
 /*
  * Reads the message at h into buf (cap bytes) if it is all there.
@@ -44,7 +45,7 @@ GPUQ_DEV int read_at(const gpuq_dev_chan &c, uint64_t h, void *buf, uint32_t cap
 				if (u.t0 != rest || u.t1 != rest)
 					return 0; /* on its way, or a torn read beside a newer lap */
 			}
-			uint32_t w[2] = {u.d0, u.d1};
+			uint32_t w[2] = { u.d0, u.d1 };
 			for (uint32_t i = 0; i < 8 && 8 * k + i < n; i++)
 				d[8 * k + i] = (uint8_t)(w[i / 4] >> (8 * (i % 4)));
 		}
@@ -100,18 +101,21 @@ GPUQ_DEV void release_rx(const gpuq_dev_chan &c, uint64_t h, uint64_t done, uint
 		while ((int64_t)((load_acquire(&c.hdr->head) & ~GPUQ_CHAN_HELD) - h) < 0)
 			backoff(&n);
 	}
-	store_relaxed(&c.hdr->head, (h + 1) | GPUQ_CHAN_HELD); /* the end stays held (gpuq_chan.h) */
+	store_relaxed(&c.hdr->head,
+		      (h + 1) | GPUQ_CHAN_HELD); /* the end stays held (gpuq_chan.h) */
 	if (after_me) {
 		*mine = (h + 1) | GPUQ_DEV_RX_UNFENCED;
 #ifdef __CUDA_ARCH__
-		cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(c.dev_rx[1]).store(*mine, cuda::memory_order_relaxed);
+		cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(c.dev_rx[1])
+			.store(*mine, cuda::memory_order_relaxed);
 #else
 		__atomic_store_n(&c.dev_rx[1], *mine, __ATOMIC_RELAXED);
 #endif
 		return;
 	}
 #ifdef __CUDA_ARCH__
-	cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(c.dev_rx[1]).store(h + 1, cuda::memory_order_release);
+	cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(c.dev_rx[1])
+		.store(h + 1, cuda::memory_order_release);
 #else
 	__atomic_store_n(&c.dev_rx[1], h + 1, __ATOMIC_RELEASE);
 #endif
@@ -165,7 +169,8 @@ GPUQ_DEV int recv_mapped(const gpuq_dev_chan &c, void *buf, uint32_t cap, bool w
 		/* Ours alone: only a sender can change the slot, and not before we free it. */
 		while ((st = read_at(c, h, buf, cap, &len)) < 1) {
 			if (n == 8)
-				settle(c, mine); /* waiting a while: a sender may be waiting on our last free */
+				settle(c,
+				       mine); /* waiting a while: a sender may be waiting on our last free */
 			backoff(&n);
 		}
 		release_rx(c, h, done, mine);

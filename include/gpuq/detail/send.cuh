@@ -9,7 +9,8 @@
 #include <gpuq/detail/atomics.cuh>
 #include <gpuq/detail/slots.cuh>
 
-namespace gpuq_detail {
+namespace gpuq_detail
+{
 
 /* Takes n consecutive positions: from the device-memory counter of a sender mapping, else the ring's tail. */
 GPUQ_DEV uint64_t take(const gpuq_dev_chan &c, uint64_t n)
@@ -111,16 +112,18 @@ GPUQ_DEV unsigned lane_id()
  * quarter of its speed), then one fence publishes them all. Every message
  * must be in global memory, 16-byte aligned; room must already be there.
  */
-__device__ __forceinline__ void put_seq_warp(const gpuq_dev_chan &c, uint64_t pos, const void *msg, uint32_t len,
-					     unsigned vmask)
+__device__ __forceinline__ void put_seq_warp(const gpuq_dev_chan &c, uint64_t pos, const void *msg,
+					     uint32_t len, unsigned vmask)
 {
 	unsigned lane = lane_id(), rank = __popc(vmask & ((1u << lane) - 1)), nact = __popc(vmask);
 
 	for (unsigned m = vmask; m; m &= m - 1) {
 		int src = __ffs(m) - 1;
-		const uint8_t *p = (const uint8_t *)__shfl_sync(vmask, (unsigned long long)msg, src);
+		const uint8_t *p =
+			(const uint8_t *)__shfl_sync(vmask, (unsigned long long)msg, src);
 		uint32_t l = __shfl_sync(vmask, len, src);
-		uint8_t *d = slot_at(c, __shfl_sync(vmask, (unsigned long long)pos, src)) + GPUQ_CHAN_SLOT_HDR;
+		uint8_t *d = slot_at(c, __shfl_sync(vmask, (unsigned long long)pos, src)) +
+			     GPUQ_CHAN_SLOT_HDR;
 
 		for (uint32_t k = rank; k < l / 16; k += nact)
 			((uint4 *)d)[k] = ((const uint4 *)p)[k];
@@ -155,8 +158,8 @@ struct tag_units {
  * around each would serialise them); the last, partial unit of a message
  * is put together byte by byte afterwards.
  */
-__device__ __forceinline__ void load_tag_units(tag_units &t, uint32_t per, uint32_t r0, unsigned lane,
-					       unsigned long long gmsg, uint32_t len)
+__device__ __forceinline__ void load_tag_units(tag_units &t, uint32_t per, uint32_t r0,
+					       unsigned lane, unsigned long long gmsg, uint32_t len)
 {
 	unsigned long long g[8];
 	unsigned part = 0;
@@ -170,15 +173,17 @@ __device__ __forceinline__ void load_tag_units(tag_units &t, uint32_t per, uint3
 		t.m[k] = q / per;
 		t.u[k] = q - t.m[k] * per;
 		g[k] = __shfl_sync(0xffffffffu, gmsg, t.m[k]) + 8 * t.u[k];
-		uint32_t l = __shfl_sync(0xffffffffu, len, t.m[k]), u = t.u[k], whole = 8 * u + 8 <= l;
+		uint32_t l = __shfl_sync(0xffffffffu, len, t.m[k]), u = t.u[k],
+			 whole = 8 * u + 8 <= l;
 
 		/* Unit 0 always goes (it carries the length); units past the message do not. */
 		t.l[k] = u == 0 || 8 * u < l ? l : ~0u;
 		t.v[k].x = t.v[k].y = 0;
-		asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %3, 0;\n\t@p ld.global.v2.u32 {%0, %1}, [%2];\n\t}"
-			     : "+r"(t.v[k].x), "+r"(t.v[k].y)
-			     : "l"(g[k]), "r"(whole)
-			     : "memory");
+		asm volatile(
+			"{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %3, 0;\n\t@p ld.global.v2.u32 {%0, %1}, [%2];\n\t}"
+			: "+r"(t.v[k].x), "+r"(t.v[k].y)
+			: "l"(g[k]), "r"(whole)
+			: "memory");
 		if (!whole && t.l[k] != ~0u)
 			part |= 1u << k;
 	}
@@ -186,22 +191,24 @@ __device__ __forceinline__ void load_tag_units(tag_units &t, uint32_t per, uint3
 	for (int k = 0; k < 8; k++) {
 		if (!(part >> k & 1))
 			continue;
-		const uint8_t *p = (const uint8_t *)__cvta_global_to_generic((size_t)(g[k] - 8 * t.u[k]));
+		const uint8_t *p =
+			(const uint8_t *)__cvta_global_to_generic((size_t)(g[k] - 8 * t.u[k]));
 
 		t.v[k].x = word_at(p, 8 * t.u[k], t.l[k]);
 		t.v[k].y = word_at(p, 8 * t.u[k] + 4, t.l[k]);
 	}
 }
 
-__device__ __forceinline__ void store_tag_units(const gpuq_dev_chan &c, const tag_units &t, uint32_t per, uint32_t r0,
-						uint64_t base)
+__device__ __forceinline__ void store_tag_units(const gpuq_dev_chan &c, const tag_units &t,
+						uint32_t per, uint32_t r0, uint64_t base)
 {
 #pragma unroll
 	for (int k = 0; k < 8; k++) {
 		if (r0 + k >= per)
 			break;
 		store_unit_if(slot_at(c, base + t.m[k]) + 16 * t.u[k], t.v[k].x, t.v[k].y,
-			      t.u[k] ? rest_of(c, base + t.m[k]) : tag_of(c, base + t.m[k], t.l[k]), t.l[k] != ~0u);
+			      t.u[k] ? rest_of(c, base + t.m[k]) : tag_of(c, base + t.m[k], t.l[k]),
+			      t.l[k] != ~0u);
 	}
 }
 
@@ -220,9 +227,10 @@ __device__ __forceinline__ int send_block(const gpuq_dev_chan &c, const void *ms
 	unsigned lane = lane_id();
 	uint32_t per = PER ? PER : c.slot_size / 8;
 	unsigned long long gmsg = (unsigned long long)__cvta_generic_to_global(msg), base = 0;
-	uint64_t cached = c.dev_head ? cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_head).load(
-					       cuda::memory_order_relaxed)
-				     : 0;
+	uint64_t cached = c.dev_head ?
+				  cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_head)
+					  .load(cuda::memory_order_relaxed) :
+				  0;
 	tag_units t;
 
 	if (lane == 0)
@@ -242,7 +250,8 @@ __device__ __forceinline__ int send_block(const gpuq_dev_chan &c, const void *ms
 }
 
 /* Warp-aggregated send for the lanes in mask (all of which must call it together). */
-__device__ __forceinline__ int send_lanes(const gpuq_dev_chan &c, const void *msg, uint32_t len, unsigned mask)
+__device__ __forceinline__ int send_lanes(const gpuq_dev_chan &c, const void *msg, uint32_t len,
+					  unsigned mask)
 {
 	unsigned lane = lane_id();
 	bool ok = len <= c.slot_size;
@@ -275,9 +284,10 @@ __device__ __forceinline__ int send_lanes(const gpuq_dev_chan &c, const void *ms
 	if (lane == leader)
 		base = take(c, __popc(vmask));
 	/* The cached head is read while the take is in flight: two latencies overlap. */
-	uint64_t cached = c.dev_head ? cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_head).load(
-					       cuda::memory_order_relaxed)
-				     : 0;
+	uint64_t cached = c.dev_head ?
+				  cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*c.dev_head)
+					  .load(cuda::memory_order_relaxed) :
+				  0;
 	base = __shfl_sync(vmask, base, leader);
 	uint64_t pos = base + __popc(vmask & ((1u << lane) - 1));
 	bool room = c.dev_head && pos - cached < c.nslots;
@@ -349,7 +359,8 @@ GPUQ_DEV int gpuq_dev_try_send(gpuq_dev_chan c, const void *msg, uint32_t len)
 	for (;;) {
 		uint64_t t = gpuq_detail::load_relaxed(tail);
 
-		if ((int64_t)(t - (gpuq_detail::load_acquire(&c.hdr->head) & ~GPUQ_CHAN_HELD)) >= (int64_t)c.nslots)
+		if ((int64_t)(t - (gpuq_detail::load_acquire(&c.hdr->head) & ~GPUQ_CHAN_HELD)) >=
+		    (int64_t)c.nslots)
 			return -EAGAIN; /* full: the slot still holds an unread message */
 		if (gpuq_detail::cas(tail, t, t + 1)) {
 			gpuq_detail::put(c, t, msg, len);
@@ -359,8 +370,8 @@ GPUQ_DEV int gpuq_dev_try_send(gpuq_dev_chan c, const void *msg, uint32_t len)
 	}
 }
 
-GPUQ_DEV int gpuq_dev_send_batch(gpuq_dev_chan c, const void *msgs, uint32_t msg_stride, const uint32_t *lens,
-				 uint32_t n)
+GPUQ_DEV int gpuq_dev_send_batch(gpuq_dev_chan c, const void *msgs, uint32_t msg_stride,
+				 const uint32_t *lens, uint32_t n)
 {
 	uint32_t i;
 
@@ -372,7 +383,8 @@ GPUQ_DEV int gpuq_dev_send_batch(gpuq_dev_chan c, const void *msgs, uint32_t msg
 	uint64_t base = gpuq_detail::take(c, n);
 	if (c.format == GPUQ_CHAN_FMT_TAG) {
 		for (i = 0; i < n; i++)
-			gpuq_detail::put(c, base + i, (const uint8_t *)msgs + (uint64_t)i * msg_stride, lens[i]);
+			gpuq_detail::put(c, base + i,
+					 (const uint8_t *)msgs + (uint64_t)i * msg_stride, lens[i]);
 		return 0;
 	}
 	/* SEQ: write a ring's worth, then one fence publishes the lot. */
@@ -381,13 +393,15 @@ GPUQ_DEV int gpuq_dev_send_batch(gpuq_dev_chan c, const void *msgs, uint32_t msg
 
 		for (i = first; i < end; i++) {
 			gpuq_detail::wait_room(c, base + i);
-			gpuq_detail::put_seq_data(c, base + i, (const uint8_t *)msgs + (uint64_t)i * msg_stride,
+			gpuq_detail::put_seq_data(c, base + i,
+						  (const uint8_t *)msgs + (uint64_t)i * msg_stride,
 						  lens[i]);
 		}
 		gpuq_detail::fence_system();
 		for (i = first; i < end; i++)
-			gpuq_detail::store_relaxed(gpuq_detail::slot_seq(gpuq_detail::slot_at(c, base + i)),
-						   base + i + 1);
+			gpuq_detail::store_relaxed(
+				gpuq_detail::slot_seq(gpuq_detail::slot_at(c, base + i)),
+				base + i + 1);
 	}
 	return 0;
 }

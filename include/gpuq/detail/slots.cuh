@@ -8,7 +8,8 @@
 
 #include <gpuq/detail/atomics.cuh>
 
-namespace gpuq_detail {
+namespace gpuq_detail
+{
 
 GPUQ_DEV uint8_t *slot_at(const gpuq_dev_chan &c, uint64_t pos)
 {
