@@ -10,6 +10,13 @@
 #include "log.h"
 #include "shm.h"
 
+/*
+ * Page tables populated (at session start) or torn down (at its end) per
+ * call: each holds the process's address-space lock, which every other
+ * gpuqd thread's mmap or munmap waits for.
+ */
+#define SHM_POPULATE_STEP (4u << 20)
+
 static uint32_t pow2_clamp(uint32_t v, uint32_t lo, uint32_t hi)
 {
 	uint32_t p = lo;
@@ -50,12 +57,29 @@ int shm_init(struct shm *s, struct backend *be, uint32_t sq_entries, uint64_t ar
 		r = -errno;
 		goto fail;
 	}
-	s->base =
-		mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, s->memfd, 0);
+	/*
+	 * The pages first, through the file: fallocate takes no lock of the
+	 * process's address space, where MAP_POPULATE would hold it (read) for
+	 * the whole arena, a second or so per GiB, and every mmap or munmap of
+	 * another gpuqd thread (the control thread's allocator among them)
+	 * would wait behind it. Out of memory shows here, not at first use.
+	 */
+	if (fallocate(s->memfd, 0, 0, (off_t)s->size) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	s->base = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
 	if (s->base == MAP_FAILED) {
 		s->base = NULL;
 		r = -errno;
 		goto fail;
+	}
+	/* Then the page tables, a slice at a time (the lock is let go between). */
+	for (size_t off = 0; off < s->size; off += SHM_POPULATE_STEP) {
+		size_t n = s->size - off < SHM_POPULATE_STEP ? s->size - off : SHM_POPULATE_STEP;
+
+		if (madvise((uint8_t *)s->base + off, n, MADV_POPULATE_WRITE) < 0)
+			break; /* before Linux 5.14: faulted in at first use instead */
 	}
 	s->hdr = s->base;
 	/* The fresh memfd is zeroed: ctl and srv_state start at 0 (serving). */
@@ -82,8 +106,10 @@ void shm_fini(struct shm *s, struct backend *be)
 {
 	if (s->registered)
 		be->ops->host_unregister(be, s->base);
-	if (s->base)
-		munmap(s->base, s->size);
+	/* A slice at a time, like the populating: no thread waits long for the lock. */
+	for (size_t off = 0; s->base && off < s->size; off += SHM_POPULATE_STEP)
+		munmap((uint8_t *)s->base + off,
+		       s->size - off < SHM_POPULATE_STEP ? s->size - off : SHM_POPULATE_STEP);
 	if (s->memfd >= 0) {
 		/*
 		 * The client holds the memfd too, for as long as it likes: the
