@@ -35,6 +35,17 @@ const char *harness_backend(void)
 	return b && *b ? b : "host";
 }
 
+int harness_run_suite(Suite *suite)
+{
+	SRunner *sr = srunner_create(suite);
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 void harness_use_host_backend(void)
 {
 	setenv("GPUQ_TEST_BACKEND", "host", 1);

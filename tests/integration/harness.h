@@ -2,6 +2,7 @@
 #ifndef GPUQ_TEST_HARNESS_H
 #define GPUQ_TEST_HARNESS_H
 
+#include <check.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -23,6 +24,8 @@ struct daemon_proc {
 
 /* The backend under test: $GPUQ_TEST_BACKEND, else "host". */
 const char *harness_backend(void);
+/* Runs suite (CK_ENV verbosity) and frees it: EXIT_SUCCESS, or EXIT_FAILURE if a case failed. */
+int harness_run_suite(Suite *suite);
 /*
  * For a case that needs the host backend's own knobs (--host-devices,
  * GPUQD_HOST_HANG) whatever $GPUQ_TEST_BACKEND says: the daemons this test

@@ -132,14 +132,7 @@ static Suite *layout_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	/* Channels are host memory whatever the backend; the check runs before any CUDA call. */
 	setenv("GPUQ_TEST_BACKEND", "host", 1);
-	sr = srunner_create(layout_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return harness_run_suite(layout_suite());
 }

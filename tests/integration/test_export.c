@@ -102,14 +102,7 @@ static Suite *export_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	/* The refusal is the host backend's; the cuda backend's export is tests/gpu/test_ipc. */
 	setenv("GPUQ_TEST_BACKEND", "host", 1);
-	sr = srunner_create(export_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return harness_run_suite(export_suite());
 }

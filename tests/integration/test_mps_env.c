@@ -226,16 +226,9 @@ static Suite *mps_env_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	/* The MPS fields come from the proxy; the daemon behind it runs the host backend. */
 	setenv("GPUQ_TEST_BACKEND", "host", 1);
 	unsetenv("CUDA_MPS_PIPE_DIRECTORY");
 	unsetenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE");
-	sr = srunner_create(mps_env_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return harness_run_suite(mps_env_suite());
 }

@@ -324,15 +324,8 @@ static Suite *structs_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	/* Three devices and the host backend's refusal to export. */
 	setenv("GPUQ_TEST_BACKEND", "host", 1);
 	unsetenv("GPUQ_ARENA_SIZE");
-	sr = srunner_create(structs_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return harness_run_suite(structs_suite());
 }
