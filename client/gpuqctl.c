@@ -117,6 +117,8 @@ static int cmd_status(gpuq_t *q)
 		json_str(st.sharing);
 		printf(",\"mps_pipe_dir\":");
 		json_str(st.mps_pipe_dir);
+		if (!strcmp(st.sharing, "mps"))
+			printf(",\"mps_uid\":%u", st.mps_uid);
 		printf(",\"socket\":");
 		json_str(st.socket_path);
 		printf(",\"config\":");
@@ -135,8 +137,10 @@ static int cmd_status(gpuq_t *q)
 	       human_bytes(st.buffer_bytes, b2, sizeof(b2)));
 	printf("  requests  %llu (%llu errors)\n", (unsigned long long)st.requests,
 	       (unsigned long long)st.errors);
-	if (st.mps_pipe_dir[0])
-		printf("  sharing   %s (MPS pipe directory %s)\n", st.sharing, st.mps_pipe_dir);
+	if (!strcmp(st.sharing, "mps"))
+		printf("  sharing   mps (MPS pipe directory %s): clients of uid %u join gpuqd's MPS "
+		       "server; clients of other uids keep their own CUDA contexts, time-sliced\n",
+		       st.mps_pipe_dir, st.mps_uid);
 	else
 		printf("  sharing   %s\n", st.sharing);
 	printf("  transfers %llu (%s, %llu errors) in %llu batches\n", (unsigned long long)st.xfers,

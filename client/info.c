@@ -56,6 +56,7 @@ GPUQ_API int gpuq_status(gpuq_t *q, struct gpuq_status *out)
 	snprintf(st->mps_pipe_dir, sizeof(st->mps_pipe_dir), "%s", s->mps_pipe_dir);
 	st->foreign_contexts = (unsigned)s->n_foreign_contexts;
 	st->channels = s->channels;
+	st->mps_uid = s->mps_uid;
 	for (size_t i = 0; i < s->n_foreign_contexts && i < 4; i++)
 		snprintf(st->foreign[i], sizeof(st->foreign[i]), "%s", s->foreign_contexts[i]);
 	frame_free(rep);

@@ -184,9 +184,16 @@ static void hello_finish(struct conn *c, const Gpuq__Msg *msg)
 	w.max_frame = gq->cfg->max_frame;
 	w.shm_size = c->sess->shm.size;
 	w.sharing = (char *)sharing_mode_name(gq->sharing->mode);
-	w.mps_pipe_dir = gq->sharing->pipe_dir;
-	if (gq->sharing->mode == SHARING_MPS)
+	/*
+	 * Only a client of the MPS server's uid may join it: any other uid's
+	 * first CUDA call would block there while gpuqd runs. Others get no
+	 * pipe directory, and their contexts stay their own.
+	 */
+	w.mps_pipe_dir = "";
+	if (gq->sharing->mode == SHARING_MPS && c->uid == gq->sharing->server_uid) {
+		w.mps_pipe_dir = gq->sharing->pipe_dir;
 		w.mps_client_sm_percent = gq->cfg->mps_client_sm_percent;
+	}
 	w.ndevices = gq->nengines;
 	m.body_case = GPUQ__MSG__BODY_WELCOME;
 	m.welcome = &w;
@@ -751,6 +758,7 @@ static void on_status(struct conn *c, uint64_t seq)
 		fptr[i] = foreign[i];
 	st.sharing = (char *)sharing_mode_name(gq->sharing->mode);
 	st.mps_pipe_dir = gq->sharing->pipe_dir;
+	st.mps_uid = gq->sharing->mode == SHARING_MPS ? gq->sharing->server_uid : 0;
 	st.n_foreign_contexts = nf;
 	st.foreign_contexts = fptr;
 	st.server_version = (char *)PACKAGE_VERSION;

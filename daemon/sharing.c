@@ -125,7 +125,14 @@ static int run_control(const char *prog, const struct sharing *sh, const char *i
 	return -ETIMEDOUT;
 }
 
-/* Can a process with this environment create a CUDA context? Asked in a child. */
+/*
+ * Can a process with this environment create a CUDA context? Asked in a
+ * child, and bounded: an MPS server that serves another uid holds every
+ * new client of this uid in its first CUDA call, for as long as that
+ * server lives, and gpuqd must not start by hanging there.
+ */
+#define PROBE_TIMEOUT_MS 20000
+
 static int probe_context(void)
 {
 	pid_t pid = fork();
@@ -135,9 +142,18 @@ static int probe_context(void)
 		return -errno;
 	if (pid == 0)
 		_exit(backend_probe_cuda() == 0 ? 0 : 1);
-	if (waitpid(pid, &st, 0) < 0)
-		return -errno;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -ENODEV;
+	for (int ms = 0; ms < PROBE_TIMEOUT_MS; ms += 10) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -ENODEV;
+		if (w < 0)
+			return -errno;
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -ETIMEDOUT;
 }
 
 static void mkdirs(const char *dir)
@@ -186,6 +202,23 @@ int sharing_init(struct sharing *sh, enum sharing_mode want, int want_gpu, const
 		snprintf(sh->pipe_dir, sizeof(sh->pipe_dir), "%.*s/mps", n,
 			 slash ? socket_path : ".");
 	}
+	/*
+	 * CUDA's default pipe directory is where every CUDA program on the host
+	 * looks for MPS. An MPS server there that serves gpuqd's uid holds every
+	 * other user's first CUDA call until it exits, so auto never uses it.
+	 */
+	if (want == SHARING_AUTO && !strcmp(sh->pipe_dir, SHARING_CUDA_DEFAULT_PIPE_DIR)) {
+		snprintf(sh->reason, sizeof(sh->reason),
+			 "the MPS pipe directory is CUDA's default %s: other users' CUDA programs "
+			 "would block in it",
+			 SHARING_CUDA_DEFAULT_PIPE_DIR);
+		goto unavailable;
+	}
+	if (want == SHARING_MPS && !strcmp(sh->pipe_dir, SHARING_CUDA_DEFAULT_PIPE_DIR))
+		log_warn(
+			"sharing mode mps in CUDA's default pipe directory %s: the CUDA programs of "
+			"users other than uid %u block in their first CUDA call while gpuqd runs",
+			SHARING_CUDA_DEFAULT_PIPE_DIR, (unsigned)geteuid());
 	if (find_control(prog, sizeof(prog))) {
 		snprintf(sh->reason, sizeof(sh->reason), "nvidia-cuda-mps-control not found");
 		goto unavailable;
@@ -213,13 +246,22 @@ int sharing_init(struct sharing *sh, enum sharing_mode want, int want_gpu, const
 		if (sh->started_daemon)
 			run_control(prog, sh, "quit\n");
 		sh->started_daemon = 0;
-		snprintf(sh->reason, sizeof(sh->reason),
-			 "no CUDA context could be created through MPS (see %.160s)", logdir);
+		if (r == -ETIMEDOUT)
+			snprintf(sh->reason, sizeof(sh->reason),
+				 "a CUDA context through MPS did not start in %d s (a server of "
+				 "another uid at %.120s?)",
+				 PROBE_TIMEOUT_MS / 1000, sh->pipe_dir);
+		else
+			snprintf(sh->reason, sizeof(sh->reason),
+				 "no CUDA context could be created through MPS (see %.160s)",
+				 logdir);
 		goto unavailable;
 	}
 	sh->mode = SHARING_MPS;
-	snprintf(sh->reason, sizeof(sh->reason), "%s MPS control daemon at %.200s",
-		 sh->started_daemon ? "own" : "joined", sh->pipe_dir);
+	sh->server_uid = geteuid();
+	snprintf(sh->reason, sizeof(sh->reason),
+		 "%s MPS control daemon at %.160s, for clients of uid %u",
+		 sh->started_daemon ? "own" : "joined", sh->pipe_dir, (unsigned)sh->server_uid);
 	return 0;
 
 unavailable:

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 enum sharing_mode {
 	SHARING_AUTO = 0, /* mps when the MPS control daemon is available and works */
@@ -12,17 +13,23 @@ enum sharing_mode {
 };
 
 #define SHARING_MAX_FOREIGN 32
+/* Where CUDA programs look for MPS when CUDA_MPS_PIPE_DIRECTORY is unset. */
+#define SHARING_CUDA_DEFAULT_PIPE_DIR "/tmp/nvidia-mps"
 
 /*
  * The sharing state. Owned by main.c (init/fini). In mps mode gpuqd starts
  * an MPS control daemon with its own pipe directory (or joins one already
  * running there), and becomes an MPS client itself, so its copies are not
- * time-sliced against clients that compute. A watcher thread reports
+ * time-sliced against clients that compute. An MPS server serves one uid at
+ * a time and holds the first CUDA call of any other uid's client until it
+ * exits, so only clients of server_uid are pointed at it; clients of other
+ * uids keep their own contexts (time-sliced). A watcher thread reports
  * processes that hold contexts on the GPUs outside MPS.
  */
 struct sharing {
 	enum sharing_mode mode; /* resolved: MPS or EXCLUSIVE */
 	char pipe_dir[256];     /* mps: CUDA_MPS_PIPE_DIRECTORY */
+	uid_t server_uid;       /* mps: the uid the MPS server runs as (gpuqd's) */
 	char reason[256];       /* why this mode */
 	int started_daemon;     /* we started the control daemon: quit it at fini */
 	pthread_t watcher;

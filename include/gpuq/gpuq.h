@@ -229,6 +229,7 @@ struct gpuq_status {
 	unsigned foreign_contexts; /* processes computing on gpuqd's GPUs outside MPS */
 	unsigned channels;         /* channels open */
 	char foreign[4][64];       /* the first few of them */
+	unsigned mps_uid;          /* mps: the uid whose clients join the MPS server (gpuqd's) */
 };
 
 /*

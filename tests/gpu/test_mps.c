@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cuda_runtime_api.h>
@@ -68,6 +71,87 @@ START_TEST(mps_mode_steers_clients)
 }
 END_TEST
 
+/* Waits up to ms for pid; 1 and *wst when it ended, 0 when it still runs. */
+static int wait_for(pid_t pid, int *wst, int ms)
+{
+	for (int i = 0; i < ms / 10; i++) {
+		if (waitpid(pid, wst, WNOHANG) == pid)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/*
+ * An MPS server serves one uid; a client of another uid pointed at it
+ * blocks in its first CUDA call while the server lives. gpuqd (root here)
+ * must point only its own uid's clients at its server: a client running as
+ * nobody gets no MPS settings, and its own CUDA context starts at once.
+ */
+START_TEST(mps_other_uid_keeps_own_context)
+{
+	struct gpuq_status st = { .struct_size = sizeof(st) };
+	gpuq_t *q;
+	pid_t pid;
+	int wst = 0;
+
+	ck_assert_int_eq(harness_start(&d, NULL, NULL), 0);
+	ck_assert_int_eq(gpuq_connect(d.sock, &q), 0);
+	ck_assert_int_eq(gpuq_status(q, &st), 0);
+	ck_assert_str_eq(st.sharing, "mps");
+	ck_assert_uint_eq(st.mps_uid, 0);
+	gpuq_close(q);
+	/* Let nobody reach the socket. */
+	ck_assert_int_eq(chmod(d.dir, 0711), 0);
+	ck_assert_int_eq(chmod(d.sock, 0666), 0);
+	pid = fork();
+	if (pid == 0) {
+		const char *names[GPUQ_MPS_ENV_MAX], *values[GPUQ_MPS_ENV_MAX];
+		struct gpuq_status cst = { .struct_size = sizeof(cst) };
+		uint8_t out[4096], in[4096];
+		gpuq_t *cq;
+		uint32_t id;
+		void *p = NULL;
+		int n;
+
+		if (setgid(65534) || setuid(65534))
+			_exit(10);
+		if (gpuq_connect(d.sock, &cq))
+			_exit(11);
+		n = gpuq_mps_env(cq, names, values, GPUQ_MPS_ENV_MAX);
+		for (int i = 0; i < n; i++)
+			setenv(names[i], values[i], 0);
+		if (gpuq_status(cq, &cst) || strcmp(cst.sharing, "mps") || n != 0)
+			_exit(12);
+		if (cudaSetDevice(0) != cudaSuccess || cudaMalloc(&p, 1 << 20) != cudaSuccess ||
+		    cudaMemset(p, 1, 1 << 20) != cudaSuccess ||
+		    cudaDeviceSynchronize() != cudaSuccess)
+			_exit(13);
+		memset(out, 0x5a, sizeof(out));
+		if (gpuq_buf_alloc(cq, 0, sizeof(out), &id) ||
+		    gpuq_send(cq, id, 0, out, sizeof(out)) != (ssize_t)sizeof(out) ||
+		    gpuq_recv(cq, id, 0, in, sizeof(in)) != (ssize_t)sizeof(in) ||
+		    memcmp(in, out, sizeof(in)))
+			_exit(14);
+		gpuq_close(cq);
+		_exit(0);
+	}
+	ck_assert_int_gt(pid, 0);
+	if (!wait_for(pid, &wst, 30000)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &wst, 0);
+		ck_abort_msg(
+			"a client running as nobody was still blocked after 30 s (in its first "
+			"CUDA call, if gpuqd pointed it at an MPS server of another uid)");
+	}
+	ck_assert_msg(WIFEXITED(wst) && WEXITSTATUS(wst) == 0,
+		      "the client running as nobody failed: exit status %d (10 setuid, 11 connect, "
+		      "12 it was offered MPS settings, 13 CUDA, 14 transfer)",
+		      WIFEXITED(wst) ? WEXITSTATUS(wst) : -1);
+	ck_assert_int_eq(harness_stop(&d), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mps");
@@ -78,6 +162,11 @@ int main(void)
 	unsetenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, mps_mode_steers_clients);
+	if (geteuid() == 0)
+		tcase_add_test(tc, mps_other_uid_keeps_own_context);
+	else
+		printf("test_mps: mps_other_uid_keeps_own_context needs root (it runs a client as "
+		       "nobody): not run\n");
 	suite_add_tcase(s, tc);
 	harness_seed();
 	return gpu_test_main("test_mps", s);
